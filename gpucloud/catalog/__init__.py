@@ -1,0 +1,219 @@
+"""The hardware catalog: every hardware fact gpucloud relies on, in one place.
+
+Specs name models from here (``model: hgx-h100-8``, ``switch: qm9700``); planners read port counts, rails and
+figures from here and nowhere else. Figures are the vendors' published data-sheet values; ``source`` names the
+document each one comes from. Peak tensor figures are *dense* (without structured sparsity), the number that
+matters for training estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Link rates by InfiniBand generation name, in Gb/s per port.
+LINK_RATES_GBPS: dict[str, int] = {"hdr": 200, "ndr200": 200, "ndr": 400, "xdr": 800}
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    memory_gib: int
+    memory_bandwidth_tbps: float
+    bf16_dense_tflops: float
+    fp8_dense_tflops: float
+    tdp_w: int
+    source: str
+
+
+@dataclass(frozen=True)
+class HCA:
+    """A host channel adapter as the fabric sees it: one port per adapter at ``rate``."""
+
+    model: str
+    rate: str  # key of LINK_RATES_GBPS
+    ports: int = 1
+
+
+@dataclass(frozen=True)
+class ServerModel:
+    name: str
+    description: str
+    vendor_reference: str
+    rack_units: int
+    cpu_model: str
+    sockets: int
+    cores_per_socket: int
+    threads_per_core: int
+    memory_gib: int
+    gpu: GPU | None = None
+    gpus: int = 0
+    nvswitch: bool = False
+    # Compute-fabric adapters, one per rail; rail i is adapter i.
+    compute_hcas: tuple[HCA, ...] = ()
+    # Adapters for a separate storage fabric (ABCI 3.0 style), if the node has them.
+    storage_hcas: tuple[HCA, ...] = ()
+    nvme_drives: int = 0
+    nvme_drive_tb: float = 0.0
+    # Which CPU socket each GPU hangs off, for gres.conf Cores= affinity; len == gpus.
+    gpu_socket: tuple[int, ...] = ()
+    power_kw: float = 1.0
+
+    @property
+    def rails(self) -> int:
+        return len(self.compute_hcas)
+
+    @property
+    def cores(self) -> int:
+        return self.sockets * self.cores_per_socket
+
+    @property
+    def threads(self) -> int:
+        return self.cores * self.threads_per_core
+
+
+@dataclass(frozen=True)
+class SwitchModel:
+    name: str
+    description: str
+    vendor_reference: str
+    rate: str  # native port rate
+    ports: int  # logical ports at the native rate
+    cages: int  # physical OSFP/QSFP cages on the front panel
+    ports_per_cage: int
+    rack_units: int
+    # Ports available when every cage is split to a lower rate (e.g. 128 x NDR200 on a QM9700).
+    split_rates: dict[str, int] = field(default_factory=dict)
+    power_kw: float = 1.0
+
+    def radix(self, rate: str) -> int:
+        """Usable ports at ``rate``: native, or the split count when the switch supports that rate."""
+        if rate == self.rate:
+            return self.ports
+        return self.split_rates.get(rate, 0)
+
+
+_H100_SOURCE = "NVIDIA H100 Tensor Core GPU data sheet (SXM5: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
+_H200_SOURCE = "NVIDIA H200 Tensor Core GPU data sheet (SXM: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
+_B200_SOURCE = "NVIDIA HGX B200 data sheet (8 GPUs: 18 PFLOPS BF16 and 36 PFLOPS FP8 dense, i.e. per GPU 2,250/4,500)"
+
+GPUS: dict[str, GPU] = {
+    "h100-sxm5-80gb": GPU("NVIDIA H100 SXM5 80GB", 80, 3.35, 989.4, 1978.9, 700, _H100_SOURCE),
+    "h200-sxm-141gb": GPU("NVIDIA H200 SXM 141GB", 141, 4.8, 989.4, 1978.9, 700, _H200_SOURCE),
+    "b200-sxm-180gb": GPU("NVIDIA B200 180GB", 180, 8.0, 2250.0, 4500.0, 1000, _B200_SOURCE),
+}
+
+CX7_NDR = HCA("ConnectX-7 NDR 400G OSFP", "ndr")
+CX7_NDR200 = HCA("ConnectX-7 NDR200 200G", "ndr200")
+CX6_HDR = HCA("ConnectX-6 HDR 200G QSFP56", "hdr")
+
+_HGX_GPU_SOCKETS = (0, 0, 0, 0, 1, 1, 1, 1)
+
+SERVERS: dict[str, ServerModel] = {
+    "hgx-h100-8": ServerModel(
+        name="hgx-h100-8",
+        description="8x H100 SXM5 80GB HGX server, 4 NVSwitch, 8x ConnectX-7 NDR 400G (one per rail)",
+        vendor_reference="NVIDIA DGX H100 / HGX H100 8-GPU system specifications",
+        rack_units=8, cpu_model="Intel Xeon Platinum 8480C", sockets=2, cores_per_socket=56, threads_per_core=2,
+        memory_gib=2048, gpu=GPUS["h100-sxm5-80gb"], gpus=8, nvswitch=True,
+        compute_hcas=(CX7_NDR,) * 8, storage_hcas=(CX7_NDR,) * 2,
+        nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=10.2,
+    ),
+    "hgx-h100-8-ndr200": ServerModel(
+        name="hgx-h100-8-ndr200",
+        description="8x H100 SXM5 80GB HGX server, 8x ConnectX-7 NDR200 (one per rail)",
+        vendor_reference="NVIDIA HGX H100 8-GPU; ConnectX-7 NDR200 adapter",
+        rack_units=8, cpu_model="Intel Xeon Platinum 8480+", sockets=2, cores_per_socket=56, threads_per_core=2,
+        memory_gib=2048, gpu=GPUS["h100-sxm5-80gb"], gpus=8, nvswitch=True,
+        compute_hcas=(CX7_NDR200,) * 8, storage_hcas=(CX7_NDR200,),
+        nvme_drives=4, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=10.2,
+    ),
+    "hgx-h200-8": ServerModel(
+        name="hgx-h200-8",
+        description="8x H200 SXM 141GB HGX server, 4 NVSwitch, 8x ConnectX-7 NDR 400G, 1x storage HCA",
+        vendor_reference="NVIDIA HGX H200 8-GPU system specifications",
+        rack_units=8, cpu_model="Intel Xeon Platinum 8558", sockets=2, cores_per_socket=48, threads_per_core=2,
+        memory_gib=2048, gpu=GPUS["h200-sxm-141gb"], gpus=8, nvswitch=True,
+        compute_hcas=(CX7_NDR,) * 8, storage_hcas=(CX7_NDR,),
+        nvme_drives=2, nvme_drive_tb=7.68, gpu_socket=_HGX_GPU_SOCKETS, power_kw=10.2,
+    ),
+    "hgx-h200-8-ndr200": ServerModel(
+        name="hgx-h200-8-ndr200",
+        description="8x H200 SXM 141GB HGX server, 8x ConnectX-7 NDR200 compute + 1x NDR200 storage (ABCI 3.0 class)",
+        vendor_reference="HPE Cray XD670 with HGX H200 8-GPU, as used by AIST ABCI 3.0",
+        rack_units=5, cpu_model="Intel Xeon Platinum 8558", sockets=2, cores_per_socket=48, threads_per_core=2,
+        memory_gib=2048, gpu=GPUS["h200-sxm-141gb"], gpus=8, nvswitch=True,
+        compute_hcas=(CX7_NDR200,) * 8, storage_hcas=(CX7_NDR200,),
+        nvme_drives=2, nvme_drive_tb=7.68, gpu_socket=_HGX_GPU_SOCKETS, power_kw=10.2,
+    ),
+    "hgx-b200-8": ServerModel(
+        name="hgx-b200-8",
+        description="8x B200 HGX server, NVLink 5 switch tray, 8x ConnectX-7 NDR 400G (DGX B200 class)",
+        vendor_reference="NVIDIA DGX B200 / HGX B200 8-GPU system specifications",
+        rack_units=10, cpu_model="Intel Xeon Platinum 8570", sockets=2, cores_per_socket=56, threads_per_core=2,
+        memory_gib=2048, gpu=GPUS["b200-sxm-180gb"], gpus=8, nvswitch=True,
+        compute_hcas=(CX7_NDR,) * 8, storage_hcas=(CX7_NDR,) * 2,
+        nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=14.3,
+    ),
+    "h100-4": ServerModel(
+        name="h100-4",
+        description="4x H100 SXM5 80GB server (HGX H100 4-GPU, NVLink without NVSwitch), 4x ConnectX-7 NDR",
+        vendor_reference="NVIDIA HGX H100 4-GPU baseboard",
+        rack_units=4, cpu_model="AMD EPYC 9454", sockets=2, cores_per_socket=48, threads_per_core=2,
+        memory_gib=1024, gpu=GPUS["h100-sxm5-80gb"], gpus=4, nvswitch=False,
+        compute_hcas=(CX7_NDR,) * 4, storage_hcas=(),
+        nvme_drives=2, nvme_drive_tb=3.84, gpu_socket=(0, 0, 1, 1), power_kw=5.0,
+    ),
+    "cpu-1u": ServerModel(
+        name="cpu-1u",
+        description="1U dual-socket CPU server for controllers and services, 1x ConnectX-7 NDR200 for the fabric",
+        vendor_reference="generic 1U dual-socket server",
+        rack_units=1, cpu_model="Intel Xeon Gold 6430", sockets=2, cores_per_socket=32, threads_per_core=2,
+        memory_gib=512, compute_hcas=(CX7_NDR200,), nvme_drives=2, nvme_drive_tb=1.92, power_kw=0.8,
+    ),
+    "cpu-2u": ServerModel(
+        name="cpu-2u",
+        description="2U dual-socket CPU server for login nodes, 1x ConnectX-7 NDR for the fabric",
+        vendor_reference="generic 2U dual-socket server",
+        rack_units=2, cpu_model="Intel Xeon Platinum 8462Y+", sockets=2, cores_per_socket=32, threads_per_core=2,
+        memory_gib=1024, compute_hcas=(CX7_NDR,), nvme_drives=4, nvme_drive_tb=3.84, power_kw=1.2,
+    ),
+    "storage-2u": ServerModel(
+        name="storage-2u",
+        description="2U storage server (NFS or Lustre OSS/MDS), 2x ConnectX-7 NDR on the storage side",
+        vendor_reference="generic 2U storage server with 24 NVMe bays",
+        rack_units=2, cpu_model="AMD EPYC 9354", sockets=1, cores_per_socket=32, threads_per_core=2,
+        memory_gib=768, storage_hcas=(CX7_NDR,) * 2, nvme_drives=24, nvme_drive_tb=15.36, power_kw=1.6,
+    ),
+}
+
+SWITCHES: dict[str, SwitchModel] = {
+    "qm9700": SwitchModel(
+        name="qm9700", description="NVIDIA Quantum-2 QM9700, 64 NDR 400G ports in 32 twin-port OSFP cages, 1U",
+        vendor_reference="NVIDIA Quantum-2 QM9700 series data sheet", rate="ndr", ports=64, cages=32,
+        ports_per_cage=2, rack_units=1, split_rates={"ndr200": 128}, power_kw=1.7,
+    ),
+    "qm8700": SwitchModel(
+        name="qm8700", description="NVIDIA Quantum QM8700, 40 HDR 200G QSFP56 ports, 1U",
+        vendor_reference="NVIDIA Quantum QM8700 series data sheet", rate="hdr", ports=40, cages=40,
+        ports_per_cage=1, rack_units=1, split_rates={}, power_kw=0.8,
+    ),
+    "q3400": SwitchModel(
+        name="q3400", description="NVIDIA Quantum-X800 Q3400, 144 XDR 800G ports in 72 twin-port OSFP cages, 4U",
+        vendor_reference="NVIDIA Quantum-X800 InfiniBand switch data sheet", rate="xdr", ports=144, cages=72,
+        ports_per_cage=2, rack_units=4, split_rates={}, power_kw=6.0,
+    ),
+}
+# Quantum-X800 is better known by its family name; both resolve to the same switch.
+SWITCH_ALIASES: dict[str, str] = {"quantum-x800": "q3400"}
+
+
+def server(name: str) -> ServerModel:
+    return SERVERS[name]
+
+
+def switch(name: str) -> SwitchModel:
+    return SWITCHES[SWITCH_ALIASES.get(name, name)]
+
+
+def switch_names() -> list[str]:
+    return sorted([*SWITCHES, *SWITCH_ALIASES])

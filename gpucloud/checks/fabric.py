@@ -1,0 +1,3 @@
+"""Checks: fabric."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Checks: names."""
+
+from __future__ import annotations

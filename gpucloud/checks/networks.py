@@ -1,0 +1,3 @@
+"""Checks: networks."""
+
+from __future__ import annotations

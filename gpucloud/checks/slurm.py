@@ -1,0 +1,3 @@
+"""Checks: slurm."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Checks: software."""
+
+from __future__ import annotations

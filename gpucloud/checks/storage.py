@@ -1,0 +1,3 @@
+"""Checks: storage."""
+
+from __future__ import annotations

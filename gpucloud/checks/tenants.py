@@ -1,0 +1,3 @@
+"""Checks: tenants."""
+
+from __future__ import annotations

@@ -1,0 +1,226 @@
+"""The gpucloud command line. Each command wires pipeline stages together and decides the exit code:
+
+0 success, 1 findings at the failure level (validate) or differences found, 2 usage errors, unreadable input, or a
+spec with errors where output would be written.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from gpucloud import __version__
+
+app = typer.Typer(
+    name="gpucloud",
+    help="Plan, validate and build bare-metal GPU clusters from one YAML spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class HostsOutput(str, Enum):
+    text = "text"
+    csv = "csv"
+    json = "json"
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gpucloud {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """gpucloud turns a cluster spec into hosts, fabric, Slurm, Ansible and Pulumi plans."""
+
+
+def _print_findings(checked_list, output: Output) -> None:
+    from gpucloud import report
+
+    if output is Output.json:
+        results = []
+        for c in checked_list:
+            results.append({
+                "file": c.loaded.file,
+                "valid": not any(f.level == "error" for f in c.findings),
+                "findings": [f.as_dict() for f in c.findings],
+            })
+        report.as_json(results, sys.stdout)
+        return
+    colour = sys.stderr.isatty()
+    for c in checked_list:
+        report.text(c.findings, {c.loaded.file: c.loaded.text}, sys.stderr, colour)
+
+
+def _summary(checked) -> str:
+    errors = sum(f.level == "error" for f in checked.findings)
+    warnings = sum(f.level == "warning" for f in checked.findings)
+    if errors:
+        return f"{checked.loaded.file}: invalid ({errors} error(s), {warnings} warning(s))"
+    return f"{checked.loaded.file}: valid" + (f" ({warnings} warning(s))" if warnings else "")
+
+
+@app.command()
+def validate(
+    specs: List[Path] = typer.Argument(..., help="Spec files to validate.", show_default=False),
+    output: Output = typer.Option(Output.text, "--output", "-o", help="text or json."),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Lowest finding level that fails validation."),
+    ignore: List[str] = typer.Option([], "--ignore", help="Check id to skip (repeatable); see 'gpucloud checks'."),
+) -> None:
+    """Validate specs: schema, then semantic checks. Every mistake is reported at once."""
+    from gpucloud.pipeline import check_spec
+
+    checked = [check_spec(path, tuple(ignore)) for path in specs]
+    _print_findings(checked, output)
+    if output is Output.text:
+        for c in checked:
+            typer.echo(_summary(c))
+    if any(c.unreadable for c in checked):
+        raise typer.Exit(EXIT_USAGE)
+    if any(c.fails(fail_on.value) for c in checked):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec (for editors and other tools)."""
+    from gpucloud.spec.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
+def checks() -> None:
+    """List the semantic checks and their ids (for --ignore)."""
+    from gpucloud.checks import all_checks
+
+    for check_id, fn in all_checks().items():
+        doc = (fn.__doc__ or "").strip().splitlines()
+        typer.echo(f"{check_id:28} {doc[0] if doc else ''}")
+
+
+@app.command()
+def catalog() -> None:
+    """List the hardware models and switches specs can name."""
+    from gpucloud import catalog as cat
+
+    typer.echo("servers:")
+    for name, m in sorted(cat.SERVERS.items()):
+        typer.echo(f"  {name:20} {m.description}")
+    typer.echo("switches:")
+    for name, s in sorted(cat.SWITCHES.items()):
+        typer.echo(f"  {name:20} {s.description}")
+
+
+def _checked_or_exit(spec: Path, ignore: tuple[str, ...] = (), fail_on: str = "error"):
+    """Load and check a spec for a command that produces output; on errors print them and exit 2."""
+    from gpucloud.pipeline import check_spec
+
+    checked = check_spec(spec, ignore)
+    if checked.fails(fail_on):
+        _print_findings([checked], Output.text)
+        typer.echo(_summary(checked) + "; nothing was written", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return checked
+
+
+@app.command()
+def hosts(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    output: HostsOutput = typer.Option(HostsOutput.text, "--output", "-o", help="text, csv or json."),
+) -> None:
+    """Show the planned hosts: a hostlist per pool, or every host with its addresses (csv, json)."""
+    from gpucloud.hostlist import pool_hostlist
+    from gpucloud.plan.hosts import plan_hosts
+
+    checked = _checked_or_exit(spec)
+    pools = plan_hosts(checked.spec)
+    if output is HostsOutput.text:
+        for pp in pools:
+            typer.echo(f"{pp.pool.name:12} {len(pp.hosts):6} x {pp.model.name:18} {pp.gpus:7} GPUs  "
+                       f"{pool_hostlist(pp.pool)}")
+        total_hosts = sum(len(pp.hosts) for pp in pools)
+        total_gpus = sum(pp.gpus for pp in pools)
+        typer.echo(f"{'total':12} {total_hosts:6}{'':23}{total_gpus:7} GPUs")
+        return
+    if output is HostsOutput.json:
+        from gpucloud import jsonout
+        from gpucloud.plan import build_plan
+        from gpucloud.render.plan_json import hosts_section
+
+        sys.stdout.write(jsonout.dumps(hosts_section(build_plan(checked.spec))))
+        return
+    import csv
+
+    rails = max((len(h.ipoib) for pp in pools for h in pp.hosts[:1]), default=0)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["name", "pool", "index", "rack", "slot", "u", "management", "bmc", "storage",
+                     *[f"ipoib{r}" for r in range(rails)]])
+    for pp in pools:
+        for h in pp.hosts:
+            ib = list(h.ipoib) + [""] * (rails - len(h.ipoib))
+            writer.writerow([h.name, h.pool, h.index, h.rack, h.slot, h.u, h.management or "", h.bmc or "",
+                             h.storage or "", *ib])
+
+
+@app.command()
+def plan(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    out: Path = typer.Option(..., "--out", help="Plan folder to write (replaced atomically if it holds a plan)."),
+    ignore: List[str] = typer.Option([], "--ignore", help="Check id to skip (repeatable)."),
+    fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Lowest finding level that stops the plan."),
+) -> None:
+    """Write the offline plan of a spec into a folder: plan.json and every rendered file."""
+    from gpucloud.write import RefusedOutput, check_target, write_tree
+
+    try:
+        check_target(out)
+    except RefusedOutput as exc:
+        typer.echo(f"error: refusing to write the plan: {exc}", err=True)
+        typer.echo("  hint: choose an empty or new folder for --out", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    checked = _checked_or_exit(spec, tuple(ignore), fail_on.value)
+    from gpucloud.pipeline import plan_files
+
+    files = plan_files(checked)
+    try:
+        write_tree(out, files)
+    except (RefusedOutput, OSError) as exc:
+        typer.echo(f"error: could not write {out}: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    size = sum(len(b) for b in files.values())
+    warnings = sum(f.level == "warning" for f in checked.findings)
+    if warnings:
+        _print_findings([checked], Output.text)
+    typer.echo(f"wrote {len(files)} file(s), {size:,} bytes, to {out}" +
+               (f" ({warnings} warning(s))" if warnings else ""))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,47 @@
+"""Stage 3: pure, deterministic planners. ``build_plan(spec)`` returns one Plan; plan.json is its serialisation.
+
+Each planner lives in its own module and reads the spec and the parts of the plan planned before it; nothing here
+does I/O. Add a planner by adding a field to Plan and one line to ``build_plan``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gpucloud.findings import Finding
+from gpucloud.plan.hosts import Host, PoolPlan, plan_hosts
+from gpucloud.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: Spec
+    pools: tuple[PoolPlan, ...]
+    findings: tuple[Finding, ...] = ()  # warnings from checks, carried into plan.md
+
+    def hosts(self):
+        for pool in self.pools:
+            yield from pool.hosts
+
+    @property
+    def host_count(self) -> int:
+        return sum(len(p.hosts) for p in self.pools)
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(p.gpus for p in self.pools)
+
+    def pool(self, name: str) -> PoolPlan:
+        for p in self.pools:
+            if p.pool.name == name:
+                return p
+        raise KeyError(name)
+
+
+def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:
+    pools = plan_hosts(spec)
+    return Plan(spec=spec, pools=pools, findings=findings)
+
+
+__all__ = ["Plan", "Host", "PoolPlan", "build_plan"]

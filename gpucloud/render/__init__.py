@@ -1,0 +1,29 @@
+"""Stage 4: renderers. Each reads the Plan and returns {relative path: bytes}; ``render_all`` merges them.
+
+Register a renderer by adding it to RENDERERS. Renderers must be deterministic: sorted keys, no timestamps.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from gpucloud.plan import Plan
+
+Renderer = Callable[[Plan], dict[str, bytes]]
+
+# (module, function) pairs, imported lazily so that a command only pays for what it renders.
+RENDERERS: tuple[tuple[str, str], ...] = (
+    ("gpucloud.render.plan_json", "render"),
+)
+
+
+def render_all(plan: Plan) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for module, name in RENDERERS:
+        fn: Renderer = getattr(importlib.import_module(module), name)
+        for path, data in fn(plan).items():
+            if path in files:
+                raise RuntimeError(f"two renderers wrote {path}")
+            files[path] = data
+    return dict(sorted(files.items()))

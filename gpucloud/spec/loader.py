@@ -1,0 +1,230 @@
+"""Load a spec file into plain data, remembering the line and column of every key and item.
+
+Everything that can go wrong with the file itself (encoding, tabs, YAML syntax, duplicate keys, aliases that expand
+without bound, several documents, a top level that is not a mapping, a file too large) becomes a Finding. Nothing
+here raises for a user mistake.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+
+from gpucloud.findings import Finding, Path
+
+try:  # libyaml is 10x faster; fall back to pure Python where it is missing
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on the PyYAML build
+    _Loader = yaml.SafeLoader
+
+MAX_BYTES = 8 * 1024 * 1024
+# Values constructed from one file, counting every alias expansion: a spec is a few thousand nodes; a billion-laughs
+# document is millions.
+MAX_NODES = 200_000
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+@dataclass
+class Loaded:
+    file: str
+    data: Any = None
+    locations: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.level == "error" for f in self.findings)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Builder:
+    """Turns a composed YAML node graph into dicts/lists/scalars with a location map."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.locations: dict[Path, tuple[int, int]] = {}
+        self.findings: list[Finding] = []
+        self.count = 0
+        self._scalar = yaml.constructor.SafeConstructor()
+
+    def _mark(self, node: yaml.Node) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def _error(self, check: str, node: yaml.Node, path: Path, message: str, hint: str) -> None:
+        line, col = self._mark(node)
+        self.findings.append(Finding(check, "error", path, message, hint, self.file, line, col))
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooLarge
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            out = []
+            for i, item in enumerate(node.value):
+                self.locations.setdefault((*path, i), self._mark(item))
+                out.append(self.build(item, (*path, i)))
+            return out
+        return self._scalar_value(node, path)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict:
+        out: dict[str, Any] = {}
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._error("yaml-merge-key", key_node, path, "merge keys (<<) are not supported",
+                            "write the keys out, or use an anchor for a whole value")
+                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in (_STR, _INT, _BOOL, _NULL, _FLOAT):
+                self._error("yaml-key-type", key_node, path, "a mapping key must be a plain word",
+                            "use a plain string as the key")
+                continue
+            key = key_node.value if key_node.tag == _STR else str(key_node.value)
+            if key_node.tag in (_BOOL, _NULL):
+                self._error("yaml-key-type", key_node, (*path, key),
+                            f"key {key!r} is read by YAML as {'a boolean' if key_node.tag == _BOOL else 'null'}",
+                            f"quote it: '{key}':")
+                continue
+            if key in seen:
+                self._error("yaml-duplicate-key", key_node, (*path, key),
+                            f"duplicate key {key!r} (first defined on line {seen[key]})",
+                            "remove one of the two; YAML would silently keep only the last")
+                continue
+            seen[key] = key_node.start_mark.line + 1
+            self.locations[(*path, key)] = self._mark(key_node)
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _scalar_value(self, node: yaml.Node, path: Path) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag == _TIMESTAMP:  # dates are not a spec type; keep the text so the schema reports it as a string
+            return node.value
+        if tag in (_INT, _FLOAT, _BOOL, _NULL):
+            try:
+                value = self._scalar.construct_object(node, deep=True)
+            except (yaml.YAMLError, ValueError, OverflowError):
+                return node.value
+            if isinstance(value, (datetime.date, datetime.datetime)):
+                return node.value
+            return value
+        self._error("yaml-tag", node, path, f"unsupported YAML tag {tag}",
+                    "remove the explicit !tag; specs use plain YAML values")
+        return None
+
+
+def _decode(raw: bytes, file: str) -> tuple[str | None, Finding | None]:
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        return None, Finding("yaml-encoding", "error", (), f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x})",
+                             "save the file as UTF-8", file, line, col)
+
+
+def _tabs(text: str, file: str) -> list[Finding]:
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip(" ")
+        if stripped.startswith("\t"):
+            col = len(line) - len(stripped) + 1
+            out.append(Finding("yaml-tab", "error", (), "a tab is used for indentation",
+                               "indent with spaces; YAML does not allow tabs there", file, n, col))
+    return out
+
+
+def load_text(text: str, file: str) -> Loaded:
+    result = Loaded(file=file, text=text)
+    tab_findings = _tabs(text, file)
+    if tab_findings:
+        result.findings.extend(tab_findings)
+        return result
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or str(exc)
+        if "expected a single document" in str(exc.context or ""):
+            result.findings.append(Finding("yaml-multiple-documents", "error", (),
+                                           "the file holds more than one YAML document",
+                                           "keep one cluster per file and remove the '---' separator", file, line, col))
+        else:
+            result.findings.append(Finding("yaml-syntax", "error", (), f"YAML syntax error: {problem}",
+                                           "fix the YAML at this position (indentation, a missing ':' or quote)",
+                                           file, line, col))
+        return result
+    except yaml.YAMLError as exc:
+        result.findings.append(Finding("yaml-syntax", "error", (), f"YAML error: {exc}", "fix the YAML", file, 1, 1))
+        return result
+    finally:
+        loader.dispose()
+    if node is None:
+        result.findings.append(Finding("spec-empty", "error", (), "the spec is empty",
+                                       "start from clusters/lab.yaml", file, 1, 1))
+        return result
+    if not isinstance(node, yaml.MappingNode):
+        line, col = node.start_mark.line + 1, node.start_mark.column + 1
+        result.findings.append(Finding("spec-not-mapping", "error", (), "the top level of a spec must be a mapping",
+                                       "start the file with 'name: <cluster>' and the other top-level keys",
+                                       file, line, col))
+        return result
+    builder = _Builder(file)
+    builder.locations[()] = (1, 1)
+    try:
+        result.data = builder.build(node, ())
+    except _TooLarge:
+        result.findings.append(Finding("yaml-too-many-nodes", "error", (),
+                                       f"the document expands to more than {MAX_NODES:,} values (aliases?)",
+                                       "remove the aliases that multiply values; a spec needs a few thousand at most",
+                                       file, 1, 1))
+        result.data = None
+        return result
+    except RecursionError:
+        result.findings.append(Finding("yaml-too-deep", "error", (), "the document is nested too deeply",
+                                       "a spec is a handful of levels deep; check for recursive aliases", file, 1, 1))
+        result.data = None
+        return result
+    result.locations = builder.locations
+    result.findings.extend(builder.findings)
+    return result
+
+
+def load_file(path: str | FsPath) -> Loaded:
+    file = str(path)
+    try:
+        p = FsPath(path)
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            return Loaded(file=file, findings=[Finding(
+                "spec-too-large", "error", (), f"the file is {size:,} bytes; specs are limited to {MAX_BYTES:,}",
+                "a spec describes pools by count and pattern; it should be a few KB", file, 1, 1)])
+        raw = p.read_bytes()
+    except OSError as exc:
+        return Loaded(file=file, findings=[Finding("spec-unreadable", "error", (), f"cannot read the spec: {exc.strerror}",
+                                                   "check the path and permissions", file, 0, 0)])
+    text, bad = _decode(raw, file)
+    if bad:
+        return Loaded(file=file, findings=[bad])
+    return load_text(text, file)
