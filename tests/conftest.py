@@ -1,0 +1,50 @@
+"""Shared fixtures: paths, the real CLI as a subprocess, and golden-file comparison."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTERS = ROOT / "clusters"
+EXAMPLES = sorted(CLUSTERS.glob("*.yaml"))
+UPDATE_GOLDEN = os.environ.get("GPUCLOUD_UPDATE_GOLDEN") == "1"
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 120):
+    """Run ``python -m gpucloud ARGS`` as a user would and return the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gpucloud", *args], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def assert_golden(path: Path, actual: bytes | str) -> None:
+    """Compare with a committed golden file; GPUCLOUD_UPDATE_GOLDEN=1 rewrites it (review the diff!)."""
+    data = actual.encode("utf-8") if isinstance(actual, str) else actual
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return
+    assert path.exists(), f"golden file {path} is missing; create it with GPUCLOUD_UPDATE_GOLDEN=1 and review it"
+    expected = path.read_bytes()
+    if expected != data:
+        import difflib
+
+        diff = "".join(difflib.unified_diff(expected.decode("utf-8", "replace").splitlines(True),
+                                            data.decode("utf-8", "replace").splitlines(True),
+                                            str(path), "actual", n=2))
+        pytest.fail(f"{path} differs from the rendered output:\n{diff[:6000]}")
+
+
+@pytest.fixture
+def golden():
+    return assert_golden
