@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the test extras and run the whole test suite.
+# Set up everything the tests need (Debian packages + .venv with the test extras) and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
-exec .venv/bin/python -m pytest "$@"
+scripts/setup.sh --test
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+# pytest's 5 means no test ran: that is a failure of the suite, not a pass.
+[ "$rc" = 5 ] && { echo "no tests were collected" >&2; exit 1; }
+exit "$rc"

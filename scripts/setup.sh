@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create .venv with gpucloud installed (editable). `--test` adds the test extras and the Debian packages the
+# integration tests run for real (Slurm, MariaDB, OpenSM + ibsim, sshd, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+python3 - <<'PY' || { echo "gpucloud needs Python 3.11 or newer (python3 --version)" >&2; exit 2; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+apt_packages=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+if [ "$with_tests" = 1 ]; then
+  # One package list for developers and CI, kept in .ci/packages.txt.
+  mapfile -t listed < <(grep -v '^\s*#' .ci/packages.txt | tr -s ' \t' '\n' | grep -v '^$')
+  apt_packages+=("${listed[@]}")
+fi
+if [ "${#apt_packages[@]}" -gt 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${apt_packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$with_tests" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test]'
+else
+  .venv/bin/python -m pip install -q -e .
+fi
