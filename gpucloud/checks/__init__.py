@@ -16,8 +16,8 @@ CheckFn = Callable[[Spec], Iterable[Finding]]
 REGISTRY: dict[str, CheckFn] = {}
 
 # Domain modules, imported on first use so that the registry is complete.
-MODULES = ("catalog", "names", "networks", "references", "fabric", "slurm", "storage", "tenants", "software",
-           "provider")
+MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "slurm", "storage", "tenants",
+           "software", "provider")
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
@@ -29,6 +29,11 @@ def check(check_id: str) -> Callable[[CheckFn], CheckFn]:
         return fn
 
     return register
+
+
+def built_hosts(pool) -> int:
+    """Hosts a pool really has: its index range minus the excluded indices that fall inside it."""
+    return pool.count - sum(1 for i in pool.exclude if pool.start <= i < pool.start + pool.count)
 
 
 def _load_modules() -> None:

@@ -9,6 +9,7 @@ from gpucloud.findings import Finding, choices_hint
 
 @check("catalog-model")
 def unknown_models(spec):
+    """A pool names a hardware model that is not in the catalog."""
     for pool in spec.pools:
         if pool.model not in catalog.SERVERS:
             yield Finding("catalog-model", "error", (*pool.path, "model"),
@@ -18,6 +19,7 @@ def unknown_models(spec):
 
 @check("catalog-switch")
 def unknown_switches(spec):
+    """A fabric names a switch that is not in the catalog."""
     for fabric in spec.fabrics.values():
         if fabric.switch not in catalog.SWITCHES and fabric.switch not in catalog.SWITCH_ALIASES:
             yield Finding("catalog-switch", "error", (*fabric.path, "switch"),
