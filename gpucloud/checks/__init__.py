@@ -52,7 +52,11 @@ def run_checks(spec: Spec, ignore: Iterable[str] = ()) -> list[Finding]:
     for check_id, fn in all_checks().items():
         if check_id in skip:
             continue
-        for finding in fn(spec):
-            if finding.check not in skip:
-                out.append(finding)
+        try:
+            found = list(fn(spec))
+        except Exception as exc:  # one broken check must not hide the findings of the others
+            from gpucloud.spec import internal_error
+
+            found = [internal_error(f"running check {check_id}", exc)]
+        out.extend(f for f in found if f.check not in skip)
     return out

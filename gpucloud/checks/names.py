@@ -109,14 +109,28 @@ def hostname_width(spec):
                           f"pad to {len(str(last))} digits before the pool is built: {{index:0{len(str(last))}}}")
 
 
+def _affixes(pattern: str) -> tuple[str, str]:
+    m = re.search(r"\{index[^}]*\}", pattern)
+    return (pattern[: m.start()], pattern[m.end():]) if m else (pattern, "")
+
+
+def _may_collide(a: str, b: str) -> bool:
+    """Whether two patterns can give one name: only if one literal prefix starts the other, and likewise suffixes."""
+    (pa, sa), (pb, sb) = _affixes(a), _affixes(b)
+    return (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
+
+
 @check("hostname-collision")
 def hostname_collision(spec):
     """Two hosts (in different pools) with the same name."""
+    pools = [p for p in spec.pools if not _SPACE_PADDED.search(p.hostname)]
+    # Only pools whose patterns could overlap are expanded, so gpu/login/ctl pools of 12,500 hosts cost nothing.
+    suspects = {i for i, a in enumerate(pools) for j, b in enumerate(pools) if i != j and _may_collide(a.hostname,
+                                                                                                      b.hostname)}
     owner: dict[str, int] = {}
     reported: set[tuple[int, int]] = set()
-    for i, pool in enumerate(spec.pools):
-        if _SPACE_PADDED.search(pool.hostname):
-            continue
+    for i in sorted(suspects):
+        pool = pools[i]
         fmt = pool.hostname.format
         for index in pool.indices:
             if index in pool.exclude:
@@ -125,7 +139,6 @@ def hostname_collision(spec):
             j = owner.setdefault(name, i)
             if j != i and (j, i) not in reported:
                 reported.add((j, i))
-                other = spec.pools[j]
                 yield Finding("hostname-collision", "error", (*pool.path, "hostname"),
-                              f"host {name} of pool {pool.name} has the same name as a host of pool {other.name}",
+                              f"host {name} of pool {pool.name} has the same name as a host of pool {pools[j].name}",
                               "change one pattern, or move one pool's indices with 'start'")

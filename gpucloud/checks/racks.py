@@ -31,24 +31,27 @@ def _layouts(spec):
 @check("rack-collision")
 def collisions(spec):
     """Two pools that put machines in the same units of the same rack."""
+    order = {id(p): i for i, p in enumerate(spec.pools)}
     by_rack: dict[str, list] = {}
     for pool, rack, lo, hi in _layouts(spec):
-        by_rack.setdefault(rack, []).append((lo, hi, pool))
+        by_rack.setdefault(rack, []).append((lo, hi, order[id(pool)], pool))
     reported = set()
     for rack in sorted(by_rack):
-        spans = sorted(by_rack[rack], key=lambda s: (s[0], s[1], s[2].path))
         furthest = None
-        for lo, hi, pool in spans:
-            if furthest is not None and lo <= furthest[1] and furthest[2] is not pool:
-                key = (furthest[2].name, pool.name)
-                if key not in reported:
-                    reported.add(key)
-                    yield Finding("rack-collision", "error", (*pool.path, "rack"),
-                                  f"pool {pool.name} uses units {lo}-{hi} of rack {rack}, where pool "
-                                  f"{furthest[2].name} already has units {furthest[0]}-{furthest[1]}",
-                                  "move one pool to other racks ('first', 'name') or other units ('first_u')")
+        for lo, hi, i, pool in sorted(by_rack[rack], key=lambda s: s[:3]):
+            if furthest is not None and lo <= furthest[1] and furthest[2] != i:
+                # Report once per pair of pools, at the pool listed later (usually the one just added).
+                first, later = sorted((furthest, (lo, hi, i, pool)), key=lambda s: s[2])
+                if (first[2], later[2]) not in reported:
+                    reported.add((first[2], later[2]))
+                    # A warning: the plan is still consistent, but the racks cannot be built as written.
+                    yield Finding("rack-collision", "warning", (*later[3].path, "rack"),
+                                  f"pools {first[3].name} and {later[3].name} both use units "
+                                  f"{max(lo, furthest[0])}-{min(hi, furthest[1])} of rack {rack}",
+                                  "move one pool to other racks ('rack: {first: ...}' or 'name') or other units "
+                                  "('first_u')")
             if furthest is None or hi > furthest[1]:
-                furthest = (lo, hi, pool)
+                furthest = (lo, hi, i, pool)
 
 
 @check("rack-height")

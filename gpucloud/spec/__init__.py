@@ -67,14 +67,23 @@ def load(path: str | FsPath) -> Loaded:
     result.findings.extend(raw.findings)
     if not raw.ok or raw.data is None:
         return result
-    problems = schema.validate(raw.data)
+    problems = schema.validate(raw.data, raw.scalars)
     if not problems:
         problems = _values(raw.data)
     result.findings.extend(f.located(raw.file, raw.locations) for f in problems)
     if problems:
         return result
-    result.spec = build(raw.data, source=raw.file)
+    try:
+        result.spec = build(raw.data, source=raw.file)
+    except Exception as exc:  # a schema-valid spec the model cannot hold is our bug; report it, don't crash
+        result.findings.append(internal_error("building the model", exc, raw.file))
     return result
 
 
-__all__ = ["load", "Loaded", "Spec"]
+def internal_error(stage: str, exc: Exception, file: str = "") -> Finding:
+    """A finding for an unexpected exception, so the user sees a located report instead of a traceback."""
+    return Finding("internal-error", "error", (), f"gpucloud failed while {stage}: {type(exc).__name__}: {exc}",
+                   "this is a bug in gpucloud; please report it together with the spec", file, 1, 1)
+
+
+__all__ = ["load", "Loaded", "Spec", "internal_error"]

@@ -43,6 +43,8 @@ class Loaded:
     locations: dict[Path, tuple[int, int]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     text: str = ""
+    # The source text of every scalar YAML did not read as a string (12.10 is read as 12.1): hints quote it as written.
+    scalars: dict[Path, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -60,8 +62,10 @@ class _Builder:
         self.file = file
         self.locations: dict[Path, tuple[int, int]] = {}
         self.findings: list[Finding] = []
+        self.scalars: dict[Path, str] = {}
         self.count = 0
         self._scalar = yaml.constructor.SafeConstructor()
+        self._open: set[int] = set()  # ids of the collections being built, to spot an alias that contains itself
 
     def _mark(self, node: yaml.Node) -> tuple[int, int]:
         return node.start_mark.line + 1, node.start_mark.column + 1
@@ -74,15 +78,27 @@ class _Builder:
         self.count += 1
         if self.count > MAX_NODES:
             raise _TooLarge
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar_value(node, path)
+        if id(node) in self._open:
+            self._error("yaml-recursive-alias", node, path, "an alias refers to a value that contains it",
+                        "remove the alias; a spec cannot contain itself")
+            return None
+        if node.tag not in (_MAP, _SEQ):
+            self._error("yaml-tag", node, path, f"unsupported YAML tag {node.tag}",
+                        "remove the explicit !tag; specs use plain YAML mappings and lists")
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
             out = []
             for i, item in enumerate(node.value):
                 self.locations.setdefault((*path, i), self._mark(item))
                 out.append(self.build(item, (*path, i)))
             return out
-        return self._scalar_value(node, path)
+        finally:
+            self._open.discard(id(node))
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict:
         out: dict[str, Any] = {}
@@ -119,6 +135,7 @@ class _Builder:
         if tag == _TIMESTAMP:  # dates are not a spec type; keep the text so the schema reports it as a string
             return node.value
         if tag in (_INT, _FLOAT, _BOOL, _NULL):
+            self.scalars[path] = node.value
             try:
                 value = self._scalar.construct_object(node, deep=True)
             except (yaml.YAMLError, ValueError, OverflowError):
@@ -153,6 +170,11 @@ def _tabs(text: str, file: str) -> list[Finding]:
     return out
 
 
+def _position(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
 def load_text(text: str, file: str) -> Loaded:
     result = Loaded(file=file, text=text)
     tab_findings = _tabs(text, file)
@@ -174,6 +196,13 @@ def load_text(text: str, file: str) -> Loaded:
             result.findings.append(Finding("yaml-syntax", "error", (), f"YAML syntax error: {problem}",
                                            "fix the YAML at this position (indentation, a missing ':' or quote)",
                                            file, line, col))
+        return result
+    except yaml.reader.ReaderError as exc:
+        line, col = _position(text, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character or "\0")
+        result.findings.append(Finding("yaml-character", "error", (), f"character U+{code:04X} is not allowed "
+                                       "in YAML", "remove it (control characters cannot appear in a spec)",
+                                       file, line, col))
         return result
     except yaml.YAMLError as exc:
         result.findings.append(Finding("yaml-syntax", "error", (), f"YAML error: {exc}", "fix the YAML", file, 1, 1))
@@ -207,6 +236,7 @@ def load_text(text: str, file: str) -> Loaded:
         result.data = None
         return result
     result.locations = builder.locations
+    result.scalars = builder.scalars
     result.findings.extend(builder.findings)
     return result
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from gpucloud import catalog
@@ -23,7 +24,8 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text)
     if not m:
         raise ValueError(f"not a size: {text!r}")
-    return int(float(m.group(1)) * SIZE_UNITS[m.group(2)])
+    # Exact arithmetic: float() would round 1.1PB and overflow on a 400-digit number.
+    return int(Fraction(m.group(1)) * SIZE_UNITS[m.group(2)])
 
 
 def parse_duration_minutes(text: str) -> int | None:
@@ -174,6 +176,7 @@ class Tenant:
     storage_quota: tuple[tuple[str, int], ...]  # (filesystem, bytes)
     inode_quota: tuple[tuple[str, int], ...]
     path: Path
+    project_id: int | None = None  # storage project id; None: derived from the name by the storage planner
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,7 @@ def _tenant(i: int, raw: dict) -> Tenant:
         storage_quota=tuple(sorted((k, parse_size(v)) for k, v in raw.get("storage_quota", {}).items())),
         inode_quota=tuple(sorted(raw.get("inode_quota", {}).items())),
         path=("tenants", i),
+        project_id=raw.get("project_id"),
     )
 
 

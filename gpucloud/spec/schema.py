@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from gpucloud.findings import Finding, choices_hint, did_you_mean
 
@@ -24,9 +24,13 @@ def schema() -> dict:
 
 @lru_cache(maxsize=1)
 def _validator():
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(schema())
+    # JSON Schema counts 2.0 as an integer; a count or a VLAN written 2.0 is a typo, and Python's range() refuses it.
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    strict = validators.extend(Draft202012Validator, type_checker=checker)
+    return strict(schema())
 
 
 def _describe(value: Any) -> str:
@@ -63,7 +67,7 @@ def _property_names(subschema: dict) -> list[str]:
     return sorted(k for k in subschema.get("properties", {}))
 
 
-def _finding(err) -> Finding:
+def _finding(err, raw: Mapping[tuple, str] | None = None) -> Finding:
     path = tuple(err.absolute_path)
     v = err.validator
     inst = err.instance
@@ -93,7 +97,8 @@ def _finding(err) -> Finding:
         names = " or ".join(_TYPE_NAMES.get(w, w) for w in wants)
         hint = f"write {names}"
         if "string" in wants and isinstance(inst, (int, float, bool)):
-            hint = f"quote the value: '{inst if not isinstance(inst, bool) else str(inst).lower()}'"
+            written = (raw or {}).get(path, str(inst).lower() if isinstance(inst, bool) else str(inst))
+            hint = f"quote the value: '{written}'"
         elif inst is None:
             hint = f"give a value ({names}) or remove the key"
         return Finding("schema", "error", path, f"expected {names}, got {_describe(inst)}", hint)
@@ -117,11 +122,12 @@ def _finding(err) -> Finding:
     return Finding("schema", "error", path, err.message, err.schema.get("description", "see the schema") if isinstance(err.schema, dict) else "")
 
 
-def validate(data: Any) -> list[Finding]:
+def validate(data: Any, raw: Mapping[tuple, str] | None = None) -> list[Finding]:
+    """Schema findings for loaded data; ``raw`` (path -> source text of non-string scalars) makes hints exact."""
     errors = _leaf_errors(_validator().iter_errors(data))
     findings: dict[tuple, Finding] = {}
     for err in errors:
-        f = _finding(err)
+        f = _finding(err, raw)
         if f.check == "schema" and err.validator == "additionalProperties" and isinstance(err.instance, dict):
             # One finding per unknown key, each pointing at its own line.
             allowed = _property_names(err.schema)
