@@ -1,3 +1,278 @@
-"""Checks: slurm."""
+"""Checks: slurm. What slurmctld would refuse, and what it would silently accept but run wrongly.
+
+``verify_rendered`` re-reads the rendered files the way slurmctld would and checks the mistakes slurmctld lets
+through (GRES without GresTypes, gres.conf devices that do not match the GPU count, topology naming unknown nodes).
+"""
 
 from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping
+
+from gpucloud import catalog
+from gpucloud.checks import check
+from gpucloud.findings import Finding, choices_hint
+from gpucloud.spec.model import Spec, parse_duration_minutes
+
+# Slurm's own releases as (major, minor); topology/block arrived in 23.11.
+BLOCK_TOPOLOGY_SINCE = (23, 11)
+
+
+def _version(text: str | None) -> tuple[int, int] | None:
+    m = re.match(r"^(\d+)\.(\d+)", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _compute_pools(spec: Spec) -> dict[str, object]:
+    return {p.name: p for p in spec.pools if "compute" in p.roles}
+
+
+@check("slurm-partition-pool")
+def partition_pools(spec: Spec) -> Iterable[Finding]:
+    """Every partition names existing compute pools (slurmctld refuses partitions with unknown nodes)."""
+    compute = _compute_pools(spec)
+    names = [p.name for p in spec.pools]
+    for part in spec.slurm.partitions:
+        for j, pool in enumerate(part.pools):
+            path = (*part.path, "pools", j)
+            if pool not in names:
+                yield Finding("slurm-partition-pool", "error", path,
+                              f"partition '{part.name}' names pool '{pool}', which does not exist",
+                              choices_hint(pool, compute, "compute pools"))
+            elif pool not in compute:
+                yield Finding("slurm-partition-pool", "error", path,
+                              f"pool '{pool}' has no 'compute' role, so it runs no slurmd and cannot be in "
+                              f"partition '{part.name}'",
+                              f"add 'compute' to the roles of pool '{pool}' or remove it from the partition")
+
+
+@check("slurm-partition-names")
+def partition_names(spec: Spec) -> Iterable[Finding]:
+    """Partition names are unique and at most one partition is the default."""
+    seen: set[str] = set()
+    defaults = []
+    for part in spec.slurm.partitions:
+        if part.name in seen:
+            yield Finding("slurm-partition-names", "error", (*part.path, "name"),
+                          f"partition '{part.name}' is defined twice", "give each partition its own name")
+        seen.add(part.name)
+        if part.default:
+            defaults.append(part)
+    for part in defaults[1:]:
+        yield Finding("slurm-partition-names", "error", (*part.path, "default"),
+                      f"partition '{part.name}' is a second default partition (the first is '{defaults[0].name}')",
+                      "mark only one partition 'default: true'")
+
+
+@check("slurm-partition-time")
+def partition_time(spec: Spec) -> Iterable[Finding]:
+    """DefaultTime is not longer than MaxTime."""
+    for part in spec.slurm.partitions:
+        if part.default_time and part.max_time:
+            d, m = parse_duration_minutes(part.default_time), parse_duration_minutes(part.max_time)
+            if m is not None and (d is None or d > m):
+                yield Finding("slurm-partition-time", "error", (*part.path, "default_time"),
+                              f"partition '{part.name}': default_time {part.default_time} is longer than "
+                              f"max_time {part.max_time}", "make default_time at most max_time")
+
+
+@check("slurm-gres")
+def gres(spec: Spec) -> Iterable[Finding]:
+    """GPU servers list one CPU socket per GPU, so gres.conf gets one device file per GPU."""
+    for pool in _compute_pools(spec).values():
+        model = catalog.SERVERS.get(pool.model)
+        if model is None or not model.gpus:
+            continue
+        if model.gpu_socket and len(model.gpu_socket) != model.gpus:
+            yield Finding("slurm-gres", "error", (*pool.path, "model"),
+                          f"model '{model.name}' has {model.gpus} GPUs but socket affinity for "
+                          f"{len(model.gpu_socket)}; gres.conf would list the wrong number of devices",
+                          "fix gpu_socket of the model in the catalog")
+        elif any(s >= model.sockets for s in model.gpu_socket):
+            yield Finding("slurm-gres", "error", (*pool.path, "model"),
+                          f"model '{model.name}' attaches a GPU to a CPU socket it does not have",
+                          "fix gpu_socket of the model in the catalog")
+
+
+@check("slurm-daemons")
+def daemons(spec: Spec) -> Iterable[Finding]:
+    """A slurm-controller host exists, and a slurmdbd host when accounting is on."""
+    if not spec.slurm.partitions:
+        return
+    if not any("slurm-controller" in p.roles and p.count for p in spec.pools):
+        yield Finding("slurm-daemons", "error", ("slurm",), "no pool has the 'slurm-controller' role",
+                      "add 'slurm-controller' to the roles of a service pool (two hosts for fail-over)")
+    if spec.slurm.accounting.enabled and not any("slurmdbd" in p.roles and p.count for p in spec.pools):
+        yield Finding("slurm-daemons", "error", ("slurm", "accounting", "enabled"),
+                      "accounting is enabled but no pool has the 'slurmdbd' role",
+                      "add 'slurmdbd' to the roles of a service pool, or disable accounting")
+
+
+@check("slurm-accounting")
+def accounting(spec: Spec) -> Iterable[Finding]:
+    """Tenant limits need accounting; slurmdbd needs its database password by reference."""
+    acc = spec.slurm.accounting
+    if acc.enabled and not acc.database_password:
+        yield Finding("slurm-accounting", "warning", ("slurm", "accounting"),
+                      "accounting has no database_password; slurmdbd would reach MariaDB without a password",
+                      "add database_password: {secret: <name>} (the value stays in the secret store)")
+    if not acc.enabled and spec.tenants and spec.slurm.partitions:
+        yield Finding("slurm-accounting", "warning", ("tenants",),
+                      "tenants are defined but Slurm accounting is off, so their GPU limits are not enforced",
+                      "set slurm.accounting.enabled: true")
+
+
+@check("slurm-topology")
+def topology(spec: Spec) -> Iterable[Finding]:
+    """The topology plugin fits the fabric and the Slurm version."""
+    s = spec.slurm
+    if s.topology == "tree" and not spec.fabrics:
+        yield Finding("slurm-topology", "error", ("slurm", "topology"),
+                      "topology 'tree' needs a planned fabric to describe the switches",
+                      "add a fabric or set slurm.topology: none")
+    if s.topology == "tree":
+        for pool in _compute_pools(spec).values():
+            if pool.fabric in (None, "none"):
+                yield Finding("slurm-topology", "warning", (*pool.path, "fabric"),
+                              f"compute pool '{pool.name}' is on no fabric, so topology.conf cannot place its nodes"
+                              " and Slurm will not schedule multi-node jobs across them well",
+                              "attach the pool to a fabric")
+    if s.topology == "block":
+        v = _version(spec.software.slurm)
+        if v is None or v < BLOCK_TOPOLOGY_SINCE:
+            yield Finding("slurm-topology", "error", ("slurm", "topology"),
+                          f"topology 'block' needs Slurm 23.11 or later (software.slurm is "
+                          f"{spec.software.slurm or 'not set'})",
+                          "set software.slurm to 23.11 or later, or use topology: tree")
+
+
+@check("slurm-containers")
+def containers(spec: Spec) -> Iterable[Finding]:
+    """pyxis runs containers through enroot."""
+    if spec.slurm.pyxis and not spec.slurm.enroot:
+        yield Finding("slurm-containers", "error", ("slurm", "containers", "pyxis"),
+                      "pyxis needs enroot", "set slurm.containers.enroot: true")
+
+
+@check("slurm-tenants")
+def tenants(spec: Spec) -> Iterable[Finding]:
+    """Tenants name existing partitions, their dedicated pools are in a partition, limits fit the cluster."""
+    parts = {p.name: p for p in spec.slurm.partitions}
+    in_partition = {pool for p in spec.slurm.partitions for pool in p.pools}
+    compute = _compute_pools(spec)
+    for t in spec.tenants:
+        for j, name in enumerate(t.partitions):
+            if name not in parts:
+                yield Finding("slurm-tenants", "error", (*t.path, "partitions", j),
+                              f"tenant '{t.name}' names partition '{name}', which does not exist",
+                              choices_hint(name, parts, "partitions"))
+        for j, pool in enumerate(t.pools):
+            if pool in compute and pool not in in_partition:
+                yield Finding("slurm-tenants", "error", (*t.path, "pools", j),
+                              f"pool '{pool}' is dedicated to tenant '{t.name}' but is in no partition, so its "
+                              "jobs cannot run there", f"add a partition over pool '{pool}'")
+        if t.gpu_limit is not None and t.max_time and t.partitions:
+            wall = parse_duration_minutes(t.max_time)
+            longest = [parse_duration_minutes(parts[n].max_time) for n in t.partitions
+                       if n in parts and parts[n].max_time]
+            if wall is not None and longest and all(m is not None and wall > m for m in longest):
+                yield Finding("slurm-tenants", "warning", (*t.path, "max_time"),
+                              f"tenant '{t.name}' max_time {t.max_time} is longer than every partition it uses "
+                              "allows", "lower the tenant's max_time or raise the partitions' max_time")
+
+
+# --- post-render self-check ---------------------------------------------------------------------------------------
+
+def _kv(line: str) -> dict[str, str]:
+    out = {}
+    for word in line.split():
+        if "=" in word:
+            k, v = word.split("=", 1)
+            out[k.lower()] = v
+    return out
+
+
+def _expand(expr: str) -> list[str]:
+    from gpucloud.hostlist import expand
+
+    return expand(expr)
+
+
+def _finding(message: str) -> Finding:
+    return Finding("slurm-rendered", "error", ("slurm",), message, "this is a gpucloud bug; please report it")
+
+
+def verify_rendered(files: Mapping[str, bytes]) -> list[Finding]:
+    """Check rendered slurm/ files for what slurmctld accepts silently. Linear in the number of node groups,
+    except topology.conf, whose node lists are expanded once."""
+    conf = files.get("slurm/slurm.conf")
+    if conf is None:
+        return []
+    problems: list[Finding] = []
+    settings: dict[str, str] = {}
+    node_lines = []
+    for raw in conf.decode().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        kv = _kv(line)
+        if "nodename" in kv:
+            node_lines.append(kv)
+        elif "partitionname" not in kv and len(kv) == 1:
+            settings.update(kv)
+    gres_types = set(filter(None, settings.get("grestypes", "").split(",")))
+    gpus_per_group: dict[str, int] = {}
+    for kv in node_lines:
+        gres = kv.get("gres")
+        if not gres:
+            continue
+        parts = gres.split(":")
+        if parts[0] not in gres_types:
+            problems.append(_finding(f"NodeName={kv['nodename']} has Gres={gres} but GresTypes does not list it"))
+        gpus_per_group[kv["nodename"]] = int(parts[-1]) if parts[-1].isdigit() else 1
+    gres_conf = files.get("slurm/gres.conf", b"").decode()
+    devices: dict[str, int] = {}
+    autodetect = False
+    for raw in gres_conf.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        kv = _kv(line)
+        if kv.get("autodetect", "").lower() == "nvml" and "nodename" not in kv:
+            autodetect = True
+        if "nodename" not in kv:
+            continue
+        if "file" in kv:
+            devices[kv["nodename"]] = devices.get(kv["nodename"], 0) + len(_expand(kv["file"]))
+        elif "count" in kv:
+            devices[kv["nodename"]] = devices.get(kv["nodename"], 0) + int(kv["count"])
+    for group, gpus in gpus_per_group.items():
+        if devices.get(group, 0) != gpus and not (autodetect and group not in devices):
+            problems.append(_finding(f"gres.conf lists {devices.get(group, 0)} GPU device(s) for {group}, "
+                                     f"slurm.conf says {gpus}"))
+    for group in devices:
+        if group not in gpus_per_group:
+            problems.append(_finding(f"gres.conf lists devices for {group}, which has no Gres in slurm.conf"))
+    topo = files.get("slurm/topology.conf")
+    if topo is not None and settings.get("topologyplugin") == "topology/tree":
+        problems.extend(_verify_topology(topo.decode(), [kv["nodename"] for kv in node_lines]))
+    return problems
+
+
+def _verify_topology(text: str, node_exprs: list[str]) -> list[Finding]:
+    known: set[str] = set()
+    for expr in node_exprs:
+        known.update(_expand(expr))
+    placed: set[str] = set()
+    problems = []
+    for raw in text.splitlines():
+        kv = _kv(raw.split("#", 1)[0])
+        if "nodes" in kv:
+            names = _expand(kv["nodes"])
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                problems.append(_finding(f"topology.conf switch {kv.get('switchname', '?')} names "
+                                         f"{len(unknown)} unknown node(s), e.g. {unknown[0]}"))
+            placed.update(names)
+    missing = known - placed
+    if missing:
+        problems.append(_finding(f"{len(missing)} node(s) are on no switch in topology.conf, e.g. {min(missing)}"))
+    return problems

@@ -19,6 +19,7 @@ class Plan:
     spec: Spec
     pools: tuple[PoolPlan, ...]
     findings: tuple[Finding, ...] = ()  # warnings from checks, carried into plan.md
+    slurm: Any = None  # gpucloud.plan.slurm.SlurmPlan
 
     def hosts(self):
         for pool in self.pools:
@@ -41,7 +42,8 @@ class Plan:
 
 def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:
     pools = plan_hosts(spec)
-    return Plan(spec=spec, pools=pools, findings=findings)
+    from gpucloud.plan.slurm import plan_slurm
+    return Plan(spec=spec, pools=pools, findings=findings, slurm=plan_slurm(spec, pools))
 
 
 __all__ = ["Plan", "Host", "PoolPlan", "build_plan"]

@@ -15,6 +15,7 @@ Renderer = Callable[[Plan], dict[str, bytes]]
 # (module, function) pairs, imported lazily so that a command only pays for what it renders.
 RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.plan_json", "render"),
+    ("gpucloud.render.slurm", "render"),
 )
 
 

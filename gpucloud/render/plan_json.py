@@ -13,7 +13,9 @@ from gpucloud.plan.hosts import block_base, gateway
 FORMAT = 1
 
 # key -> (module, function(plan) -> JSON-able). Each planner that owns a section of plan.json registers it here.
-SECTIONS: dict[str, tuple[str, str]] = {}
+SECTIONS: dict[str, tuple[str, str]] = {
+    "slurm": ("gpucloud.plan.slurm", "section"),
+}
 
 
 def _ip(n: int) -> str:
