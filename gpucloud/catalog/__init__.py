@@ -95,16 +95,21 @@ class SwitchModel:
 _H100_SOURCE = "NVIDIA H100 Tensor Core GPU data sheet (SXM5: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
 _H200_SOURCE = "NVIDIA H200 Tensor Core GPU data sheet (SXM: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
 _B200_SOURCE = "NVIDIA HGX B200 data sheet (8 GPUs: 18 PFLOPS BF16 and 36 PFLOPS FP8 dense, i.e. per GPU 2,250/4,500)"
+_B300_SOURCE = ("NVIDIA HGX B300 data sheet (8 GPUs: 36 PFLOPS BF16 and 72 PFLOPS FP8 with sparsity, i.e. dense per GPU "
+                "2,250/4,500; 288 GB HBM3e at 8 TB/s)")
+
 
 GPUS: dict[str, GPU] = {
     "h100-sxm5-80gb": GPU("NVIDIA H100 SXM5 80GB", 80, 3.35, 989.4, 1978.9, 700, _H100_SOURCE),
     "h200-sxm-141gb": GPU("NVIDIA H200 SXM 141GB", 141, 4.8, 989.4, 1978.9, 700, _H200_SOURCE),
     "b200-sxm-180gb": GPU("NVIDIA B200 180GB", 180, 8.0, 2250.0, 4500.0, 1000, _B200_SOURCE),
+    "b300-sxm-288gb": GPU("NVIDIA B300 288GB", 288, 8.0, 2250.0, 4500.0, 1100, _B300_SOURCE),
 }
 
 CX7_NDR = HCA("ConnectX-7 NDR 400G OSFP", "ndr")
 CX7_NDR200 = HCA("ConnectX-7 NDR200 200G", "ndr200")
 CX6_HDR = HCA("ConnectX-6 HDR 200G QSFP56", "hdr")
+CX8_XDR = HCA("ConnectX-8 SuperNIC XDR 800G", "xdr")
 
 _HGX_GPU_SOCKETS = (0, 0, 0, 0, 1, 1, 1, 1)
 
@@ -153,6 +158,15 @@ SERVERS: dict[str, ServerModel] = {
         memory_gib=2048, gpu=GPUS["b200-sxm-180gb"], gpus=8, nvswitch=True,
         compute_hcas=(CX7_NDR,) * 8, storage_hcas=(CX7_NDR,) * 2,
         nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=14.3,
+    ),
+    "hgx-b300-8": ServerModel(
+        name="hgx-b300-8",
+        description="8x B300 HGX server, NVLink 5, 8x ConnectX-8 XDR 800G (DGX B300 class)",
+        vendor_reference="NVIDIA DGX B300 / HGX B300 8-GPU system specifications; DGX SuperPOD B300 XDR RA",
+        rack_units=10, cpu_model="Intel Xeon 6776P", sockets=2, cores_per_socket=64, threads_per_core=2,
+        memory_gib=2048, gpu=GPUS["b300-sxm-288gb"], gpus=8, nvswitch=True,
+        compute_hcas=(CX8_XDR,) * 8, storage_hcas=(),
+        nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=14.5,
     ),
     "h100-4": ServerModel(
         name="h100-4",
@@ -203,6 +217,30 @@ SWITCHES: dict[str, SwitchModel] = {
         ports_per_cage=2, rack_units=4, split_rates={}, power_kw=6.0,
     ),
 }
+# Optics and cables per link rate, for the fabric bill of materials. A switch cage holds one twin-port transceiver
+# (two links, or four when split); a single-port HCA takes one transceiver per port. Links inside a scalable unit are
+# multimode (SR, up to 50 m); switch-to-switch links are single-mode (DR, up to 500 m) as in the DGX SuperPOD RAs.
+@dataclass(frozen=True)
+class Optics:
+    switch_down: str  # twin-port transceiver in a switch cage facing hosts
+    switch_up: str  # twin-port transceiver in a switch cage facing other switches
+    hca: str  # transceiver on the host adapter
+    host_cable: str
+    switch_cable: str
+
+
+OPTICS: dict[str, Optics] = {
+    "ndr": Optics("OSFP 2x400G twin-port SR4 multimode (finned top)", "OSFP 2x400G twin-port DR4 single-mode",
+                  "OSFP 400G SR4 multimode (flat top)", "MPO-12/APC multimode fibre", "MPO-12/APC single-mode fibre"),
+    "ndr200": Optics("OSFP 2x400G twin-port SR4 multimode, each port split 2x200G",
+                     "OSFP 2x400G twin-port DR4 single-mode", "OSFP/QSFP112 200G SR2 multimode",
+                     "MPO-12/APC to 2x MPO-12/APC multimode splitter fibre", "MPO-12/APC single-mode fibre"),
+    "hdr": Optics("QSFP56 200G SR4 multimode", "QSFP56 200G SR4 multimode", "QSFP56 200G SR4 multimode",
+                  "MPO-12 multimode fibre", "MPO-12 multimode fibre"),
+    "xdr": Optics("OSFP 2x800G twin-port DR4 single-mode", "OSFP 2x800G twin-port DR4 single-mode",
+                  "OSFP 800G DR4 single-mode", "MPO-12/APC single-mode fibre", "MPO-12/APC single-mode fibre"),
+}
+
 # Quantum-X800 is better known by its family name; both resolve to the same switch.
 SWITCH_ALIASES: dict[str, str] = {"quantum-x800": "q3400"}
 

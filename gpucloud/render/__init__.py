@@ -15,15 +15,25 @@ Renderer = Callable[[Plan], dict[str, bytes]]
 # (module, function) pairs, imported lazily so that a command only pays for what it renders.
 RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.plan_json", "render"),
+    ("gpucloud.render.pulumi", "render"),
     ("gpucloud.render.slurm", "render"),
 )
 
 
 def render_all(plan: Plan) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
+    late = []  # renderers flagged ``reads_rendered`` get the others' files (Pulumi layer triggers hash them)
     for module, name in RENDERERS:
         fn: Renderer = getattr(importlib.import_module(module), name)
+        if getattr(fn, "reads_rendered", False):
+            late.append(fn)
+            continue
         for path, data in fn(plan).items():
+            if path in files:
+                raise RuntimeError(f"two renderers wrote {path}")
+            files[path] = data
+    for fn in late:
+        for path, data in fn(plan, dict(files)).items():
             if path in files:
                 raise RuntimeError(f"two renderers wrote {path}")
             files[path] = data

@@ -1,0 +1,475 @@
+"""Fabric planner: switches, ports, cables, GUIDs and subnets of every InfiniBand fabric in the spec.
+
+The compute fabric is a rail-optimized fat tree (docs/fabric.md has the reasoning and the sources):
+
+* a scalable unit (SU) of ``scalable_unit`` node slots has one leaf per rail; HCA ``i`` of the node in slot ``s``
+  goes to the rail-``i`` leaf of its SU on down port ``s + 1``. A node's slot is a pure function of its pool's
+  first SU and its position, so growing a pool never moves a cable of an existing node;
+* a leaf has ``ceil(SU / taper)`` uplinks on its top ports; spines are chosen so that every leaf has the same number
+  of links to every spine it uses (the count divides the leaf's uplinks), and the same holds from spines to cores;
+* two tiers while a plane has at most ``k`` leaves (k^2/2 endpoints when non-blocking), else three tiers made of
+  pods of ``k/2`` leaves, each pod with its own spines, and core groups joining spine ``j`` of every pod;
+* when one subnet would pass the unicast LID limit, every rail becomes its own subnet with its own spines and cores.
+
+Non-compute hosts (login, controllers, subnet managers) take the free down ports of the last SU from the top, and
+spill into service leaves when those run out. A ``fat-tree`` fabric (a storage fabric) fills leaves port by port.
+
+Everything is kept in flat tuples and ``array``s of ints: the 100,000-GPU example has ~300,000 cables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from dataclasses import dataclass
+from math import ceil
+
+from gpucloud import catalog
+from gpucloud.plan.hosts import PoolPlan
+from gpucloud.spec.model import Fabric, Spec
+
+LID_LIMIT = 49151  # unicast LIDs 0x0001-0xbfff
+LID_WARN = 0.8
+STORAGE_PKEY = 0x7FFD  # the storage partition; tenant pkeys must not use it (checks/fabric.py)
+DEFAULT_PKEY = 0x7FFF
+TIER_NAMES = ("node", "leaf", "spine", "core")
+CABLE_TIERS = ("node_leaf", "leaf_spine", "spine_core")
+FABRIC_PREFIX = {"compute": "c", "storage": "s"}
+FABRIC_ID = {"compute": 0, "storage": 1}
+SWITCHES_PER_RACK = 16  # spine and core racks: what the fibre of one rack's patch panels can reasonably take
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    name: str
+    tier: int  # 1 leaf, 2 spine, 3 core
+    subnet: int
+    group: int  # leaf: SU (1-based, 0 for a service leaf); spine: pod (1-based); core: spine position it joins
+    rail: int  # leaf: its rail; -1 otherwise
+    rack: str
+    u: int
+    guid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One HCA port of a host on this fabric."""
+
+    host: str
+    pool: str
+    hca: int  # the HCA's index on the host; the rail for a compute HCA
+    service: bool  # placed in free ports rather than by SU slot
+    rack: str
+    guid: int  # node GUID; the port GUID is guid + 1
+    leaf: int  # index into FabricPlan.switches
+    port: int  # leaf port, 1-based
+
+
+@dataclass(frozen=True)
+class Subnet:
+    index: int
+    name: str  # "" for the only subnet, else "rail<N>"
+    endpoints: int
+    switches: int
+    sm_hosts: tuple[str, ...]  # hosts with a port here that run the subnet manager, primary first
+
+    @property
+    def lids(self) -> int:
+        return self.endpoints + self.switches
+
+
+@dataclass(frozen=True)
+class FabricPlan:
+    name: str
+    fabric: Fabric
+    model: catalog.SwitchModel
+    rate: str
+    radix: int
+    rails: int  # leaves per SU (1 for a plain fat tree)
+    su_size: int
+    leaf_up: int
+    leaf_down: int  # leaf ports available to hosts
+    tiers: int
+    split: str  # "none" or "per-rail"
+    sus: int  # compute SUs (leaf groups) planned
+    switches: tuple[Switch, ...]
+    endpoints: tuple[Endpoint, ...]
+    # switch-to-switch cables as parallel arrays: lower switch index/port, upper switch index/port, upper tier
+    lo: array
+    lo_port: array
+    hi: array
+    hi_port: array
+    hi_tier: array
+    subnets: tuple[Subnet, ...]
+    spine_ports: int  # ports used on each spine
+    core_ports: int
+
+    def count(self, tier: int) -> int:
+        return sum(1 for s in self.switches if s.tier == tier)
+
+    def cable_counts(self) -> dict[str, int]:
+        up = self.hi_tier
+        return {"node_leaf": len(self.endpoints), "leaf_spine": up.count(2), "spine_core": up.count(3)}
+
+    @property
+    def lid_total(self) -> int:
+        return len(self.endpoints) + len(self.switches)
+
+    def port_label(self, port: int) -> str:
+        return port_label(self.model, self.rate, port)
+
+
+def port_label(model: catalog.SwitchModel, rate: str, port: int) -> str:
+    """Logical port number -> the label printed on the front panel: cage/port, or cage/port/split when split."""
+    per_cage = model.ports_per_cage if rate == model.rate else model.ports_per_cage * 2
+    if per_cage == 1:
+        return str(port)
+    cage, sub = divmod(port - 1, per_cage)
+    if per_cage == model.ports_per_cage:
+        return f"{cage + 1}/{sub + 1}"
+    half, split = divmod(sub, 2)
+    return f"{cage + 1}/{half + 1}/{split + 1}"
+
+
+def hca_port_name(hca: int) -> str:
+    return f"mlx5_{hca}"
+
+
+def hca_desc(host: str, hca: int) -> str:
+    """The node description rdma-core gives an HCA: '<hostname> <device>'."""
+    return f"{host} {hca_port_name(hca)}"
+
+
+# GUIDs: 0x02 (locally administered) | fabric | class in the top 16 bits; the rest encodes what the device is, so a
+# GUID never depends on enumeration order. Real GUIDs replace these after discovery.
+def _guid(fabric_id: int, cls: int, value: int) -> int:
+    return (0x02 << 56) | (fabric_id << 52) | (cls << 48) | value
+
+
+def hca_guid(fabric_id: int, pool_id: int, index: int, hca: int) -> int:
+    return _guid(fabric_id, 1, (pool_id << 32) | (index << 8) | (hca << 1))
+
+
+def switch_guid(fabric_id: int, tier: int, name: str) -> int:
+    """From the switch's name, so adding switches elsewhere never renumbers it."""
+    return _guid(fabric_id, 1 + tier, int.from_bytes(hashlib.blake2b(name.encode(), digest_size=6).digest(), "big"))
+
+
+def divisor_at_least(n: int, low: int) -> int:
+    """Smallest divisor of n that is >= low (n itself at worst)."""
+    for d in range(max(1, low), n + 1):
+        if n % d == 0:
+            return d
+    return n
+
+
+def host_hcas(model: catalog.ServerModel, fabric_name: str) -> int:
+    return model.rails if fabric_name == "compute" else len(model.storage_hcas)
+
+
+def attached_pools(spec: Spec, pools: tuple[PoolPlan, ...], fabric_name: str) -> list[PoolPlan]:
+    """Pools with ports on the fabric: compute pools attached to it, or every pool with storage HCAs."""
+    out = []
+    for pp in pools:
+        if fabric_name == "compute":
+            if pp.pool.fabric == "compute" and pp.model.rails:
+                out.append(pp)
+        elif pp.model.storage_hcas:
+            out.append(pp)
+    return out
+
+
+def positioned(pp: PoolPlan, fabric_name: str) -> bool:
+    """Pools placed slot by slot; the others (service hosts) take free ports."""
+    if fabric_name == "compute":
+        return "compute" in pp.pool.roles
+    return True
+
+
+def fabric_rate(fabric: Fabric, pools: list[PoolPlan], fabric_name: str) -> str:
+    if fabric.rate:
+        return fabric.rate
+    for pp in pools:
+        if positioned(pp, fabric_name):
+            hcas = pp.model.compute_hcas if fabric_name == "compute" else pp.model.storage_hcas
+            return hcas[0].rate
+    return catalog.switch(fabric.switch).rate
+
+
+@dataclass
+class _Builder:
+    fabric_id: int
+    prefix: str
+    switches: list
+    lo: array
+    lo_port: array
+    hi: array
+    hi_port: array
+    hi_tier: array
+
+    def add(self, name: str, tier: int, subnet: int, group: int, rail: int, rack: str, u: int) -> int:
+        seq = len(self.switches)
+        self.switches.append(Switch(name, tier, subnet, group, rail, rack, u, switch_guid(self.fabric_id, tier, name)))
+        return seq
+
+    def cable(self, lo: int, lo_port: int, hi: int, hi_port: int, tier: int) -> None:
+        self.lo.append(lo)
+        self.lo_port.append(lo_port)
+        self.hi.append(hi)
+        self.hi_port.append(hi_port)
+        self.hi_tier.append(tier)
+
+
+def _rack_of(prefix: str, what: str, n: int) -> tuple[str, int]:
+    rack, slot = divmod(n, SWITCHES_PER_RACK)
+    return f"{prefix}-{what}{rack + 1:02}", 1 + slot * 2
+
+
+def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int, down: int, tiers: int,
+          pod_align: int) -> tuple[int, int]:
+    """Spines (and cores) over ``leaves``; returns the ports used per spine and per core."""
+    n = len(leaves)
+    if n == 0:
+        return 0, 0
+    if tiers == 2:
+        spines = divisor_at_least(up, ceil(n * up / k))
+        m = up // spines
+        ids = []
+        for s in range(spines):
+            rack, u = _rack_of(b.prefix + tag, "sp", s)
+            ids.append(b.add(f"{b.prefix}-spine{tag}-{s + 1:03}", 2, subnet, 1, -1, rack, u))
+        for li, leaf in enumerate(leaves):
+            for j in range(up):
+                b.cable(leaf, down + j + 1, ids[j % spines], li * m + j // spines + 1, 2)
+        return n * m, 0
+    half = k // 2
+    pod = half if pod_align <= 1 or pod_align > half else half // pod_align * pod_align
+    pods = ceil(n / pod)
+    spine_ids = []
+    for p in range(pods):
+        row = []
+        for j in range(up):
+            rack, u = _rack_of(b.prefix + tag, f"p{p + 1:02}sp", j)
+            row.append(b.add(f"{b.prefix}-spine{tag}-p{p + 1:02}-{j + 1:02}", 2, subnet, p + 1, -1, rack, u))
+        spine_ids.append(row)
+        for li, leaf in enumerate(leaves[p * pod:(p + 1) * pod]):
+            for j in range(up):
+                b.cable(leaf, down + j + 1, row[j], li + 1, 2)
+    per_group = divisor_at_least(pod, ceil(pods * pod / k))
+    m2 = pod // per_group
+    seq = 0
+    for j in range(up):
+        cores = []
+        for c in range(per_group):
+            rack, u = _rack_of(b.prefix + tag, "co", seq)
+            seq += 1
+            cores.append(b.add(f"{b.prefix}-core{tag}-{j + 1:02}-{c + 1:02}", 3, subnet, j + 1, -1, rack, u))
+        for p in range(pods):
+            spine = spine_ids[p][j]
+            for t in range(pod):
+                b.cable(spine, half + t + 1, cores[t % per_group], p * m2 + t // per_group + 1, 3)
+    return pod * 2, pods * m2
+
+
+def resolve_tiers(fabric: Fabric, leaves_per_plane: int, k: int) -> int:
+    if fabric.tiers in (2, 3):
+        return int(fabric.tiers)
+    return 2 if leaves_per_plane <= k else 3
+
+
+def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPlan:
+    fabric = spec.fabrics[name]
+    model = catalog.switch(fabric.switch)
+    attached = attached_pools(spec, pools, name)
+    rate = fabric_rate(fabric, attached, name)
+    k = model.radix(rate) or model.ports
+    taper = max(1, fabric.oversubscription[0] // max(1, fabric.oversubscription[1]))
+    rail_opt = fabric.topology == "rail-optimized-fat-tree"
+    fid = FABRIC_ID.get(name, 2)
+    prefix = FABRIC_PREFIX.get(name, name[:1])
+    pos_pools = [pp for pp in attached if positioned(pp, name)]
+    svc_pools = [pp for pp in attached if not positioned(pp, name)]
+    rails = max((host_hcas(pp.model, name) for pp in pos_pools), default=1) if rail_opt else 1
+    if rail_opt:
+        su = fabric.scalable_unit
+        up = ceil(su / taper)
+        down = max(1, k - up)
+        slot_cap = su
+    else:
+        # Uplinks rounded down to an even count, so that a small spine count divides them.
+        up = max(1, k // (taper + 1) // 2 * 2)
+        down = k - up
+        su = down
+        slot_cap = down
+
+    b = _Builder(fid, prefix, [], array("i"), array("i"), array("i"), array("i"), array("b"))
+    endpoints: list[Endpoint] = []
+    leaf_of: dict[tuple[int, int], int] = {}  # (su, rail) -> switch index
+    leaf_order: list[int] = []
+
+    def leaf(su_no: int, rail: int) -> int:
+        got = leaf_of.get((su_no, rail))
+        if got is None:
+            if rail_opt:
+                nm, rack = f"{prefix}-leaf-su{su_no:03}-r{rail}", f"{prefix}-su{su_no:03}"
+            else:
+                nm, rack = f"{prefix}-leaf-{su_no:03}", f"{prefix}-lf{(su_no - 1) // SWITCHES_PER_RACK + 1:02}"
+            got = b.add(nm, 1, 0, su_no, rail if rail_opt else -1, rack, 1 + rail * model.rack_units * 2)
+            leaf_of[(su_no, rail)] = got
+            leaf_order.append(got)
+        return got
+
+    # Compute (positioned) pools: each starts on a fresh SU, slot = position.
+    su_base = 0
+    last_used = 0  # slots used in the last SU
+    for pp in pos_pools:
+        h = host_hcas(pp.model, name)
+        pid = pp.pool.id
+        if rail_opt:
+            sus = ceil(pp.pool.count / su)
+            for s in range(sus):
+                for r in range(rails):
+                    leaf(su_base + s + 1, r)
+            for host in pp.hosts:
+                s_no, slot = divmod(host.position, su)
+                for r in range(h):
+                    endpoints.append(Endpoint(host.name, pp.pool.name, r, False, host.rack,
+                                              hca_guid(fid, pid, host.index, r), leaf_of[(su_base + s_no + 1, r)],
+                                              slot + 1))
+            last_used = pp.pool.count - (sus - 1) * su
+        else:
+            sus = ceil(pp.pool.count * h / down)
+            for s in range(sus):
+                leaf(su_base + s + 1, 0)
+            for host in pp.hosts:
+                for r in range(h):
+                    s_no, slot = divmod(host.position * h + r, down)
+                    endpoints.append(Endpoint(host.name, pp.pool.name, r, False, host.rack,
+                                              hca_guid(fid, pid, host.index, r), leaf_of[(su_base + s_no + 1, 0)],
+                                              slot + 1))
+            last_used = pp.pool.count * h - (sus - 1) * down
+        su_base += sus
+    total_sus = su_base
+
+    # Service hosts: free slots of the last SU from the top of the leaves' down ports, rail by rail, then leaves of
+    # their own. Only the spare ports move if the last SU grows, never a compute node's.
+    svc = [(host, pp, r) for pp in svc_pools for host in pp.hosts for r in range(host_hcas(pp.model, name))]
+    free: list[tuple[int, int]] = []
+    if total_sus and svc:
+        top = down if rail_opt else down
+        lanes = rails if rail_opt else 1
+        for slot in range(top - 1, last_used - 1, -1):
+            for r in range(lanes):
+                free.append((leaf_of[(total_sus, r)], slot + 1))
+                if len(free) >= len(svc):
+                    break
+            if len(free) >= len(svc):
+                break
+    svc_leaf_count = 0
+    for i, (host, pp, r) in enumerate(svc):
+        if i < len(free):
+            sw, port = free[i]
+        else:
+            j = i - len(free)
+            n, port0 = divmod(j, down)
+            key = (-(n + 1), 0)
+            sw = leaf_of.get(key)
+            if sw is None:
+                svc_leaf_count += 1
+                rail = n % rails if rail_opt else -1
+                sw = b.add(f"{prefix}-leaf-svc{n + 1:02}", 1, 0, 0, rail, f"{prefix}-svc", 1 + n * 2)
+                leaf_of[key] = sw
+                leaf_order.append(sw)
+            port = port0 + 1
+        endpoints.append(Endpoint(host.name, pp.pool.name, r, True, host.rack,
+                                  hca_guid(fid, pp.pool.id, host.index, r), sw, port))
+
+    # Subnets: one, or one per rail when the LIDs of one would not fit (or when asked).
+    leaves = len(leaf_order)
+    est_lids = len(endpoints) + leaves * 3  # leaves + (about) spines + cores, enough to decide the split
+    split = fabric.split
+    if split == "auto":
+        split = "per-rail" if rail_opt and rails > 1 and est_lids > LID_LIMIT else "none"
+    if not rail_opt:
+        split = "none"
+    planes: list[list[int]] = []
+    if split == "per-rail":
+        for r in range(rails):
+            planes.append([i for i in leaf_order if b.switches[i].rail == r])
+    else:
+        planes.append(list(leaf_order))
+    # Leaves were created with subnet 0; fix them up for the per-rail split.
+    if split == "per-rail":
+        for r, plane in enumerate(planes):
+            for i in plane:
+                s = b.switches[i]
+                b.switches[i] = Switch(s.name, s.tier, r, s.group, s.rail, s.rack, s.u, s.guid)
+    tiers = resolve_tiers(fabric, max((len(p) for p in planes), default=0), k)
+    spine_ports = core_ports = 0
+    for si, plane in enumerate(planes):
+        tag = f"-r{si}" if split == "per-rail" else ""
+        sp, cp = _tree(b, plane, si, tag, k, up, down, tiers, 1 if split == "per-rail" else rails)
+        spine_ports, core_ports = max(spine_ports, sp), max(core_ports, cp)
+
+    switches = tuple(b.switches)
+    subnet_of_switch = [s.subnet for s in switches]
+    ep_count = [0] * len(planes)
+    for e in endpoints:
+        ep_count[subnet_of_switch[e.leaf]] += 1
+    sw_count = [0] * len(planes)
+    for s in switches:
+        sw_count[s.subnet] += 1
+    sm_hosts = _sm_hosts(spec, fabric, endpoints, subnet_of_switch, len(planes))
+    subnets = tuple(Subnet(i, f"rail{i}" if split == "per-rail" else "", ep_count[i], sw_count[i], sm_hosts[i])
+                    for i in range(len(planes)))
+    return FabricPlan(
+        name=name, fabric=fabric, model=model, rate=rate, radix=k, rails=rails, su_size=su, leaf_up=up,
+        leaf_down=down, tiers=tiers, split=split, sus=total_sus, switches=switches, endpoints=tuple(endpoints),
+        lo=b.lo, lo_port=b.lo_port, hi=b.hi, hi_port=b.hi_port, hi_tier=b.hi_tier, subnets=subnets,
+        spine_ports=spine_ports, core_ports=core_ports,
+    )
+
+
+def sm_pool_names(spec: Spec, fabric: Fabric) -> list[str]:
+    if fabric.subnet_manager.pool:
+        return [fabric.subnet_manager.pool]
+    return [p.name for p in spec.pools if "subnet-manager" in p.roles]
+
+
+def _sm_hosts(spec: Spec, fabric: Fabric, endpoints: list[Endpoint], subnet_of_switch: list[int],
+              planes: int) -> list[tuple[str, ...]]:
+    """Per subnet, the hosts that run OpenSM there (those of the subnet-manager pools with a port in it)."""
+    wanted = set(sm_pool_names(spec, fabric))
+    out: list[list[str]] = [[] for _ in range(planes)]
+    if fabric.subnet_manager.kind != "opensm":
+        return [() for _ in range(planes)]
+    for e in endpoints:
+        if e.pool in wanted:
+            lst = out[subnet_of_switch[e.leaf]]
+            if e.host not in lst:
+                lst.append(e.host)
+    return [tuple(x) for x in out]
+
+
+def plan_fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, ...]:
+    return tuple(plan_fabric(spec, pools, name) for name in sorted(spec.fabrics)
+                 if spec.fabrics[name].kind == "infiniband")
+
+
+def summary(fp: FabricPlan) -> dict:
+    """The counts a reviewer (and the DGX SuperPOD tables) compare."""
+    counts = fp.cable_counts()
+    leaf_ports = {}
+    for e in fp.endpoints:
+        leaf_ports[e.leaf] = leaf_ports.get(e.leaf, 0) + 1
+    leaves = [i for i, s in enumerate(fp.switches) if s.tier == 1]
+    down_used = max((leaf_ports.get(i, 0) for i in leaves), default=0)
+    return {
+        "leaf": fp.count(1), "spine": fp.count(2), "core": fp.count(3),
+        "cables": counts,
+        "ports_used": {"leaf_down": down_used, "leaf_up": fp.leaf_up if fp.count(2) else 0,
+                       "spine": fp.spine_ports, "core": fp.core_ports},
+        "radix": fp.radix, "rate": fp.rate, "switch": fp.model.name, "tiers": fp.tiers,
+        "rails": fp.rails, "scalable_unit": fp.su_size, "scalable_units": fp.sus,
+        "endpoints": len(fp.endpoints), "split": fp.split,
+    }

@@ -1,0 +1,221 @@
+"""Fabric files under fabric/<fabric>/: cabling plan, bill of materials, OpenSM configuration and the twin's net file.
+
+Per-subnet files (opensm.conf, GUID lists, partitions.conf, topology.net) sit in the fabric's folder, or in one
+folder per rail (fabric/compute/rail0/...) when the fabric is split into one subnet per rail.
+"""
+
+from __future__ import annotations
+
+from gpucloud import catalog
+from gpucloud.plan import Plan
+from gpucloud.plan.fabric import (DEFAULT_PKEY, STORAGE_PKEY, TIER_NAMES, FabricPlan, hca_desc, hca_port_name,
+                                  summary)
+
+CABLING_HEADER = "a_device,a_port,b_device,b_port,tier,a_rack,b_rack,cable"
+SM_PRIORITY_PRIMARY = 15
+ETC = "/etc/opensm"
+
+
+def _hex(guid: int) -> str:
+    return f"0x{guid:016x}"
+
+
+def section(plan: Plan) -> dict:
+    out = {}
+    for fp in plan.fabrics:
+        out[fp.name] = {
+            "summary": summary(fp),
+            "subnets": [{"name": s.name or fp.name, "endpoints": s.endpoints, "switches": s.switches,
+                         "lids": s.lids, "sm_hosts": list(s.sm_hosts)} for s in fp.subnets],
+            "switches": [{"name": s.name, "tier": TIER_NAMES[s.tier], "subnet": s.subnet, "rack": s.rack, "u": s.u,
+                          "guid": _hex(s.guid)} for s in fp.switches],
+        }
+    return out
+
+
+def cabling_csv(fp: FabricPlan) -> bytes:
+    opt = catalog.OPTICS.get(fp.rate)
+    host_cable = opt.host_cable if opt else ""
+    sw_cable = opt.switch_cable if opt else ""
+    sws = fp.switches
+    label = fp.port_label
+    rows = [CABLING_HEADER]
+    for e in fp.endpoints:
+        leaf = sws[e.leaf]
+        rows.append(f"{e.host},{hca_port_name(e.hca)},{leaf.name},{label(e.port)},node_leaf,{e.rack},{leaf.rack},"
+                    f"{host_cable}")
+    tiers = ("", "", "leaf_spine", "spine_core")
+    for lo, lp, hi, hp, t in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port, fp.hi_tier):
+        a, b = sws[lo], sws[hi]
+        rows.append(f"{a.name},{label(lp)},{b.name},{label(hp)},{tiers[t]},{a.rack},{b.rack},{sw_cable}")
+    rows.append("")
+    return "\n".join(rows).encode()
+
+
+def bom_csv(fp: FabricPlan) -> bytes:
+    """Switches by model, cables and transceivers by type; a twin-port cage counts once, by what it faces."""
+    model = fp.model
+    opt = catalog.OPTICS.get(fp.rate)
+    per_cage = model.ports_per_cage if fp.rate == model.rate else model.ports_per_cage * 2
+    stride = model.cages + 1
+    host_cages = {e.leaf * stride + (e.port - 1) // per_cage for e in fp.endpoints}
+    up_cages = {s * stride + (p - 1) // per_cage for s, p in zip(fp.lo, fp.lo_port)}
+    up_cages.update(s * stride + (p - 1) // per_cage for s, p in zip(fp.hi, fp.hi_port))
+    host_cages -= up_cages
+    counts = fp.cable_counts()
+    rows = ["category,item,tier,quantity"]
+    for tier in (1, 2, 3):
+        n = fp.count(tier)
+        if n:
+            rows.append(f"switch,{model.name} ({model.description}),{TIER_NAMES[tier]},{n}")
+    if opt:
+        rows.append(f"cable,{opt.host_cable},node_leaf,{counts['node_leaf']}")
+        if counts["leaf_spine"]:
+            rows.append(f"cable,{opt.switch_cable},leaf_spine,{counts['leaf_spine']}")
+        if counts["spine_core"]:
+            rows.append(f"cable,{opt.switch_cable},spine_core,{counts['spine_core']}")
+        rows.append(f"transceiver,{opt.switch_down},switch cage to hosts,{len(host_cages)}")
+        if up_cages:
+            rows.append(f"transceiver,{opt.switch_up},switch cage to switches,{len(up_cages)}")
+        rows.append(f"transceiver,{opt.hca},host adapter,{len(fp.endpoints)}")
+    rows.append("")
+    return "\n".join(rows).encode()
+
+
+def _subnet_dir(fp: FabricPlan, subnet) -> str:
+    base = f"fabric/{fp.name}/"
+    return base + (f"{subnet.name}/" if subnet.name else "")
+
+
+def opensm_conf(plan: Plan, fp: FabricPlan, subnet, host: str | None = None, priority: int = 0,
+                port_guid: int | None = None) -> bytes:
+    sm = fp.fabric.subnet_manager
+    where = f"subnet {subnet.name} of " if subnet.name else ""
+    lines = [
+        f"# OpenSM for {where}the {fp.name} fabric of cluster {plan.spec.name}, rendered by gpucloud.",
+        f"# {subnet.endpoints} HCA ports + {subnet.switches} switches = {subnet.lids} unicast LIDs of 49151.",
+    ]
+    if sm.kind == "ufm":
+        lines.append("# Managed by UFM: merge these settings into UFM's opensm.conf.")
+    if host:
+        lines.append(f"# Subnet manager on {host}: the highest priority is master, the others stand by.")
+        lines.append(f"guid {_hex(port_guid or 0)}")
+        lines.append(f"sm_priority {priority}")
+    lines += [
+        "subnet_prefix 0xfe80000000000000",
+        "lmc 0",
+        f"routing_engine {sm.routing_engine}",
+        f"root_guid_file {ETC}/root_guids.txt",
+    ]
+    if sm.routing_engine in ("ftree", "ar_ftree"):
+        lines += [f"cn_guid_file {ETC}/cn_guids.txt", f"io_guid_file {ETC}/io_guids.txt"]
+    lines += [
+        f"partition_config_file {ETC}/partitions.conf",
+        "no_partition_enforcement FALSE",
+        "sweep_interval 10",
+        "log_file /var/log/opensm.log",
+        "",
+    ]
+    return "\n".join(lines).encode()
+
+
+def _tenant_hosts(plan: Plan) -> list[tuple[str, int, set[str]]]:
+    spec = plan.spec
+    part_pools = {p.name: set(p.pools) for p in spec.slurm.partitions}
+    out = []
+    for t in spec.tenants:
+        if t.pkey is None:
+            continue
+        pools = set(t.pools)
+        for part in t.partitions:
+            pools |= part_pools.get(part, set())
+        out.append((t.name, t.pkey, pools))
+    return out
+
+
+def partitions_conf(plan: Plan, fp: FabricPlan, subnet) -> bytes:
+    eps = [e for e in fp.endpoints if fp.switches[e.leaf].subnet == subnet.index]
+    service = [_hex(e.guid + 1) for e in eps if e.service]
+    compute = [_hex(e.guid + 1) for e in eps if not e.service]
+    lines = [
+        f"# Partitions of the {fp.name} fabric ({subnet.name or 'single subnet'}), cluster {plan.spec.name}.",
+        "# Default: compute ports are limited members, so tenants cannot reach each other over it; service hosts,",
+        "# switches and the SM are full members, so every node still reaches them.",
+    ]
+    members = ["ALL_SWITCHES=full", "SELF=full"] + [g + "=full" for g in service] + [g + "=limited" for g in compute]
+    lines.append(f"Default={DEFAULT_PKEY:#06x}, ipoib, defmember=limited : " + ", ".join(members) + ";")
+    by_pool: dict[str, list[str]] = {}
+    for e in eps:
+        by_pool.setdefault(e.pool, []).append(_hex(e.guid + 1))
+    for name, pkey, pools in _tenant_hosts(plan):
+        guids = [g for p in sorted(pools) for g in by_pool.get(p, ())]
+        if not guids:
+            lines.append(f"# tenant {name} ({pkey:#06x}) has no ports on this subnet")
+            continue
+        lines.append(f"# tenant {name}: its nodes are full members")
+        lines.append(f"{_pname(name)}={pkey:#06x}, ipoib, defmember=full : " + ", ".join(guids) + ";")
+    lines.append("# storage: storage and service hosts full, compute limited: tenants reach storage, not each other")
+    st = ["SELF=full"] + [g + "=full" for g in service] + [g + "=limited" for g in compute]
+    lines.append(f"storage={STORAGE_PKEY:#06x}, ipoib, defmember=limited : " + ", ".join(st) + ";")
+    lines.append("")
+    return "\n".join(lines).encode()
+
+
+def _pname(name: str) -> str:
+    """OpenSM partition names are plain words."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def topology_net(fp: FabricPlan, subnet) -> bytes:
+    """The subnet in ibnetdiscover's format, with the switchguid=/caguid= lines ibsim needs."""
+    sws = fp.switches
+    k = fp.radix
+    idx = subnet.index
+    ports: dict[int, list[tuple[int, str]]] = {i: [] for i, s in enumerate(sws) if s.subnet == idx}
+    ca_lines = []
+    for e in fp.endpoints:
+        if e.leaf not in ports:
+            continue
+        desc = hca_desc(e.host, e.hca)
+        leaf = sws[e.leaf].name
+        ports[e.leaf].append((e.port, f'[{e.port}]\t"{desc}"[1]'))
+        ca_lines.append(f'caguid={_hex(e.guid)}\nCa\t1 "{desc}"\n[1]({e.guid + 1:x})\t"{leaf}"[{e.port}]\n')
+    for lo, lp, hi, hp in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port):
+        if lo in ports:
+            ports[lo].append((lp, f'[{lp}]\t"{sws[hi].name}"[{hp}]'))
+            ports[hi].append((hp, f'[{hp}]\t"{sws[lo].name}"[{lp}]'))
+    out = [f"# {fp.name} fabric{' ' + subnet.name if subnet.name else ''}: planned topology in ibnetdiscover format\n"]
+    for i in sorted(ports, key=lambda i: (-sws[i].tier, sws[i].name)):
+        s = sws[i]
+        body = "\n".join(line for _, line in sorted(ports[i]))
+        out.append(f'switchguid={_hex(s.guid)}\nSwitch\t{k} "{s.name}"\n{body}\n')
+    out.extend(ca_lines)
+    return "\n".join(out).encode()
+
+
+def _guid_lines(guids) -> bytes:
+    return "".join(f"{_hex(g)}\n" for g in guids).encode()
+
+
+def render(plan: Plan) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for fp in plan.fabrics:
+        base = f"fabric/{fp.name}/"
+        files[base + "cabling.csv"] = cabling_csv(fp)
+        files[base + "bom.csv"] = bom_csv(fp)
+        top = max((s.tier for s in fp.switches), default=1)
+        for sub in fp.subnets:
+            d = _subnet_dir(fp, sub)
+            in_sub = [e for e in fp.endpoints if fp.switches[e.leaf].subnet == sub.index]
+            files[d + "opensm.conf"] = opensm_conf(plan, fp, sub)
+            port_guid = {e.host: e.guid + 1 for e in reversed(in_sub)}
+            for rank, host in enumerate(sub.sm_hosts):
+                files[d + f"opensm-{host}.conf"] = opensm_conf(plan, fp, sub, host, max(0, SM_PRIORITY_PRIMARY - rank),
+                                                               port_guid[host])
+            files[d + "root_guids.txt"] = _guid_lines(s.guid for s in fp.switches
+                                                      if s.tier == top and s.subnet == sub.index)
+            files[d + "cn_guids.txt"] = _guid_lines(e.guid + 1 for e in in_sub if not e.service)
+            files[d + "io_guids.txt"] = _guid_lines(e.guid + 1 for e in in_sub if e.service)
+            files[d + "partitions.conf"] = partitions_conf(plan, fp, sub)
+            files[d + "topology.net"] = topology_net(fp, sub)
+    return files

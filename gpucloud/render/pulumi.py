@@ -1,0 +1,52 @@
+"""The pulumi/ folder of a plan: what every stack would declare, from the real program run under Pulumi's mocks.
+
+pulumi/stacks.json     the stack split: each stack's hosts, resource count and the hash of its input
+pulumi/<stack>.json    every resource of that stack (type, name, parent, inputs, dependencies, protect), one a line
+
+Runs after the other renderers because the configuration layers' triggers hash their files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Mapping
+
+from gpucloud import jsonout
+from gpucloud.plan import Plan
+from gpucloud.stack import layout
+
+NOT_INSTALLED = "skipped: the Pulumi SDK is not installed (pip install 'gpucloud[deploy]')"
+
+
+def _inputs_of(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    # The plan summary and this folder are not inputs of any layer.
+    return {p: b for p, b in files.items() if not p.startswith("pulumi/") and p not in ("plan.json", "plan.md")}
+
+
+def render(plan: Plan, files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    inputs = layout.stack_inputs(plan, _inputs_of(files or {}))
+    index = []
+    for data in inputs:
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        index.append({"stack": data["stack"], "shared": data["shared"],
+                      "hosts": sum(len(p["hosts"]) for p in data["pools"]), "input_sha256": digest})
+    out: dict[str, bytes] = {}
+    try:
+        from gpucloud.stack import dryrun
+
+        documents, _ = dryrun.render_stacks(inputs)
+    except ImportError:  # pulumi or pulumi_command missing: the rest of the plan is still useful
+        documents = []
+    for row, doc in zip(index, documents):
+        head = json.loads(doc)
+        row["resources"] = head["resource_count"]
+        row["protected"] = head["protected"]
+        out[f"pulumi/{row['stack']}.json"] = doc
+    summary = {"project": layout.PROJECT, "max_resources_per_stack": layout.MAX_RESOURCES,
+               "dry_run": "pulumi.runtime.set_mocks" if documents else NOT_INSTALLED, "stacks": index}
+    out["pulumi/stacks.json"] = jsonout.dump_bytes(summary)
+    return out
+
+
+render.reads_rendered = True  # type: ignore[attr-defined]

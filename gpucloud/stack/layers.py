@@ -1,0 +1,65 @@
+"""Configuration layers: which rendered files feed which playbook, and the trigger hash of each. Pure.
+
+A layer re-runs exactly when its trigger changes, so the trigger covers what the layer's playbook reads: the
+rendered files under its folders (whatever the renderers produced), the software versions it installs, and which
+hosts of the stack it runs on. The inventory's ``hosts.yml`` is left out of the common layer on purpose: membership
+is already in every layer's trigger per stack, so adding a host re-runs the layers of its own stack only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Mapping
+
+from gpucloud.plan import Plan
+
+# (layer, folders of the plan it reads, software versions it installs), in the order they run.
+LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("common", ("inventory/",), ("os",)),
+    ("gpu", ("gpu/",), ("nvidia_driver", "cuda", "fabric_manager", "dcgm")),
+    ("fabric", ("fabric/",), ("doca_ofed",)),
+    ("storage", ("storage/",), ("lustre_client",)),
+    ("slurm", ("slurm/",), ("slurm", "enroot", "pyxis")),
+)
+EXCLUDED = ("inventory/hosts.yml",)
+
+
+def playbook(layer: str) -> str:
+    return f"playbooks/{layer}.yml"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def layer_contents(plan: Plan, files: Mapping[str, bytes]) -> dict[str, dict]:
+    """Per layer: the digest of its input files and versions, independent of the stack."""
+    out = {}
+    software = plan.spec.software
+    for name, folders, version_keys in LAYERS:
+        paths = sorted(p for p in files if p.startswith(folders) and p not in EXCLUDED)
+        versions = {k: getattr(software, k) for k in version_keys}
+        blob = json.dumps({"files": [[p, _sha(files[p])] for p in paths], "versions": versions},
+                          sort_keys=True).encode()
+        out[name] = {"digest": _sha(blob), "files": len(paths), "folders": list(folders), "versions": versions}
+    return out
+
+
+def stack_layers(contents: Mapping[str, dict], hosts_digest: str, limit: str | None) -> list[dict]:
+    """The layers of one stack with their triggers (the layer's content digest + the stack's hosts)."""
+    out = []
+    for name, _, _ in LAYERS:
+        c = contents[name]
+        trigger = _sha(f"{name}\n{c['digest']}\n{hosts_digest}\n{limit or ''}".encode())
+        out.append({"name": name, "playbook": playbook(name), "limit": limit, "trigger": trigger,
+                    "files": c["files"], "folders": c["folders"]})
+    return out
+
+
+def hosts_digest(names) -> str:
+    h = hashlib.sha256()
+    for n in names:
+        h.update(n.encode())
+        h.update(b"\n")
+    return h.hexdigest()
