@@ -54,6 +54,8 @@ class ServerModel:
     storage_hcas: tuple[HCA, ...] = ()
     nvme_drives: int = 0
     nvme_drive_tb: float = 0.0
+    # Data drives enumerate after this many NVMe boot drives (/dev/nvme<first>n1 is the first data drive).
+    nvme_first: int = 0
     # Which CPU socket each GPU hangs off, for gres.conf Cores= affinity; len == gpus.
     gpu_socket: tuple[int, ...] = ()
     power_kw: float = 1.0
@@ -121,7 +123,7 @@ SERVERS: dict[str, ServerModel] = {
         rack_units=8, cpu_model="Intel Xeon Platinum 8480C", sockets=2, cores_per_socket=56, threads_per_core=2,
         memory_gib=2048, gpu=GPUS["h100-sxm5-80gb"], gpus=8, nvswitch=True,
         compute_hcas=(CX7_NDR,) * 8, storage_hcas=(CX7_NDR,) * 2,
-        nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=10.2,
+        nvme_drives=8, nvme_drive_tb=3.84, nvme_first=2, gpu_socket=_HGX_GPU_SOCKETS, power_kw=10.2,
     ),
     "hgx-h100-8-ndr200": ServerModel(
         name="hgx-h100-8-ndr200",
@@ -157,7 +159,7 @@ SERVERS: dict[str, ServerModel] = {
         rack_units=10, cpu_model="Intel Xeon Platinum 8570", sockets=2, cores_per_socket=56, threads_per_core=2,
         memory_gib=2048, gpu=GPUS["b200-sxm-180gb"], gpus=8, nvswitch=True,
         compute_hcas=(CX7_NDR,) * 8, storage_hcas=(CX7_NDR,) * 2,
-        nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=14.3,
+        nvme_drives=8, nvme_drive_tb=3.84, nvme_first=2, gpu_socket=_HGX_GPU_SOCKETS, power_kw=14.3,
     ),
     "hgx-b300-8": ServerModel(
         name="hgx-b300-8",

@@ -20,6 +20,7 @@ class Plan:
     pools: tuple[PoolPlan, ...]
     findings: tuple[Finding, ...] = ()  # warnings from checks, carried into plan.md
     fabrics: tuple = ()  # gpucloud.plan.fabric.FabricPlan per InfiniBand fabric
+    storage: Any = None  # gpucloud.plan.storage.StoragePlan
     slurm: Any = None  # gpucloud.plan.slurm.SlurmPlan
 
     def hosts(self):
@@ -44,9 +45,10 @@ class Plan:
 def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:
     pools = plan_hosts(spec)
     from gpucloud.plan.fabric import plan_fabrics
+    from gpucloud.plan.storage import plan_storage
     from gpucloud.plan.slurm import plan_slurm
     return Plan(spec=spec, pools=pools, findings=findings, fabrics=plan_fabrics(spec, pools),
-                slurm=plan_slurm(spec, pools))
+                storage=plan_storage(spec, pools), slurm=plan_slurm(spec, pools))
 
 
 __all__ = ["Plan", "Host", "PoolPlan", "build_plan"]

@@ -16,6 +16,7 @@ Renderer = Callable[[Plan], dict[str, bytes]]
 RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.plan_json", "render"),
     ("gpucloud.render.pulumi", "render"),
+    ("gpucloud.render.storage", "render"),
     ("gpucloud.render.slurm", "render"),
 )
 

@@ -15,6 +15,7 @@ FORMAT = 1
 # key -> (module, function(plan) -> JSON-able). Each planner that owns a section of plan.json registers it here.
 SECTIONS: dict[str, tuple[str, str]] = {
     "fabric": ("gpucloud.render.fabric", "section"),
+    "storage": ("gpucloud.render.storage", "section"),
     "slurm": ("gpucloud.plan.slurm", "section"),
 }
 
