@@ -177,7 +177,6 @@ class Tenant:
     inode_quota: tuple[tuple[str, int], ...]
     path: Path
     project_id: int | None = None  # storage project id; None: derived from the name by the storage planner
-    project_id: int | None = None  # storage project id; None: derived from the name by the storage planner
 
 
 @dataclass(frozen=True)
@@ -328,7 +327,6 @@ def _tenant(i: int, raw: dict) -> Tenant:
         storage_quota=tuple(sorted((k, parse_size(v)) for k, v in raw.get("storage_quota", {}).items())),
         inode_quota=tuple(sorted(raw.get("inode_quota", {}).items())),
         path=("tenants", i),
-        project_id=raw.get("project_id"),
         project_id=raw.get("project_id"),
     )
 
