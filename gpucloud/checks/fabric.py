@@ -1,3 +1,183 @@
-"""Checks: fabric."""
+"""Checks: fabric. Everything is computed from counts (plan.fabric.shape), never by wiring the whole fabric."""
 
 from __future__ import annotations
+
+from typing import Iterable
+
+from gpucloud import catalog
+from gpucloud.checks import check
+from gpucloud.findings import Finding
+from gpucloud.plan.fabric import (DEFAULT_PKEY, LID_LIMIT, LID_WARN, STORAGE_PKEY, host_hcas, shape,
+                                  sm_pool_names)
+from gpucloud.spec.model import Spec
+
+
+def _shapes(spec: Spec):
+    for name, fabric in spec.fabrics.items():
+        if fabric.kind != "infiniband":
+            continue
+        sh = shape(spec, name)
+        if sh is not None:
+            yield sh
+
+
+@check("fabric-rails")
+def rails(spec: Spec) -> Iterable[Finding]:
+    """Compute pools on a rail-optimized fabric have as many HCAs as the fabric has rails."""
+    for sh in _shapes(spec):
+        if not sh.rail_opt:
+            continue
+        for pool in spec.pools:
+            model = catalog.SERVERS.get(pool.model)
+            if model is None or "compute" not in pool.roles:
+                continue
+            if sh.name == "compute" and pool.fabric != "compute":
+                continue
+            h = host_hcas(model, sh.name)
+            if h and h != sh.rails:
+                yield Finding("fabric-rails", "warning", (*pool.path, "model"),
+                              f"pool {pool.name} ({pool.model}) has {h} {sh.name} HCA(s) but the {sh.name} fabric has "
+                              f"{sh.rails} rails; rails {h}-{sh.rails - 1} of its scalable units stay empty",
+                              "put pools with different HCA counts on separate fabrics, or use the same server model")
+
+
+@check("fabric-no-hcas")
+def no_hcas(spec: Spec) -> Iterable[Finding]:
+    """A pool attached to the compute fabric whose model has no compute HCAs."""
+    for pool in spec.pools:
+        model = catalog.SERVERS.get(pool.model)
+        if model is None or pool.fabric != "compute" or model.rails:
+            continue
+        yield Finding("fabric-no-hcas", "error", (*pool.path, "fabric"),
+                      f"pool {pool.name} is attached to the compute fabric but {pool.model} has no compute HCAs",
+                      "set 'fabric: none' on the pool, or pick a model with InfiniBand adapters ('gpucloud catalog')")
+
+
+@check("fabric-rate")
+def rate(spec: Spec) -> Iterable[Finding]:
+    """The link rate is one the switch supports (NDR200 by splitting a QM9700's cages, for example)."""
+    for sh in _shapes(spec):
+        if sh.model.radix(sh.rate):
+            continue
+        rates = sorted({sh.model.rate, *sh.model.split_rates})
+        where = (*sh.fabric.path, "rate") if sh.fabric.rate else (*sh.fabric.path, "switch")
+        yield Finding("fabric-rate", "error", where,
+                      f"the {sh.model.name} switch has no {sh.rate} ports (it offers {', '.join(rates)})",
+                      f"set rate to one of {', '.join(rates)} or choose a switch for {sh.rate}")
+
+
+@check("fabric-scalable-unit")
+def scalable_unit(spec: Spec) -> Iterable[Finding]:
+    """A scalable unit fits on one leaf per rail: SU nodes down plus its uplinks within the switch radix."""
+    for sh in _shapes(spec):
+        if not sh.rail_opt or not sh.model.radix(sh.rate):
+            continue
+        if sh.su + sh.up > sh.radix:
+            best = sh.radix * sh.fabric.oversubscription[0] // (sh.fabric.oversubscription[0] + 1)
+            yield Finding("fabric-scalable-unit", "error", (*sh.fabric.path, "scalable_unit"),
+                          f"a scalable unit of {sh.su} nodes needs {sh.su} down + {sh.up} up ports per leaf, but a "
+                          f"{sh.model.name} has {sh.radix} at {sh.rate}",
+                          f"use scalable_unit <= {best} at oversubscription {sh.fabric.oversubscription[0]}:1")
+
+
+@check("fabric-capacity")
+def capacity(spec: Spec) -> Iterable[Finding]:
+    """The switch radix and tiers can connect every leaf: k leaves with two tiers, k pods of k/2 with three."""
+    for sh in _shapes(spec):
+        if not sh.model.radix(sh.rate) or sh.su + sh.up > sh.radix:
+            continue
+        biggest = max(sh.planes, default=0)
+        if biggest <= sh.max_leaves():
+            continue
+        k = sh.radix
+        per_leaf = sh.down if not sh.rail_opt else sh.su
+        reach = sh.max_leaves() * per_leaf
+        formula = "k^2/2" if sh.tiers == 2 else "k^3/4"
+        plane = "per rail " if sh.split == "per-rail" else ""
+        hint = ("let tiers be auto (or 3) so a core tier is added" if sh.tiers == 2
+                else "raise the oversubscription, split the fabric per rail, or choose a switch with more ports")
+        yield Finding("fabric-capacity", "error", (*sh.fabric.path, "tiers" if sh.tiers == 2 else "switch"),
+                      f"the {sh.name} fabric needs {biggest} leaves {plane}but {sh.tiers} tiers of {k}-port "
+                      f"{sh.model.name} switches connect at most {sh.max_leaves()} ({formula} = {reach:,} endpoints at "
+                      f"{per_leaf} per leaf)", hint)
+
+
+@check("fabric-lids")
+def lids(spec: Spec) -> Iterable[Finding]:
+    """Each subnet stays within the 49,151 unicast LIDs; warns above 80%."""
+    for sh in _shapes(spec):
+        n = sh.lids_per_subnet()
+        what = "each per-rail subnet" if sh.split == "per-rail" else "the subnet"
+        if n > LID_LIMIT:
+            hint = ("set split: per-rail (or auto) to give every rail its own subnet" if sh.rail_opt and sh.rails > 1
+                    else "split the hosts over more fabrics; one subnet holds at most 49,151 LIDs")
+            yield Finding("fabric-lids", "error", (*sh.fabric.path, "split"),
+                          f"{what} of the {sh.name} fabric needs {n:,} unicast LIDs, more than the {LID_LIMIT:,} "
+                          f"an InfiniBand subnet has", hint)
+        elif n > LID_WARN * LID_LIMIT:
+            yield Finding("fabric-lids", "warning", (*sh.fabric.path, "split"),
+                          f"{what} of the {sh.name} fabric uses {n:,} of {LID_LIMIT:,} unicast LIDs "
+                          f"({100 * n // LID_LIMIT}%)", "leave room for growth: split: per-rail gives each rail a subnet")
+
+
+@check("fabric-subnet-manager")
+def subnet_manager(spec: Spec) -> Iterable[Finding]:
+    """OpenSM needs a host with a port on every subnet, and two for a master/standby pair."""
+    for sh in _shapes(spec):
+        sm = sh.fabric.subnet_manager
+        if sm.kind != "opensm":
+            continue
+        path = (*sh.fabric.path, "subnet_manager")
+        names = sm_pool_names(spec, sh.fabric)
+        ports = 0
+        hosts = 0
+        for pool in spec.pools:
+            model = catalog.SERVERS.get(pool.model)
+            if pool.name not in names or model is None:
+                continue
+            h = host_hcas(model, sh.name) if (sh.name != "compute" or pool.fabric == "compute") else 0
+            if h:
+                n = pool.count - len(pool.exclude & set(pool.indices))
+                hosts += n
+                ports += n * h
+        subnets = len(sh.planes)
+        if hosts == 0:
+            level = "error" if sh.name == "compute" else "warning"
+            yield Finding("fabric-subnet-manager", level, path,
+                          f"no host runs OpenSM on the {sh.name} fabric: "
+                          + (f"pools {', '.join(names)} have no {sh.name} HCA" if names
+                             else "no pool has the subnet-manager role"),
+                          "give a pool with a port on this fabric the subnet-manager role (or set subnet_manager.pool)"
+                          ", use kind: ufm, or run the switch-embedded subnet manager")
+        elif ports < subnets:
+            yield Finding("fabric-subnet-manager", "error", path,
+                          f"the {sh.name} fabric has {subnets} subnets but its subnet-manager hosts have only {ports} "
+                          f"port(s) on it; every subnet needs its own OpenSM", "add subnet-manager hosts or use UFM")
+        elif hosts < 2:
+            yield Finding("fabric-subnet-manager", "warning", path,
+                          f"only one host runs OpenSM on the {sh.name} fabric: no standby takes over if it fails",
+                          "run the subnet manager on two hosts (an HA pair: master and standby)")
+
+
+@check("fabric-pkey")
+def pkeys(spec: Spec) -> Iterable[Finding]:
+    """Tenant partition keys stay clear of the default and storage partitions."""
+    if not spec.fabrics:
+        return
+    reserved = {DEFAULT_PKEY: "default", STORAGE_PKEY: "storage"}
+    for tenant in spec.tenants:
+        if tenant.pkey is not None and (tenant.pkey & 0x7FFF) in reserved:
+            yield Finding("fabric-pkey", "error", (*tenant.path, "pkey"),
+                          f"tenant {tenant.name}'s pkey {tenant.pkey:#06x} is the {reserved[tenant.pkey & 0x7FFF]} "
+                          f"partition of the fabric", "pick a pkey between 0x0001 and 0x7ffc")
+
+
+@check("fabric-split")
+def split(spec: Spec) -> Iterable[Finding]:
+    """A per-rail split needs a rail-optimized fabric with more than one rail."""
+    for sh in _shapes(spec):
+        if sh.fabric.split == "per-rail" and (not sh.rail_opt or sh.rails < 2):
+            yield Finding("fabric-split", "error", (*sh.fabric.path, "split"),
+                          f"the {sh.name} fabric cannot be split per rail: it "
+                          + ("is not rail-optimized" if not sh.rail_opt else "has one rail"),
+                          "use split: auto or none")

@@ -243,7 +243,7 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
                 b.cable(leaf, down + j + 1, ids[j % spines], li * m + j // spines + 1, 2)
         return n * m, 0
     half = k // 2
-    pod = half if pod_align <= 1 or pod_align > half else half // pod_align * pod_align
+    pod = pod_size(k, pod_align)
     pods = ceil(n / pod)
     spine_ids = []
     for p in range(pods):
@@ -271,36 +271,137 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
     return pod * 2, pods * m2
 
 
-def resolve_tiers(fabric: Fabric, leaves_per_plane: int, k: int) -> int:
-    if fabric.tiers in (2, 3):
-        return int(fabric.tiers)
-    return 2 if leaves_per_plane <= k else 3
+@dataclass(frozen=True)
+class Shape:
+    """The fabric's dimensions from counts alone (no cables): what checks need, and what plan_fabric builds."""
+
+    name: str
+    fabric: Fabric
+    model: catalog.SwitchModel
+    rate: str
+    radix: int
+    rail_opt: bool
+    rails: int
+    su: int
+    up: int
+    down: int
+    sus: int
+    svc_ports: int
+    svc_leaves: int
+    endpoints: int
+    split: str
+    planes: tuple[int, ...]  # leaves per plane (subnet)
+    tiers: int
+    pod: int  # leaves per pod (three tiers)
+    spines: int
+    cores: int
+
+    @property
+    def leaves(self) -> int:
+        return sum(self.planes)
+
+    def lids_per_subnet(self) -> int:
+        """The largest subnet's unicast LIDs (HCA ports shared evenly between per-rail subnets)."""
+        n = len(self.planes)
+        return ceil(self.endpoints / n) + ceil((self.leaves + self.spines + self.cores) / n)
+
+    def max_leaves(self) -> int:
+        """Leaves one plane can hold: k with two tiers, k pods of ``pod`` leaves with three."""
+        return self.radix if self.tiers == 2 else self.radix * self.pod
 
 
-def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPlan:
+def pod_size(k: int, align: int) -> int:
+    half = k // 2
+    return half if align <= 1 or align > half else half // align * align
+
+
+def _upper(n: int, up: int, k: int, tiers: int, pod: int) -> tuple[int, int]:
+    """Spines and cores over n leaves of one plane (the same arithmetic as _tree)."""
+    if n == 0:
+        return 0, 0
+    if tiers == 2:
+        return divisor_at_least(up, ceil(n * up / k)), 0
+    pods = ceil(n / pod)
+    return pods * up, up * divisor_at_least(pod, ceil(pods * pod / k))
+
+
+def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> Shape | None:
+    """None when the fabric names a switch or a pool names a model the catalog lacks (the catalog checks say so)."""
     fabric = spec.fabrics[name]
-    model = catalog.switch(fabric.switch)
+    try:
+        model = catalog.switch(fabric.switch)
+    except KeyError:
+        return None
+    if pools is None:
+        if any(p.model not in catalog.SERVERS for p in spec.pools):
+            return None
+        pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools)
     attached = attached_pools(spec, pools, name)
     rate = fabric_rate(fabric, attached, name)
     k = model.radix(rate) or model.ports
     taper = max(1, fabric.oversubscription[0] // max(1, fabric.oversubscription[1]))
     rail_opt = fabric.topology == "rail-optimized-fat-tree"
-    fid = FABRIC_ID.get(name, 2)
-    prefix = FABRIC_PREFIX.get(name, name[:1])
-    pos_pools = [pp for pp in attached if positioned(pp, name)]
-    svc_pools = [pp for pp in attached if not positioned(pp, name)]
-    rails = max((host_hcas(pp.model, name) for pp in pos_pools), default=1) if rail_opt else 1
+    pos = [pp for pp in attached if positioned(pp, name)]
+    rails = max((host_hcas(pp.model, name) for pp in pos), default=1) if rail_opt else 1
     if rail_opt:
         su = fabric.scalable_unit
         up = ceil(su / taper)
         down = max(1, k - up)
-        slot_cap = su
     else:
         # Uplinks rounded down to an even count, so that a small spine count divides them.
         up = max(1, k // (taper + 1) // 2 * 2)
         down = k - up
         su = down
-        slot_cap = down
+    sus = last_used = endpoints = 0
+    for pp in pos:
+        h = host_hcas(pp.model, name)
+        hosts = pp.pool.count - len(pp.pool.exclude & set(pp.pool.indices))
+        endpoints += hosts * h
+        slots = pp.pool.count if rail_opt else pp.pool.count * h
+        n = ceil(slots / su)
+        sus += n
+        last_used = slots - (n - 1) * su
+    svc = 0
+    for pp in attached:
+        if not positioned(pp, name):
+            svc += (pp.pool.count - len(pp.pool.exclude & set(pp.pool.indices))) * host_hcas(pp.model, name)
+    endpoints += svc
+    free = (down - last_used) * (rails if rail_opt else 1) if sus else 0
+    svc_leaves = ceil(max(0, svc - free) / down)
+    leaves = sus * rails + svc_leaves
+    split = fabric.split
+    if split == "auto":
+        split = "per-rail" if rail_opt and rails > 1 and endpoints + leaves * 3 > LID_LIMIT else "none"
+    if not rail_opt:
+        split = "none"
+    if split == "per-rail":
+        planes = tuple(sus + len(range(r, svc_leaves, rails)) for r in range(rails))
+    else:
+        planes = (leaves,)
+    biggest = max(planes, default=0)
+    if fabric.tiers in (2, 3):
+        tiers = int(fabric.tiers)
+    else:
+        tiers = 2 if biggest <= k else 3
+    pod = pod_size(k, 1 if split == "per-rail" else rails)
+    spines = cores = 0
+    for n in planes:
+        sp, co = _upper(n, up, k, tiers, pod)
+        spines, cores = spines + sp, cores + co
+    return Shape(name, fabric, model, rate, k, rail_opt, rails, su, up, down, sus, svc, svc_leaves, endpoints, split,
+                 planes, tiers, pod, spines, cores)
+
+
+def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPlan:
+    sh = shape(spec, name, pools)
+    assert sh is not None  # the catalog checks stop unknown models before planning
+    fabric, model, rate, k = sh.fabric, sh.model, sh.rate, sh.radix
+    rail_opt, rails, su, up, down = sh.rail_opt, sh.rails, sh.su, sh.up, sh.down
+    attached = attached_pools(spec, pools, name)
+    fid = FABRIC_ID.get(name, 2)
+    prefix = FABRIC_PREFIX.get(name, name[:1])
+    pos_pools = [pp for pp in attached if positioned(pp, name)]
+    svc_pools = [pp for pp in attached if not positioned(pp, name)]
 
     b = _Builder(fid, prefix, [], array("i"), array("i"), array("i"), array("i"), array("b"))
     endpoints: list[Endpoint] = []
@@ -385,13 +486,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
                                   hca_guid(fid, pp.pool.id, host.index, r), sw, port))
 
     # Subnets: one, or one per rail when the LIDs of one would not fit (or when asked).
-    leaves = len(leaf_order)
-    est_lids = len(endpoints) + leaves * 3  # leaves + (about) spines + cores, enough to decide the split
-    split = fabric.split
-    if split == "auto":
-        split = "per-rail" if rail_opt and rails > 1 and est_lids > LID_LIMIT else "none"
-    if not rail_opt:
-        split = "none"
+    split = sh.split
     planes: list[list[int]] = []
     if split == "per-rail":
         for r in range(rails):
@@ -404,7 +499,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
             for i in plane:
                 s = b.switches[i]
                 b.switches[i] = Switch(s.name, s.tier, r, s.group, s.rail, s.rack, s.u, s.guid)
-    tiers = resolve_tiers(fabric, max((len(p) for p in planes), default=0), k)
+    tiers = sh.tiers
     spine_ports = core_ports = 0
     for si, plane in enumerate(planes):
         tag = f"-r{si}" if split == "per-rail" else ""

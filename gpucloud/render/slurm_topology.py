@@ -1,0 +1,79 @@
+"""slurm/topology.conf from the compute fabric plan.
+
+In a rail-optimized fabric a node touches one leaf per rail, so no single leaf holds a node; the smallest group of
+nodes that share switches is the scalable unit (its rail leaves), which is the lowest "switch" here. Above it: the
+pods of a three-tier fabric, then one top switch. Jobs placed inside an SU talk leaf-local on every rail.
+"""
+
+from __future__ import annotations
+
+from gpucloud.hostlist import compress
+from gpucloud.plan import Plan
+from gpucloud.plan.fabric import pod_size
+
+
+def _groups(plan: Plan):
+    """(SU name, pod, [hosts]) for every compute SU, and the compute hosts off the fabric."""
+    fp = next((f for f in plan.fabrics if f.name == "compute"), None)
+    compute_pools = {pp.pool.name for pp in plan.pools if "compute" in pp.pool.roles}
+    by_su: dict[int, list[str]] = {}
+    on_fabric: set[str] = set()
+    pod_of: dict[int, int] = {}
+    if fp is not None:
+        sws = fp.switches
+        for e in fp.endpoints:
+            # HCA 0 stands for the node; every positioned compute node has one, in its own SU.
+            if e.hca == 0 and not e.service and e.pool in compute_pools:
+                by_su.setdefault(sws[e.leaf].group, []).append(e.host)
+                on_fabric.add(e.host)
+        if fp.tiers == 3:
+            # Pods hold whole SUs: the planner sizes a pod as a multiple of the rails (one plane per rail: k/2 SUs).
+            per_pod = max(1, pod_size(fp.radix, 1 if fp.split == "per-rail" else fp.rails)
+                          // (1 if fp.split == "per-rail" else fp.rails))
+            for su in by_su:
+                pod_of[su] = (su - 1) // per_pod + 1
+    off = [h.name for pp in plan.pools if pp.pool.name in compute_pools for h in pp.hosts if h.name not in on_fabric]
+    return by_su, pod_of, off
+
+
+def topology_conf(plan: Plan) -> str:
+    by_su, pod_of, off = _groups(plan)
+    lines = [f"# topology/tree for cluster {plan.spec.name}, from the compute fabric plan (gpucloud).",
+             "# Lowest level: scalable units (a node has one port on each rail leaf of its SU); then pods; then the",
+             "# fabric. Slurm packs a job into as few of these as it can."]
+    tops = []
+    for su in sorted(by_su):
+        lines.append(f"SwitchName=su{su:03} Nodes={compress(by_su[su])}")
+    if by_su:
+        if pod_of:
+            pods: dict[int, list[str]] = {}
+            for su in sorted(by_su):
+                pods.setdefault(pod_of[su], []).append(f"su{su:03}")
+            for pod in sorted(pods):
+                lines.append(f"SwitchName=pod{pod:02} Switches={compress(pods[pod])}")
+            tops.append(f"SwitchName=fabric Switches={compress(f'pod{p:02}' for p in pods)}")
+        else:
+            tops.append(f"SwitchName=fabric Switches={compress(f'su{s:03}' for s in by_su)}")
+    if off:
+        lines.append("# compute nodes without a compute fabric port: jobs never span them and the fabric")
+        tops.append(f"SwitchName=nofabric Nodes={compress(off)}")
+    return "\n".join(lines + tops) + "\n"
+
+
+def block_conf(plan: Plan) -> str:
+    by_su, _, off = _groups(plan)
+    lines = [f"# topology/block for cluster {plan.spec.name}: one block per scalable unit of the compute fabric."]
+    for su in sorted(by_su):
+        lines.append(f"BlockName=su{su:03} Nodes={compress(by_su[su])}")
+    if off:
+        lines.append(f"BlockName=nofabric Nodes={compress(off)}")
+    return "\n".join(lines) + "\n"
+
+
+def render(plan: Plan) -> dict[str, bytes]:
+    kind = plan.spec.slurm.topology
+    if kind == "tree":
+        return {"slurm/topology.conf": topology_conf(plan).encode()}
+    if kind == "block":
+        return {"slurm/topology.conf": block_conf(plan).encode()}
+    return {}
