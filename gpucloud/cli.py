@@ -218,6 +218,33 @@ def plan(
                (f" ({warnings} warning(s))" if warnings else ""))
 
 
+@app.command()
+def verify(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    limit: Optional[str] = typer.Option(None, "--limit", help="Only these hosts (hostlist, e.g. gpu[001-016])."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts",
+                                               help="known_hosts file to check host keys against "
+                                                    "[default: ~/.ssh/known_hosts]; unknown keys are refused."),
+    user: Optional[str] = typer.Option(None, "--user", help="SSH user [default: the current user]."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Private key file [default: agent and ~/.ssh keys]."),
+    port: int = typer.Option(22, "--port", min=1, max=65535, help="SSH port."),
+    timeout: float = typer.Option(30.0, "--timeout", min=1.0, help="Seconds allowed per host, all collectors."),
+    parallel: int = typer.Option(32, "--parallel", min=1, max=1024, help="Hosts checked at once."),
+    address: List[str] = typer.Option([], "--address", help="HOST=ADDRESS to reach a host at (repeatable)."),
+    addresses: Optional[Path] = typer.Option(None, "--addresses", help="YAML mapping of host: address."),
+    output: Output = typer.Option(Output.text, "--output", "-o", help="text or json."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar on stderr [default: when stderr is a terminal]."),
+) -> None:
+    """Check live nodes against the plan over SSH (read-only): GPUs, HCAs, IPoIB, mounts, services, Slurm.
+
+    Exit 0 when every host conforms, 1 when any does not or cannot be reached, 2 when verify cannot run."""
+    from gpucloud.verify.command import main as verify_main
+
+    raise typer.Exit(verify_main(spec, limit, known_hosts, user, key, port, timeout, parallel, address, addresses,
+                                 output.value, progress))
+
+
 def main() -> None:
     app()
 

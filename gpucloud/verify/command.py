@@ -1,0 +1,138 @@
+"""``gpucloud verify``: the command's work, kept out of cli.py so the CLI module stays a list of commands.
+
+Exit codes: 0 every host conforms, 1 something does not (or a host could not be looked at), 2 verify itself could
+not run (spec with errors, no known_hosts file, unreadable key, unknown names in --limit or the address map).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_DIFFERENT, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _fail(message: str, hint: str = "") -> int:
+    sys.stderr.write(f"error: {message}\n")
+    if hint:
+        sys.stderr.write(f"  hint: {hint}\n")
+    return EXIT_USAGE
+
+
+def _unknown_hosts(names, planned: set[str], what: str) -> None:
+    from gpucloud.findings import choices_hint
+
+    unknown = sorted(n for n in names if n not in planned)
+    if unknown:
+        from gpucloud.hostlist import compress
+
+        raise UsageError(f"{what} names host(s) not in the plan: {compress(unknown)}",
+                         choices_hint(unknown[0], planned, "hosts"))
+
+
+def limit_hosts(limit: str | None, planned: set[str]) -> set[str] | None:
+    if not limit:
+        return None
+    from ClusterShell.NodeSet import NodeSetException
+
+    from gpucloud.hostlist import expand
+
+    try:
+        names = expand(limit)
+    except NodeSetException as exc:
+        raise UsageError(f"--limit {limit!r} is not a hostlist: {exc}", "write e.g. gpu[001-016],login01")
+    _unknown_hosts(names, planned, "--limit")
+    return set(names)
+
+
+def address_map(pairs: list[str], path: Path | None, planned: set[str]) -> dict[str, str]:
+    """--address HOST=ADDR (repeatable) over --addresses FILE (a YAML mapping host: address)."""
+    out: dict[str, str] = {}
+    if path is not None:
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}")
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path} is not YAML: {exc}".splitlines()[0], "write one 'host: address' per line")
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise UsageError(f"{path} must be a mapping of host names to addresses", "write 'gpu001: 10.0.0.5'")
+        out.update({str(k): v for k, v in data.items()})
+    for pair in pairs:
+        host, sep, addr = pair.partition("=")
+        if not sep or not host or not addr:
+            raise UsageError(f"--address {pair!r} is not HOST=ADDRESS", "write e.g. --address gpu01=10.0.0.5")
+        out[host] = addr
+    _unknown_hosts(out, planned, "the address map")
+    return out
+
+
+def load_key(path: Path | None):
+    if path is None:
+        return None
+    import paramiko
+
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException:
+        raise UsageError(f"key {path} is encrypted", "load it into ssh-agent and leave out --key")
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise UsageError(f"cannot use key {path}: {exc}", "give a private key file in OpenSSH or PEM format")
+
+
+def main(spec: Path, limit: str | None, known_hosts: Path | None, user: str | None, key: Path | None, port: int,
+         timeout: float, parallel: int, addresses: list[str], addresses_file: Path | None, output: str,
+         progress: bool | None) -> int:
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.report import text as findings_text
+
+    checked = check_spec(spec)
+    if checked.fails("error"):
+        findings_text(checked.findings, {checked.loaded.file: checked.loaded.text}, sys.stderr, False)
+        return _fail(f"{spec} has errors; verify needs a valid spec", "run gpucloud validate and fix the spec")
+    plan = build_plan(checked.spec)
+    planned = {h.name for h in plan.hosts()}
+    known_path = Path(known_hosts) if known_hosts else Path.home() / ".ssh" / "known_hosts"
+    try:
+        only = limit_hosts(limit, planned)
+        mapping = address_map(addresses, addresses_file, planned)
+        pkey = load_key(key)
+        from gpucloud.verify.known_hosts import KnownHosts, KnownHostsError
+
+        try:
+            known = KnownHosts.load(known_path)
+        except KnownHostsError as exc:
+            raise UsageError(str(exc), "give --known-hosts FILE; collect keys with ssh-keyscan only after checking "
+                                       "them out of band")
+    except UsageError as exc:
+        return _fail(exc.message, exc.hint)
+
+    from gpucloud.verify import report
+    from gpucloud.verify.collect import SshOptions
+    from gpucloud.verify.expect import expectations
+    from gpucloud.verify.run import progress_bar, verify_all
+
+    expects = expectations(plan, mapping, only)
+    opts = SshOptions(user=user, port=port, timeout=timeout, pkey=pkey)
+    show = sys.stderr.isatty() if progress is None else progress
+    if show:
+        bar, advance = progress_bar(len(expects))
+        with bar:
+            results = verify_all(expects, known, opts, parallel, advance)
+    else:
+        results = verify_all(expects, known, opts, parallel)
+    if output == "json":
+        report.as_json(plan.spec.name, Path(spec).name, results, sys.stdout)
+    else:
+        report.text(plan.spec.name, results, sys.stdout)
+    return EXIT_OK if report.conforms(results) else EXIT_DIFFERENT
