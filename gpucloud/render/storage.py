@@ -69,6 +69,10 @@ def pool_vars(plan: Plan, pool: str) -> dict:
     local = [s for s in st.local if s.pool == pool]
     if local:
         out.update(_local_vars(local[0]))
+        if local[0].job_scratch:
+            scripts = job_scratch_scripts(plan)
+            out.update({"local_scratch_prolog": scripts[PROLOG].decode(), "local_scratch_epilog": scripts[EPILOG].decode(),
+                        "local_scratch_prolog_path": NODE_PROLOG, "local_scratch_epilog_path": NODE_EPILOG})
     else:
         out.update({"local_scratch_devices": [], "local_scratch_mounts": []})
     return out
