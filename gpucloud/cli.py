@@ -245,6 +245,22 @@ def verify(
                                  output.value, progress))
 
 
+fabric_app = typer.Typer(help="InfiniBand fabric: compare a live fabric with the plan.", no_args_is_help=True)
+app.add_typer(fabric_app, name="fabric")
+
+
+@fabric_app.command("verify")
+def fabric_verify(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    ibnetdiscover: Path = typer.Option(..., "--ibnetdiscover", help="Output of 'ibnetdiscover' on the fabric."),
+    fabric: str = typer.Option("compute", "--fabric", help="Which fabric of the spec the dump is from."),
+) -> None:
+    """List missing, unexpected and swapped cables by device and port; exit 1 if any."""
+    from gpucloud.verify.fabric import run_cli
+
+    raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit))
+
+
 def main() -> None:
     app()
 
