@@ -52,7 +52,9 @@ class Loaded:
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
 
 
 class _Builder:
@@ -77,12 +79,15 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _TooLarge
+            raise _TooLarge(path)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar_value(node, path)
         if id(node) in self._open:
-            self._error("yaml-recursive-alias", node, path, "an alias refers to a value that contains it",
-                        "remove the alias; a spec cannot contain itself")
+            # The node is the anchored one; point at where the alias is used (its key or list item) instead.
+            line, col = self.locations.get(path) or self._mark(node)
+            self.findings.append(Finding("yaml-recursive-alias", "error", path,
+                                         "an alias refers to a value that contains it",
+                                         "remove the alias; a spec cannot contain itself", self.file, line, col))
             return None
         if node.tag not in (_MAP, _SEQ):
             self._error("yaml-tag", node, path, f"unsupported YAML tag {node.tag}",
@@ -223,11 +228,14 @@ def load_text(text: str, file: str) -> Loaded:
     builder.locations[()] = (1, 1)
     try:
         result.data = builder.build(node, ())
-    except _TooLarge:
-        result.findings.append(Finding("yaml-too-many-nodes", "error", (),
+    except _TooLarge as exc:
+        # Point at the top-level key whose value blew up: that is where the multiplying aliases are used.
+        where = exc.path[:1]
+        line, col = builder.locations.get(where, (1, 1))
+        result.findings.append(Finding("yaml-too-many-nodes", "error", where,
                                        f"the document expands to more than {MAX_NODES:,} values (aliases?)",
                                        "remove the aliases that multiply values; a spec needs a few thousand at most",
-                                       file, 1, 1))
+                                       file, line, col))
         result.data = None
         return result
     except RecursionError:
