@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 
 from gpucloud import catalog
 from gpucloud.checks import check
-from gpucloud.findings import Finding, choices_hint
+from gpucloud.findings import Finding
 from gpucloud.spec.model import Spec, parse_duration_minutes
 
 # Slurm's own releases as (major, minor); topology/block arrived in 23.11.
@@ -29,37 +29,24 @@ def _compute_pools(spec: Spec) -> dict[str, object]:
 
 @check("slurm-partition-pool")
 def partition_pools(spec: Spec) -> Iterable[Finding]:
-    """Every partition names existing compute pools (slurmctld refuses partitions with unknown nodes)."""
+    """Partitions hold only pools with the compute role (others run no slurmd; slurmctld refuses unknown nodes)."""
     compute = _compute_pools(spec)
-    names = [p.name for p in spec.pools]
+    names = {p.name for p in spec.pools}
     for part in spec.slurm.partitions:
         for j, pool in enumerate(part.pools):
-            path = (*part.path, "pools", j)
-            if pool not in names:
-                yield Finding("slurm-partition-pool", "error", path,
-                              f"partition '{part.name}' names pool '{pool}', which does not exist",
-                              choices_hint(pool, compute, "compute pools"))
-            elif pool not in compute:
-                yield Finding("slurm-partition-pool", "error", path,
+            if pool in names and pool not in compute:  # unknown names are reference-pool's finding
+                yield Finding("slurm-partition-pool", "error", (*part.path, "pools", j),
                               f"pool '{pool}' has no 'compute' role, so it runs no slurmd and cannot be in "
                               f"partition '{part.name}'",
                               f"add 'compute' to the roles of pool '{pool}' or remove it from the partition")
 
 
-@check("slurm-partition-names")
-def partition_names(spec: Spec) -> Iterable[Finding]:
-    """Partition names are unique and at most one partition is the default."""
-    seen: set[str] = set()
-    defaults = []
-    for part in spec.slurm.partitions:
-        if part.name in seen:
-            yield Finding("slurm-partition-names", "error", (*part.path, "name"),
-                          f"partition '{part.name}' is defined twice", "give each partition its own name")
-        seen.add(part.name)
-        if part.default:
-            defaults.append(part)
+@check("slurm-default-partition")
+def default_partition(spec: Spec) -> Iterable[Finding]:
+    """At most one partition is the default."""
+    defaults = [part for part in spec.slurm.partitions if part.default]
     for part in defaults[1:]:
-        yield Finding("slurm-partition-names", "error", (*part.path, "default"),
+        yield Finding("slurm-default-partition", "error", (*part.path, "default"),
                       f"partition '{part.name}' is a second default partition (the first is '{defaults[0].name}')",
                       "mark only one partition 'default: true'")
 
@@ -130,7 +117,7 @@ def topology(spec: Spec) -> Iterable[Finding]:
         yield Finding("slurm-topology", "error", ("slurm", "topology"),
                       "topology 'tree' needs a planned fabric to describe the switches",
                       "add a fabric or set slurm.topology: none")
-    if s.topology == "tree":
+    if s.topology == "tree" and spec.fabrics:
         for pool in _compute_pools(spec).values():
             if pool.fabric in (None, "none"):
                 yield Finding("slurm-topology", "warning", (*pool.path, "fabric"),
@@ -156,22 +143,17 @@ def containers(spec: Spec) -> Iterable[Finding]:
 
 @check("slurm-tenants")
 def tenants(spec: Spec) -> Iterable[Finding]:
-    """Tenants name existing partitions, their dedicated pools are in a partition, limits fit the cluster."""
+    """A tenant's dedicated pools are in a partition and its max_time fits its partitions."""
     parts = {p.name: p for p in spec.slurm.partitions}
     in_partition = {pool for p in spec.slurm.partitions for pool in p.pools}
     compute = _compute_pools(spec)
     for t in spec.tenants:
-        for j, name in enumerate(t.partitions):
-            if name not in parts:
-                yield Finding("slurm-tenants", "error", (*t.path, "partitions", j),
-                              f"tenant '{t.name}' names partition '{name}', which does not exist",
-                              choices_hint(name, parts, "partitions"))
         for j, pool in enumerate(t.pools):
             if pool in compute and pool not in in_partition:
                 yield Finding("slurm-tenants", "error", (*t.path, "pools", j),
                               f"pool '{pool}' is dedicated to tenant '{t.name}' but is in no partition, so its "
                               "jobs cannot run there", f"add a partition over pool '{pool}'")
-        if t.gpu_limit is not None and t.max_time and t.partitions:
+        if t.max_time and t.partitions:
             wall = parse_duration_minutes(t.max_time)
             longest = [parse_duration_minutes(parts[n].max_time) for n in t.partitions
                        if n in parts and parts[n].max_time]
@@ -252,7 +234,7 @@ def verify_rendered(files: Mapping[str, bytes]) -> list[Finding]:
         if group not in gpus_per_group:
             problems.append(_finding(f"gres.conf lists devices for {group}, which has no Gres in slurm.conf"))
     topo = files.get("slurm/topology.conf")
-    if topo is not None and settings.get("topologyplugin") == "topology/tree":
+    if topo is not None and settings.get("topologyplugin") in ("topology/tree", "topology/block"):
         problems.extend(_verify_topology(topo.decode(), [kv["nodename"] for kv in node_lines]))
     return problems
 
@@ -269,7 +251,8 @@ def _verify_topology(text: str, node_exprs: list[str]) -> list[Finding]:
             names = _expand(kv["nodes"])
             unknown = [n for n in names if n not in known]
             if unknown:
-                problems.append(_finding(f"topology.conf switch {kv.get('switchname', '?')} names "
+                where = kv.get("switchname") or kv.get("blockname") or "?"
+                problems.append(_finding(f"topology.conf switch/block {where} names "
                                          f"{len(unknown)} unknown node(s), e.g. {unknown[0]}"))
             placed.update(names)
     missing = known - placed

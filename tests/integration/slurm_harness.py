@@ -1,0 +1,265 @@
+"""Real Slurm daemons for a rendered plan: munge, MariaDB, slurmdbd, slurmctld and slurmd under one temp dir.
+
+The rendered files are used as they are. What a test machine needs differently is applied from outside them:
+
+* paths, ports and users: a wrapper slurm.conf (and slurmdbd.conf) that ``include``s the rendered file and sets
+  those keys again; Slurm keeps the later value;
+* host names: every daemon and client runs in its own mount + UTS namespace (``unshare``) with a private
+  /etc/hosts that maps the plan's controllers and nodes to loopback addresses, and with the host name of the
+  machine it stands for, as DNS would on the cluster;
+* GPUs: slurmd runs with a private /dev holding fake /dev/nvidiaN character devices (major 195), so the rendered
+  gres.conf is used unchanged.
+
+Daemons run in the foreground and are stopped by PID. Ports are free ports on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sinfo", "scontrol", "srun", "unshare")
+ACCOUNTING_BINARIES = ("mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "sacctmgr")
+
+
+def missing_binaries(accounting: bool = False) -> list[str]:
+    names = SLURM_BINARIES + (ACCOUNTING_BINARIES if accounting else ())
+    return [n for n in names if shutil.which(n) is None]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback(i: int, net: int) -> str:
+    """A distinct 127.x.y.z address per name (all of 127.0.0.0/8 reaches lo)."""
+    return f"127.{net}.{i // 250}.{i % 250 + 1}"
+
+
+# Runs inside the new namespaces: private /etc/hosts and host name, optionally a /dev with fake GPUs.
+_ENTER = r'''
+set -e
+mount --bind "$GPUCLOUD_HOSTS" /etc/hosts
+if [ -n "${GPUCLOUD_FAKE_GPUS:-}" ]; then
+  mount -t tmpfs -o mode=755 gpucloud-dev /dev
+  mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
+  mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
+  mkdir /dev/shm /dev/pts; ln -s /proc/self/fd /dev/fd
+  i=0; while [ "$i" -lt "$GPUCLOUD_FAKE_GPUS" ]; do mknod -m 666 "/dev/nvidia$i" c 195 "$i"; i=$((i + 1)); done
+  mknod -m 666 /dev/nvidiactl c 195 255
+fi
+hostname "$GPUCLOUD_HOSTNAME"
+exec "$@"
+'''
+
+
+class SlurmHarness:
+    """One cluster's daemons. ``files`` are the rendered plan files ({'slurm/slurm.conf': bytes, ...})."""
+
+    def __init__(self, root: Path, files: Mapping[str, bytes], controllers: Iterable[str],
+                 nodes: Iterable[str] = (), client_name: str = "gpucloud-client"):
+        self.root = Path(root)
+        self.files = dict(files)
+        self.controllers = list(controllers)
+        self.nodes = list(nodes)
+        self.client_name = client_name
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.ports = {"slurmctld": free_port(), "slurmd": free_port(), "slurmdbd": free_port(), "mysql": free_port()}
+        self.db_password = os.urandom(12).hex()  # a test-only value, never the deployment's secret
+        for sub in ("plan", "etc", "state", "spool", "log", "run", "munge", "prolog.d", "epilog.d", "bin"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "munge").chmod(0o755)
+        for rel, data in self.files.items():
+            path = self.root / "plan" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        self.plan_dir = self.root / "plan" / "slurm"
+        self._write_hosts()
+        self._write_overrides()
+
+    # --- configuration -------------------------------------------------------------------------------------
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "etc" / "slurm.conf"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.root / "munge" / "munge.socket"
+
+    def address(self, name: str) -> str:
+        return self.addresses[name]
+
+    def _write_hosts(self) -> None:
+        self.addresses = {name: loopback(i + 1, 10) for i, name in enumerate(self.controllers)}
+        self.addresses.update({name: loopback(i + 1, 20) for i, name in enumerate(self.nodes)})
+        lines = [f"127.0.0.1 localhost {self.client_name}"]
+        lines += [f"{addr} {name}" for name, addr in self.addresses.items()]
+        (self.root / "etc" / "hosts").write_text("\n".join(lines) + "\n")
+
+    def _write_overrides(self) -> None:
+        r, etc = self.root, self.root / "etc"
+        health = r / "bin" / "nhc"
+        # The deploy step installs these; an empty prolog.d glob fails every job and drains the node.
+        for script in (health, r / "prolog.d" / "00-noop", r / "epilog.d" / "00-noop"):
+            script.write_text("#!/bin/sh\nexit 0\n")
+            script.chmod(0o755)
+        (etc / "plugstack.conf").write_text("")  # pyxis is not installed on test machines
+        for name in ("gres.conf", "cgroup.conf", "topology.conf"):
+            src = self.plan_dir / name
+            if src.exists():
+                (etc / name).symlink_to(src)
+        has_topology = (self.plan_dir / "topology.conf").exists()
+        overrides = [
+            f"SlurmctldPort={self.ports['slurmctld']}", f"SlurmdPort={self.ports['slurmd']}",
+            "SlurmUser=root", "SlurmdUser=root",
+            f"StateSaveLocation={r}/state", f"SlurmdSpoolDir={r}/spool/%n",
+            f"SlurmctldPidFile={r}/run/slurmctld.pid", f"SlurmdPidFile={r}/run/slurmd-%n.pid",
+            f"SlurmctldLogFile={r}/log/slurmctld.log", f"SlurmdLogFile={r}/log/slurmd-%n.log",
+            f"AuthInfo=socket={self.munge_socket}",
+            f"AccountingStoragePort={self.ports['slurmdbd']}", f"AccountingStoragePass={self.munge_socket}",
+            # No cgroup hierarchy of our own on a shared test machine.
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/linux",
+            "PrologFlags=Alloc", f"Prolog={r}/prolog.d/*", f"Epilog={r}/epilog.d/*",
+            f"HealthCheckProgram={health}", f"PlugStackConfig={etc}/plugstack.conf", "MailProg=/bin/true",
+            # A 2-core VM stands in for 224-thread nodes; several slurmd share the host on their own addresses.
+            "SlurmdParameters=config_overrides", "CommunicationParameters=NoInAddrAny",
+        ]
+        if not has_topology:
+            overrides.append("TopologyPlugin=topology/none")
+        text = f"include {self.plan_dir}/slurm.conf\n# test-machine overrides (later values win)\n"
+        self.conf.write_text(text + "\n".join(overrides) + "\n")
+        if (self.plan_dir / "slurmdbd.conf").exists():
+            (self.plan_dir / "slurmdbd.conf").chmod(0o600)
+            dbd = etc / "slurmdbd.conf"
+            dbd.write_text(
+                f"include {self.plan_dir}/slurmdbd.conf\n"
+                f"DbdPort={self.ports['slurmdbd']}\nSlurmUser=root\nLogFile={r}/log/slurmdbd.log\n"
+                f"PidFile={r}/run/slurmdbd.pid\nStorageHost=127.0.0.1\nStoragePort={self.ports['mysql']}\n"
+                f"StoragePass={self.db_password}\nAuthInfo=socket={self.munge_socket}\n")
+            dbd.chmod(0o600)
+
+    # --- processes -----------------------------------------------------------------------------------------
+
+    def _env(self, hostname: str, gpus: int = 0) -> dict:
+        env = {**os.environ, "SLURM_CONF": str(self.conf), "GPUCLOUD_HOSTS": str(self.root / "etc" / "hosts"),
+               "GPUCLOUD_HOSTNAME": hostname}
+        if gpus:
+            env["GPUCLOUD_FAKE_GPUS"] = str(gpus)
+        return env
+
+    def _wrap(self, argv: list[str]) -> list[str]:
+        return ["unshare", "--mount", "--uts", "sh", "-c", _ENTER, "sh", *argv]
+
+    def spawn(self, name: str, argv: list[str], hostname: str, gpus: int = 0) -> subprocess.Popen:
+        log = open(self.root / "log" / f"{name}.out", "ab")
+        proc = subprocess.Popen(self._wrap(argv), env=self._env(hostname, gpus), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=self.root)
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def run(self, *argv: str, timeout: float = 60, check: bool = False, input: str | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        """A client command (sinfo, srun, sacctmgr, a script) as seen from a login node of the cluster."""
+        full_env = {**self._env(self.client_name), **(env or {})}
+        # cwd: sbatch writes slurm-<job>.out into the submit directory.
+        return subprocess.run(self._wrap(list(argv)), env=full_env, capture_output=True, text=True,
+                              timeout=timeout, check=check, input=input, cwd=self.root)
+
+    def wait_for(self, what: str, predicate, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{what}: daemon exited with {proc.returncode}\n{self.logs()}")
+            if predicate():
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"{what}: not ready after {timeout}s\n{self.logs()}")
+
+    def logs(self, tail: int = 40) -> str:
+        out = []
+        for path in sorted((self.root / "log").glob("*")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            out.append(f"--- {path.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def start_munge(self) -> None:
+        key = self.root / "munge" / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        m = self.root / "munge"
+        proc = self.spawn("munged", ["munged", "-F", "-f", f"--key-file={key}", f"--socket={self.munge_socket}",
+                                     f"--pid-file={m}/munged.pid", f"--log-file={self.root}/log/munged.log",
+                                     f"--seed-file={m}/munged.seed"], self.client_name)
+        self.wait_for("munged", self.munge_socket.exists, 20, proc)
+
+    def start_mariadb(self) -> None:
+        data, sock = self.root / "mysql", self.root / "run" / "mysqld.sock"
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
+                        "--skip-test-db", "--auth-root-authentication-method=socket"],
+                       check=True, capture_output=True, timeout=180)
+        proc = subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={sock}",
+                                 f"--port={self.ports['mysql']}", "--bind-address=127.0.0.1", "--user=root",
+                                 "--skip-name-resolve", f"--pid-file={self.root}/run/mysqld.pid",
+                                 f"--log-error={self.root}/log/mariadb.log", "--innodb-buffer-pool-size=32M",
+                                 "--skip-log-bin"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.procs.append(("mariadbd", proc))
+
+        def ready() -> bool:
+            return subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e", "SELECT 1"],
+                                  capture_output=True).returncode == 0
+
+        self.wait_for("mariadbd", ready, 90, proc)
+        grant = (f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{self.db_password}';"
+                 "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';")
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e", grant], check=True,
+                       capture_output=True)
+
+    def start_slurmdbd(self, host: str) -> None:
+        # slurmdbd reads slurmdbd.conf next to $SLURM_CONF, i.e. the wrapper in etc/
+        proc = self.spawn("slurmdbd", ["slurmdbd", "-D"], host)
+        self.wait_for("slurmdbd", lambda: self.run("sacctmgr", "-nP", "show", "cluster", timeout=20).returncode == 0,
+                      90, proc)
+
+    def start_slurmctld(self) -> subprocess.Popen:
+        proc = self.spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)], self.controllers[0])
+        self.wait_for("slurmctld", lambda: self.run("scontrol", "ping", timeout=20).stdout.count("UP") >= 1, 90, proc)
+        return proc
+
+    def start_slurmd(self, node: str, gpus: int) -> subprocess.Popen:
+        proc = self.spawn(f"slurmd-{node}", ["slurmd", "-D", "-N", node, "-f", str(self.conf)], node, gpus)
+        return proc
+
+    def wait_nodes_idle(self, nodes: Iterable[str], timeout: float = 90) -> None:
+        want = set(nodes)
+
+        def idle() -> bool:
+            out = self.run("sinfo", "-N", "-h", "-o", "%N %t", timeout=20).stdout.split("\n")
+            states = dict(line.split() for line in out if line.strip())
+            return all(states.get(n, "").startswith("idle") for n in want)
+
+        self.wait_for(f"slurmd {sorted(want)} idle", idle, timeout)
+
+    def stop(self, name: str | None = None) -> None:
+        """Stop one daemon by name, or all of them in reverse start order."""
+        for pname, proc in reversed(list(self.procs)):
+            if name is not None and pname != name:
+                continue
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            self.procs.remove((pname, proc))
