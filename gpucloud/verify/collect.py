@@ -142,9 +142,10 @@ def run_host(he: HostExpect, known, opts: SshOptions) -> Collected:
         except (socket.timeout, TimeoutError) as exc:
             raise ConnectFailed("timeout", f"no SSH answer within {opts.timeout:g} s") from None
         except paramiko.SSHException as exc:
-            text = _describe(exc)
-            check = "timeout" if "timeout" in text.lower() or "banner" in text.lower() else "ssh-error"
-            raise ConnectFailed(check, text) from None
+            # A server that never sends its banner surfaces as an unrelated error once the timeout has passed.
+            if time.monotonic() >= deadline - 0.2 or "banner" in str(exc).lower():
+                raise ConnectFailed("timeout", f"no SSH banner within {opts.timeout:g} s") from None
+            raise ConnectFailed("ssh-error", _describe(exc)) from None
         except OSError as exc:
             raise ConnectFailed("unreachable", _describe(exc)) from None
         remaining = deadline - time.monotonic()
