@@ -25,6 +25,9 @@ MAX_BYTES = 8 * 1024 * 1024
 # Values constructed from one file, counting every alias expansion: a spec is a few thousand nodes; a billion-laughs
 # document is millions.
 MAX_NODES = 200_000
+# Mappings and lists nested deeper than this are refused before composing: libyaml's composer recurses in C and
+# crashes the interpreter on a document nested 100,000 levels deep. A spec is about 6 levels deep.
+MAX_DEPTH = 64
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -180,11 +183,38 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
+def _too_deep(text: str, file: str) -> Finding | None:
+    """Scan the event stream (iterative, no recursion) for nesting beyond MAX_DEPTH."""
+    depth = 0
+    loader = _Loader(text)
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    return Finding("yaml-too-deep", "error", (), f"the document is nested more than {MAX_DEPTH} "
+                                   "levels deep", "a spec is a handful of levels deep; flatten it", file,
+                                   mark.line + 1, mark.column + 1)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # the composer below reports it with its position
+    finally:
+        loader.dispose()
+    return None
+
+
 def load_text(text: str, file: str) -> Loaded:
     result = Loaded(file=file, text=text)
     tab_findings = _tabs(text, file)
     if tab_findings:
         result.findings.extend(tab_findings)
+        return result
+    deep = _too_deep(text, file)
+    if deep:
+        result.findings.append(deep)
         return result
     loader = _Loader(text)
     try:
