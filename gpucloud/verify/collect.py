@@ -110,7 +110,7 @@ class ConnectFailed(Exception):
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    text = (str(exc) or type(exc).__name__).replace("[Errno None] ", "")
     return " ".join(text.split())[:300]
 
 
