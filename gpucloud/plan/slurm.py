@@ -185,7 +185,7 @@ def _node_group(pp: PoolPlan) -> NodeGroup:
     real = (mem - reserve) // 1024 * 1024
     gtype = gpu_type(_gpu_key(m.gpu)) if m.gpus and m.gpu else None
     features = [pp.pool.name]
-    if gtype:
+    if gtype and gtype != pp.pool.name:
         features.append(gtype)
     features.extend(f for f in pp.pool.features if f not in features)
     return NodeGroup(

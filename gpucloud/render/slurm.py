@@ -53,7 +53,7 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
         "HealthCheckProgram=/usr/sbin/nhc", f"HealthCheckInterval={sp.health_check_interval}",
         "HealthCheckNodeState=ANY,CYCLE",
         "",
-        f"# Sized for {sp.node_count} nodes (TreeWidth: square root up to 2,500 nodes, cube root above)",
+        f"# Sized for {sp.node_count:,} nodes (TreeWidth: square root up to 2,500 nodes, cube root above)",
         f"TreeWidth={z.tree_width}", f"MessageTimeout={z.message_timeout}", f"SlurmdTimeout={z.slurmd_timeout}",
         f"SlurmctldTimeout={z.slurmctld_timeout}", f"TCPTimeout={z.tcp_timeout}", f"MaxJobCount={z.max_job_count}",
         f"MinJobAge={z.min_job_age}",

@@ -1,0 +1,152 @@
+"""What it takes for a changed Slurm setting to take effect: the table the diff reads, and a diff of two rendered
+slurm/ folders classified with it.
+
+Classes: ``reconfigure`` (install the files, one ``scontrol reconfigure``), ``restart-slurmctld``,
+``restart-slurmd`` (every slurmd of the affected nodes, and slurmctld first where both are named),
+``restart-slurmdbd``. Sources: slurm.conf(5) of 22.05 ("A restart of slurmctld is required ...", and NODE
+CONFIGURATION: changing nodes requires restarting slurmctld and every slurmd); gres.conf, cgroup.conf and
+plugstack.conf are read when slurmd (or the job step) starts. Anything not listed is a restart of both, the safe
+guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+NONE, RECONFIGURE = "none", "reconfigure"
+RESTART_SLURMCTLD, RESTART_SLURMD, RESTART_SLURMDBD = "restart-slurmctld", "restart-slurmd", "restart-slurmdbd"
+_ORDER = (NONE, RECONFIGURE, RESTART_SLURMDBD, RESTART_SLURMCTLD, RESTART_SLURMD)
+
+_CTLD = "read when slurmctld starts (slurm.conf(5))"
+_BOTH = "slurmctld and every slurmd must be restarted (slurm.conf(5))"
+_LIVE = "re-read by scontrol reconfigure"
+
+# slurm.conf key (or '<file>' for a whole file) -> (class, why)
+IMPACT: dict[str, tuple[str, str]] = {
+    # Read only at start-up.
+    "ClusterName": (RESTART_SLURMCTLD, "slurmctld refuses state saved under another ClusterName"),
+    "SlurmctldHost": (RESTART_SLURMCTLD, _CTLD),
+    "SlurmctldPort": (RESTART_SLURMCTLD, _CTLD),
+    "SlurmdPort": (RESTART_SLURMD, _BOTH),
+    "SlurmUser": (RESTART_SLURMCTLD, _CTLD),
+    "AuthType": (RESTART_SLURMD, _BOTH),
+    "StateSaveLocation": (RESTART_SLURMCTLD, _CTLD),
+    "SlurmdSpoolDir": (RESTART_SLURMD, "read when slurmd starts"),
+    "SchedulerType": (RESTART_SLURMCTLD, _CTLD),
+    "SelectType": (RESTART_SLURMD, _BOTH),
+    "SelectTypeParameters": (RESTART_SLURMD, _BOTH),
+    "GresTypes": (RESTART_SLURMD, _BOTH),
+    "ProctrackType": (RESTART_SLURMD, _BOTH),
+    "TaskPlugin": (RESTART_SLURMD, "read when slurmd starts"),
+    "JobAcctGatherType": (RESTART_SLURMD, "read when slurmd starts"),
+    "PrologFlags": (RESTART_SLURMD, _BOTH),
+    "MpiDefault": (RESTART_SLURMD, "read when slurmd starts"),
+    "PlugStackConfig": (RESTART_SLURMD, "SPANK plugins are loaded when slurmd and the job steps start"),
+    "TopologyPlugin": (RESTART_SLURMCTLD, _CTLD),
+    "AccountingStorageType": (RESTART_SLURMCTLD, _CTLD),
+    "AccountingStorageHost": (RESTART_SLURMCTLD, _CTLD),
+    "AccountingStoragePort": (RESTART_SLURMCTLD, _CTLD),
+    "AccountingStorageEnforce": (RESTART_SLURMCTLD, _CTLD),
+    "AccountingStorageTRES": (RESTART_SLURMCTLD, _CTLD),
+    "PriorityType": (RESTART_SLURMCTLD, _CTLD),
+    "MaxJobCount": (RESTART_SLURMCTLD, _CTLD),
+    # Nodes: adding, removing or resizing them restarts everything (NODE CONFIGURATION in slurm.conf(5)).
+    "NodeName": (RESTART_SLURMD, "adding, removing or changing nodes: " + _BOTH),
+    "Sockets": (RESTART_SLURMD, _BOTH), "CoresPerSocket": (RESTART_SLURMD, _BOTH),
+    "ThreadsPerCore": (RESTART_SLURMD, _BOTH), "RealMemory": (RESTART_SLURMD, _BOTH),
+    "Gres": (RESTART_SLURMD, _BOTH),
+    "Feature": (RECONFIGURE, _LIVE),
+    "State": (RECONFIGURE, _LIVE),
+    # Partitions and scheduling knobs are live.
+    "PartitionName": (RECONFIGURE, "partitions are re-read by scontrol reconfigure"),
+    "Nodes": (RECONFIGURE, "partition membership is re-read by scontrol reconfigure"),
+    "Default": (RECONFIGURE, _LIVE), "MaxTime": (RECONFIGURE, _LIVE), "DefaultTime": (RECONFIGURE, _LIVE),
+    "PriorityTier": (RECONFIGURE, _LIVE), "OverSubscribe": (RECONFIGURE, _LIVE),
+    "AllowAccounts": (RECONFIGURE, _LIVE), "DefCpuPerGPU": (RECONFIGURE, _LIVE),
+    "DefMemPerGPU": (RECONFIGURE, _LIVE),
+    "TreeWidth": (RECONFIGURE, _LIVE), "MessageTimeout": (RECONFIGURE, _LIVE),
+    "SlurmdTimeout": (RECONFIGURE, _LIVE), "SlurmctldTimeout": (RECONFIGURE, _LIVE),
+    "TCPTimeout": (RECONFIGURE, _LIVE), "MinJobAge": (RECONFIGURE, _LIVE),
+    "HealthCheckProgram": (RECONFIGURE, _LIVE), "HealthCheckInterval": (RECONFIGURE, _LIVE),
+    "HealthCheckNodeState": (RECONFIGURE, _LIVE), "Prolog": (RECONFIGURE, _LIVE), "Epilog": (RECONFIGURE, _LIVE),
+    "ReturnToService": (RECONFIGURE, _LIVE), "JobAcctGatherFrequency": (RECONFIGURE, _LIVE),
+    "PriorityWeightQOS": (RECONFIGURE, _LIVE), "PriorityWeightFairshare": (RECONFIGURE, _LIVE),
+    "PriorityWeightAge": (RECONFIGURE, _LIVE),
+    "SlurmctldLogFile": (RECONFIGURE, _LIVE), "SlurmdLogFile": (RECONFIGURE, _LIVE),
+    "SlurmctldPidFile": (RESTART_SLURMCTLD, _CTLD), "SlurmdPidFile": (RESTART_SLURMD, "read when slurmd starts"),
+    # Other files.
+    "topology.conf": (RECONFIGURE, "topology/tree re-reads topology.conf on scontrol reconfigure"),
+    "gres.conf": (RESTART_SLURMD, "slurmd reads gres.conf when it starts"),
+    "cgroup.conf": (RESTART_SLURMD, "slurmd reads cgroup.conf when it starts"),
+    "plugstack.conf": (RESTART_SLURMD, "SPANK plugins are loaded when slurmd and the job steps start"),
+    "slurmdbd.conf": (RESTART_SLURMDBD, "slurmdbd reads its configuration when it starts"),
+    "tenants.sh": (NONE, "accounts and QOS change live when the script runs"),
+}
+
+DEFAULT = (RESTART_SLURMD, "not in the table: restart slurmctld and every slurmd to be safe")
+
+
+def impact_of(key: str) -> tuple[str, str]:
+    """(class, why) for a slurm.conf key or a file name under slurm/. KeyError for keys not in the table."""
+    return IMPACT[key]
+
+
+def worst(classes) -> str:
+    return max(classes, key=_ORDER.index, default=NONE)
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    where: str  # "slurm.conf", "slurm.conf NodeName=gpu[01-02]", "gres.conf"
+    key: str
+    old: str | None
+    new: str | None
+    impact: str
+    why: str
+
+
+def _records(text: str) -> dict[tuple[str, str], str]:
+    """slurm.conf as {(record, key): value}: record '' for plain settings, 'NodeName=x' / 'PartitionName=y' for
+    the keys of those lines. Repeated keys (SlurmctldHost) are joined in order."""
+    out: dict[tuple[str, str], str] = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or "=" not in line:
+            continue
+        words = line.split()
+        head_key, _, head_value = words[0].partition("=")
+        if head_key in ("NodeName", "PartitionName"):
+            record = f"{head_key}={head_value}"
+            out[(record, head_key)] = head_value
+            for word in words[1:]:
+                k, _, v = word.partition("=")
+                out[(record, k)] = v
+        else:
+            key = ("", head_key)
+            out[key] = f"{out[key]},{head_value}" if key in out else head_value
+    return out
+
+
+def setting_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[SettingChange]:
+    """Every changed slurm.conf setting and every changed other file under slurm/, with its class."""
+    changes: list[SettingChange] = []
+    o = _records(old.get("slurm/slurm.conf", b"").decode())
+    n = _records(new.get("slurm/slurm.conf", b"").decode())
+    for record, key in sorted(set(o) | set(n)):
+        if o.get((record, key)) == n.get((record, key)):
+            continue
+        head = record.split("=", 1)[0]
+        if record and key != head and ((record, head) not in o or (record, head) not in n):
+            continue  # a whole node or partition line came or went: reported once, on its head key
+        impact, why = IMPACT.get(key if key != head or not record else head, DEFAULT)
+        changes.append(SettingChange(f"slurm.conf {record}".strip(), key, o.get((record, key)),
+                                     n.get((record, key)), impact, why))
+    for path in sorted(set(old) | set(new)):
+        name = path.rsplit("/", 1)[-1]
+        if not path.startswith("slurm/") or name == "slurm.conf" or old.get(path) == new.get(path):
+            continue
+        impact, why = IMPACT.get(name, DEFAULT)
+        changes.append(SettingChange(name, "(file)", "present" if path in old else None,
+                                     "present" if path in new else None, impact, why))
+    return changes
