@@ -6,6 +6,8 @@ folder per rail (fabric/compute/rail0/...) when the fabric is split into one sub
 
 from __future__ import annotations
 
+import csv
+import io
 from gpucloud import catalog
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import (DEFAULT_PKEY, STORAGE_PKEY, TIER_NAMES, FabricPlan, hca_desc, hca_port_name,
@@ -63,23 +65,26 @@ def bom_csv(fp: FabricPlan) -> bytes:
     up_cages.update(s * stride + (p - 1) // per_cage for s, p in zip(fp.hi, fp.hi_port))
     host_cages -= up_cages
     counts = fp.cable_counts()
-    rows = ["category,item,tier,quantity"]
+    rows: list[tuple] = []
     for tier in (1, 2, 3):
         n = fp.count(tier)
         if n:
-            rows.append(f"switch,{model.name} ({model.description}),{TIER_NAMES[tier]},{n}")
+            rows.append(("switch", f"{model.name} ({model.description})", TIER_NAMES[tier], n))
     if opt:
-        rows.append(f"cable,{opt.host_cable},node_leaf,{counts['node_leaf']}")
+        rows.append(("cable", opt.host_cable, "node_leaf", counts["node_leaf"]))
         if counts["leaf_spine"]:
-            rows.append(f"cable,{opt.switch_cable},leaf_spine,{counts['leaf_spine']}")
+            rows.append(("cable", opt.switch_cable, "leaf_spine", counts["leaf_spine"]))
         if counts["spine_core"]:
-            rows.append(f"cable,{opt.switch_cable},spine_core,{counts['spine_core']}")
-        rows.append(f"transceiver,{opt.switch_down},switch cage to hosts,{len(host_cages)}")
+            rows.append(("cable", opt.switch_cable, "spine_core", counts["spine_core"]))
+        rows.append(("transceiver", opt.switch_down, "switch cage to hosts", len(host_cages)))
         if up_cages:
-            rows.append(f"transceiver,{opt.switch_up},switch cage to switches,{len(up_cages)}")
-        rows.append(f"transceiver,{opt.hca},host adapter,{len(fp.endpoints)}")
-    rows.append("")
-    return "\n".join(rows).encode()
+            rows.append(("transceiver", opt.switch_up, "switch cage to switches", len(up_cages)))
+        rows.append(("transceiver", opt.hca, "host adapter", len(fp.endpoints)))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("category", "item", "tier", "quantity"))
+    writer.writerows(rows)
+    return buf.getvalue().encode()
 
 
 def _subnet_dir(fp: FabricPlan, subnet) -> str:

@@ -1,0 +1,149 @@
+"""Fabric files, Slurm topology.conf and miswire detection on rendered text (the twin does it for real)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from conftest import CLUSTERS, ROOT, assert_golden, run_cli
+from gpucloud.plan import build_plan
+from gpucloud.render import fabric as render_fabric
+from gpucloud.render import slurm_topology
+from gpucloud.spec import load
+from gpucloud.verify.fabric import compare, report
+
+VALID = ROOT / "tests" / "specs" / "valid"
+GOLDEN = ROOT / "tests" / "golden" / "fabric"
+SPECS = {"lab": CLUSTERS / "lab.yaml", "mid": VALID / "fabric-mid.yaml"}
+
+
+def _plan(name):
+    return build_plan(load(SPECS[name]).spec)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_golden_fabric_files(name):
+    plan = _plan(name)
+    files = {**render_fabric.render(plan), **slurm_topology.render(plan)}
+    assert files == {**render_fabric.render(plan), **slurm_topology.render(plan)}, "rendering is not deterministic"
+    for path, data in sorted(files.items()):
+        assert_golden(GOLDEN / name / path, data)
+
+
+def test_cabling_csv_matches_the_plan():
+    plan = _plan("mid")
+    fp = plan.fabrics[0]
+    rows = list(csv.DictReader(io.StringIO(render_fabric.cabling_csv(fp).decode())))
+    assert list(rows[0]) == ["a_device", "a_port", "b_device", "b_port", "tier", "a_rack", "b_rack", "cable"]
+    tiers = {t: sum(r["tier"] == t for r in rows) for t in ("node_leaf", "leaf_spine", "spine_core")}
+    assert tiers == fp.cable_counts()
+    ends = [(r["a_device"], r["a_port"]) for r in rows] + [(r["b_device"], r["b_port"]) for r in rows]
+    assert len(ends) == len(set(ends)), "a port appears on two cables"
+    a01 = [r for r in rows if r["a_device"] == "a01"]
+    assert [(r["a_port"], r["b_device"], r["b_port"]) for r in a01[:2]] == [
+        ("mlx5_0", "c-leaf-su001-r0", "1/1"), ("mlx5_1", "c-leaf-su001-r1", "1/1")]
+    assert a01[0]["a_rack"] == "ra01" and a01[0]["b_rack"] == "c-su001"
+
+
+def test_partitions_isolate_tenants():
+    plan = _plan("mid")
+    fp = plan.fabrics[0]
+    text = render_fabric.partitions_conf(plan, fp, fp.subnets[0]).decode()
+    lines = {ln.split("=", 1)[0]: ln for ln in text.splitlines() if ln and not ln.startswith("#")}
+    guid = {(e.host, e.hca): f"0x{e.guid + 1:016x}" for e in fp.endpoints}
+    assert guid[("a01", 3)] in lines["alpha"] and guid[("a01", 3)] not in lines["beta"]
+    assert guid[("b04", 0)] in lines["beta"] and guid[("b04", 0)] not in lines["alpha"]
+    assert guid[("a01", 0)] + "=limited" in lines["storage"] and guid[("ctl01", 0)] + "=full" in lines["storage"]
+    assert guid[("a01", 0)] + "=limited" in lines["Default"] and guid[("login01", 0)] + "=full" in lines["Default"]
+    assert "alpha=0x0a01" in text and "storage=0x7ffd" in text and "Default=0x7fff" in text
+
+
+def test_opensm_ha_pair_priorities():
+    files = render_fabric.render(_plan("mid"))
+    one, two = files["fabric/compute/opensm-ctl01.conf"].decode(), files["fabric/compute/opensm-ctl02.conf"].decode()
+    assert "sm_priority 15" in one and "sm_priority 14" in two
+    assert "routing_engine ftree" in one and "cn_guid_file" in one and "root_guid_file" in one
+    roots = files["fabric/compute/root_guids.txt"].decode().split()
+    fp = _plan("mid").fabrics[0]
+    assert sorted(roots) == sorted(f"0x{s.guid:016x}" for s in fp.switches if s.tier == 2)
+
+
+def test_bom_counts_twin_port_cages():
+    plan = _plan("lab")
+    rows = list(csv.DictReader(io.StringIO(render_fabric.bom_csv(plan.fabrics[0]).decode())))
+    by = {(r["category"], r["tier"]): int(r["quantity"]) for r in rows}
+    assert by[("switch", "leaf")] == 8 and by[("switch", "spine")] == 1
+    # each lab leaf: hosts on ports 1-2 (cage 1) and maybe 62 (cage 31), uplinks on 63-64 (cage 32); the spine
+    # takes 16 links in 8 cages
+    assert by[("transceiver", "switch cage to switches")] == 8 + 8
+    assert by[("transceiver", "switch cage to hosts")] == 8 + 2
+    assert by[("transceiver", "host adapter")] == 18
+
+
+def test_topology_conf_attaches_every_compute_node_once():
+    plan = build_plan(load(CLUSTERS / "hokkaido-10k.yaml").spec)
+    text = slurm_topology.topology_conf(plan)
+    from gpucloud.hostlist import expand
+
+    nodes = [n for ln in text.splitlines() if "Nodes=" in ln for n in expand(ln.split("Nodes=")[1])]
+    compute = [h.name for pp in plan.pools if "compute" in pp.pool.roles for h in pp.hosts]
+    assert sorted(nodes) == sorted(compute) and len(nodes) == len(set(nodes))
+    assert "SwitchName=su009 Nodes=gpu[1001-1032]" in text  # the second pool starts a fresh SU
+    assert "SwitchName=pod01 Switches=su[001-004]" in text and "SwitchName=fabric Switches=pod[01-11]" in text
+
+
+def _net(name="mid"):
+    plan = _plan(name)
+    return plan.fabrics[0], render_fabric.render(plan)["fabric/compute/topology.net"].decode()
+
+
+def test_verify_clean_and_swapped():
+    fp, net = _net()
+    assert compare(fp, net).clean
+    # swap the cables of a01 and a02 on the rail-0 leaf (ports 1 and 2), on both sides of the link
+    swapped = (net.replace('"a01 mlx5_0"[1]', "@A").replace('"a02 mlx5_0"[1]', '"a01 mlx5_0"[1]')
+               .replace("@A", '"a02 mlx5_0"[1]'))
+    swapped = (swapped.replace('"c-leaf-su001-r0"[1]\n', "@L\n").replace('"c-leaf-su001-r0"[2]\n', '"c-leaf-su001-r0"[1]\n')
+               .replace("@L\n", '"c-leaf-su001-r0"[2]\n'))
+    result = compare(fp, swapped)
+    assert not result.missing and not result.unexpected and len(result.swapped) == 1
+    text = "\n".join(report(result))
+    assert "swapped: planned a01 mlx5_0 <-> c-leaf-su001-r0 1/1 and a02 mlx5_0 <-> c-leaf-su001-r0 1/2" in text
+
+
+def test_verify_missing_cable_and_switch():
+    fp, net = _net()
+    sws = fp.switches
+    lo, lp, hi, hp = fp.lo[0], fp.lo_port[0], fp.hi[0], fp.hi_port[0]
+    a, b = sws[lo].name, sws[hi].name
+    cut = "\n".join(ln for ln in net.splitlines()
+                    if not ln.startswith((f'[{lp}]\t"{b}"[{hp}]', f'[{hp}]\t"{a}"[{lp}]')))
+    result = compare(fp, cut)
+    assert [f"{x[0]} {x[1]} <-> {y[0]} {y[1]}" for x, y in result.missing] == [
+        f"{a} {fp.port_label(lp)} <-> {b} {fp.port_label(hp)}"] == ["c-leaf-su001-r0 31/1 <-> c-spine-001 1/1"]
+    assert not result.unexpected and not result.swapped
+    # drop a spine: every cable of it is missing and the device is named
+    blocks = net.split("\n\n")
+    gone = "\n\n".join(blk for blk in blocks if 'Switch\t64 "c-spine-002"' not in blk)
+    gone = "\n".join(ln for ln in gone.splitlines() if '"c-spine-002"' not in ln)
+    result = compare(fp, gone)
+    assert result.absent_devices == [("c-spine-002", 48)] and len(result.missing) == 48
+    assert "absent: c-spine-002 is not in the fabric (48 planned cable(s) missing with it)" in report(result)
+
+
+def test_fabric_verify_cli_exit_codes(tmp_path):
+    fp, net = _net("lab")
+    good = tmp_path / "good.net"
+    good.write_text(net)
+    bad = tmp_path / "bad.net"
+    bad.write_text("\n".join(ln for ln in net.splitlines() if '"gpu02 mlx5_3"' not in ln))
+    ok = run_cli("fabric", "verify", str(CLUSTERS / "lab.yaml"), "--ibnetdiscover", str(good))
+    assert ok.returncode == 0 and "fabric matches the plan" in ok.stdout
+    diff = run_cli("fabric", "verify", str(CLUSTERS / "lab.yaml"), "--ibnetdiscover", str(bad))
+    assert diff.returncode == 1 and "missing: c-leaf-su001-r3 1/2 <-> gpu02 mlx5_3" in diff.stdout
+    junk = tmp_path / "junk.net"
+    junk.write_text("hello\n")
+    usage = run_cli("fabric", "verify", str(CLUSTERS / "lab.yaml"), "--ibnetdiscover", str(junk))
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
