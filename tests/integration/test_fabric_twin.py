@@ -1,0 +1,226 @@
+"""The fabric twin: the planned topology.net loaded into ibsim and routed by real OpenSM with the rendered opensm.conf.
+
+ibsim and the diagnostic tools talk over a socket named by IBSIM_SOCKNAME (unique per test); every tool runs with
+libumad2sim preloaded and SIM_HOST naming the HCA it sits on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import CLUSTERS, ROOT, run_cli
+from gpucloud.plan import build_plan
+from gpucloud.render.fabric import render
+from gpucloud.spec import load
+from gpucloud.verify.fabric import compare
+
+pytestmark = pytest.mark.integration
+
+UMAD2SIM = "/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so"
+SPECS = {"lab": CLUSTERS / "lab.yaml", "mid": ROOT / "tests" / "specs" / "valid" / "fabric-mid.yaml"}
+needs_ibsim = pytest.mark.skipif(
+    not (shutil.which("ibsim") and shutil.which("opensm") and shutil.which("ibnetdiscover")
+         and os.path.exists(UMAD2SIM)),
+    reason="ibsim-utils, opensm and infiniband-diags are not installed (.ci/run installs them)")
+
+
+class Twin:
+    def __init__(self, workdir: Path, net: Path, sm_host: str):
+        self.dir = workdir
+        self.sock = f"gpucloud-{uuid.uuid4().hex[:12]}"
+        self.sm_host = sm_host
+        self.log = open(workdir / "ibsim.log", "wb")
+        self.proc = subprocess.Popen(["ibsim", "-s", "-n", str(net)], stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, "IBSIM_SOCKNAME": self.sock},
+                                     cwd=workdir)
+        deadline = time.monotonic() + 20
+        while True:  # ready once a tool gets an answer
+            if self.proc.poll() is not None:
+                raise RuntimeError((workdir / "ibsim.log").read_text())
+            if self.tool("ibnetdiscover", check=False).returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("ibsim did not come up")
+            time.sleep(0.2)
+
+    def env(self, host: str | None = None) -> dict:
+        return {**os.environ, "LD_PRELOAD": UMAD2SIM, "SIM_HOST": host or self.sm_host, "IBSIM_SOCKNAME": self.sock,
+                "OSM_CACHE_DIR": str(self.dir), "OSM_TMP_DIR": str(self.dir)}
+
+    def tool(self, *args: str, check: bool = True, host: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), env=self.env(host), capture_output=True, text=True, timeout=120,
+                              check=check, cwd=self.dir)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def _write_plan(name: str, tmp_path: Path):
+    plan = build_plan(load(SPECS[name]).spec)
+    files = render(plan)
+    for rel, data in files.items():
+        if rel.startswith("fabric/compute/"):
+            out = tmp_path / rel.removeprefix("fabric/compute/")
+            out.write_bytes(data.replace(b"/etc/opensm", str(tmp_path).encode())
+                            .replace(b"/var/log/opensm.log", str(tmp_path / "opensm.log").encode()))
+    return plan, plan.fabrics[0]
+
+
+def _lids(dump: str) -> dict[str, int]:
+    """Node description of every CA -> its LID, from ibnetdiscover output."""
+    out, current = {}, None
+    for line in dump.splitlines():
+        m = re.match(r'^Ca\s+\d+\s+"[^"]+"\s+#\s+"([^"]+)"', line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(r"^\[\d+\]\(\w+\)\s+\"[^\"]+\"\[\d+\]\s+#\s+lid (\d+)", line)
+        if m and current:
+            out[current] = int(m.group(1))
+            current = None
+    return out
+
+
+def _switches_on_path(twin: Twin, src: int, dst: int) -> list[str]:
+    trace = twin.tool("ibtracert", str(src), str(dst)).stdout
+    return re.findall(r'-> switch port \{\w+\}\[\d+\] lid [\d-]+ "([^"]+)"', trace)
+
+
+def _pkeys(twin: Twin, lid: int) -> set[int]:
+    out = twin.tool("smpquery", "pkeys", str(lid)).stdout
+    return {int(v, 16) for v in re.findall(r"0x[0-9a-f]{4}", out)} - {0}
+
+
+@pytest.fixture
+def routed_twin(request, tmp_path):
+    name = request.param
+    plan, fp = _write_plan(name, tmp_path)
+    sm_host = f"{fp.subnets[0].sm_hosts[0]} mlx5_0"
+    twin = Twin(tmp_path, tmp_path / "topology.net", sm_host)
+    try:
+        sm = twin.tool("opensm", "-F", str(tmp_path / "opensm.conf"), "--once", check=False)
+        assert sm.returncode == 0, sm.stdout + sm.stderr
+        yield plan, fp, twin
+    finally:
+        twin.stop()
+
+
+@needs_ibsim
+@pytest.mark.parametrize("routed_twin", ["lab", "mid"], indirect=True)
+def test_opensm_routes_the_planned_fabric(routed_twin, tmp_path):
+    plan, fp, twin = routed_twin
+    log = (tmp_path / "opensm.log").read_text()
+    assert "ftree tables configured on all switches" in log
+    assert "fallback" not in log.lower() and "falling back" not in log.lower()
+    dump = twin.tool("ibnetdiscover").stdout
+    # cable for cable, by device and port
+    result = compare(fp, dump)
+    assert result.clean, (result.missing[:5], result.unexpected[:5], result.swapped[:2])
+    # every HCA of the plan got a LID
+    lids = _lids(dump)
+    planned = {f"{e.host} mlx5_{e.hca}" for e in fp.endpoints}
+    assert set(lids) == planned and all(lid > 0 for lid in lids.values())
+    # same rail, same SU: one leaf and nothing else
+    first, second = (h.name for h in plan.pools[0].hosts[:2])
+    assert len(_switches_on_path(twin, lids[f"{first} mlx5_0"], lids[f"{second} mlx5_0"])) == 1
+    leaf_of = {e.host: fp.switches[e.leaf].group for e in fp.endpoints if e.hca == 0 and not e.service}
+    other = next((h for h, su in sorted(leaf_of.items()) if su != leaf_of[first]), None)
+    if other is not None:  # different SUs, same rail: leaf, spine, leaf
+        path = _switches_on_path(twin, lids[f"{first} mlx5_0"], lids[f"{other} mlx5_0"])
+        assert len(path) == 3 and "-spine" in path[1], path
+
+
+@needs_ibsim
+@pytest.mark.parametrize("routed_twin", ["mid"], indirect=True)
+def test_pkey_tables_match_the_tenants(routed_twin):
+    plan, fp, twin = routed_twin
+    lids = _lids(twin.tool("ibnetdiscover").stdout)
+    alpha, beta, default, storage = 0x0A01, 0x0B02, 0x7FFF, 0x7FFD
+    full = 0x8000
+    a01 = _pkeys(twin, lids["a01 mlx5_3"])
+    b02 = _pkeys(twin, lids["b02 mlx5_5"])
+    ctl = _pkeys(twin, lids["ctl01 mlx5_0"])
+    # tenant nodes are full members of their own partition and of no other tenant's
+    assert alpha | full in a01 and not {beta, beta | full} & a01
+    assert beta | full in b02 and not {alpha, alpha | full} & b02
+    # compute ports are limited members of default and storage; service hosts are full members
+    assert {default, storage} <= a01 and not {default | full, storage | full} & a01
+    assert {default | full, storage | full} <= ctl and not {alpha | full, beta | full} & ctl
+
+
+def _miswired(tmp_path: Path, net: str, fp) -> str:
+    path = tmp_path / "twin.net"
+    path.write_text(net)
+    sm = next(f"{e.host} mlx5_0" for e in fp.endpoints if e.service)
+    twin = Twin(tmp_path, path, sm)
+    try:
+        return twin.tool("ibnetdiscover").stdout
+    finally:
+        twin.stop()
+
+
+def _verify(tmp_path: Path, dump: str) -> subprocess.CompletedProcess:
+    out = tmp_path / "ibnetdiscover.txt"
+    out.write_text(dump)
+    return run_cli("fabric", "verify", str(SPECS["mid"]), "--ibnetdiscover", str(out))
+
+
+@needs_ibsim
+def test_verify_finds_a_swapped_cable(tmp_path):
+    _, fp = _write_plan("mid", tmp_path)
+    net = (tmp_path / "topology.net").read_text()
+    # swap a03 and a04 on the rail-2 leaf of SU 1: both ends of both links
+    net = net.replace('"a03 mlx5_2"[1]', "@A").replace('"a04 mlx5_2"[1]', '"a03 mlx5_2"[1]').replace("@A",
+                                                                                                     '"a04 mlx5_2"[1]')
+    net = (net.replace('"c-leaf-su001-r2"[3]\n', "@L\n").replace('"c-leaf-su001-r2"[4]\n', '"c-leaf-su001-r2"[3]\n')
+           .replace("@L\n", '"c-leaf-su001-r2"[4]\n'))
+    proc = _verify(tmp_path, _miswired(tmp_path, net, fp))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ("swapped: planned a03 mlx5_2 <-> c-leaf-su001-r2 2/1 and a04 mlx5_2 <-> c-leaf-su001-r2 2/2; "
+            "cabled a03 mlx5_2 <-> c-leaf-su001-r2 2/2 and a04 mlx5_2 <-> c-leaf-su001-r2 2/1") in proc.stdout
+    assert "missing:" not in proc.stdout and "unexpected:" not in proc.stdout
+
+
+@needs_ibsim
+def test_verify_finds_a_removed_cable(tmp_path):
+    _, fp = _write_plan("mid", tmp_path)
+    net = (tmp_path / "topology.net").read_text()
+    # unplug the second uplink of the SU 2 rail-5 leaf
+    leaf = "c-leaf-su002-r5"
+    spine_line = next(ln for ln in net.split(f'Switch\t64 "{leaf}"\n', 1)[1].splitlines() if ln.startswith("[62]"))
+    spine, sport = re.match(r'\[62\]\t"([^"]+)"\[(\d+)\]', spine_line).groups()
+    net = "\n".join(ln for ln in net.splitlines()
+                    if ln != spine_line and ln != f'[{sport}]\t"{leaf}"[62]')
+    proc = _verify(tmp_path, _miswired(tmp_path, net, fp))
+    assert proc.returncode == 1
+    label = fp.port_label(int(sport))
+    assert proc.stdout.splitlines()[:-1] == [f"missing: {leaf} 31/2 <-> {spine} {label}"]
+
+
+@needs_ibsim
+def test_verify_finds_a_missing_switch(tmp_path):
+    _, fp = _write_plan("mid", tmp_path)
+    net = (tmp_path / "topology.net").read_text()
+    gone = "c-spine-002"
+    blocks = [b for b in net.split("\n\n") if f'Switch\t64 "{gone}"' not in b]
+    net = "\n".join(ln for ln in "\n\n".join(blocks).splitlines() if f'"{gone}"' not in ln)
+    proc = _verify(tmp_path, _miswired(tmp_path, net, fp))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert f"absent: {gone} is not in the fabric (48 planned cable(s) missing with it)" in lines
+    assert sum(ln.startswith("missing:") and gone in ln for ln in lines) == 48
+    assert not any(ln.startswith(("unexpected:", "swapped:")) for ln in lines)
