@@ -261,6 +261,37 @@ def fabric_verify(
     raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit))
 
 
+@app.command()
+def diff(
+    paths: List[Path] = typer.Argument(..., help="OLD NEW (specs or plan folders), or one spec with --base.",
+                                       show_default=False),
+    base: Optional[str] = typer.Option(None, "--base", help="Git revision to take the old spec from "
+                                                            "(e.g. origin/main)."),
+    output: Output = typer.Option(Output.text, "--output", "-o", help="text (Markdown) or json."),
+) -> None:
+    """Show every change between two plans with its impact and the order to carry it out.
+
+    Exit 0 when nothing changed, 1 when something changed, 3 when a change destroys data, 2 on errors."""
+    from gpucloud.diff.command import run_diff
+
+    raise typer.Exit(run_diff(list(paths), base, output is Output.json))
+
+
+@app.command("pr-comment")
+def pr_comment(
+    specs: List[Path] = typer.Argument(..., help="Changed spec files.", show_default=False),
+    base: str = typer.Option(..., "--base", help="Git revision the pull request merges into (e.g. origin/main)."),
+    allow_destroy: bool = typer.Option(False, "--allow-destroy", help="Destroying data is approved (a label)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the comment body here [default: stdout]."),
+) -> None:
+    """Build the pull-request comment: each spec's plan summary and classified changes, behind one marker.
+
+    Exit 0 no change, 1 changes, 3 destroys data without --allow-destroy, 2 a spec with errors."""
+    from gpucloud.diff.command import run_pr_comment
+
+    raise typer.Exit(run_pr_comment(list(specs), base, allow_destroy, out))
+
+
 def main() -> None:
     app()
 

@@ -15,6 +15,8 @@ Renderer = Callable[[Plan], dict[str, bytes]]
 # (module, function) pairs, imported lazily so that a command only pays for what it renders.
 RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.plan_json", "render"),
+    ("gpucloud.render.plan_md", "render"),
+    ("gpucloud.render.diagrams", "render"),
     ("gpucloud.render.fabric", "render"),
     ("gpucloud.render.slurm_topology", "render"),
     ("gpucloud.render.pulumi", "render"),

@@ -1,0 +1,85 @@
+"""Turn what the user names (a spec, a plan folder, or a spec at a git revision) into a plan.json document.
+
+A spec is checked and planned in memory, then passed through the same JSON encoding plan.json uses, so that a spec
+and the plan folder written from it compare equal. Problems are returned as InputProblem for the CLI to print and
+exit 2 with; nothing here raises for a user mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from gpucloud.diff.side import EMPTY
+
+
+@dataclass
+class InputProblem(Exception):
+    message: str
+    hint: str = ""
+    checked: object = None  # a pipeline.Checked whose findings explain the problem
+    text: dict = field(default_factory=dict)
+
+
+def document_of(checked) -> dict:
+    from gpucloud import jsonout
+    from gpucloud.plan import build_plan
+    from gpucloud.render.plan_json import document
+
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    return json.loads(jsonout.dump_bytes(document(plan)))
+
+
+def _checked(path: Path, shown_as: str | None = None):
+    from gpucloud.pipeline import check_spec
+
+    checked = check_spec(path)
+    if shown_as is not None:
+        checked.findings = [replace(f, file=shown_as) for f in checked.findings]
+        checked.loaded.file = shown_as
+    if checked.fails("error"):
+        raise InputProblem(f"{shown_as or path}: the spec has errors, so it cannot be planned",
+                           "fix the errors above (gpucloud validate shows them too)", checked=checked)
+    return checked
+
+
+def load_side(path: Path) -> tuple[dict, str]:
+    """A spec file or a plan folder -> (plan.json document, label)."""
+    from gpucloud.write import MARKER, is_plan_folder
+
+    if path.is_dir():
+        if not is_plan_folder(path):
+            raise InputProblem(f"{path} is a folder but holds no gpucloud plan.json",
+                               "name a spec file, or a folder written by 'gpucloud plan --out'")
+        with (path / MARKER).open("rb") as fh:
+            return json.load(fh), str(path)
+    if not path.exists():
+        raise InputProblem(f"{path} does not exist", "name a spec file or a plan folder")
+    return document_of(_checked(path)), str(path)
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
+
+
+def load_base(ref: str, spec: Path) -> tuple[dict, str]:
+    """The spec as it is at git revision ``ref``; a spec that did not exist there diffs against an empty cluster."""
+    folder = spec.resolve().parent
+    top = _git(["rev-parse", "--show-toplevel"], folder)
+    if top.returncode != 0:
+        raise InputProblem(f"{spec} is not inside a git repository", "run from a clone, or diff two files instead")
+    if _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], folder).returncode != 0:
+        raise InputProblem(f"unknown git revision '{ref}'",
+                           "fetch it first (actions/checkout with fetch-depth: 0), or name a branch, tag or commit")
+    rel = spec.resolve().relative_to(Path(top.stdout.decode().strip()).resolve()).as_posix()
+    label = f"{ref}:{rel}"
+    shown = _git(["show", f"{ref}:{rel}"], folder)
+    if shown.returncode != 0:
+        return dict(EMPTY), f"{label} (new spec)"
+    with tempfile.TemporaryDirectory(prefix="gpucloud-base-") as tmp:
+        copy = Path(tmp) / spec.name
+        copy.write_bytes(shown.stdout)
+        return document_of(_checked(copy, shown_as=label)), label

@@ -1,0 +1,253 @@
+"""Settings of the spec: networks, software, fabric, Slurm, storage, tenants and provider, each change classified.
+
+Each table maps a setting to (impact, which hosts, why). Slurm and storage settings defer to the planners' own
+tables (gpucloud.plan.slurm_impact, gpucloud.plan.storage_impact) through gpucloud.diff.external when those know the
+setting; the entries here cover what the spec says before it becomes a config line.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from gpucloud.diff import external
+from gpucloud.diff.impact import Impact
+from gpucloud.diff.model import Change
+from gpucloud.diff.side import Side
+
+Selector = Callable[[Side], list[str]]
+Rule = tuple[Impact, Selector, str]
+
+_ALL: Selector = Side.all_pools
+_GPU: Selector = Side.gpu_pools
+_SLURM: Selector = Side.slurm_pools
+_NODES: Selector = Side.partition_pools
+_CTL: Selector = lambda s: s.role_pools("slurm-controller")  # noqa: E731
+_DBD: Selector = lambda s: s.role_pools("slurmdbd")  # noqa: E731
+_NONE: Selector = lambda s: []  # noqa: E731
+
+SOFTWARE: dict[str, Rule] = {
+    "os": (Impact.REIMAGE, _ALL, "a new operating system means a new image on every host"),
+    "nvidia_driver": (Impact.DRAIN_REBOOT, _GPU, "kernel module: the GPUs must be idle, so drain and reboot"),
+    "fabric_manager": (Impact.DRAIN_REBOOT, Side.nvswitch_pools,
+                       "must match the driver; NVSwitch systems need idle GPUs to restart it"),
+    "cuda": (Impact.NONE, lambda s: sorted(set(s.gpu_pools()) | set(s.role_pools("login"))),
+             "user-space toolkit, installed beside the running one"),
+    "dcgm": (Impact.RESTART, _GPU, "nv-hostengine and the exporter restart; jobs keep running"),
+    "doca_ofed": (Impact.DRAIN_REBOOT, Side.hca_pools, "HCA kernel drivers: links drop, so drain and reboot"),
+    "slurm": (Impact.RESTART, _SLURM, "upgrade slurmdbd first, then slurmctld, then slurmd (at most two releases "
+                                      "apart); running jobs survive"),
+    "enroot": (Impact.NONE, _NODES, "user-space tool, picked up by the next job"),
+    "pyxis": (Impact.RESTART, _NODES, "SPANK plugin, loaded when slurmd starts: restart slurmd"),
+    "lustre_client": (Impact.DRAIN_REBOOT, lambda s: sorted({p for fs in s.spec.get("storage", {}).values()
+                                                              if fs.get("kind") == "lustre"
+                                                              for p in s.mount_pools(fs)}),
+                      "kernel modules: unmount Lustre, so drain and reboot"),
+}
+
+NETWORK: dict[str, Rule] = {
+    "vlan": (Impact.DRAIN_REBOOT, _ALL, "switch ports and host interfaces move to the new VLAN together"),
+    "mtu": (Impact.DRAIN_REBOOT, _ALL, "interfaces restart with the new MTU; switches must carry it first"),
+    "mode": (Impact.DRAIN_REBOOT, _ALL, "IPoIB mode change restarts the interfaces"),
+    "gateway": (Impact.RESTART, _ALL, "routes are reloaded on every host"),
+    "domain": (Impact.RESTART, _ALL, "host names change their domain: DNS and daemons that cache it restart"),
+    "cidr": (Impact.NONE, _NONE, "host addresses follow; each readdressed host is listed under hosts"),
+    "pool_prefix": (Impact.NONE, _NONE, "host addresses follow; each readdressed host is listed under hosts"),
+    "rail_prefix": (Impact.NONE, _NONE, "host addresses follow; each readdressed host is listed under hosts"),
+}
+
+FABRIC: dict[str, Rule] = {
+    key: (Impact.HARDWARE, Side.hca_pools, "the switch layout and cabling change; see fabric/ for the new plan")
+    for key in ("kind", "switch", "rate", "topology", "scalable_unit", "oversubscription", "tiers", "split")
+}
+FABRIC_SM: Rule = (Impact.RESTART, Side.sm_pools, "subnet manager restarts with the new settings; routes are "
+                                                  "recomputed, traffic pauses briefly")
+
+SLURM: dict[str, Rule] = {
+    "cluster_name": (Impact.DESTROYS_DATA, _CTL, "slurmctld refuses state saved under another ClusterName: the "
+                                                 "queue and running jobs' state are lost; accounting keeps the "
+                                                 "old name's history apart"),
+    "topology": (Impact.RESTART, _CTL, "TopologyPlugin is read when slurmctld starts"),
+    "gres_autodetect": (Impact.RESTART, _NODES, "gres.conf changes need slurmd restarted"),
+    "enroot": (Impact.RESTART, _NODES, "plugstack.conf changes are read when slurmd starts"),
+    "pyxis": (Impact.RESTART, _NODES, "plugstack.conf changes are read when slurmd starts"),
+    "health_check_interval": (Impact.RECONFIGURE, _NONE, "HealthCheckInterval"),
+    "accounting.enabled": (Impact.RESTART, lambda s: sorted(set(_CTL(s)) | set(_DBD(s))),
+                           "AccountingStorageType is read when slurmctld starts"),
+    "accounting.database_password": (Impact.RESTART, _DBD, "slurmdbd reads the password when it starts"),
+    "accounting.retention_months": (Impact.RESTART, _DBD, "purge settings are read when slurmdbd starts"),
+}
+# Spec settings -> the slurm.conf key or file they become, to ask gpucloud.plan.slurm_impact first.
+SLURM_KEYS = {"topology": "TopologyPlugin", "gres_autodetect": "gres.conf", "enroot": "plugstack.conf",
+              "pyxis": "plugstack.conf", "health_check_interval": "HealthCheckInterval",
+              "accounting.enabled": "AccountingStorageType", "accounting.database_password": "slurmdbd.conf",
+              "accounting.retention_months": "slurmdbd.conf"}
+PARTITION: Rule = (Impact.RECONFIGURE, _NONE, "partition settings apply with scontrol reconfigure")
+PARTITION_FIELD = {"max_time": "MaxTime", "default_time": "DefaultTime", "priority_tier": "PriorityTier",
+                   "exclusive": "OverSubscribe", "default": "Default", "pools": "Nodes"}
+
+STORAGE: dict[str, Rule] = {
+    "kind": (Impact.DESTROYS_DATA, _NONE, "a different kind of filesystem: the old one and its data go away"),
+    "fsname": (Impact.DESTROYS_DATA, _NONE, "a different Lustre filesystem: the old one is no longer mounted"),
+    "mount": (Impact.DRAIN_REBOOT, _NONE, "clients unmount and mount again: drain the nodes first"),
+    "options": (Impact.DRAIN_REBOOT, _NONE, "mount options apply on the next mount: drain the nodes first"),
+    "mgs": (Impact.DRAIN_REBOOT, _NONE, "clients mount from the new MGS: drain the nodes first"),
+    "lnet": (Impact.DRAIN_REBOOT, _NONE, "LNet moves to other interfaces: reload lnet, so drain the nodes"),
+    "server": (Impact.DRAIN_REBOOT, _NONE, "clients mount from the new server: drain the nodes first"),
+    "export": (Impact.DRAIN_REBOOT, _NONE, "clients mount the new export: drain the nodes first"),
+    "version": (Impact.DRAIN_REBOOT, _NONE, "NFS version is chosen at mount time: drain the nodes first"),
+    "raid": (Impact.DESTROYS_DATA, _NONE, "the local array is rebuilt: its data is lost"),
+    "filesystem": (Impact.DESTROYS_DATA, _NONE, "the local filesystem is recreated: its data is lost"),
+}
+STORAGE_DEFAULT: Rule = (Impact.NONE, _NONE, "applied live")
+
+TENANT: dict[str, Rule] = {
+    "partitions": (Impact.RECONFIGURE, _NONE, "AllowAccounts of the partitions in slurm.conf"),
+    "pools": (Impact.RECONFIGURE, _NONE, "partition access in slurm.conf"),
+    "pkey": (Impact.RESTART, Side.sm_pools, "the subnet manager reloads partitions.conf; the tenant's jobs lose "
+                                            "their old partition key"),
+}
+TENANT_DEFAULT: Rule = (Impact.NONE, _NONE, "sacctmgr or quota change, applied live")
+
+
+def _flat(record: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in record.items():
+        if isinstance(v, dict) and k not in ("storage_quota", "inode_quota"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _change(section: str, subject: str, action: str, rule: Rule, side: Side, field: str = "",
+            old=None, new=None, note: str = "") -> Change:
+    impact, select, why = rule
+    hosts, count = side.hosts_of(select(side))
+    return Change(section, subject, action, impact, field=field, old=old, new=new, hosts=hosts, host_count=count,
+                  note=note or why)
+
+
+def _fields(section: str, subject: str, old: dict, new: dict, rules: dict[str, Rule], default: Rule | None,
+            side: Side, hosts_for: Callable[[Rule], Rule] = lambda r: r) -> Iterator[Change]:
+    fo, fn = _flat(old), _flat(new)
+    for key in sorted(set(fo) | set(fn)):
+        if fo.get(key) == fn.get(key):
+            continue
+        rule = rules.get(key, default)
+        if rule is None:
+            rule = (Impact.RESTART, _NONE, "")
+        yield _change(section, subject, "change", hosts_for(rule), side, key, fo.get(key), fn.get(key))
+
+
+def network_changes(old: Side, new: Side) -> Iterator[Change]:
+    on, nn = old.doc.get("networks", {}), new.doc.get("networks", {})
+    for name in sorted(set(on) | set(nn)):
+        o = {k: v for k, v in on.get(name, {}).items() if k != "pool_blocks"}
+        n = {k: v for k, v in nn.get(name, {}).items() if k != "pool_blocks"}
+        if name not in on:
+            yield Change("networks", f"network {name}", "add", Impact.DRAIN_REBOOT, new=n.get("cidr"),
+                         note="hosts get an interface on the new network (listed under hosts)")
+        elif name not in nn:
+            yield Change("networks", f"network {name}", "remove", Impact.DRAIN_REBOOT, old=o.get("cidr"),
+                         note="hosts lose their address on this network")
+        else:
+            yield from _fields("networks", f"network {name}", o, n, NETWORK, None, new)
+
+
+def software_changes(old: Side, new: Side) -> Iterator[Change]:
+    so, sn = old.spec.get("software", {}), new.spec.get("software", {})
+    for key in sorted(set(so) | set(sn)):
+        if so.get(key) == sn.get(key):
+            continue
+        rule = SOFTWARE.get(key, (Impact.RESTART, _ALL, "package update"))
+        yield _change("software", "software", "change", rule, new, key, so.get(key), sn.get(key))
+
+
+def fabric_changes(old: Side, new: Side) -> Iterator[Change]:
+    fo, fn = old.spec.get("fabric", {}), new.spec.get("fabric", {})
+    for name in sorted(set(fo) | set(fn)):
+        subject = f"fabric {name}"
+        if name not in fo:
+            yield _change("fabric", subject, "add", FABRIC["switch"], new, new=fn[name].get("switch"),
+                          note="a new fabric: switches to rack and cable (see fabric/)")
+        elif name not in fn:
+            yield _change("fabric", subject, "remove", FABRIC["switch"], old, old=fo[name].get("switch"),
+                          note="the fabric's switches and cables are taken out")
+        else:
+            rules = {**FABRIC, **{f"subnet_manager.{k}": (FABRIC_SM[0], lambda s, f=fn[name]: s.sm_pools(f),
+                                                          FABRIC_SM[2]) for k in ("kind", "routing_engine", "pool")}}
+            yield from _fields("fabric", subject, fo[name], fn[name], rules, None, new)
+
+
+def slurm_changes(old: Side, new: Side) -> Iterator[Change]:
+    so, sn = old.spec.get("slurm", {}), new.spec.get("slurm", {})
+    po, pn = so.get("partitions", {}), sn.get("partitions", {})
+    settings_o = {k: v for k, v in so.items() if k != "partitions"}
+    settings_n = {k: v for k, v in sn.items() if k != "partitions"}
+    known = {k: (external.slurm_rule(SLURM_KEYS[k]) if k in SLURM_KEYS else None) or rule
+             for k, rule in SLURM.items()}
+    yield from _fields("slurm", "slurm", settings_o, settings_n, known, None, new)
+    for name in sorted(set(po) | set(pn)):
+        subject = f"partition {name}"
+        if name not in po:
+            yield _change("slurm", subject, "add", PARTITION, new, new=",".join(pn[name].get("pools", ())))
+        elif name not in pn:
+            yield _change("slurm", subject, "remove", PARTITION, old, old=",".join(po[name].get("pools", ())),
+                          note="queued jobs in the partition are rejected; let it drain first")
+        else:
+            for key in sorted(set(po[name]) | set(pn[name])):
+                if po[name].get(key) == pn[name].get(key):
+                    continue
+                setting = PARTITION_FIELD.get(key, key)
+                rule = external.slurm_rule(setting) or (PARTITION[0], PARTITION[1], f"{setting}: {PARTITION[2]}")
+                yield _change("slurm", subject, "change", rule, new, key, po[name].get(key), pn[name].get(key))
+
+
+def storage_changes(old: Side, new: Side) -> Iterator[Change]:
+    so, sn = old.spec.get("storage", {}), new.spec.get("storage", {})
+    for name in sorted(set(so) | set(sn)):
+        subject = f"filesystem {name}"
+        if name not in so:
+            fs = sn[name]
+            hosts, count = new.hosts_of(new.mount_pools(fs))
+            yield Change("storage", subject, "add", Impact.NONE, new=f"{fs.get('kind')} {fs.get('mount')}",
+                         hosts=hosts, host_count=count, note="mounted on the listed hosts by the playbooks")
+            continue
+        fs = so[name]
+        hosts, count = old.hosts_of(old.mount_pools(fs))
+        if name not in sn:
+            yield Change("storage", subject, "remove", Impact.DESTROYS_DATA, old=f"{fs.get('kind')} {fs.get('mount')}",
+                         hosts=hosts, host_count=count,
+                         note="unmounted everywhere and no longer managed: its data and the tenants' quotas on it "
+                              "are gone for users; back it up first")
+            continue
+        new_hosts, new_count = new.hosts_of(new.mount_pools(sn[name]))
+        for key in sorted(set(fs) | set(sn[name])):
+            o, n = fs.get(key), sn[name].get(key)
+            if o == n:
+                continue
+            rule = external.storage_rule(key, o, n) or STORAGE.get(key, STORAGE_DEFAULT)
+            yield Change("storage", subject, "change", rule[0], field=key, old=o, new=n,
+                         hosts=new_hosts if rule[0] is not Impact.NONE else "",
+                         host_count=new_count if rule[0] is not Impact.NONE else 0, note=rule[2])
+
+
+def tenant_changes(old: Side, new: Side) -> Iterator[Change]:
+    to, tn = old.spec.get("tenants", {}), new.spec.get("tenants", {})
+    for name in sorted(set(to) | set(tn)):
+        subject = f"tenant {name}"
+        if name not in to:
+            yield _change("tenants", subject, "add", TENANT["partitions"], new, new=",".join(tn[name]["partitions"]),
+                          note="Slurm account, QOS and partition access; IB partition key on the subnet manager")
+        elif name not in tn:
+            yield _change("tenants", subject, "remove", TENANT["partitions"], old,
+                          old=",".join(to[name]["partitions"]),
+                          note="account and partition access removed; the tenant's files on shared storage stay "
+                               "until someone deletes them")
+        else:
+            yield from _fields("tenants", subject, to[name], tn[name], TENANT, TENANT_DEFAULT, new)
+
+
+def provider_changes(old: Side, new: Side) -> Iterator[Change]:
+    yield from _fields("provider", "provider", old.spec.get("provider", {}), new.spec.get("provider", {}), {},
+                       (Impact.NONE, _NONE, "how machines are provisioned; nothing on the hosts changes"), new)

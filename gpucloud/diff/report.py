@@ -1,0 +1,87 @@
+"""Reporters for a Diff: Markdown for people (pull requests, terminals) and JSON for tools. Both read the same
+Diff; neither decides anything."""
+
+from __future__ import annotations
+
+from gpucloud import jsonout
+from gpucloud.diff.impact import Impact
+from gpucloud.diff.model import Change, Diff
+
+HOSTS_WIDTH = 100
+
+
+def cell(value) -> str:
+    """A value as a Markdown table cell: pipes and newlines cannot break the table."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, list):
+        text = ", ".join(str(v) for v in value) or "(empty)"
+    elif isinstance(value, int) and abs(value) >= 10000:
+        text = f"{value:,}"
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ") or "(empty)"
+
+
+def _hosts(c: Change) -> str:
+    if not c.hosts:
+        return "-"
+    text = c.hosts if len(c.hosts) <= HOSTS_WIDTH else c.hosts[:HOSTS_WIDTH].rsplit(",", 1)[0] + ",..."
+    return f"`{text}` ({c.host_count:,})"
+
+
+def _what(c: Change) -> str:
+    subject = c.subject + (f" {c.field}" if c.field else "")
+    if c.action == "add" and not c.field:
+        return f"add {subject}"
+    if c.action == "remove" and not c.field:
+        return f"remove {subject}"
+    return subject
+
+
+def _old_new(c: Change) -> str:
+    if c.old is None and c.new is None:
+        return "-"
+    return f"{cell(c.old)} -> {cell(c.new)}"
+
+
+def summary_line(diff: Diff) -> str:
+    if not diff.changes:
+        return "No changes."
+    counts = diff.counts()
+    parts = [f"{counts[i.value]} {i.label}" for i in reversed(Impact) if counts[i.value]]
+    head = f"**{len(diff.changes)} change(s)**, worst impact: **{diff.worst.label}**"
+    if diff.destroys_data:
+        head = "**Destroys data.** " + head
+    return head + " (" + ", ".join(parts) + ")."
+
+
+def markdown(diff: Diff, heading: str = "##", max_rows: int = 200) -> str:
+    out = [f"{heading} Changes: {diff.old_name} -> {diff.new_name}", "", summary_line(diff), ""]
+    for note in diff.notes:
+        out += [f"> {note}", ""]
+    if not diff.changes:
+        return "\n".join(out)
+    out += [f"{heading}# Order of work", ""]
+    shown = 0
+    for step in diff.steps():
+        out += [f"**{step['step']}. {step['title'].capitalize()}**: {step['what']}.", ""]
+        if not step["changes"]:
+            out += ["(destroys-data changes below: back their data up before anything else)", ""]
+            continue
+        out += ["| impact | change | old -> new | hosts | why |", "|---|---|---|---|---|"]
+        for c in step["changes"]:
+            if shown >= max_rows:
+                break
+            out.append(f"| {c.impact.label} | {cell(_what(c))} | {_old_new(c)} | {_hosts(c)} | {cell(c.note)} |")
+            shown += 1
+        out.append("")
+    if shown < len(diff.changes):
+        out += [f"... and {len(diff.changes) - shown} more change(s); `gpucloud diff --output json` lists all.", ""]
+    return "\n".join(out)
+
+
+def as_json(diff: Diff) -> str:
+    return jsonout.dumps(diff.as_dict())

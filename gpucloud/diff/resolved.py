@@ -1,0 +1,52 @@
+"""The ``spec`` section of plan.json: the spec with every default applied, so two plan folders can be diffed.
+
+Hosts, networks and pools are already in plan.json; this section adds the intent that is not: software versions,
+Slurm settings and partitions, storage, tenants, fabric settings and the provider. Secrets appear by name only.
+"""
+
+from __future__ import annotations
+
+from gpucloud.plan import Plan
+
+
+def _fabric(f) -> dict:
+    return {
+        "kind": f.kind, "switch": f.switch, "rate": f.rate, "topology": f.topology,
+        "scalable_unit": f.scalable_unit, "oversubscription": f"{f.oversubscription[0]}:{f.oversubscription[1]}",
+        "tiers": f.tiers, "split": f.split,
+        "subnet_manager": {"kind": f.subnet_manager.kind, "routing_engine": f.subnet_manager.routing_engine,
+                           "pool": f.subnet_manager.pool},
+    }
+
+
+def spec_section(plan: Plan) -> dict:
+    spec = plan.spec
+    s = spec.slurm
+    return {
+        "pools": {p.name: {"hostname": p.hostname, "start": p.start, "features": list(p.features),
+                           "rack": {"name": p.rack.name, "first": p.rack.first,
+                                    "nodes_per_rack": p.rack.nodes_per_rack, "first_u": p.rack.first_u}}
+                  for p in spec.pools},
+        "fabric": {name: _fabric(f) for name, f in spec.fabrics.items()},
+        "slurm": {
+            "cluster_name": s.cluster_name, "topology": s.topology, "gres_autodetect": s.gres_autodetect,
+            "enroot": s.enroot, "pyxis": s.pyxis, "health_check_interval": s.health_check_interval,
+            "accounting": {"enabled": s.accounting.enabled, "database_password": s.accounting.database_password,
+                           "retention_months": s.accounting.retention_months},
+            "partitions": {p.name: {"pools": list(p.pools), "default": p.default, "max_time": p.max_time,
+                                    "default_time": p.default_time, "priority_tier": p.priority_tier,
+                                    "exclusive": p.exclusive}
+                           for p in s.partitions},
+        },
+        "storage": {fs.name: {"kind": fs.kind, "mount": fs.mount,
+                              "pools": list(fs.pools) if fs.pools is not None else None,
+                              "capacity": fs.capacity, "options": list(fs.options), **fs.settings}
+                    for fs in spec.storage},
+        "tenants": {t.name: {"description": t.description, "pools": list(t.pools), "partitions": list(t.partitions),
+                             "users": list(t.users), "gpu_limit": t.gpu_limit, "max_time": t.max_time,
+                             "priority": t.priority, "pkey": f"0x{t.pkey:04x}" if t.pkey is not None else None,
+                             "storage_quota": dict(t.storage_quota), "inode_quota": dict(t.inode_quota)}
+                    for t in spec.tenants},
+        "software": {k: getattr(spec.software, k) for k in sorted(vars(spec.software))},
+        "provider": {k: getattr(spec.provider, k) for k in sorted(vars(spec.provider))},
+    }

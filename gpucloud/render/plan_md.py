@@ -1,0 +1,223 @@
+"""plan.md: the plan as a reviewer reads it in a pull request: the cluster at a glance, what to buy, the fabric,
+Slurm, storage, Pulumi stacks and every warning. Short on purpose; the details are in the files it links to.
+
+Each part appears when its planner has run (Plan.fabrics, Plan.storage, gpucloud.stack) and says so when not.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+
+from gpucloud import catalog
+from gpucloud.hostlist import pool_hostlist
+from gpucloud.plan import Plan
+from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
+
+# GPT-3-class training run: 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are Few-Shot
+# Learners"), costed at 6 FLOPs per parameter per token (Kaplan et al. 2020, "Scaling Laws for Neural Language
+# Models"): 6 * N * T.
+GPT3_PARAMS = 175e9
+GPT3_TOKENS = 300e9
+GPT3_FLOPS = 6 * GPT3_PARAMS * GPT3_TOKENS
+# Model FLOPs utilisation at scale on H100-class clusters: Meta's "The Llama 3 Herd of Models" (2024), Table 4,
+# reports 38-43% BF16 MFU training Llama 3 405B on 8,192-16,384 H100 GPUs; we use the middle of that range.
+MFU = 0.40
+MFU_SOURCE = ("Llama 3 405B pre-training: 38-43% BF16 MFU on 8,192-16,384 H100 GPUs (Meta, \"The Llama 3 Herd "
+              "of Models\", 2024, Table 4)")
+
+
+def _num(n: float) -> str:
+    return f"{n:,.0f}" if n >= 100 else f"{n:,.1f}"
+
+
+def _bytes(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
+        if n >= size and n % size == 0:  # written in binary units in the spec: show it the same way
+            return f"{n // size:,} {unit}"
+    for unit, size in (("PB", 10**15), ("TB", 10**12), ("GB", 10**9)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,} B"
+
+
+def cell(value) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def training_days(plan: Plan) -> float | None:
+    peak = sum(len(pp.hosts) * pp.model.gpus * pp.model.gpu.bf16_dense_tflops
+               for pp in plan.pools if pp.model.gpu is not None) * 1e12
+    if not peak:
+        return None
+    return GPT3_FLOPS / (peak * MFU) / 86400
+
+
+def _duration(days: float) -> str:
+    if days < 1:
+        return f"{days * 24:,.1f} hours"
+    return f"{days:,.1f} days"
+
+
+def glance(plan: Plan) -> list[str]:
+    """The at-a-glance table, also the head of the pull-request comment."""
+    gpu_pools = [pp for pp in plan.pools if pp.model.gpu is not None and pp.hosts]
+    gpus = Counter()
+    bf16 = fp8 = 0.0
+    for pp in gpu_pools:
+        n = len(pp.hosts) * pp.model.gpus
+        gpus[pp.model.gpu.name] += n
+        bf16 += n * pp.model.gpu.bf16_dense_tflops
+        fp8 += n * pp.model.gpu.fp8_dense_tflops
+    power = sum(len(pp.hosts) * pp.model.power_kw for pp in plan.pools)
+    racks = len({h.rack for h in plan.hosts()})
+    rows = [
+        ("nodes", f"{plan.host_count:,} ({sum(len(pp.hosts) for pp in gpu_pools):,} with GPUs) in {racks:,} racks"),
+        ("GPUs", ", ".join(f"{n:,} x {name}" for name, n in sorted(gpus.items())) or "none"),
+        ("peak dense BF16", f"{_num(bf16 / 1000)} PFLOPS"),
+        ("peak dense FP8", f"{_num(fp8 / 1000)} PFLOPS"),
+    ]
+    days = training_days(plan)
+    if days is not None:
+        rows.append(("GPT-3 175B on 300B tokens", f"~{_duration(days)} at {MFU:.0%} MFU (BF16)"))
+    rows.append(("server power (nameplate)", f"{_num(power)} kW"))
+    out = ["| | |", "|---|---|"] + [f"| {k} | {cell(v)} |" for k, v in rows]
+    if days is not None:
+        out += ["", f"Training estimate: 6 x 175e9 parameters x 300e9 tokens = {GPT3_FLOPS:.3g} FLOPs at {MFU:.0%} "
+                    f"of peak dense BF16; {MFU:.0%} is the figure public reports quote for H100-class clusters: "
+                    f"{MFU_SOURCE}."]
+    return out
+
+
+def _bom(plan: Plan) -> list[str]:
+    servers: Counter = Counter()
+    hcas: Counter = Counter()
+    drives: Counter = Counter()
+    for pp in plan.pools:
+        n = len(pp.hosts)
+        servers[pp.model.name] += n
+        for hca in pp.model.compute_hcas + pp.model.storage_hcas:
+            hcas[hca.model] += n
+        if pp.model.nvme_drives:
+            drives[f"NVMe {pp.model.nvme_drive_tb} TB"] += n * pp.model.nvme_drives
+    rows = [(f"server {name}", n, catalog.SERVERS[name].description) for name, n in sorted(servers.items())]
+    rows += [(f"HCA {name}", n, "") for name, n in sorted(hcas.items())]
+    rows += [(name, n, "") for name, n in sorted(drives.items())]
+    for fp in getattr(plan, "fabrics", ()) or ():
+        rows.append((f"switch {fp.model.name} ({fp.name} fabric)", len(fp.switches), fp.model.description))
+        cables = fp.cable_counts()
+        rows.append((f"cables ({fp.name} fabric)", sum(cables.values()),
+                     ", ".join(f"{k.replace('_', '-')} {v:,}" for k, v in cables.items() if v)))
+    out = ["| item | count | notes |", "|---|---:|---|"]
+    out += [f"| {cell(item)} | {n:,} | {cell(note)} |" for item, n, note in rows]
+    return out
+
+
+def _pools(plan: Plan) -> list[str]:
+    out = ["| pool | hosts | model | roles | hostlist | image |", "|---|---:|---|---|---|---|"]
+    for pp in plan.pools:
+        p = pp.pool
+        out.append(f"| {p.name} | {len(pp.hosts):,} | {p.model} | {', '.join(p.roles)} | `{pool_hostlist(p)}` | "
+                   f"{p.image or '-'} |")
+    return out
+
+
+def _fabric(plan: Plan) -> list[str]:
+    fabrics = getattr(plan, "fabrics", ()) or ()
+    if not fabrics:
+        if not plan.spec.fabrics:
+            return ["No InfiniBand fabric in this spec."]
+        return [f"- {name}: {f.switch}, {f.topology}, scalable unit {f.scalable_unit} (switch plan not computed)"
+                for name, f in plan.spec.fabrics.items()]
+    out = ["| fabric | switch | tiers | leaf | spine | core | SUs x size | rails | split | subnets | cables |",
+           "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|"]
+    for fp in fabrics:
+        counts = Counter(s.tier for s in fp.switches)
+        out.append(f"| {fp.name} | {fp.model.name} ({fp.rate}, radix {fp.radix}) | {fp.tiers} | {counts[1]:,} | "
+                   f"{counts[2]:,} | {counts[3]:,} | {fp.sus} x {fp.su_size} | {fp.rails} | {fp.split} | "
+                   f"{len(fp.subnets)} | {sum(fp.cable_counts().values()):,} |")
+    out += ["", f"Cabling plan, switch lists and subnet-manager files: `fabric/`. Diagram: [{FABRIC_SVG}]({FABRIC_SVG})."]
+    return out
+
+
+def _slurm(plan: Plan) -> list[str]:
+    s = plan.spec.slurm
+    if not s.partitions:
+        return ["No Slurm partitions."]
+    out = ["| partition | nodes | default | MaxTime | DefaultTime | exclusive |", "|---|---|---|---|---|---|"]
+    for p in s.partitions:
+        nodes = ", ".join(f"`{pool_hostlist(plan.spec.pool(n))}`" for n in p.pools if plan.spec.pool(n))
+        out.append(f"| {p.name} | {nodes} | {'yes' if p.default else ''} | {p.max_time or 'UNLIMITED'} | "
+                   f"{p.default_time or '-'} | {'yes' if p.exclusive else ''} |")
+    if plan.spec.tenants:
+        out += ["", "| tenant | partitions | users | GPU limit | MaxTime | IB pkey | storage quota |",
+                "|---|---|---:|---:|---|---|---|"]
+        for t in plan.spec.tenants:
+            quota = ", ".join(f"{fs} {_bytes(b)}" for fs, b in t.storage_quota) or "-"
+            out.append(f"| {t.name} | {', '.join(t.partitions or t.pools)} | {len(t.users)} | "
+                       f"{t.gpu_limit if t.gpu_limit is not None else '-'} | {t.max_time or '-'} | "
+                       f"{f'0x{t.pkey:04x}' if t.pkey is not None else '-'} | {quota} |")
+    out += ["", "Configuration: `slurm/`."]
+    return out
+
+
+def _storage(plan: Plan) -> list[str]:
+    if not plan.spec.storage:
+        return ["No filesystems."]
+    out = ["| filesystem | kind | mount | capacity | mounted by |", "|---|---|---|---:|---|"]
+    gpu_pools = [pp.pool.name for pp in plan.pools if pp.model.gpus]
+    for fs in plan.spec.storage:
+        pools = fs.pools if fs.pools is not None else (gpu_pools if fs.kind == "local" else "all pools")
+        pools = ", ".join(pools) if not isinstance(pools, str) else pools
+        out.append(f"| {fs.name} | {fs.kind} | {fs.mount} | {_bytes(fs.capacity)} | {pools} |")
+    return out
+
+
+def _pulumi(plan: Plan) -> list[str]:
+    try:
+        stacks = importlib.import_module("gpucloud.stack.layout").summary(plan)
+    except (ImportError, AttributeError):
+        return ["Pulumi stacks are not planned by this version."]
+    out = ["| stack | hosts | resources (estimate) |", "|---|---:|---:|"]
+    shown = stacks if len(stacks) <= 12 else stacks[:10]
+    out += [f"| {s['stack']} | {s['hosts']:,} | {s['resources_estimate']:,} |" for s in shown]
+    if len(shown) < len(stacks):
+        rest = stacks[10:]
+        out.append(f"| ... {len(rest)} more stacks | {sum(s['hosts'] for s in rest):,} | "
+                   f"{sum(s['resources_estimate'] for s in rest):,} |")
+    out.append(f"| **total: {len(stacks)} stack(s)** | {sum(s['hosts'] for s in stacks):,} | "
+               f"{sum(s['resources_estimate'] for s in stacks):,} |")
+    return out
+
+
+def _warnings(plan: Plan) -> list[str]:
+    shown = [f for f in plan.findings if f.level in ("warning", "info")]
+    if not shown:
+        return ["None."]
+    out = []
+    for f in shown:
+        where = f"line {f.line}, " if f.line else ""
+        hint = f" ({f.hint})" if f.hint else ""
+        out.append(f"- **{f.level}** `{f.check}` {where}`{f.json_path}`: {f.message}{hint}")
+    return out
+
+
+def render_text(plan: Plan) -> str:
+    spec = plan.spec
+    out = [f"# Plan: {spec.name}", ""]
+    if spec.metadata.get("description"):
+        out += [spec.metadata["description"], ""]
+    parts = [("At a glance", glance(plan)), ("Bill of materials", _bom(plan)), ("Node pools", _pools(plan)),
+             ("Fabric", _fabric(plan)), ("Slurm", _slurm(plan)), ("Storage", _storage(plan)),
+             ("Pulumi stacks", _pulumi(plan)), ("Warnings", _warnings(plan))]
+    for title, lines in parts:
+        out += [f"## {title}", "", *lines, ""]
+    out += ["## Files", "", "- `plan.json`: every host, address and planned record",
+            f"- [{RACKS_SVG}]({RACKS_SVG}): rack elevations; [{FABRIC_SVG}]({FABRIC_SVG}): the fabric", ""]
+    return "\n".join(out)
+
+
+def render(plan: Plan) -> dict[str, bytes]:
+    return {"plan.md": render_text(plan).encode("utf-8")}
