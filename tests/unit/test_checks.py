@@ -1,0 +1,301 @@
+"""Semantic checks on small specs built in memory, at the boundaries where a wrong check would pass or cry wolf."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from conftest import ROOT
+from gpucloud.checks import all_checks, run_checks
+from gpucloud.spec import schema
+from gpucloud.spec.model import build
+
+BASE = {
+    "name": "t",
+    "networks": {"management": {"cidr": "10.0.0.0/16"}, "bmc": {"cidr": "10.1.0.0/16"}},
+    "node_pools": [{"name": "gpu", "model": "hgx-h100-8", "count": 2}],
+}
+MY_MODULES = {"catalog", "names", "pools", "networks", "racks", "references", "tenants", "software", "provider"}
+
+
+def spec_of(**changes):
+    data = copy.deepcopy(BASE)
+    data.update(copy.deepcopy(changes))
+    assert schema.validate(data) == [], schema.validate(data)
+    return build(data)
+
+
+def found(spec, check_id=None):
+    out = run_checks(spec)
+    return [f for f in out if check_id is None or f.check == check_id]
+
+
+def test_check_ids_are_unique_kebab_case_and_documented():
+    checks = all_checks()
+    for check_id, fn in checks.items():
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", check_id), check_id
+        assert (fn.__doc__ or "").strip(), f"{check_id} has no docstring (gpucloud checks prints it)"
+
+
+def test_every_check_of_these_modules_has_an_invalid_case():
+    headers = " ".join(p.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
+                       for p in (ROOT / "tests" / "specs" / "invalid").glob("*.yaml"))
+    mine = [cid for cid, fn in all_checks().items() if fn.__module__.rsplit(".", 1)[-1] in MY_MODULES]
+    assert len(mine) >= 30
+    # Every adapter in today's catalog is supported by every DOCA-OFED row, so no spec can fail that check yet;
+    # test_doca_ofed_adapter_support covers it with a narrowed table.
+    untestable = {"software-doca-ofed"}
+    missing = [cid for cid in mine if f"check={cid} " not in headers and cid not in untestable]
+    assert missing == []
+
+
+def test_the_examples_have_no_findings_from_these_checks():
+    from gpucloud.spec import load
+
+    for path in sorted((ROOT / "clusters").glob("*.yaml")):
+        spec = load(path).spec
+        mine = [f for f in run_checks(spec) if f.check.split("-")[0] in
+                {"network", "pool", "hostname", "rack", "reference", "tenant", "software", "provider", "catalog",
+                 "partition", "filesystem"} and f.level != "info"]
+        assert mine == [], (path.name, mine)
+
+
+# --- networks ---
+
+def test_overlap_of_a_network_inside_a_larger_one_listed_apart():
+    spec = spec_of(networks={"management": {"cidr": "10.0.0.0/8"}, "bmc": {"cidr": "11.0.0.0/16"},
+                             "storage": {"cidr": "10.200.0.0/16"}})
+    (f,) = found(spec, "network-overlap")
+    assert f.path == ("networks", "storage", "cidr") and "management" in f.message
+
+
+def test_adjacent_networks_do_not_overlap():
+    spec = spec_of(networks={"management": {"cidr": "10.0.0.0/16"}, "bmc": {"cidr": "10.1.0.0/16"},
+                             "storage": {"cidr": "9.255.255.0/24"}})
+    assert found(spec, "network-overlap") == []
+
+
+@pytest.mark.parametrize("count, ok", [(62, True), (63, False)])
+def test_pool_capacity_boundary(count, ok):
+    # /26 blocks hold 64 addresses: network and broadcast excluded, 62 hosts.
+    spec = spec_of(networks={"management": {"cidr": "10.0.0.0/16", "pool_prefix": 26},
+                             "bmc": {"cidr": "10.1.0.0/16"}},
+                   node_pools=[{"name": "cpu", "model": "cpu-1u", "count": count, "rack": {"nodes_per_rack": 40}}])
+    assert (found(spec, "network-pool-capacity") == []) is ok
+
+
+def test_excluded_hosts_keep_their_positions_and_still_need_room():
+    spec = spec_of(networks={"management": {"cidr": "10.0.0.0/16", "pool_prefix": 26},
+                             "bmc": {"cidr": "10.1.0.0/16"}},
+                   node_pools=[{"name": "cpu", "model": "cpu-1u", "count": 63, "exclude": [1, 2, 3],
+                                "rack": {"nodes_per_rack": 40}}])
+    assert [f.path for f in found(spec, "network-pool-capacity")] == [("node_pools", 0, "count")]
+
+
+@pytest.mark.parametrize("pool_id, ok", [(14, True), (15, False)])
+def test_pool_blocks_boundary(pool_id, ok):
+    # /16 cut at /20: 16 blocks; block 0 is reserved, so ids 0-14 exist.
+    spec = spec_of(networks={"management": {"cidr": "10.0.0.0/16", "pool_prefix": 20},
+                             "bmc": {"cidr": "10.1.0.0/16", "pool_prefix": 20}},
+                   node_pools=[{"name": "gpu", "id": pool_id, "model": "hgx-h100-8", "count": 2}])
+    got = found(spec, "network-pool-blocks")
+    assert (got == []) is ok
+    if not ok:
+        assert {f.path for f in got} == {("node_pools", 0, "id")} and len(got) == 2  # management and bmc
+
+
+@pytest.mark.parametrize("rail_prefix, ok", [(19, True), (18, False)])
+def test_ipoib_rails_need_one_subnet_each(rail_prefix, ok):
+    spec = spec_of(networks={**BASE["networks"], "ipoib": {"cidr": "10.32.0.0/16", "rail_prefix": rail_prefix}},
+                   fabric={"compute": {"switch": "qm9700"}})
+    assert (found(spec, "network-ipoib-rails") == []) is ok
+
+
+def test_pools_off_the_fabric_need_no_ipoib_block():
+    spec = spec_of(networks={**BASE["networks"], "ipoib": {"cidr": "10.32.0.0/16", "rail_prefix": 19,
+                                                           "pool_prefix": 20}},
+                   node_pools=[{"name": "gpu", "id": 40, "model": "hgx-h100-8", "count": 2, "fabric": "none"}],
+                   fabric={"compute": {"switch": "qm9700"}})
+    assert [f for f in found(spec) if f.check.startswith("network-")] == [
+        f for f in found(spec) if f.check.startswith("network-") and "ipoib" not in f.message]
+
+
+def test_gateway_on_a_host_address_but_not_in_block_zero():
+    nets = {"management": {"cidr": "10.0.0.0/16", "gateway": "10.0.16.2"}, "bmc": {"cidr": "10.1.0.0/16"}}
+    assert len(found(spec_of(networks=nets), "network-gateway")) == 1
+    nets["management"]["gateway"] = "10.0.0.254"
+    assert found(spec_of(networks=nets), "network-gateway") == []
+
+
+# --- names, pools, racks ---
+
+def test_implicit_pool_id_collides_with_an_explicit_one():
+    spec = spec_of(node_pools=[{"name": "a", "model": "cpu-1u", "count": 1},
+                               {"name": "b", "model": "cpu-1u", "count": 1, "id": 0, "rack": {"first": 5}}])
+    (f,) = found(spec, "pool-duplicate-id")
+    assert f.path == ("node_pools", 1, "id")
+
+
+def test_hostname_collision_across_prefix_patterns():
+    spec = spec_of(node_pools=[{"name": "a", "model": "cpu-1u", "count": 200, "hostname": "n{index}",
+                                "rack": {"nodes_per_rack": 40}},
+                               {"name": "b", "model": "cpu-1u", "count": 3, "hostname": "n1{index:02}",
+                                "rack": {"first": 20}}])
+    (f,) = found(spec, "hostname-collision")
+    assert "n101" in f.message and f.path == ("node_pools", 1, "hostname")
+
+
+def test_hostnames_that_only_look_alike_do_not_collide():
+    spec = spec_of(node_pools=[{"name": "a", "model": "cpu-1u", "count": 99, "hostname": "n{index:02}",
+                                "rack": {"nodes_per_rack": 40}},
+                               {"name": "b", "model": "cpu-1u", "count": 9, "start": 100, "hostname": "n{index}",
+                                "rack": {"first": 20}},
+                               {"name": "c", "model": "cpu-1u", "count": 5, "hostname": "n{index:02}x",
+                                "rack": {"first": 30}}])
+    assert found(spec, "hostname-collision") == []
+
+
+def test_excluded_host_does_not_collide():
+    spec = spec_of(node_pools=[{"name": "a", "model": "cpu-1u", "count": 3, "hostname": "n{index}"},
+                               {"name": "b", "model": "cpu-1u", "count": 1, "start": 3, "hostname": "n{index}",
+                                "exclude": [], "rack": {"first": 20}}])
+    assert len(found(spec, "hostname-collision")) == 1
+    spec = spec_of(node_pools=[{"name": "a", "model": "cpu-1u", "count": 3, "hostname": "n{index}",
+                                "exclude": [3]},
+                               {"name": "b", "model": "cpu-1u", "count": 1, "start": 3, "hostname": "n{index}",
+                                "rack": {"first": 20}}])
+    assert found(spec, "hostname-collision") == []
+
+
+def test_space_padding_in_hostname_and_rack():
+    spec = spec_of(node_pools=[{"name": "a", "model": "cpu-1u", "count": 1, "hostname": "a{index:3}",
+                                "rack": {"name": "r{rack:2}"}}])
+    assert sorted(f.path[-1] for f in found(spec, "hostname-format")) == ["hostname", "name"]
+
+
+@pytest.mark.parametrize("first_u, collides", [(10, False), (9, True)])
+def test_rack_units_touching_is_not_a_collision(first_u, collides):
+    # One 8U HGX from unit 2 occupies units 2-9.
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 1},
+                               {"name": "cpu", "model": "cpu-1u", "count": 1, "rack": {"first_u": first_u}}])
+    assert bool(found(spec, "rack-collision")) is collides
+
+
+def test_rack_collision_only_in_shared_racks():
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 8},  # racks r001, r002
+                               {"name": "cpu", "model": "cpu-1u", "count": 1, "rack": {"first": 3}}])
+    assert found(spec, "rack-collision") == []
+
+
+@pytest.mark.parametrize("per_rack, warns", [(5, False), (6, True)])
+def test_rack_height(per_rack, warns):
+    # 5 x 8U from unit 2 reach unit 41; 6 reach 49.
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 12,
+                                "rack": {"nodes_per_rack": per_rack}}])
+    assert bool(found(spec, "rack-height")) is warns
+
+
+def test_pool_excluded_entirely_and_excludes_out_of_range():
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 2, "start": 5,
+                                "exclude": [5, 6, 99]}])
+    assert [f.check for f in found(spec) if f.check.startswith("pool-")] == ["pool-empty", "pool-exclude-range"]
+
+
+# --- references and tenants ---
+
+def test_reference_did_you_mean_and_valid_choices():
+    spec = spec_of(slurm={"partitions": [{"name": "batch", "pools": ["gpus"]}]},
+                   tenants=[{"name": "a", "partitions": ["bach"]}, {"name": "b", "partitions": ["zzz"]}])
+    pool = found(spec, "reference-pool")
+    parts = found(spec, "reference-partition")
+    assert [f.hint for f in pool] == ["did you mean 'gpu'?"]
+    assert [f.hint for f in parts] == ["did you mean 'batch'?", "valid partitions: batch"]
+
+
+def test_gpu_limit_counts_built_hosts_only():
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 4, "exclude": [4]}],
+                   slurm={"partitions": [{"name": "batch", "pools": ["gpu"]}]},
+                   tenants=[{"name": "a", "partitions": ["batch"], "gpu_limit": 24},
+                            {"name": "b", "partitions": ["batch"], "gpu_limit": 25}])
+    assert [f.path for f in found(spec, "tenant-gpu-limit")] == [("tenants", 1, "gpu_limit")]
+
+
+def test_dedicated_pool_shared_and_pkey_reused():
+    spec = spec_of(tenants=[{"name": "a", "pools": ["gpu"], "pkey": "0x0101"},
+                            {"name": "b", "pools": ["gpu"], "pkey": "0x101"}])
+    assert [f.path for f in found(spec, "tenant-pool-shared")] == [("tenants", 1, "pools", 0)]
+    assert [f.path for f in found(spec, "tenant-duplicate-pkey")] == [("tenants", 1, "pkey")]
+
+
+# --- software and provider ---
+
+@pytest.mark.parametrize("driver, level", [
+    ("550.54.14", None),        # exactly the CUDA 12.4 minimum
+    ("550.54.13", "warning"),   # below it, but 12.x minor version compatibility holds
+    ("525.60.13", "warning"),
+    ("525.60.12", "error"),
+])
+def test_cuda_driver_boundaries(driver, level):
+    spec = spec_of(node_pools=[{"name": "cpu", "model": "cpu-1u", "count": 1}],
+                   software={"nvidia_driver": driver, "cuda": "12.4"})
+    assert [f.level for f in found(spec, "software-cuda-driver")] == ([level] if level else [])
+
+
+def test_unknown_versions_are_reported_as_unchecked():
+    spec = spec_of(software={"nvidia_driver": "570.86.15", "cuda": "12.7", "dcgm": "4.1.0", "doca_ofed": "3.0.0"})
+    assert sorted(f.path[-1] for f in found(spec, "software-unchecked")) == ["cuda", "dcgm", "doca_ofed"]
+    assert all(f.level == "info" for f in found(spec, "software-unchecked"))
+
+
+def test_fabric_manager_only_matters_with_nvswitch():
+    sw = {"nvidia_driver": "550.90.07", "fabric_manager": "550.54.15"}
+    assert len(found(spec_of(software=sw), "software-fabric-manager")) == 1
+    cpu = spec_of(node_pools=[{"name": "cpu", "model": "cpu-1u", "count": 1}], software=sw)
+    four = spec_of(node_pools=[{"name": "g", "model": "h100-4", "count": 1}], software=sw)
+    assert found(cpu, "software-fabric-manager") == found(four, "software-fabric-manager") == []
+
+
+def test_gpu_generation_needs_its_driver_branch():
+    h200 = spec_of(node_pools=[{"name": "g", "model": "hgx-h200-8", "count": 1}],
+                   software={"nvidia_driver": "545.23.08"})
+    h100 = spec_of(software={"nvidia_driver": "545.23.08"})
+    assert len(found(h200, "software-gpu-driver")) == 1 and found(h100, "software-gpu-driver") == []
+
+
+def test_doca_ofed_adapter_support(monkeypatch):
+    from gpucloud.catalog import compat
+
+    monkeypatch.setitem(compat.DOCA_OFED, "9.9.9", (frozenset({"ConnectX-7"}), "test row"))
+    ok = spec_of(software={"doca_ofed": "9.9.9"})
+    old = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 1},
+                              {"name": "x", "model": "cpu-1u", "count": 1, "rack": {"first": 3}}],
+                  software={"doca_ofed": "9.9.9"})
+    assert found(ok, "software-doca-ofed") == []
+    monkeypatch.setitem(compat.DOCA_OFED, "9.9.9", (frozenset({"ConnectX-6"}), "test row"))
+    (f,) = found(old, "software-doca-ofed")
+    assert "ConnectX-7" in f.message and "gpu" in f.message
+
+
+def test_redfish_needs_user_and_password_secret():
+    spec = spec_of(provider={"kind": "redfish"})
+    assert len(found(spec, "provider-credentials")) == 2
+    assert found(spec_of(provider={"kind": "none"}), "provider-credentials") == []
+
+
+def test_ignore_skips_a_check_and_its_findings():
+    spec = spec_of(provider={"kind": "redfish"})
+    assert [f for f in run_checks(spec, ignore=("provider-credentials",)) if f.check == "provider-credentials"] == []
+
+
+def test_a_crashing_check_becomes_a_finding(monkeypatch):
+    from gpucloud import checks
+
+    def broken(spec):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(checks.REGISTRY, "zz-broken", broken)
+    out = run_checks(spec_of())
+    (f,) = [f for f in out if f.check == "internal-error"]
+    assert "zz-broken" in f.message and "ZeroDivisionError" in f.message and f.level == "error"
