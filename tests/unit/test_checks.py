@@ -113,13 +113,14 @@ def test_ipoib_rails_need_one_subnet_each(rail_prefix, ok):
     assert (found(spec, "network-ipoib-rails") == []) is ok
 
 
-def test_pools_off_the_fabric_need_no_ipoib_block():
-    spec = spec_of(networks={**BASE["networks"], "ipoib": {"cidr": "10.32.0.0/16", "rail_prefix": 19,
-                                                           "pool_prefix": 20}},
-                   node_pools=[{"name": "gpu", "id": 40, "model": "hgx-h100-8", "count": 2, "fabric": "none"}],
-                   fabric={"compute": {"switch": "qm9700"}})
-    assert [f for f in found(spec) if f.check.startswith("network-")] == [
-        f for f in found(spec) if f.check.startswith("network-") and "ipoib" not in f.message]
+@pytest.mark.parametrize("fabric, blocked", [("none", False), ("compute", True)])
+def test_only_pools_on_the_fabric_need_an_ipoib_block(fabric, blocked):
+    nets = {"management": {"cidr": "10.0.0.0/16", "pool_prefix": 24}, "bmc": {"cidr": "10.1.0.0/16",
+                                                                                "pool_prefix": 24},
+            "ipoib": {"cidr": "10.32.0.0/16", "rail_prefix": 19, "pool_prefix": 20}}
+    spec = spec_of(networks=nets, fabric={"compute": {"switch": "qm9700"}},
+                   node_pools=[{"name": "gpu", "id": 40, "model": "hgx-h100-8", "count": 2, "fabric": fabric}])
+    assert [("ipoib" in f.message) for f in found(spec, "network-pool-blocks")] == ([True] if blocked else [])
 
 
 def test_gateway_on_a_host_address_but_not_in_block_zero():
