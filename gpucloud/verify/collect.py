@@ -124,7 +124,7 @@ def run_host(he: HostExpect, known, opts: SshOptions) -> Collected:
     from gpucloud.verify.known_hosts import HostKeyRefused, StrictPolicy, lookup_names
 
     deadline = time.monotonic() + opts.timeout
-    names = lookup_names(he.address, he.name, opts.port)
+    names = lookup_names(he.address, he.name, opts.port, he.fqdn)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(StrictPolicy(known, names))
     t = opts.timeout

@@ -127,7 +127,7 @@ def check_hcas(h: _Host, sections: dict[str, Section]) -> tuple[str, ...]:
               "; ".join(f"{p.name} {p.state}/{p.physical}" for p in down))
     shapes = {}
     st = sections.get("ibstatus")
-    if st is not None and st.rc == 0:
+    if _usable(h, "ibstatus", st):  # without it only the rate is known, not the width
         shapes = parse.ibstatus(st.out)
     allowed = {(e.rate_gbps, e.width, e.generation) for e in expected}
     allowed_rates = {e.rate_gbps for e in expected}

@@ -65,10 +65,15 @@ class HostExpect:
     host: Host
     pool: PoolExpect
     address: str
+    domain: str | None = None  # the management network's DNS domain
 
     @property
     def name(self) -> str:
         return self.host.name
+
+    @property
+    def fqdn(self) -> str | None:
+        return f"{self.host.name}.{self.domain}" if self.domain else None
 
 
 def _gpu_family(gpu: catalog.GPU) -> str:
@@ -194,6 +199,8 @@ def expectations(plan: Plan, addresses: dict[str, str] | None = None,
                  only: set[str] | None = None) -> list[HostExpect]:
     """Every planned host (or those in ``only``) in plan order, addressed by management address unless mapped."""
     addresses = addresses or {}
+    mgmt = plan.spec.networks.get("management")
+    domain = mgmt.domain if mgmt is not None else None
     out = []
     for pp in plan.pools:
         pe = None
@@ -203,5 +210,5 @@ def expectations(plan: Plan, addresses: dict[str, str] | None = None,
             if pe is None:
                 pe = pool_expect(plan, pp)
             address = addresses.get(host.name) or host.management or host.name
-            out.append(HostExpect(host, pe, address))
+            out.append(HostExpect(host, pe, address, domain))
     return out

@@ -47,9 +47,9 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def lookup_names(address: str, name: str, port: int) -> tuple[str, ...]:
+def lookup_names(address: str, name: str, port: int, fqdn: str | None = None) -> tuple[str, ...]:
     names = []
-    for n in (address, name):
+    for n in (address, name, fqdn):
         if n and n not in names:
             names.append(n if port == 22 else f"[{n}]:{port}")
     return tuple(names)

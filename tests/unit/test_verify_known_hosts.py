@@ -46,10 +46,14 @@ def test_known_changed_unknown(tmp_path, keys):
         kh.check(lookup_names("10.0.0.1", "gpu01x", 22), keys["a"])
 
 
-def test_planned_name_is_accepted_when_the_address_is_not_listed(tmp_path, keys):
+def test_planned_name_or_fqdn_is_accepted_when_the_address_is_not_listed(tmp_path, keys):
     path = tmp_path / "known_hosts"
-    path.write_text(line("gpu05", keys["c"]))
-    KnownHosts.load(path).check(lookup_names("10.0.0.5", "gpu05", 22), keys["c"])
+    path.write_text(line("gpu05", keys["c"]) + line("gpu06.lab.example", keys["a"]))
+    kh = KnownHosts.load(path)
+    kh.check(lookup_names("10.0.0.5", "gpu05", 22), keys["c"])
+    kh.check(lookup_names("10.0.0.6", "gpu06", 22, "gpu06.lab.example"), keys["a"])
+    with pytest.raises(HostKeyRefused):
+        kh.check(lookup_names("10.0.0.6", "gpu06", 22), keys["a"])
 
 
 def test_hashed_revoked_and_certificate_authority_lines(tmp_path, keys):
