@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from dataclasses import dataclass
+from functools import cached_property
 from math import ceil
 
 from gpucloud import catalog
@@ -116,7 +117,12 @@ class FabricPlan:
         return len(self.endpoints) + len(self.switches)
 
     def port_label(self, port: int) -> str:
-        return port_label(self.model, self.rate, port)
+        return self.labels[port]
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """Front-panel label of every port, index = logical port number (0 unused)."""
+        return [""] + [port_label(self.model, self.rate, p) for p in range(1, self.radix + 1)]
 
 
 def port_label(model: catalog.SwitchModel, rate: str, port: int) -> str:
@@ -238,9 +244,15 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
         for s in range(spines):
             rack, u = _rack_of(b.prefix + tag, "sp", s)
             ids.append(b.add(f"{b.prefix}-spine{tag}-{s + 1:03}", 2, subnet, 1, -1, rack, u))
+        lo, lo_port, hi, hi_port = b.lo.extend, b.lo_port.extend, b.hi.extend, b.hi_port.extend
+        ports = range(down + 1, down + up + 1)
+        targets = [ids[j % spines] for j in range(up)]
         for li, leaf in enumerate(leaves):
-            for j in range(up):
-                b.cable(leaf, down + j + 1, ids[j % spines], li * m + j // spines + 1, 2)
+            lo([leaf] * up)
+            lo_port(ports)
+            hi(targets)
+            hi_port([li * m + j // spines + 1 for j in range(up)])
+        b.hi_tier.extend([2] * (n * up))
         return n * m, 0
     half = k // 2
     pod = pod_size(k, pod_align)
@@ -253,8 +265,11 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
             row.append(b.add(f"{b.prefix}-spine{tag}-p{p + 1:02}-{j + 1:02}", 2, subnet, p + 1, -1, rack, u))
         spine_ids.append(row)
         for li, leaf in enumerate(leaves[p * pod:(p + 1) * pod]):
-            for j in range(up):
-                b.cable(leaf, down + j + 1, row[j], li + 1, 2)
+            b.lo.extend([leaf] * up)
+            b.lo_port.extend(range(down + 1, down + up + 1))
+            b.hi.extend(row)
+            b.hi_port.extend([li + 1] * up)
+            b.hi_tier.extend([2] * up)
     per_group = divisor_at_least(pod, ceil(pods * pod / k))
     m2 = pod // per_group
     seq = 0
@@ -264,10 +279,13 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
             rack, u = _rack_of(b.prefix + tag, "co", seq)
             seq += 1
             cores.append(b.add(f"{b.prefix}-core{tag}-{j + 1:02}-{c + 1:02}", 3, subnet, j + 1, -1, rack, u))
+        targets = [cores[t % per_group] for t in range(pod)]
         for p in range(pods):
-            spine = spine_ids[p][j]
-            for t in range(pod):
-                b.cable(spine, half + t + 1, cores[t % per_group], p * m2 + t // per_group + 1, 3)
+            b.lo.extend([spine_ids[p][j]] * pod)
+            b.lo_port.extend(range(half + 1, half + pod + 1))
+            b.hi.extend(targets)
+            b.hi_port.extend([p * m2 + t // per_group + 1 for t in range(pod)])
+            b.hi_tier.extend([3] * pod)
     return pod * 2, pods * m2
 
 

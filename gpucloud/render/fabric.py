@@ -19,7 +19,7 @@ ETC = "/etc/opensm"
 
 
 def _hex(guid: int) -> str:
-    return f"0x{guid:016x}"
+    return "0x%016x" % guid
 
 
 def section(plan: Plan) -> dict:
@@ -40,16 +40,16 @@ def cabling_csv(fp: FabricPlan) -> bytes:
     host_cable = opt.host_cable if opt else ""
     sw_cable = opt.switch_cable if opt else ""
     sws = fp.switches
-    label = fp.port_label
+    label = fp.labels
     rows = [CABLING_HEADER]
     for e in fp.endpoints:
         leaf = sws[e.leaf]
-        rows.append(f"{e.host},{hca_port_name(e.hca)},{leaf.name},{label(e.port)},node_leaf,{e.rack},{leaf.rack},"
+        rows.append(f"{e.host},{hca_port_name(e.hca)},{leaf.name},{label[e.port]},node_leaf,{e.rack},{leaf.rack},"
                     f"{host_cable}")
     tiers = ("", "", "leaf_spine", "spine_core")
     for lo, lp, hi, hp, t in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port, fp.hi_tier):
         a, b = sws[lo], sws[hi]
-        rows.append(f"{a.name},{label(lp)},{b.name},{label(hp)},{tiers[t]},{a.rack},{b.rack},{sw_cable}")
+        rows.append(f"{a.name},{label[lp]},{b.name},{label[hp]},{tiers[t]},{a.rack},{b.rack},{sw_cable}")
     rows.append("")
     return "\n".join(rows).encode()
 
@@ -138,8 +138,10 @@ def _tenant_hosts(plan: Plan) -> list[tuple[str, int, set[str]]]:
     return out
 
 
-def partitions_conf(plan: Plan, fp: FabricPlan, subnet) -> bytes:
-    eps = [e for e in fp.endpoints if fp.switches[e.leaf].subnet == subnet.index]
+def partitions_conf(plan: Plan, fp: FabricPlan, subnet, endpoints=None) -> bytes:
+    if endpoints is None:
+        endpoints = [e for e in fp.endpoints if fp.switches[e.leaf].subnet == subnet.index]
+    eps = endpoints
     service = [_hex(e.guid + 1) for e in eps if e.service]
     compute = [_hex(e.guid + 1) for e in eps if not e.service]
     lines = [
@@ -171,35 +173,45 @@ def _pname(name: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
 
 
-def topology_net(fp: FabricPlan, subnet) -> bytes:
+def topology_net(fp: FabricPlan, subnet, endpoints, cables) -> bytes:
     """The subnet in ibnetdiscover's format, with the switchguid=/caguid= lines ibsim needs."""
     sws = fp.switches
+    names = [s.name for s in sws]
     k = fp.radix
-    idx = subnet.index
-    ports: dict[int, list[tuple[int, str]]] = {i: [] for i, s in enumerate(sws) if s.subnet == idx}
+    # one slot per port, filled in place: the port order comes for free
+    ports: dict[int, list] = {i: [None] * (k + 1) for i, s in enumerate(sws) if s.subnet == subnet.index}
     ca_lines = []
-    for e in fp.endpoints:
-        if e.leaf not in ports:
-            continue
-        desc = hca_desc(e.host, e.hca)
-        leaf = sws[e.leaf].name
-        ports[e.leaf].append((e.port, f'[{e.port}]\t"{desc}"[1]'))
-        ca_lines.append(f'caguid={_hex(e.guid)}\nCa\t1 "{desc}"\n[1]({e.guid + 1:x})\t"{leaf}"[{e.port}]\n')
-    for lo, lp, hi, hp in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port):
-        if lo in ports:
-            ports[lo].append((lp, f'[{lp}]\t"{sws[hi].name}"[{hp}]'))
-            ports[hi].append((hp, f'[{hp}]\t"{sws[lo].name}"[{lp}]'))
+    for e in endpoints:
+        desc = f"{e.host} mlx5_{e.hca}"
+        ports[e.leaf][e.port] = f'[{e.port}]\t"{desc}"[1]'
+        ca_lines.append(f'caguid=0x{e.guid:016x}\nCa\t1 "{desc}"\n[1]({e.guid + 1:x})\t"{names[e.leaf]}"[{e.port}]\n')
+    lo, lo_port, hi, hi_port = fp.lo, fp.lo_port, fp.hi, fp.hi_port
+    for c in cables:
+        a, ap, b, bp = lo[c], lo_port[c], hi[c], hi_port[c]
+        ports[a][ap] = f'[{ap}]\t"{names[b]}"[{bp}]'
+        ports[b][bp] = f'[{bp}]\t"{names[a]}"[{ap}]'
     out = [f"# {fp.name} fabric{' ' + subnet.name if subnet.name else ''}: planned topology in ibnetdiscover format\n"]
-    for i in sorted(ports, key=lambda i: (-sws[i].tier, sws[i].name)):
-        s = sws[i]
-        body = "\n".join(line for _, line in sorted(ports[i]))
-        out.append(f'switchguid={_hex(s.guid)}\nSwitch\t{k} "{s.name}"\n{body}\n')
+    for i in sorted(ports, key=lambda i: (-sws[i].tier, names[i])):
+        body = "\n".join(filter(None, ports[i]))
+        out.append(f'switchguid=0x{sws[i].guid:016x}\nSwitch\t{k} "{names[i]}"\n{body}\n')
     out.extend(ca_lines)
     return "\n".join(out).encode()
 
 
 def _guid_lines(guids) -> bytes:
     return "".join(f"{_hex(g)}\n" for g in guids).encode()
+
+
+def _by_subnet(fp: FabricPlan):
+    """Endpoints and switch-cable indices of every subnet, in one pass over each."""
+    sub = [s.subnet for s in fp.switches]
+    eps: list[list] = [[] for _ in fp.subnets]
+    for e in fp.endpoints:
+        eps[sub[e.leaf]].append(e)
+    cables: list[list[int]] = [[] for _ in fp.subnets]
+    for c, lo in enumerate(fp.lo):
+        cables[sub[lo]].append(c)
+    return eps, cables
 
 
 def render(plan: Plan) -> dict[str, bytes]:
@@ -209,9 +221,10 @@ def render(plan: Plan) -> dict[str, bytes]:
         files[base + "cabling.csv"] = cabling_csv(fp)
         files[base + "bom.csv"] = bom_csv(fp)
         top = max((s.tier for s in fp.switches), default=1)
+        eps, cables = _by_subnet(fp)
         for sub in fp.subnets:
             d = _subnet_dir(fp, sub)
-            in_sub = [e for e in fp.endpoints if fp.switches[e.leaf].subnet == sub.index]
+            in_sub = eps[sub.index]
             files[d + "opensm.conf"] = opensm_conf(plan, fp, sub)
             port_guid = {e.host: e.guid + 1 for e in reversed(in_sub)}
             for rank, host in enumerate(sub.sm_hosts):
@@ -221,6 +234,6 @@ def render(plan: Plan) -> dict[str, bytes]:
                                                       if s.tier == top and s.subnet == sub.index)
             files[d + "cn_guids.txt"] = _guid_lines(e.guid + 1 for e in in_sub if not e.service)
             files[d + "io_guids.txt"] = _guid_lines(e.guid + 1 for e in in_sub if e.service)
-            files[d + "partitions.conf"] = partitions_conf(plan, fp, sub)
-            files[d + "topology.net"] = topology_net(fp, sub)
+            files[d + "partitions.conf"] = partitions_conf(plan, fp, sub, in_sub)
+            files[d + "topology.net"] = topology_net(fp, sub, in_sub, cables[sub.index])
     return files
