@@ -11,13 +11,13 @@ from __future__ import annotations
 from gpucloud.diff.derived import derived_changes
 from gpucloud.diff.hosts import pool_changes
 from gpucloud.diff.impact import Impact
-from gpucloud.diff.intent import (fabric_changes, network_changes, provider_changes, slurm_changes,
-                                  software_changes, storage_changes, tenant_changes)
+from gpucloud.diff.intent import (fabric_changes, fabric_layout_changes, network_changes, provider_changes,
+                                  slurm_changes, software_changes, storage_changes, tenant_changes)
 from gpucloud.diff.model import EXIT_CHANGED, EXIT_DESTROYS, EXIT_SAME, Change, Diff
 from gpucloud.diff.side import EMPTY, Side
 
-CLASSIFIERS = (pool_changes, network_changes, software_changes, fabric_changes, slurm_changes, storage_changes,
-               tenant_changes, provider_changes)
+CLASSIFIERS = (pool_changes, network_changes, software_changes, fabric_changes, fabric_layout_changes, slurm_changes,
+               storage_changes, tenant_changes, provider_changes)
 
 
 def compare(old_doc: dict, new_doc: dict, old_label: str = "old", new_label: str = "new") -> Diff:
@@ -27,9 +27,15 @@ def compare(old_doc: dict, new_doc: dict, old_label: str = "old", new_label: str
         if side.doc.get("hosts") and "spec" not in side.doc:
             diff.notes.append(f"{side.label} has no 'spec' section in plan.json (written by an older gpucloud): "
                               "software, Slurm, storage and tenant settings were not compared")
+    if not old.pools:
+        # A new cluster: every host is an addition; its settings are not changes of anything running.
+        diff.notes.append(f"{old_label} holds no cluster: everything in {new_label} is new")
+        diff.changes.extend(pool_changes(old, new))
+        diff.derived.extend(derived_changes(old_doc, new_doc))
+        return diff
     for classify in CLASSIFIERS:
         diff.changes.extend(classify(old, new))
-    diff.changes.extend(derived_changes(old_doc, new_doc))
+    diff.derived.extend(derived_changes(old_doc, new_doc))
     return diff
 
 

@@ -16,7 +16,7 @@ from gpucloud.diff.model import Change
 OWN = {"generator", "format", "cluster", "networks", "hosts", "findings", "spec"}
 # Records of these sections are hardware: adding or removing one is work in the data hall.
 HARDWARE_SECTIONS = {"fabric", "fabrics", "racks", "cabling"}
-_IDS = ("name", "id", "guid", "key", "path", "host", "stack", "urn")
+_IDS = ("name", "stack", "pool", "id", "guid", "key", "path", "host", "urn")
 MAX_ITEMS = 6  # details per group in the note; plan.json has them all
 
 
@@ -65,7 +65,9 @@ def _walk(path: str, old: Any, new: Any) -> Iterator[tuple[str, str, Any, Any, s
         added, removed, changed = _list_delta(old, new)
         action = "add" if added and not (removed or changed) else "remove" if removed and not (added or changed) \
             else "change"
-        yield path, action, len(old), len(new), f"+{added} -{removed} ~{changed} records"
+        counts = ", ".join(f"{n:,} {word}" for n, word in ((added, "added"), (removed, "removed"),
+                                                           (changed, "changed")) if n)
+        yield path, action, len(old), len(new), counts or "reordered"
         return
     yield path, "change", _short(old), _short(new), ""
 
@@ -87,7 +89,7 @@ def _group(path: str) -> str:
 def _item(path: str, group: str, action: str, old, new, note: str) -> str:
     name = path[len(group) + 1:] or path.rsplit(".", 1)[-1]
     if note:
-        return f"{name} {note.split(' records')[0]}"
+        return f"{name}: {note}"
     if action == "add":
         return f"{name} added"
     if action == "remove":
@@ -101,12 +103,12 @@ def derived_changes(old_doc: dict, new_doc: dict) -> Iterator[Change]:
         for found in _walk(section, old_doc.get(section), new_doc.get(section)):
             groups.setdefault(_group(found[0]), []).append(found)
         for group, found in groups.items():
+            found.sort(key=lambda f: not f[4])  # record lists (switches, cables, stacks) before single values
             lists = [f for f in found if f[4]]
-            hardware = section in HARDWARE_SECTIONS and any(f[1] != "change" or not f[4].startswith("+0 -0")
-                                                             for f in lists)
+            hardware = section in HARDWARE_SECTIONS and any("added" in f[4] or "removed" in f[4] for f in lists)
             actions = {f[1] for f in found}
             action = actions.pop() if len(actions) == 1 else "change"
             shown = [_item(f[0], group, f[1], f[2], f[3], f[4]) for f in found[:MAX_ITEMS]]
             more = f"; {len(found) - MAX_ITEMS} more" if len(found) > MAX_ITEMS else ""
             yield Change("plan", group, action, Impact.HARDWARE if hardware else Impact.NONE,
-                         note="; ".join(shown) + more + " (follows from the changes above)")
+                         note="; ".join(shown) + more)

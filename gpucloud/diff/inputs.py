@@ -24,13 +24,36 @@ class InputProblem(Exception):
     text: dict = field(default_factory=dict)
 
 
+def _stacks_of_plan(plan) -> list[dict] | None:
+    """The Pulumi stack split of a plan, without running Pulumi (resource counts are the layout's estimate)."""
+    try:
+        from gpucloud.stack import layout
+    except ImportError:
+        return None
+    return [{"stack": s["stack"], "hosts": s["hosts"], "shared": s["shared"], "resources": s["resources_estimate"]}
+            for s in layout.summary(plan)]
+
+
+def _stacks_of_folder(folder: Path) -> list[dict] | None:
+    try:
+        with (folder / "pulumi" / "stacks.json").open("rb") as fh:
+            stacks = json.load(fh).get("stacks", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [{k: s[k] for k in ("stack", "hosts", "shared", "resources") if k in s} for s in stacks]
+
+
 def document_of(checked) -> dict:
     from gpucloud import jsonout
     from gpucloud.plan import build_plan
     from gpucloud.render.plan_json import document
 
     plan = build_plan(checked.spec, tuple(checked.findings))
-    return json.loads(jsonout.dump_bytes(document(plan)))
+    doc = json.loads(jsonout.dump_bytes(document(plan)))
+    stacks = _stacks_of_plan(plan)
+    if stacks is not None and "pulumi" not in doc:
+        doc["pulumi"] = {"stacks": stacks}
+    return doc
 
 
 def _checked(path: Path, shown_as: str | None = None):
@@ -55,7 +78,11 @@ def load_side(path: Path) -> tuple[dict, str]:
             raise InputProblem(f"{path} is a folder but holds no gpucloud plan.json",
                                "name a spec file, or a folder written by 'gpucloud plan --out'")
         with (path / MARKER).open("rb") as fh:
-            return json.load(fh), str(path)
+            doc = json.load(fh)
+        stacks = _stacks_of_folder(path)
+        if stacks is not None and "pulumi" not in doc:
+            doc["pulumi"] = {"stacks": stacks}
+        return doc, str(path)
     if not path.exists():
         raise InputProblem(f"{path} does not exist", "name a spec file or a plan folder")
     return document_of(_checked(path)), str(path)

@@ -13,6 +13,7 @@ from gpucloud.diff import external
 from gpucloud.diff.impact import Impact
 from gpucloud.diff.model import Change
 from gpucloud.diff.side import Side
+from gpucloud.hostlist import compress
 
 Selector = Callable[[Side], list[str]]
 Rule = tuple[Impact, Selector, str]
@@ -177,6 +178,31 @@ def fabric_changes(old: Side, new: Side) -> Iterator[Change]:
             rules = {**FABRIC, **{f"subnet_manager.{k}": (FABRIC_SM[0], lambda s, f=fn[name]: s.sm_pools(f),
                                                           FABRIC_SM[2]) for k in ("kind", "routing_engine", "pool")}}
             yield from _fields("fabric", subject, fo[name], fn[name], rules, None, new)
+
+
+def fabric_layout_changes(old: Side, new: Side) -> Iterator[Change]:
+    """Switches of the planned fabric that go away or move: existing cabling is redone. Growth that crosses a tier
+    boundary (two tiers to three) does this, and a reviewer must see it as more than an addition."""
+    fo, fn = old.doc.get("fabric") or {}, new.doc.get("fabric") or {}
+    for name in sorted(set(fo) & set(fn)):
+        so = {s["name"]: s for s in fo[name].get("switches", ()) if isinstance(s, dict) and "name" in s}
+        sn = {s["name"]: s for s in fn[name].get("switches", ()) if isinstance(s, dict) and "name" in s}
+        gone = sorted(set(so) - set(sn))
+        moved = sorted(k for k in set(so) & set(sn) if (so[k].get("rack"), so[k].get("u")) !=
+                       (sn[k].get("rack"), sn[k].get("u")))
+        tiers_o = (fo[name].get("summary") or {}).get("tiers")
+        tiers_n = (fn[name].get("summary") or {}).get("tiers")
+        if gone or moved or tiers_o != tiers_n:
+            what = [f"tiers {tiers_o} -> {tiers_n}"] if tiers_o != tiers_n else []
+            if gone:
+                what.append(f"{len(gone):,} switch(es) of the current layout removed ({compress(gone)})")
+            if moved:
+                what.append(f"{len(moved):,} switch(es) move racks")
+            hosts, count = new.hosts_of(new.hca_pools())
+            yield Change("fabric", f"fabric {name}", "change", Impact.HARDWARE, field="switch layout",
+                         old=f"{len(so):,} switches", new=f"{len(sn):,} switches", hosts=hosts, host_count=count,
+                         note="; ".join(what) + ": existing switch-to-switch cables are redone, plan a maintenance "
+                                                "window for the whole fabric")
 
 
 def slurm_changes(old: Side, new: Side) -> Iterator[Change]:

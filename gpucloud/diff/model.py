@@ -43,14 +43,21 @@ class Diff:
     old_name: str
     new_name: str
     changes: list[Change] = field(default_factory=list)
+    # What the planners derive from the changes (switch and cable counts, Slurm node groups, stacks): shown apart,
+    # because each follows from a change above and carries no decision of its own.
+    derived: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # about the comparison itself (e.g. a section missing)
 
     def sorted(self) -> list[Change]:
         return sorted(self.changes, key=Change.sort_key)
 
     @property
+    def changed(self) -> bool:
+        return bool(self.changes or self.derived)
+
+    @property
     def worst(self) -> Impact:
-        return worst(c.impact for c in self.changes)
+        return worst(c.impact for c in self.changes + self.derived)
 
     @property
     def destroys_data(self) -> bool:
@@ -60,7 +67,7 @@ class Diff:
     def exit_code(self) -> int:
         if self.destroys_data:
             return EXIT_DESTROYS
-        return EXIT_CHANGED if self.changes else EXIT_SAME
+        return EXIT_CHANGED if self.changed else EXIT_SAME
 
     def counts(self) -> dict[str, int]:
         out = {i.value: 0 for i in Impact}
@@ -80,9 +87,10 @@ class Diff:
 
     def as_dict(self) -> dict:
         return {
-            "old": self.old_name, "new": self.new_name, "changed": bool(self.changes),
-            "destroys_data": self.destroys_data, "worst_impact": self.worst.value if self.changes else None,
+            "old": self.old_name, "new": self.new_name, "changed": self.changed,
+            "destroys_data": self.destroys_data, "worst_impact": self.worst.value if self.changed else None,
             "exit_code": self.exit_code, "counts": self.counts(), "notes": list(self.notes),
             "steps": [{"step": s["step"], "title": s["title"], "what": s["what"],
                        "changes": [c.as_dict() for c in s["changes"]]} for s in self.steps()],
+            "derived": [c.as_dict() for c in sorted(self.derived, key=Change.sort_key)],
         }

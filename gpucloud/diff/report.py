@@ -48,8 +48,10 @@ def _old_new(c: Change) -> str:
 
 
 def summary_line(diff: Diff) -> str:
-    if not diff.changes:
+    if not diff.changed:
         return "No changes."
+    if not diff.changes:
+        return f"**{len(diff.derived)} derived change(s)** in the rendered plan, no change of the spec's settings."
     counts = diff.counts()
     parts = [f"{counts[i.value]} {i.label}" for i in reversed(Impact) if counts[i.value]]
     head = f"**{len(diff.changes)} change(s)**, worst impact: **{diff.worst.label}**"
@@ -62,9 +64,8 @@ def markdown(diff: Diff, heading: str = "##", max_rows: int = 200) -> str:
     out = [f"{heading} Changes: {diff.old_name} -> {diff.new_name}", "", summary_line(diff), ""]
     for note in diff.notes:
         out += [f"> {note}", ""]
-    if not diff.changes:
-        return "\n".join(out)
-    out += [f"{heading}# Order of work", ""]
+    if diff.changes:
+        out += [f"{heading}# Order of work", ""]
     shown = 0
     for step in diff.steps():
         out += [f"**{step['step']}. {step['title'].capitalize()}**: {step['what']}.", ""]
@@ -80,6 +81,11 @@ def markdown(diff: Diff, heading: str = "##", max_rows: int = 200) -> str:
         out.append("")
     if shown < len(diff.changes):
         out += [f"... and {len(diff.changes) - shown} more change(s); `gpucloud diff --output json` lists all.", ""]
+    if diff.derived:
+        out += [f"{heading}# Derived in the rendered plan", "", "| impact | part of plan.json | what |", "|---|---|---|"]
+        out += [f"| {c.impact.label} | {cell(c.subject)} | {cell(c.note)} |"
+                for c in sorted(diff.derived, key=Change.sort_key)[:max_rows]]
+        out.append("")
     return "\n".join(out)
 
 

@@ -1,0 +1,196 @@
+"""gpucloud diff: each kind of spec change gets the impact class, the hosts and the step an operator needs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CLUSTERS
+from gpucloud.diff import compare
+from gpucloud.diff.impact import Impact
+from gpucloud.diff.inputs import document_of
+from gpucloud.diff.side import EMPTY
+from gpucloud.hostlist import expand
+from gpucloud.pipeline import check_spec
+
+_DOCS: dict[str, dict] = {}
+
+
+def spec_data(name: str) -> dict:
+    with (CLUSTERS / f"{name}.yaml").open() as fh:
+        return yaml.safe_load(fh)
+
+
+def doc_of(data: dict, tmp_path: Path, name: str = "spec") -> dict:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    checked = check_spec(path)
+    assert not checked.fails("error"), [f.message for f in checked.findings]
+    return document_of(checked)
+
+
+def base_doc(name: str) -> dict:
+    if name not in _DOCS:
+        _DOCS[name] = document_of(check_spec(CLUSTERS / f"{name}.yaml"))
+    return copy.deepcopy(_DOCS[name])
+
+
+def changed(name: str, edit, tmp_path: Path):
+    data = spec_data(name)
+    edit(data)
+    return compare(base_doc(name), doc_of(data, tmp_path), "old", "new")
+
+
+def only(diff, **match):
+    found = [c for c in diff.changes if all(getattr(c, k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, [c.as_dict() for c in diff.changes])
+    return found[0]
+
+
+def pool(data: dict, name: str) -> dict:
+    return next(p for p in data["node_pools"] if p["name"] == name)
+
+
+def test_identical_specs_have_no_changes():
+    diff = compare(base_doc("ishikari"), base_doc("ishikari"))
+    assert diff.changes == [] and diff.exit_code == 0
+
+
+def test_growing_a_pool_only_adds_hosts_cables_and_resources(tmp_path):
+    old = base_doc("ishikari")
+    # 250 -> 252 stays inside the eight scalable units of the two-tier fabric.
+    diff = changed("ishikari", lambda d: pool(d, "gpu").update(count=252), tmp_path)
+    grow = only(diff, section="pools", subject="pool gpu", field="hosts")
+    assert grow.action == "add" and grow.impact is Impact.HARDWARE
+    assert grow.hosts == "gpu[0251-0252]" and grow.host_count == 2
+    existing = {h["name"] for h in old["hosts"]}
+    for c in diff.changes:
+        if c.section == "slurm" and c.subject == "slurm nodes":
+            # The one consequence that is not an addition: slurm.conf(5) restarts daemons when nodes join.
+            assert c.impact is Impact.RESTART
+            continue
+        assert c.action == "add" or c.section == "plan", c.as_dict()
+        if c.section in ("pools", "hosts"):
+            assert not existing & set(expand(c.hosts)), c.as_dict()
+    # What the planners derive: new switches and stacks or resources, nothing removed.
+    derived = {c.subject: c for c in diff.derived}
+    assert "removed" not in " ".join(c.note for c in diff.derived)
+    assert "pulumi.stacks" in derived
+    assert not diff.destroys_data and diff.exit_code == 1
+
+
+def test_growth_across_a_tier_boundary_is_shown_as_recabling(tmp_path):
+    # 260 nodes need a ninth scalable unit: 72 leaves per plane exceed the 64-port radix, so the fabric gets a
+    # third tier and the two-tier spines go. That is not "just an addition" and the diff must say so.
+    diff = changed("ishikari", lambda d: pool(d, "gpu").update(count=260), tmp_path)
+    c = only(diff, section="fabric", field="switch layout")
+    assert c.impact is Impact.HARDWARE and "tiers 2 -> 3" in c.note and "removed" in c.note
+    assert only(diff, section="pools", subject="pool gpu", field="hosts").hosts == "gpu[0251-0260]"
+
+
+def test_driver_change_drains_and_reboots_exactly_the_gpu_nodes(tmp_path):
+    diff = changed("ishikari", lambda d: d["software"].update(nvidia_driver="550.127.05"), tmp_path)
+    drv = only(diff, section="software", field="nvidia_driver")
+    assert drv.impact is Impact.DRAIN_REBOOT and drv.action == "change"
+    assert (drv.old, drv.new) == ("550.90.07", "550.127.05")
+    assert drv.hosts == "gpu[0001-0250]" and drv.host_count == 250
+    assert not {"login01", "ctl01"} & set(expand(drv.hosts))
+    assert drv.step == 4
+
+
+def test_partition_max_time_is_a_reconfigure(tmp_path):
+    def edit(d):
+        d["slurm"]["partitions"][1]["max_time"] = "04:00:00"
+    diff = changed("ishikari", edit, tmp_path)
+    assert len(diff.changes) == 1, [c.as_dict() for c in diff.changes if c.section != "plan"]
+    c = only(diff, section="slurm", subject="partition debug")
+    assert c.field == "max_time" and c.impact is Impact.RECONFIGURE
+    assert (c.old, c.new) == ("02:00:00", "04:00:00") and "MaxTime" in c.note
+    assert diff.exit_code == 1 and c.step == 6
+
+
+def test_removing_a_filesystem_destroys_data(tmp_path):
+    diff = changed("ishikari", lambda d: d.update(storage=[fs for fs in d["storage"] if fs["name"] != "home"]) or
+                   [t["storage_quota"].pop("home", None) for t in d["tenants"] if "storage_quota" in t], tmp_path)
+    c = only(diff, section="storage", subject="filesystem home")
+    assert c.action == "remove" and c.impact is Impact.DESTROYS_DATA
+    assert c.host_count == 254  # every host mounted it
+    assert diff.destroys_data and diff.exit_code == 3
+    steps = [s["step"] for s in diff.steps()]
+    assert steps[0] == 1 and steps[-1] == 8  # back up first, destroy last
+
+
+def test_renaming_a_pool_is_remove_plus_add_with_the_data_impact_spelled_out(tmp_path):
+    def edit(d):
+        pool(d, "gpu")["name"] = "h100"
+        for part in d["slurm"]["partitions"]:
+            part["pools"] = ["h100" if p == "gpu" else p for p in part["pools"]]
+        for fs in d["storage"]:
+            if "pools" in fs:
+                fs["pools"] = ["h100" if p == "gpu" else p for p in fs["pools"]]
+    diff = changed("ishikari", edit, tmp_path)
+    gone = only(diff, section="pools", subject="pool gpu")
+    came = only(diff, section="pools", subject="pool h100")
+    assert (gone.action, came.action) == ("remove", "add")
+    assert gone.host_count == came.host_count == 250
+    assert "rename" in gone.note and "rename" in came.note
+    # ishikari's node-local nvme is job scratch (nothing to keep); the shared filesystems keep their data.
+    assert "job scratch nvme (/local) is wiped" in gone.note
+    assert "shared filesystems home, scratch keep their data" in gone.note
+    assert gone.impact is Impact.HARDWARE and gone.step == 8
+
+
+def test_removing_a_pool_with_persistent_local_data_destroys_it(tmp_path):
+    data = spec_data("ishikari")
+    next(fs for fs in data["storage"] if fs["name"] == "nvme")["job_scratch"] = False
+    old = doc_of(data, tmp_path, "old")
+    pool(data, "gpu")["count"] = 248
+    diff = compare(old, doc_of(data, tmp_path, "new"))
+    c = only(diff, section="pools", subject="pool gpu", action="remove")
+    assert c.hosts == "gpu[0249-0250]" and c.impact is Impact.DESTROYS_DATA
+    assert "node-local data on nvme (/local) is lost" in c.note
+    assert diff.exit_code == 3
+
+
+def test_moving_a_pool_to_another_id_readdresses_every_host_of_it(tmp_path):
+    diff = changed("lab", lambda d: pool(d, "login").update(id=5), tmp_path)
+    mgmt = only(diff, section="hosts", field="management addresses")
+    assert mgmt.hosts == "login01" and mgmt.impact is Impact.DRAIN_REBOOT
+    assert not [c for c in diff.changes if c.section == "hosts" and "gpu" in c.hosts]
+
+
+def test_image_change_reimages_the_pool_only(tmp_path):
+    diff = changed("lab", lambda d: pool(d, "gpu").update(image="ubuntu-24.04-gpu"), tmp_path)
+    c = only(diff, section="pools", field="image")
+    assert c.impact is Impact.REIMAGE and c.hosts == "gpu[01-02]"
+
+
+def test_new_spec_diffs_against_an_empty_cluster():
+    diff = compare(dict(EMPTY), base_doc("lab"), "(none)", "lab")
+    pools = [c for c in diff.changes if c.section == "pools"]
+    assert {c.subject for c in pools} == {"pool gpu", "pool ctl", "pool login"}
+    assert all(c.action == "add" for c in pools)
+    assert not diff.destroys_data
+
+
+def test_changes_are_ordered_by_step_then_severity(tmp_path):
+    def edit(d):
+        d["software"]["nvidia_driver"] = "550.127.05"
+        d["slurm"]["partitions"][0]["max_time"] = "3-00:00:00"
+        pool(d, "gpu")["count"] = 3
+    diff = changed("lab", edit, tmp_path)
+    steps = [c.step for c in diff.sorted()]
+    assert steps == sorted(steps)
+    titles = [s["title"] for s in diff.steps()]
+    assert titles.index("hardware and cabling") < titles.index("drain and reboot") < titles.index("reconfigure")
+
+
+@pytest.mark.parametrize("key,impact", [("os", Impact.REIMAGE), ("dcgm", Impact.RESTART), ("cuda", Impact.NONE),
+                                        ("doca_ofed", Impact.DRAIN_REBOOT), ("slurm", Impact.RESTART)])
+def test_software_table(tmp_path, key, impact):
+    value = {"os": "ubuntu-24.04", "dcgm": "3.3.8", "cuda": "12.6", "doca_ofed": "2.8.0", "slurm": "24.05.4"}[key]
+    diff = changed("lab", lambda d: d["software"].update({key: value}), tmp_path)
+    assert only(diff, section="software", field=key).impact is impact
