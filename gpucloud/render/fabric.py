@@ -102,6 +102,10 @@ def opensm_conf(plan: Plan, fp: FabricPlan, subnet, host: str | None = None, pri
     ]
     if sm.kind == "ufm":
         lines.append("# Managed by UFM: merge these settings into UFM's opensm.conf.")
+    elif not subnet.sm_hosts:
+        tops = [x.name for x in fp.switches if x.subnet == subnet.index and x.tier > 1][:2]
+        lines.append("# No host with a port here has the subnet-manager role: run the switch-embedded subnet manager "
+                     f"(HA pair) on {' and '.join(tops) or 'two switches'} with these settings.")
     if host:
         lines.append(f"# Subnet manager on {host}: the highest priority is master, the others stand by.")
         lines.append(f"guid {_hex(port_guid or 0)}")
