@@ -176,3 +176,28 @@ def test_port_labels_follow_the_osfp_cages():
     abci = _fabric(_spec(CLUSTERS / "abci3.yaml"))  # NDR200: each of the two ports of a cage split in two
     assert [abci.port_label(p) for p in (1, 2, 3, 4, 5, 128)] == ["1/1/1", "1/1/2", "1/2/1", "1/2/2", "2/1/1",
                                                                  "32/2/2"]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gpu=st.integers(1, 700), small=st.integers(0, 40), svc=st.integers(0, 70), su=st.sampled_from([4, 8, 16, 32]),
+       taper=st.sampled_from(["1:1", "2:1", "3:1"]), tiers=st.sampled_from(["auto", 3]),
+       topology=st.sampled_from(["rail-optimized-fat-tree", "fat-tree"]))
+def test_planner_invariants(gpu, small, svc, su, taper, tiers, topology):
+    """Whatever the sizes: balanced, no port used twice, every HCA cabled once, counts equal the shortcut."""
+    spec = _spec(VALID / "fabric-mid.yaml", a=gpu, b=small, ctl=max(1, svc // 2), login=max(1, svc - svc // 2))
+    fabric = dataclasses.replace(spec.fabrics["compute"], scalable_unit=su, topology=topology,
+                                 oversubscription=(int(taper[0]), 1), tiers=tiers)
+    spec = dataclasses.replace(spec, fabrics={"compute": fabric})
+    fp = _fabric(spec)
+    _balanced(fp)
+    _ports_unique(fp)
+    hosts = {h.name: pp.model.rails for pp in plan_hosts(spec) for h in pp.hosts}
+    assert Counter(e.host for e in fp.endpoints) == Counter(hosts)
+    sh = shape(spec, "compute")
+    assert (sh.leaves, sh.spines, sh.cores, sh.endpoints) == (fp.count(1), fp.count(2), fp.count(3),
+                                                              len(fp.endpoints))
+    assert sum(s.lids for s in fp.subnets) == len(fp.endpoints) + len(fp.switches)
