@@ -1,0 +1,122 @@
+"""The generated Ansible inventory: groups, ranges, address expressions and secrets, checked with Ansible itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CLUSTERS, EXAMPLES, ROOT
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.plan.hosts import plan_pool
+from gpucloud.render import inventory as inv
+
+GOLDEN = ROOT / "tests" / "golden" / "inventory"
+
+
+def _plan(name: str):
+    return build_plan(check_spec(CLUSTERS / f"{name}.yaml").spec)
+
+
+def _write(tmp_path: Path, plan) -> Path:
+    out = tmp_path / plan.spec.name
+    inv.write_inventory(out, {k[len("inventory/"):]: v for k, v in inv.render(plan).items()})
+    return out
+
+
+@pytest.mark.parametrize("name", ["lab", "ishikari", "abci3"])
+def test_golden(name, golden):
+    for rel, data in inv.render(_plan(name)).items():
+        golden(GOLDEN / name / rel[len("inventory/"):], data)
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_committed_inventory_is_current(spec):
+    """inventory/<cluster>/ in the repository is exactly what `gpucloud render` writes (PRs show real diffs)."""
+    plan = build_plan(check_spec(spec).spec)
+    files = {k[len("inventory/"):]: v for k, v in inv.render(plan).items()}
+    folder = ROOT / "inventory" / plan.spec.name
+    on_disk = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert sorted(on_disk) == sorted(files), f"run: gpucloud render {spec.relative_to(ROOT)}"
+    for rel, data in files.items():
+        assert on_disk[rel] == data, f"inventory/{plan.spec.name}/{rel} is stale; run: gpucloud render {spec.name}"
+
+
+def test_every_role_group_declared_even_when_empty():
+    data = yaml.safe_load(inv.render(_plan("lab"))["inventory/hosts.yml"])
+    groups = data["all"]["children"]
+    for role in inv.ROLES:
+        assert inv.group_name("role", role) in groups
+    assert groups["role_storage_server"] is None or groups["role_storage_server"] == {}
+    assert groups["role_compute"]["children"] == {"pool_gpu": {}}
+
+
+def test_host_ranges_split_at_excludes_and_width_changes():
+    spec = check_spec(CLUSTERS / "lab.yaml").spec
+    pool = replace(spec.pools[0], count=12, start=95, hostname="gpu{index:02}-a", exclude=frozenset({97}))
+    pp = plan_pool(spec, pool)
+    assert inv.host_ranges(pp, pp.hosts) == ["gpu[95:96]-a", "gpu[98:99]-a", "gpu[100:106]-a"]
+    unpadded = plan_pool(spec, replace(pool, hostname="n{index}", start=1, count=3, exclude=frozenset()))
+    assert inv.host_ranges(unpadded, unpadded.hosts) == ["n[1:3]"]
+
+
+def test_secrets_are_vault_references_only():
+    files = inv.render(_plan("ishikari"))
+    all_vars = yaml.safe_load(files["inventory/group_vars/all.yml"])
+    assert all_vars["slurmdbd_storage_password"] == "{{ vault_slurmdbd_db_password }}"
+    assert all_vars["munge_key"] == "{{ vault_munge_key }}"
+    assert all_vars["gpucloud_bmc_password"] == "{{ vault_bmc_password }}"
+
+
+def test_render_is_deterministic():
+    assert inv.render(_plan("abci3")) == inv.render(_plan("abci3"))
+
+
+@pytest.mark.skipif(shutil.which("ansible") is None, reason="ansible-core is not installed")
+def test_ansible_reads_groups_and_planned_addresses(tmp_path):
+    """Ansible itself expands the ranges and evaluates every host's address expressions to the planned address."""
+    plan = _plan("lab")
+    folder = _write(tmp_path, plan)
+    env = {"ANSIBLE_HOME": str(tmp_path / "ah"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt"),
+           "ANSIBLE_INVENTORY_ENABLED": "ansible.builtin.yaml"}
+    import os
+
+    env = {**os.environ, **env}
+    listing = json.loads(subprocess.run(["ansible-inventory", "-i", str(folder / "hosts.yml"), "--list"], env=env,
+                                        check=True, capture_output=True, text=True).stdout)
+    assert listing["rack_lab01"]["hosts"] == ["gpu01", "gpu02"]
+    assert listing["su_gpu_000"]["hosts"] == ["gpu01", "gpu02"]
+    assert listing["tenant_teaching"]["children"] == ["pool_gpu"]
+    expr = "{{ [inventory_hostname, ansible_host, gpucloud_bmc, gpucloud_position] | join(' ') }}"
+    out = subprocess.run(["ansible", "-i", str(folder / "hosts.yml"), "all", "-m", "ansible.builtin.debug",
+                          "-a", f"msg={expr}", "-o"], env=env, check=True, capture_output=True, text=True).stdout
+    seen = {}
+    for line in out.splitlines():
+        words = line.split('"msg": "', 1)[1].split('"', 1)[0].split()
+        seen[words[0]] = words[1:]
+    assert seen == {h.name: [h.management, h.bmc, str(h.position)] for h in plan.hosts()}
+    rails = subprocess.run(
+        ["ansible", "-i", str(folder / "hosts.yml"), "gpu02", "-m", "ansible.builtin.debug", "-o", "-a",
+         "msg={% for i in rdma_ipoib_interfaces %}{% set n = i.first + gpucloud_position | int %}"
+         "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}"],
+        env=env, check=True, capture_output=True, text=True).stdout
+    assert rails.split('"msg": "', 1)[1].split('"', 1)[0].split() == list(plan.pool("gpu").hosts[1].ipoib)
+
+
+def test_render_command_writes_and_refuses_foreign_folders(cli, tmp_path):
+    res = cli("render", str(CLUSTERS / "lab.yaml"), "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "lab" / "hosts.yml").read_bytes().startswith(b"# Generated by gpucloud")
+    assert cli("render", str(CLUSTERS / "lab.yaml"), "--out", str(tmp_path)).returncode == 0  # replaces its own
+    foreign = tmp_path / "x" / "lab"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    res = cli("render", str(CLUSTERS / "lab.yaml"), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert (foreign / "notes.txt").read_text() == "mine"
