@@ -137,8 +137,8 @@ def _slurm_nodes(new: Side, pools: list[str]) -> Change:
         Impact.RESTART, lambda s: sorted(set(s.partition_pools()) | set(s.role_pools("slurm-controller"))),
         "NodeName: slurmctld and every slurmd restart when nodes are added or removed")
     hosts, count = new.hosts_of(rule[1](new))
-    return Change("slurm", "slurm nodes", "change", rule[0], field="NodeName", old=None,
-                  new="nodes of " + ", ".join(pools), hosts=hosts, host_count=count, note=rule[2])
+    return Change("slurm", "slurm nodes", "change", rule[0], field="NodeName", hosts=hosts, host_count=count,
+                  note=f"nodes of {', '.join(pools)} join or leave; {rule[2]}")
 
 
 def _pool_fields(pool: str, o: dict, n: dict, old: Side, new: Side) -> Iterator[Change]:

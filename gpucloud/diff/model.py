@@ -81,7 +81,7 @@ class Diff:
         for c in self.sorted():
             by_step.setdefault(c.step, []).append(c)
         if self.destroys_data:
-            by_step.setdefault(1, [])
+            by_step[1] = []  # the backups; the reporters list the destroys-data changes there
         return [{"step": n, "title": title, "what": what, "changes": by_step[n]}
                 for n, title, what in STEPS if n in by_step]
 

@@ -69,8 +69,9 @@ def markdown(diff: Diff, heading: str = "##", max_rows: int = 200) -> str:
     shown = 0
     for step in diff.steps():
         out += [f"**{step['step']}. {step['title'].capitalize()}**: {step['what']}.", ""]
-        if not step["changes"]:
-            out += ["(destroys-data changes below: back their data up before anything else)", ""]
+        if step["step"] == 1:
+            out += [f"- {_what(c)}" + (f" on `{c.hosts}`" if c.hosts and len(c.hosts) <= HOSTS_WIDTH else "")
+                    for c in diff.sorted() if c.impact is Impact.DESTROYS_DATA] + [""]
             continue
         out += ["| impact | change | old -> new | hosts | why |", "|---|---|---|---|---|"]
         for c in step["changes"]:

@@ -15,13 +15,14 @@ Renderer = Callable[[Plan], dict[str, bytes]]
 # (module, function) pairs, imported lazily so that a command only pays for what it renders.
 RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.plan_json", "render"),
-    ("gpucloud.render.plan_md", "render"),
     ("gpucloud.render.diagrams", "render"),
     ("gpucloud.render.fabric", "render"),
     ("gpucloud.render.slurm_topology", "render"),
     ("gpucloud.render.pulumi", "render"),
     ("gpucloud.render.storage", "render"),
     ("gpucloud.render.slurm", "render"),
+    ("gpucloud.render.inventory", "render"),
+    ("gpucloud.render.plan_md", "render"),  # last: it reads pulumi/stacks.json and lists the folders
 )
 
 

@@ -7,7 +7,9 @@ Each part appears when its planner has run (Plan.fabrics, Plan.storage, gpucloud
 from __future__ import annotations
 
 import importlib
+import json
 from collections import Counter
+from typing import Mapping
 
 from gpucloud import catalog
 from gpucloud.hostlist import pool_hostlist
@@ -38,6 +40,8 @@ def _bytes(n: int | None) -> str:
         if n >= size and n % size == 0:  # written in binary units in the spec: show it the same way
             return f"{n // size:,} {unit}"
     for unit, size in (("PB", 10**15), ("TB", 10**12), ("GB", 10**9)):
+        if n >= size and n % size == 0:
+            return f"{n // size:,} {unit}"
         if n >= size:
             return f"{n / size:,.1f} {unit}"
     return f"{n:,} B"
@@ -82,7 +86,7 @@ def glance(plan: Plan) -> list[str]:
     days = training_days(plan)
     if days is not None:
         rows.append(("GPT-3 175B on 300B tokens", f"~{_duration(days)} at {MFU:.0%} MFU (BF16)"))
-    rows.append(("server power (nameplate)", f"{_num(power)} kW"))
+    rows.append(("server power (nameplate)", f"{power / 1000:,.1f} MW" if power >= 1000 else f"{_num(power)} kW"))
     out = ["| | |", "|---|---|"] + [f"| {k} | {cell(v)} |" for k, v in rows]
     if days is not None:
         out += ["", f"Training estimate: 6 x 175e9 parameters x 300e9 tokens = {GPT3_FLOPS:.3g} FLOPs at {MFU:.0%} "
@@ -157,7 +161,7 @@ def _slurm(plan: Plan) -> list[str]:
         for t in plan.spec.tenants:
             quota = ", ".join(f"{fs} {_bytes(b)}" for fs, b in t.storage_quota) or "-"
             out.append(f"| {t.name} | {', '.join(t.partitions or t.pools)} | {len(t.users)} | "
-                       f"{t.gpu_limit if t.gpu_limit is not None else '-'} | {t.max_time or '-'} | "
+                       f"{f'{t.gpu_limit:,}' if t.gpu_limit is not None else '-'} | {t.max_time or '-'} | "
                        f"{f'0x{t.pkey:04x}' if t.pkey is not None else '-'} | {quota} |")
     out += ["", "Configuration: `slurm/`."]
     return out
@@ -175,20 +179,34 @@ def _storage(plan: Plan) -> list[str]:
     return out
 
 
-def _pulumi(plan: Plan) -> list[str]:
+def _stacks(plan: Plan, files: Mapping[str, bytes]) -> tuple[list[dict], str]:
+    """Stacks with the resource counts of the Pulumi dry run when it ran, else the layout's estimate."""
+    raw = files.get("pulumi/stacks.json")
+    if raw is not None:
+        stacks = json.loads(raw).get("stacks", [])
+        if stacks and all("resources" in s for s in stacks):
+            return stacks, "resources"
     try:
         stacks = importlib.import_module("gpucloud.stack.layout").summary(plan)
     except (ImportError, AttributeError):
+        return [], ""
+    return [{**s, "resources": s["resources_estimate"]} for s in stacks], "resources (estimate)"
+
+
+def _pulumi(plan: Plan, files: Mapping[str, bytes]) -> list[str]:
+    stacks, what = _stacks(plan, files)
+    if not stacks:
         return ["Pulumi stacks are not planned by this version."]
-    out = ["| stack | hosts | resources (estimate) |", "|---|---:|---:|"]
+    out = [f"| stack | hosts | {what} |", "|---|---:|---:|"]
     shown = stacks if len(stacks) <= 12 else stacks[:10]
-    out += [f"| {s['stack']} | {s['hosts']:,} | {s['resources_estimate']:,} |" for s in shown]
+    out += [f"| {s['stack']} | {s['hosts']:,} | {s['resources']:,} |" for s in shown]
     if len(shown) < len(stacks):
         rest = stacks[10:]
         out.append(f"| ... {len(rest)} more stacks | {sum(s['hosts'] for s in rest):,} | "
-                   f"{sum(s['resources_estimate'] for s in rest):,} |")
+                   f"{sum(s['resources'] for s in rest):,} |")
     out.append(f"| **total: {len(stacks)} stack(s)** | {sum(s['hosts'] for s in stacks):,} | "
-               f"{sum(s['resources_estimate'] for s in stacks):,} |")
+               f"{sum(s['resources'] for s in stacks):,} |")
+    out += ["", "Every stack's resources: `pulumi/`."]
     return out
 
 
@@ -199,25 +217,42 @@ def _warnings(plan: Plan) -> list[str]:
     out = []
     for f in shown:
         where = f"line {f.line}, " if f.line else ""
-        hint = f" ({f.hint})" if f.hint else ""
-        out.append(f"- **{f.level}** `{f.check}` {where}`{f.json_path}`: {f.message}{hint}")
+        hint = f" Hint: {f.hint}" if f.hint else ""
+        out.append(f"- **{f.level}** `{f.check}` {where}`{f.json_path}`: {f.message}.{hint}")
     return out
 
 
-def render_text(plan: Plan) -> str:
+FOLDERS = {"fabric": "cabling plan, switch lists, subnet-manager configuration",
+           "slurm": "slurm.conf and the files beside it", "storage": "mounts, exports, quotas",
+           "inventory": "Ansible inventory and variables", "pulumi": "every stack's resources",
+           "diagrams": "fabric and rack diagrams"}
+
+
+def _files(files: Mapping[str, bytes]) -> list[str]:
+    present = sorted({p.split("/", 1)[0] for p in files if "/" in p} | {FABRIC_SVG.split("/")[0]})
+    out = ["- `plan.json`: every host, address and planned record"]
+    for folder in present:
+        out.append(f"- `{folder}/`: {FOLDERS.get(folder, 'rendered files')}")
+    out.append(f"- diagrams: [{FABRIC_SVG}]({FABRIC_SVG}), [{RACKS_SVG}]({RACKS_SVG})")
+    return out
+
+
+def render_text(plan: Plan, files: Mapping[str, bytes] | None = None) -> str:
+    files = files or {}
     spec = plan.spec
     out = [f"# Plan: {spec.name}", ""]
     if spec.metadata.get("description"):
         out += [spec.metadata["description"], ""]
     parts = [("At a glance", glance(plan)), ("Bill of materials", _bom(plan)), ("Node pools", _pools(plan)),
              ("Fabric", _fabric(plan)), ("Slurm", _slurm(plan)), ("Storage", _storage(plan)),
-             ("Pulumi stacks", _pulumi(plan)), ("Warnings", _warnings(plan))]
+             ("Pulumi stacks", _pulumi(plan, files)), ("Warnings", _warnings(plan)), ("Files", _files(files))]
     for title, lines in parts:
         out += [f"## {title}", "", *lines, ""]
-    out += ["## Files", "", "- `plan.json`: every host, address and planned record",
-            f"- [{RACKS_SVG}]({RACKS_SVG}): rack elevations; [{FABRIC_SVG}]({FABRIC_SVG}): the fabric", ""]
-    return "\n".join(out)
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
-def render(plan: Plan) -> dict[str, bytes]:
-    return {"plan.md": render_text(plan).encode("utf-8")}
+def render(plan: Plan, files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    return {"plan.md": render_text(plan, files).encode("utf-8")}
+
+
+render.reads_rendered = True  # type: ignore[attr-defined]

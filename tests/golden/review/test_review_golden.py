@@ -1,0 +1,40 @@
+"""Golden copies of what reviewers read: plan.md of every example and the diff of a typical change.
+Refresh with GPUCLOUD_UPDATE_GOLDEN=1 python -m pytest tests/golden/review and read the diff before committing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CLUSTERS, EXAMPLES
+from gpucloud.diff import compare, report
+from gpucloud.diff.inputs import document_of
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.render import plan_md
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_plan_md(spec, golden):
+    checked = check_spec(spec)
+    # Without the rendered files: stack resources are the layout's estimate, so no Pulumi run is needed.
+    text = plan_md.render_text(build_plan(checked.spec, tuple(checked.findings)))
+    golden(HERE / f"{spec.stem}.plan.md", text)
+
+
+def test_lab_change_diff(golden, tmp_path):
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    data["software"]["nvidia_driver"] = "550.127.05"
+    data["slurm"]["partitions"][1]["max_time"] = "02:00:00"
+    data["node_pools"][0]["count"] = 4
+    data["storage"] = [fs for fs in data["storage"] if fs["name"] != "home"]
+    new = tmp_path / "lab.yaml"
+    new.write_text(yaml.safe_dump(data, sort_keys=False))
+    diff = compare(document_of(check_spec(CLUSTERS / "lab.yaml")), document_of(check_spec(new)),
+                   "clusters/lab.yaml", "lab.yaml (edited)")
+    golden(HERE / "lab-change.diff.md", report.markdown(diff) + "\n")
+    golden(HERE / "lab-change.diff.json", report.as_json(diff))
