@@ -292,6 +292,33 @@ def pr_comment(
     raise typer.Exit(run_pr_comment(list(specs), base, allow_destroy, out))
 
 
+@app.command()
+def render(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    out: Path = typer.Option(Path("inventory"), "--out", help="Folder that receives <cluster>/ (hosts.yml, group_vars)."),
+) -> None:
+    """Write the Ansible inventory of a spec into OUT/<cluster>/ (replaced atomically)."""
+    from gpucloud.render.inventory import run_cli
+
+    raise typer.Exit(run_cli(spec, out, _checked_or_exit))
+
+
+@app.command()
+def converge(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    limit: Optional[str] = typer.Option(None, "--limit", help="Ansible host pattern to converge (e.g. 'gpu[01:04]')."),
+    tags: Optional[str] = typer.Option(None, "--tags", help="Comma-separated layers/tags to run (e.g. slurm,gpu)."),
+    check: bool = typer.Option(False, "--check", help="Report what would change, change nothing."),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i",
+                                             help="Inventory to use instead of the spec's generated one."),
+    extra_vars: List[str] = typer.Option([], "--extra-vars", "-e", help="KEY=VALUE or @FILE, passed to Ansible."),
+) -> None:
+    """Run the playbooks over the cluster through ansible-runner; exit 1 when any host failed or was unreachable."""
+    from gpucloud.converge import run_cli
+
+    raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit))
+
+
 def main() -> None:
     app()
 

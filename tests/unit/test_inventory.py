@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -93,20 +94,20 @@ def test_ansible_reads_groups_and_planned_addresses(tmp_path):
     assert listing["rack_lab01"]["hosts"] == ["gpu01", "gpu02"]
     assert listing["su_gpu_000"]["hosts"] == ["gpu01", "gpu02"]
     assert listing["tenant_teaching"]["children"] == ["pool_gpu"]
-    expr = "{{ [inventory_hostname, ansible_host, gpucloud_bmc, gpucloud_position] | join(' ') }}"
-    out = subprocess.run(["ansible", "-i", str(folder / "hosts.yml"), "all", "-m", "ansible.builtin.debug",
-                          "-a", f"msg={expr}", "-o"], env=env, check=True, capture_output=True, text=True).stdout
-    seen = {}
-    for line in out.splitlines():
-        words = line.split('"msg": "', 1)[1].split('"', 1)[0].split()
-        seen[words[0]] = words[1:]
-    assert seen == {h.name: [h.management, h.bmc, str(h.position)] for h in plan.hosts()}
-    rails = subprocess.run(
-        ["ansible", "-i", str(folder / "hosts.yml"), "gpu02", "-m", "ansible.builtin.debug", "-o", "-a",
-         "msg={% for i in rdma_ipoib_interfaces %}{% set n = i.first + gpucloud_position | int %}"
-         "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}"],
-        env=env, check=True, capture_output=True, text=True).stdout
-    assert rails.split('"msg": "', 1)[1].split('"', 1)[0].split() == list(plan.pool("gpu").hosts[1].ipoib)
+    env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.minimal"})
+
+    def debug(pattern: str, msg: str) -> dict[str, str]:
+        res = subprocess.run(["ansible", "-i", str(folder / "hosts.yml"), pattern, "-m", "ansible.builtin.debug",
+                              "-a", json.dumps({"msg": msg})], env=env, check=True, capture_output=True, text=True)
+        found = re.findall(r"^(\S+) \| SUCCESS => (\{.*?^\})", res.stdout, re.M | re.S)
+        return {name: json.loads(body)["msg"] for name, body in found}
+
+    seen = debug("all", "{{ [ansible_host, gpucloud_bmc, gpucloud_position] | join(' ') }}")
+    assert seen == {h.name: f"{h.management} {h.bmc} {h.position}" for h in plan.hosts()}
+    # The rdma role's per-rail rule gives the planned IPoIB address on every rail.
+    rails = debug("gpu02", "{% for i in rdma_ipoib_interfaces %}{% set n = i.first + gpucloud_position | int %}"
+                           "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}")
+    assert rails["gpu02"].split() == list(plan.pool("gpu").hosts[1].ipoib)
 
 
 def test_render_command_writes_and_refuses_foreign_folders(cli, tmp_path):
