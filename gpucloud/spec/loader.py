@@ -282,16 +282,17 @@ def load_text(text: str, file: str) -> Loaded:
 def load_file(path: str | FsPath) -> Loaded:
     file = str(path)
     try:
-        p = FsPath(path)
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            return Loaded(file=file, findings=[Finding(
-                "spec-too-large", "error", (), f"the file is {size:,} bytes; specs are limited to {MAX_BYTES:,}",
-                "a spec describes pools by count and pattern; it should be a few KB", file, 1, 1)])
-        raw = p.read_bytes()
+        # Read at most one byte past the limit: a size from stat() means nothing for /dev/zero or a pipe.
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        return Loaded(file=file, findings=[Finding("spec-unreadable", "error", (), f"cannot read the spec: {exc.strerror}",
-                                                   "check the path and permissions", file, 0, 0)])
+        return Loaded(file=file, findings=[Finding("spec-unreadable", "error", (), f"cannot read the spec: "
+                                                   f"{exc.strerror or exc}", "check the path and permissions",
+                                                   file, 0, 0)])
+    if len(raw) > MAX_BYTES:
+        return Loaded(file=file, findings=[Finding(
+            "spec-too-large", "error", (), f"the file is larger than {MAX_BYTES:,} bytes",
+            "a spec describes pools by count and pattern; it should be a few KB", file, 1, 1)])
     text, bad = _decode(raw, file)
     if bad:
         return Loaded(file=file, findings=[bad])

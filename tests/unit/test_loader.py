@@ -156,3 +156,12 @@ def test_huge_sizes_are_exact(tmp_path):
     assert r.spec is not None, r.findings
     assert r.spec.storage[0].capacity == (10 ** 400 - 1) * 10 ** 18 + 5 * 10 ** 17
     assert r.spec.tenants[0].storage_quota == (("s", 1_100_000_000_000_000),)
+
+
+def test_endless_input_is_cut_at_the_size_limit():
+    import os
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero here")
+    (f,) = loader.load_file("/dev/zero").findings
+    assert f.check == "spec-too-large"
