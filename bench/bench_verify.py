@@ -3,7 +3,9 @@
 Every host is a loopback alias (127.78.x.y) of a real sshd (16 aliases per sshd, OpenSSH's listen limit), with the
 stand-in tools of tests/fixtures/verify printing a healthy H100 node's recorded output. The figure includes
 everything an operator waits for: loading the spec, planning, one SSH session per host with strict host-key
-checking, running the collectors and comparing. Run: python bench/bench_verify.py [--hosts N] [--parallel P,...]
+checking, running the collectors and comparing. A second figure, bare sessions running only ``true``, shows how
+much of that is sshd and the login shell of this machine rather than verify.
+Run: python bench/bench_verify.py [--hosts N] [--parallel P,...] [--no-floor]
 """
 
 from __future__ import annotations
@@ -50,10 +52,41 @@ def alias(i: int) -> str:
     return f"127.78.{i // 250}.{i % 250 + 1}"
 
 
+def session_floor(hosts, addresses, port, known_path, key_path, parallel) -> float:
+    """Wall time of one SSH session per host running only ``true``, with the same strict host-key checking and
+    parallelism: what sshd, key exchange and the login shell cost on this machine before any collector runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import paramiko
+
+    from gpucloud.verify.known_hosts import KnownHosts, StrictPolicy, lookup_names
+
+    known = KnownHosts.load(known_path)
+    pkey = paramiko.PKey.from_path(key_path)
+
+    def one(name):
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(StrictPolicy(known, lookup_names(addresses[name], name, port)))
+        try:
+            client.connect(addresses[name], port=port, pkey=pkey, allow_agent=False, look_for_keys=False, timeout=120)
+            chan = client.get_transport().open_session()
+            chan.exec_command("true")
+            chan.recv_exit_status()
+        finally:
+            client.close()
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(one, [he.name for he in hosts]))
+    return time.perf_counter() - t
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--parallel", default="32,64", help="comma-separated --parallel values to time")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip timing bare SSH sessions (the cost of sshd and the login shell here)")
     args = ap.parse_args()
     if harness.SSHD is None or harness.SSH_KEYGEN is None:
         print("sshd and ssh-keygen are needed (apt-get install openssh-server openssh-client)")
@@ -93,6 +126,10 @@ def main() -> int:
                                             port, tmp / "hosts", client_pub).start(host_key))
             setup = time.perf_counter() - t0
             print(f"setup: {len(hosts)} hosts on {len(daemons)} sshd processes in {setup:.1f} s")
+            if args.floor:
+                parallel = int(args.parallel.split(",")[0])
+                floor = session_floor(hosts, addresses, port, tmp / "known_hosts", tmp / "client_key", parallel)
+                print(f"floor: {len(hosts)} sessions running only 'true' (--parallel {parallel}) in {floor:.1f} s")
             for parallel in [int(p) for p in args.parallel.split(",")]:
                 t = time.perf_counter()
                 cpu = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -153,7 +153,10 @@ def run_host(he: HostExpect, known, opts: SshOptions) -> Collected:
         try:
             chan = client.get_transport().open_session(timeout=max(remaining, 0.1))
             chan.settimeout(max(remaining, 0.1))
-            chan.exec_command(script(he.pool, he.name, collector_timeout))
+            # The script goes in on stdin, so the login shell (bash, zsh, tcsh) never parses it; /bin/sh does.
+            chan.exec_command("/bin/sh -s")
+            chan.sendall(script(he.pool, he.name, collector_timeout).encode())
+            chan.shutdown_write()
         except (paramiko.SSHException, OSError, socket.timeout) as exc:
             raise ConnectFailed("ssh-error", _describe(exc)) from None
         out, err, timed_out = _read(chan, deadline)
