@@ -11,6 +11,7 @@ from __future__ import annotations
 from gpucloud.diff.derived import derived_changes
 from gpucloud.diff.hosts import pool_changes
 from gpucloud.diff.impact import Impact
+from gpucloud.diff.inputs import comparable_stacks
 from gpucloud.diff.intent import (fabric_changes, fabric_layout_changes, network_changes, provider_changes,
                                   slurm_changes, software_changes, storage_changes, tenant_changes)
 from gpucloud.diff.model import EXIT_CHANGED, EXIT_DESTROYS, EXIT_SAME, Change, Diff
@@ -21,6 +22,7 @@ CLASSIFIERS = (pool_changes, network_changes, software_changes, fabric_changes, 
 
 
 def compare(old_doc: dict, new_doc: dict, old_label: str = "old", new_label: str = "new") -> Diff:
+    comparable_stacks(old_doc, new_doc)
     old, new = Side(old_doc, old_label), Side(new_doc, new_label)
     diff = Diff(old_name=old_label, new_name=new_label)
     for side in (old, new):

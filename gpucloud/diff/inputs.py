@@ -34,6 +34,15 @@ def _stacks_of_plan(plan) -> list[dict] | None:
             for s in layout.summary(plan)]
 
 
+def comparable_stacks(old: dict, new: dict) -> None:
+    """An estimate and a dry-run count of resources differ without any change: compare hosts only then."""
+    po, pn = old.get("pulumi"), new.get("pulumi")
+    if isinstance(po, dict) and isinstance(pn, dict) and "resources" in po and po.get("resources") != pn.get("resources"):
+        for side in (po, pn):
+            side["resources"] = "not compared (one side is an estimate)"
+            side["stacks"] = [{k: v for k, v in s.items() if k != "resources"} for s in side.get("stacks", ())]
+
+
 def _stacks_of_folder(folder: Path) -> list[dict] | None:
     try:
         with (folder / "pulumi" / "stacks.json").open("rb") as fh:
@@ -52,7 +61,7 @@ def document_of(checked) -> dict:
     doc = json.loads(jsonout.dump_bytes(document(plan)))
     stacks = _stacks_of_plan(plan)
     if stacks is not None and "pulumi" not in doc:
-        doc["pulumi"] = {"stacks": stacks}
+        doc["pulumi"] = {"stacks": stacks, "resources": "estimate"}
     return doc
 
 
@@ -81,7 +90,7 @@ def load_side(path: Path) -> tuple[dict, str]:
             doc = json.load(fh)
         stacks = _stacks_of_folder(path)
         if stacks is not None and "pulumi" not in doc:
-            doc["pulumi"] = {"stacks": stacks}
+            doc["pulumi"] = {"stacks": stacks, "resources": "dry run"}
         return doc, str(path)
     if not path.exists():
         raise InputProblem(f"{path} does not exist", "name a spec file or a plan folder")
