@@ -184,3 +184,13 @@ def test_report_is_the_same_whatever_order_hosts_answer(hosts):
     doc = report.document("verifylab", "site.yaml", [compare(hosts[n], sections(
         hosts[n], {"slurm": "broken/slurmd-down-scontrol-node"})) for n in ("gpu01", "gpu02", "gpu03", "gpu05")])
     assert doc["problems"][0]["hosts"] == "gpu[01-03,05]"
+
+
+def test_progress_counts_hosts_that_do_not_conform(hosts):
+    from gpucloud.verify.run import progress_bar
+
+    bar, advance = progress_bar(3)
+    advance(compare(hosts["gpu01"], sections(hosts["gpu01"])))
+    advance(compare(hosts["gpu03"], sections(hosts["gpu03"], {"gpus": "broken/h100-missing-gpu-query"})))
+    (task,) = bar.tasks
+    assert task.completed == 2 and task.total == 3 and task.fields["bad"] == 1
