@@ -20,10 +20,14 @@ from gpucloud.render import storage as render
 from gpucloud.spec import load
 
 ROLES = ROOT / "playbooks" / "roles"
+# The venv's own ansible-playbook when pytest runs from one that is not activated (scripts/test.sh).
+_SIBLING = Path(sys.executable).parent / "ansible-playbook"
+ANSIBLE_PLAYBOOK = str(_SIBLING) if _SIBLING.exists() else (shutil.which("ansible-playbook") or "ansible-playbook")
 
 
 def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
+    missing = [t for t in tools if shutil.which(t) is None
+               and not (t == "ansible-playbook" and Path(ANSIBLE_PLAYBOOK).exists())]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (.ci/run installs them)")
 
@@ -56,6 +60,6 @@ def converge(tmp_path: Path, role: str, variables: dict, run: int = 0) -> Result
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_HOME": str(work / "home"),
            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"), "ANSIBLE_REMOTE_TMP": str(work / "rtmp"),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_PIPELINING": "1"}
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "play.yml", "-e", "@vars.json"], cwd=work,
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "play.yml", "-e", "@vars.json"], cwd=work,
                           env=env, capture_output=True, text=True, timeout=300)
     return Result(proc)
