@@ -64,6 +64,16 @@ class Endpoint:
     guid: int  # node GUID; the port GUID is guid + 1
     leaf: int  # index into FabricPlan.switches
     port: int  # leaf port, 1-based
+    dev: int  # the host's device number: mlx5_<dev> (storage HCAs come after the compute rails)
+
+    @property
+    def device(self) -> str:
+        return f"mlx5_{self.dev}"
+
+    @property
+    def desc(self) -> str:
+        """The node description rdma-core gives the HCA: '<hostname> <device>'."""
+        return f"{self.host} mlx5_{self.dev}"
 
 
 @dataclass(frozen=True)
@@ -137,13 +147,9 @@ def port_label(model: catalog.SwitchModel, rate: str, port: int) -> str:
     return f"{cage + 1}/{half + 1}/{split + 1}"
 
 
-def hca_port_name(hca: int) -> str:
-    return f"mlx5_{hca}"
-
-
-def hca_desc(host: str, hca: int) -> str:
-    """The node description rdma-core gives an HCA: '<hostname> <device>'."""
-    return f"{host} {hca_port_name(hca)}"
+def device_offset(model: catalog.ServerModel, fabric_name: str) -> int:
+    """First mlx5 device number of the fabric's HCAs on a host: compute rails first, then storage HCAs."""
+    return 0 if fabric_name == "compute" else model.rails
 
 
 # GUIDs: 0x02 (locally administered) | fabric | class in the top 16 bits; the rest encodes what the device is, so a
@@ -443,6 +449,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
     last_used = 0  # slots used in the last SU
     for pp in pos_pools:
         h = host_hcas(pp.model, name)
+        off = device_offset(pp.model, name)
         pid = pp.pool.id
         if rail_opt:
             sus = ceil(pp.pool.count / su)
@@ -454,7 +461,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
                 for r in range(h):
                     endpoints.append(Endpoint(host.name, pp.pool.name, r, False, host.rack,
                                               hca_guid(fid, pid, host.index, r), leaf_of[(su_base + s_no + 1, r)],
-                                              slot + 1))
+                                              slot + 1, off + r))
             last_used = pp.pool.count - (sus - 1) * su
         else:
             sus = ceil(pp.pool.count * h / down)
@@ -465,7 +472,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
                     s_no, slot = divmod(host.position * h + r, down)
                     endpoints.append(Endpoint(host.name, pp.pool.name, r, False, host.rack,
                                               hca_guid(fid, pid, host.index, r), leaf_of[(su_base + s_no + 1, 0)],
-                                              slot + 1))
+                                              slot + 1, off + r))
             last_used = pp.pool.count * h - (sus - 1) * down
         su_base += sus
     total_sus = su_base
@@ -501,7 +508,8 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
                 leaf_order.append(sw)
             port = port0 + 1
         endpoints.append(Endpoint(host.name, pp.pool.name, r, True, host.rack,
-                                  hca_guid(fid, pp.pool.id, host.index, r), sw, port))
+                                  hca_guid(fid, pp.pool.id, host.index, r), sw, port,
+                                  device_offset(pp.model, name) + r))
 
     # Subnets: one, or one per rail when the LIDs of one would not fit (or when asked).
     split = sh.split

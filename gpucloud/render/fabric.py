@@ -10,8 +10,7 @@ import csv
 import io
 from gpucloud import catalog
 from gpucloud.plan import Plan
-from gpucloud.plan.fabric import (DEFAULT_PKEY, STORAGE_PKEY, TIER_NAMES, FabricPlan, hca_desc, hca_port_name,
-                                  summary)
+from gpucloud.plan.fabric import DEFAULT_PKEY, STORAGE_PKEY, TIER_NAMES, FabricPlan, summary
 
 CABLING_HEADER = "a_device,a_port,b_device,b_port,tier,a_rack,b_rack,cable"
 SM_PRIORITY_PRIMARY = 15
@@ -44,7 +43,7 @@ def cabling_csv(fp: FabricPlan) -> bytes:
     rows = [CABLING_HEADER]
     for e in fp.endpoints:
         leaf = sws[e.leaf]
-        rows.append(f"{e.host},{hca_port_name(e.hca)},{leaf.name},{label[e.port]},node_leaf,{e.rack},{leaf.rack},"
+        rows.append(f"{e.host},{e.device},{leaf.name},{label[e.port]},node_leaf,{e.rack},{leaf.rack},"
                     f"{host_cable}")
     tiers = ("", "", "leaf_spine", "spine_core")
     for lo, lp, hi, hp, t in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port, fp.hi_tier):
@@ -186,7 +185,7 @@ def topology_net(fp: FabricPlan, subnet, endpoints, cables) -> bytes:
     ports: dict[int, list] = {i: [None] * (k + 1) for i, s in enumerate(sws) if s.subnet == subnet.index}
     ca_lines = []
     for e in endpoints:
-        desc = f"{e.host} mlx5_{e.hca}"
+        desc = e.desc
         ports[e.leaf][e.port] = f'[{e.port}]\t"{desc}"[1]'
         ca_lines.append(f'caguid=0x{e.guid:016x}\nCa\t1 "{desc}"\n[1]({e.guid + 1:x})\t"{names[e.leaf]}"[{e.port}]\n')
     lo, lo_port, hi, hi_port = fp.lo, fp.lo_port, fp.hi, fp.hi_port

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gpucloud.plan.fabric import FabricPlan, hca_port_name
+from gpucloud.plan.fabric import FabricPlan
 
 End = tuple[str, str]  # (device, port label)
 Link = tuple[End, End]  # sorted
@@ -66,7 +66,7 @@ def planned_links(fp: FabricPlan, subnets: set[int] | None = None) -> set[Link]:
     for e in fp.endpoints:
         leaf = sws[e.leaf]
         if subnets is None or leaf.subnet in subnets:
-            out.add(_link((e.host, hca_port_name(e.hca)), (leaf.name, label(e.port))))
+            out.add(_link((e.host, e.device), (leaf.name, label(e.port))))
     for lo, lp, hi, hp in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port):
         if subnets is None or sws[lo].subnet in subnets:
             out.add(_link((sws[lo].name, label(lp)), (sws[hi].name, label(hp))))

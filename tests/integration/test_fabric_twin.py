@@ -132,7 +132,7 @@ def test_opensm_routes_the_planned_fabric(routed_twin, tmp_path):
     assert result.clean, (result.missing[:5], result.unexpected[:5], result.swapped[:2])
     # every HCA of the plan got a LID
     lids = _lids(dump)
-    planned = {f"{e.host} mlx5_{e.hca}" for e in fp.endpoints}
+    planned = {e.desc for e in fp.endpoints}
     assert set(lids) == planned and all(lid > 0 for lid in lids.values())
     # same rail, same SU: one leaf and nothing else
     first, second = (h.name for h in plan.pools[0].hosts[:2])
