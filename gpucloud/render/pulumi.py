@@ -16,7 +16,7 @@ from gpucloud import jsonout
 from gpucloud.plan import Plan
 from gpucloud.stack import layout
 
-NOT_INSTALLED = "skipped: the Pulumi SDK is not installed (pip install 'gpucloud[deploy]')"
+NOT_INSTALLED = "nothing: the Pulumi SDK is not installed (pip install 'gpucloud[deploy]')"
 
 
 def _inputs_of(files: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -32,19 +32,22 @@ def render(plan: Plan, files: Mapping[str, bytes] | None = None) -> dict[str, by
         index.append({"stack": data["stack"], "shared": data["shared"],
                       "hosts": sum(len(p["hosts"]) for p in data["pools"]), "input_sha256": digest})
     out: dict[str, bytes] = {}
-    try:
-        from gpucloud.stack import dryrun
+    from gpucloud.stack import dryrun
 
-        documents, _ = dryrun.render_stacks(inputs)
-    except ImportError:  # pulumi or pulumi_command missing: the rest of the plan is still useful
-        documents = []
+    try:
+        documents, verified = dryrun.render_stacks(inputs)
+        checked = "the program under pulumi.runtime.set_mocks"
+    except ImportError:  # pulumi or pulumi_command missing: the graph alone is still worth reviewing
+        documents, verified = dryrun.render_stacks(inputs, verify=False)
+        checked = NOT_INSTALLED
     for row, doc in zip(index, documents):
-        head = json.loads(doc)
+        head = dryrun.document_head(doc)
         row["resources"] = head["resource_count"]
         row["protected"] = head["protected"]
+        row["checked_under_mocks"] = row["stack"] in verified
         out[f"pulumi/{row['stack']}.json"] = doc
     summary = {"project": layout.PROJECT, "max_resources_per_stack": layout.MAX_RESOURCES,
-               "dry_run": "pulumi.runtime.set_mocks" if documents else NOT_INSTALLED, "stacks": index}
+               "checked_by": checked, "stacks": index}
     out["pulumi/stacks.json"] = jsonout.dump_bytes(summary)
     return out
 

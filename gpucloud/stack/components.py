@@ -19,9 +19,8 @@ from typing import Any
 import pulumi
 from pulumi_command import local
 
+from gpucloud.stack import graph
 from gpucloud.stack.provider import RedfishNode
-
-BOOT_TARGET = "Pxe"
 
 
 @dataclass(frozen=True)
@@ -31,8 +30,6 @@ class ProviderArgs:
     password: pulumi.Input[str] | None  # a secret Output; never a plain value in the dry-run
     verify_tls: bool = True
     ca_bundle: str | None = None
-    power_timeout: int = 300
-    poll_interval: int = 5
 
 
 @dataclass(frozen=True)
@@ -46,19 +43,16 @@ class BareMetalNodeArgs:
 class BareMetalNode(pulumi.ComponentResource):
     """One physical server. With a Redfish provider it owns a RedfishNode that powers and installs it."""
 
-    TYPE = "gpucloud:metal:BareMetalNode"
+    TYPE = graph.NODE
 
     def __init__(self, name: str, args: BareMetalNodeArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(self.TYPE, name, {"hostname": args.hostname, "image": args.image}, opts)
+        super().__init__(self.TYPE, name, graph.node_inputs(args.hostname, args.image), opts)
         self.redfish: RedfishNode | None = None
         p = args.provider
         if p.kind == "redfish" and args.bmc_address:
-            self.redfish = RedfishNode(f"{name}-bmc", {
-                "node": args.hostname, "bmc": f"https://{args.bmc_address}", "system": "",
-                "username": p.username or "", "password": p.password, "image": args.image or "",
-                "boot_target": BOOT_TARGET, "power": "On", "verify_tls": p.verify_tls, "ca_bundle": p.ca_bundle or "",
-                "power_timeout": p.power_timeout, "poll_interval": p.poll_interval,
-            }, pulumi.ResourceOptions(parent=self))
+            self.redfish = RedfishNode(graph.redfish_name(name), graph.redfish_inputs(
+                args.hostname, args.bmc_address, args.image, p.username, p.password, p.verify_tls, p.ca_bundle,
+            ), pulumi.ResourceOptions(parent=self))
             self.register_outputs({"power_state": self.redfish.power_state,
                                    "mac_addresses": self.redfish.mac_addresses})
         else:
@@ -77,11 +71,11 @@ class NodePoolArgs:
 
 
 class NodePool(pulumi.ComponentResource):
-    TYPE = "gpucloud:compute:NodePool"
+    TYPE = graph.POOL
 
     def __init__(self, name: str, args: NodePoolArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(self.TYPE, name, {"pool": args.name, "model": args.model, "image": args.image,
-                                           "roles": list(args.roles), "hosts": len(args.hosts)}, opts)
+        super().__init__(self.TYPE, name, graph.pool_inputs(args.name, args.model, args.image, args.roles,
+                                                            len(args.hosts)), opts)
         child = pulumi.ResourceOptions(parent=self, protect=args.protect or None)
         self.nodes = [BareMetalNode(host, BareMetalNodeArgs(host, bmc, args.image, args.provider), child)
                       for host, bmc in args.hosts]
@@ -96,11 +90,11 @@ class ControlPlaneArgs:
 class ControlPlane(pulumi.ComponentResource):
     """Slurm controllers, the accounting database host, subnet managers, monitoring and login nodes."""
 
-    TYPE = "gpucloud:control:ControlPlane"
+    TYPE = graph.CONTROL
 
     def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"pools": [p.name for p in args.pools]}, opts)
-        self.pools = [NodePool(f"pool-{p.name}", p, pulumi.ResourceOptions(parent=self)) for p in args.pools]
+        self.pools = [NodePool(graph.pool_name(p.name), p, pulumi.ResourceOptions(parent=self)) for p in args.pools]
         self.register_outputs({})
 
 
@@ -117,13 +111,13 @@ class FilesystemArgs:
 class Filesystem(pulumi.ComponentResource):
     """A filesystem the cluster mounts. Protected: removing it from the spec must never pass silently."""
 
-    TYPE = "gpucloud:storage:Filesystem"
+    TYPE = graph.FILESYSTEM
 
     def __init__(self, name: str, args: FilesystemArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(self.TYPE, name, {
+        super().__init__(self.TYPE, name, graph.filesystem_inputs({
             "name": args.name, "kind": args.kind, "mount": args.mount, "capacity": args.capacity,
             "pools": list(args.pools) if args.pools is not None else None, "settings": args.settings,
-        }, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)))
+        }), pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=True)))
         self.register_outputs({"mount": args.mount})
 
 
@@ -134,13 +128,13 @@ class StorageArgs:
 
 
 class Storage(pulumi.ComponentResource):
-    TYPE = "gpucloud:storage:Storage"
+    TYPE = graph.STORAGE
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"filesystems": [f.name for f in args.filesystems]}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.filesystems = [Filesystem(f"{name}-{f.name}", f, child) for f in args.filesystems]
-        self.pools = [NodePool(f"pool-{p.name}", p, child) for p in args.server_pools]
+        self.pools = [NodePool(graph.pool_name(p.name), p, child) for p in args.server_pools]
         self.register_outputs({})
 
 
@@ -162,7 +156,7 @@ class ConfigurationLayersArgs:
 class ConfigurationLayers(pulumi.ComponentResource):
     """The playbooks, one local command per layer, in order. A layer re-runs when its trigger (input hash) moves."""
 
-    TYPE = "gpucloud:config:ConfigurationLayers"
+    TYPE = graph.LAYERS
 
     def __init__(self, name: str, args: ConfigurationLayersArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"inventory": args.inventory,
@@ -170,13 +164,11 @@ class ConfigurationLayers(pulumi.ComponentResource):
         self.commands: list[local.Command] = []
         previous: list[pulumi.Resource] = list(args.after)
         for layer in args.layers:
-            cmd = f"ansible-playbook -i {args.inventory} {layer.playbook}"
-            if layer.limit:
-                cmd += f" --limit {layer.limit}"
+            cmd = graph.layer_command(args.inventory, layer.playbook, layer.limit)
             command = local.Command(
                 f"{name}-{layer.name}",
                 create=cmd, update=cmd, triggers=[layer.trigger],
-                environment={"ANSIBLE_FORCE_COLOR": "0"},
+                environment=dict(graph.LAYER_ENV),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
             )
             self.commands.append(command)
@@ -197,7 +189,7 @@ class ClusterArgs:
 class Cluster(pulumi.ComponentResource):
     """The root of every stack: one cluster, or one part of it (the shared stack or a pod)."""
 
-    TYPE = "gpucloud:cluster:Cluster"
+    TYPE = graph.CLUSTER
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"cluster": args.cluster, "part": args.part}, opts)
@@ -205,11 +197,11 @@ class Cluster(pulumi.ComponentResource):
         machines: list[pulumi.Resource] = []
         self.control = ControlPlane(f"{name}-control", args.control, child) if args.control else None
         self.storage = Storage(f"{name}-storage", args.storage, child) if args.storage else None
-        self.pools = [NodePool(f"pool-{p.name}", p, child) for p in args.pools]
+        self.pools = [NodePool(graph.pool_name(p.name), p, child) for p in args.pools]
         for c in (self.control, self.storage):
             if c is not None:
                 machines.append(c)
         machines.extend(self.pools)
         self.layers = ConfigurationLayers(f"{name}-layers", ConfigurationLayersArgs(
-            inventory=f"inventory/{args.cluster}/hosts.yml", layers=args.layers, after=tuple(machines)), child)
+            inventory=graph.inventory_path(args.cluster), layers=args.layers, after=tuple(machines)), child)
         self.register_outputs({})

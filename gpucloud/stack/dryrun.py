@@ -1,13 +1,18 @@
-"""The offline dry-run: run the real program of each stack under ``pulumi.runtime.set_mocks`` and record what it
-declares (type, name, parent, inputs, dependencies, protect), normalised and sorted. No CLI, no network.
+"""The offline dry-run: what every stack would declare (type, name, parent, inputs, dependencies, protect),
+normalised and sorted, with no CLI and no network.
 
-Cost and how it is kept down (figures in docs/pulumi.md): the Pulumi SDK under mocks spends 1-2.5 ms per resource
-and grows faster than linearly within one process, so
+Two producers of the same document:
 
-* every stack runs in its own forked child (fresh SDK state, linear), as many at once as there are CPUs;
-* a stack's result is a pure function of its input, this code and the SDK versions, so it is kept in a
-  content-addressed cache (``GPUCLOUD_CACHE_DIR``, default ``~/.cache/gpucloud``; ``off`` disables it) and only
-  stacks whose input changed run again.
+* ``mock_document`` runs the real program under ``pulumi.runtime.set_mocks`` and records what the SDK registers;
+* ``graph_document`` walks ``gpucloud.stack.graph`` (the names and inputs the components themselves use).
+
+The SDK under mocks costs 1-4 ms per resource and grows faster than linearly in one process: about 100 s of CPU for
+the 25,000 resources of a 12,500-node cluster. So the plan writes the graph documents and checks them against the real program
+under mocks, each check in its own forked child: the shared stack and the first and last pod of each pool, every pool
+cut to its first and last two hosts (the same code paths at a fixed cost). Any difference fails the plan;
+GPUCLOUD_DRYRUN_FULL=1 checks every host of every stack. A verified stack is remembered in a content-addressed cache
+(``GPUCLOUD_CACHE_DIR``, default ``~/.cache/gpucloud``; ``off`` disables it) keyed by its input, this code and the
+SDK versions, so unchanged stacks are not run again.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gpucloud import jsonout
+from gpucloud.stack import graph
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 DRY_RUN_PASSWORD = "dry-run-placeholder"  # the stand-in secret; it only ever appears as [secret]
-_CODE = ("components.py", "program.py", "provider.py", "dryrun.py")
+_CODE = ("components.py", "graph.py", "program.py", "provider.py", "dryrun.py")
+SAMPLE_HOSTS = 4  # hosts per pool in the mock check (first two, last two)
 
 
 def normalise(value: Any) -> Any:
@@ -114,16 +120,64 @@ def stack_document(data: dict[str, Any], resources: list[dict[str, Any]]) -> dic
 
 
 def dump_document(doc: dict[str, Any]) -> bytes:
-    """Canonical JSON with one resource per line, so a pull-request diff shows one line per changed resource."""
-    head = {k: v for k, v in doc.items() if k != "resources"}
-    lines = jsonout.dumps(head).rstrip().rstrip("}").rstrip()
-    rows = ",\n".join("    " + json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
-                      for r in doc["resources"])
-    return f"{lines},\n  \"resources\": [\n{rows}\n  ]\n}}\n".encode("utf-8")
+    """Canonical JSON: summary fields first, one per line, then one resource per line, so a pull-request diff shows
+    one line per changed resource."""
+    def one(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+
+    lines = ["{"] + [f"  {one(k)}: {one(v)}," for k, v in sorted(doc.items()) if k != "resources"]
+    rows = [f"    {one(r)}," for r in doc["resources"]]
+    if rows:
+        rows[-1] = rows[-1][:-1]
+    return "\n".join([*lines, '  "resources": [', *rows, "  ]", "}", ""]).encode("utf-8")
 
 
-def _render_one(data: dict[str, Any]) -> bytes:
+def document_head(doc: bytes) -> dict[str, Any]:
+    """The summary fields of a document (everything before its resources), without parsing the resources."""
+    head = doc[: doc.index(b'\n  "resources": [')].decode().rstrip().rstrip(",")
+    return json.loads(head + "\n}")
+
+
+def graph_document(data: dict[str, Any]) -> bytes:
+    resources = []
+    for rec in graph.stack_graph(data):
+        resources.append({**rec, "inputs": normalise(rec["inputs"])})
+    resources.sort(key=lambda r: (r["name"], r["type"]))
+    return dump_document(stack_document(data, resources))
+
+
+def mock_document(data: dict[str, Any]) -> bytes:
     return dump_document(stack_document(data, _record_program(data)))
+
+
+def _first_difference(a: bytes, b: bytes) -> str:
+    for x, y in zip(a.decode().splitlines(), b.decode().splitlines()):
+        if x != y:
+            return f"graph: {x.strip()[:300]}\n  mocks: {y.strip()[:300]}"
+    return "the documents differ in length"
+
+
+def to_verify(inputs: list[dict[str, Any]]) -> list[int]:
+    """Stacks checked under mocks: the shared stack and the first and last pod of each pool (the others are the
+    same code over other hosts)."""
+    firsts: dict[tuple, int] = {}
+    lasts: dict[tuple, int] = {}
+    for i, data in enumerate(inputs):
+        shape = ("shared",) if data["shared"] else tuple(p["name"] for p in data["pools"])
+        firsts.setdefault(shape, i)
+        lasts[shape] = i
+    return sorted(set(firsts.values()) | set(lasts.values()))
+
+
+def sample(data: dict[str, Any], keep: int) -> dict[str, Any]:
+    """The stack input with each pool cut to its first and last ``keep // 2`` hosts: the same program paths at
+    a cost that does not grow with the pool (0 keeps everything)."""
+    if not keep:
+        return data
+    half = max(1, keep // 2)
+    pools = [{**p, "hosts": p["hosts"] if len(p["hosts"]) <= 2 * half else p["hosts"][:half] + p["hosts"][-half:]}
+             for p in data["pools"]]
+    return {**data, "pools": pools}
 
 
 def code_fingerprint() -> str:
@@ -158,7 +212,7 @@ def _cache_get(folder: Path | None, key: str) -> bytes | None:
     if folder is None:
         return None
     try:
-        return (folder / f"{key}.json").read_bytes()
+        return (folder / f"{key}.ok").read_bytes()
     except OSError:
         return None
 
@@ -171,18 +225,31 @@ def _cache_put(folder: Path | None, key: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, folder / f"{key}.json")
+        os.replace(tmp, folder / f"{key}.ok")
     except OSError:
         pass  # a read-only or full cache only costs time
 
 
-def render_stacks(inputs: list[dict[str, Any]], workers: int | None = None) -> tuple[list[bytes], int]:
-    """The dry-run document of every stack (same order as ``inputs``) and how many ran (the rest were cached)."""
+def render_stacks(inputs: list[dict[str, Any]], workers: int | None = None, verify: bool = True,
+                  full: bool | None = None) -> tuple[list[bytes], list[str]]:
+    """The document of every stack (same order as ``inputs``) and the stacks checked under mocks.
+
+    The check runs the real program under mocks and compares its document with the graph's: on a sample of each
+    pool's hosts by default, on every host of every stack when ``full`` (or GPUCLOUD_DRYRUN_FULL=1).
+    """
+    documents = [graph_document(d) for d in inputs]
+    if not verify:
+        return documents, []
+    if full is None:
+        full = os.environ.get("GPUCLOUD_DRYRUN_FULL") == "1"
+    chosen = list(range(len(inputs))) if full else to_verify(inputs)
+    checks = {i: sample(inputs[i], 0 if full else SAMPLE_HOSTS) for i in chosen}
     folder = cache_dir()
     fingerprint = code_fingerprint()
-    keys = [input_key(d, fingerprint) for d in inputs]
-    results: list[bytes | None] = [_cache_get(folder, k) for k in keys]
-    missing = [i for i, r in enumerate(results) if r is None]
+    keys = {i: input_key(checks[i], fingerprint) for i in chosen}
+    expected = {i: documents[i] if checks[i] is inputs[i] else graph_document(checks[i]) for i in chosen}
+    digests = {i: hashlib.sha256(expected[i]).hexdigest() for i in chosen}
+    missing = [i for i in chosen if _cache_get(folder, keys[i]) != digests[i].encode()]
     if missing:
         import multiprocessing
 
@@ -191,8 +258,10 @@ def render_stacks(inputs: list[dict[str, Any]], workers: int | None = None) -> t
         n = max(1, min(len(missing), workers or os.cpu_count() or 1))
         # One child per stack: the SDK's per-process state grows with every resource, a fresh fork does not.
         with multiprocessing.get_context("fork").Pool(n, maxtasksperchild=1) as pool:
-            fresh = pool.map(_render_one, [inputs[i] for i in missing], chunksize=1)
-        for i, data in zip(missing, fresh):
-            results[i] = data
-            _cache_put(folder, keys[i], data)
-    return [r for r in results if r is not None], len(missing)
+            mocked = pool.map(mock_document, [checks[i] for i in missing], chunksize=1)
+        for i, doc in zip(missing, mocked):
+            if doc != expected[i]:
+                raise RuntimeError(f"stack {inputs[i]['stack']}: the program under mocks declares something else "
+                                   f"than the resource graph:\n  {_first_difference(expected[i], doc)}")
+            _cache_put(folder, keys[i], digests[i].encode())
+    return documents, [inputs[i]["stack"] for i in chosen]

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 
 from gpucloud.stack import components as c
+from gpucloud.stack import graph
 
 
 def secret_config_key(secret: str) -> str:
@@ -29,8 +30,7 @@ def cluster_args(data: dict[str, Any], password: pulumi.Input[str] | None) -> c.
     provider = c.ProviderArgs(kind=prov["kind"], username=prov["username"], password=password,
                               verify_tls=prov["verify_tls"], ca_bundle=prov["ca_bundle"])
     pools = [_pool(p, provider) for p in data["pools"]]
-    kinds = ["control" if raw["control"] else "storage" if raw["storage_server"] else "compute"
-             for raw in data["pools"]]
+    kinds = [graph.pool_kind(raw) for raw in data["pools"]]
     control = tuple(p for p, k in zip(pools, kinds) if k == "control")
     servers = tuple(p for p, k in zip(pools, kinds) if k == "storage")
     compute = tuple(p for p, k in zip(pools, kinds) if k == "compute")

@@ -1,0 +1,139 @@
+"""Names and inputs of every resource, shared by the components and the fast dry-run. Pure; no Pulumi import.
+
+The components (gpucloud.stack.components) build their children's names and inputs with these functions, and
+``stack_graph`` walks the same structure without the Pulumi SDK, emulating what the SDK records (protect inherited
+from the parent, depends_on on a component expanded to its custom-resource descendants, secrets as [secret], the
+command provider's replace-on-triggers). The dry-run checks the two against each other under set_mocks (see
+gpucloud.stack.dryrun), so a difference is a failed plan, not a silent lie.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLUSTER = "gpucloud:cluster:Cluster"
+CONTROL = "gpucloud:control:ControlPlane"
+POOL = "gpucloud:compute:NodePool"
+NODE = "gpucloud:metal:BareMetalNode"
+STORAGE = "gpucloud:storage:Storage"
+FILESYSTEM = "gpucloud:storage:Filesystem"
+LAYERS = "gpucloud:config:ConfigurationLayers"
+REDFISH = "pulumi-python:dynamic/gpucloud:RedfishNode"
+COMMAND = "command:local:Command"
+SECRET = "[secret]"
+BOOT_TARGET = "Pxe"
+POWER_TIMEOUT = 300
+POLL_INTERVAL = 5
+LAYER_ENV = {"ANSIBLE_FORCE_COLOR": "0"}
+REDFISH_OUTPUTS = ("power_state", "serial_number", "system_uuid", "mac_addresses", "system_uri")
+
+
+def pool_name(pool: str) -> str:
+    return f"pool-{pool}"
+
+
+def redfish_name(host: str) -> str:
+    return f"{host}-bmc"
+
+
+def pool_inputs(name: str, model: str, image: str | None, roles, hosts: int) -> dict[str, Any]:
+    return {"pool": name, "model": model, "image": image, "roles": list(roles), "hosts": hosts}
+
+
+def node_inputs(hostname: str, image: str | None) -> dict[str, Any]:
+    return {"hostname": hostname, "image": image}
+
+
+def redfish_inputs(hostname: str, bmc: str, image: str | None, username: str | None, password: Any,
+                   verify_tls: bool, ca_bundle: str | None) -> dict[str, Any]:
+    return {
+        "node": hostname, "bmc": f"https://{bmc}", "system": "", "username": username or "", "password": password,
+        "image": image or "", "boot_target": BOOT_TARGET, "power": "On", "verify_tls": verify_tls,
+        "ca_bundle": ca_bundle or "", "power_timeout": POWER_TIMEOUT, "poll_interval": POLL_INTERVAL,
+    }
+
+
+def filesystem_inputs(fs: dict[str, Any]) -> dict[str, Any]:
+    return {"name": fs["name"], "kind": fs["kind"], "mount": fs["mount"], "capacity": fs["capacity"],
+            "pools": fs["pools"], "settings": fs["settings"]}
+
+
+def layer_command(inventory: str, playbook: str, limit: str | None) -> str:
+    cmd = f"ansible-playbook -i {inventory} {playbook}"
+    return cmd + (f" --limit {limit}" if limit else "")
+
+
+def inventory_path(cluster: str) -> str:
+    return f"inventory/{cluster}/hosts.yml"
+
+
+def pool_kind(raw: dict[str, Any]) -> str:
+    return "control" if raw["control"] else "storage" if raw["storage_server"] else "compute"
+
+
+def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every resource the program declares for one stack input, as the dry-run records it (before normalising)."""
+    out: list[dict[str, Any]] = []
+    redfish: dict[str, list[str]] = {}  # component name -> custom-resource descendants
+
+    def add(name, typ, parent, inputs, protect=False, deps=(), options=None):
+        rec = {"name": name, "type": typ, "parent": parent, "protect": protect, "dependencies": sorted(deps),
+               "inputs": inputs}
+        if options:
+            rec["options"] = options
+        out.append(rec)
+
+    prov = data["provider"]
+
+    def pool(raw, parent, ancestors):
+        pname = pool_name(raw["name"])
+        add(pname, POOL, parent, pool_inputs(raw["name"], raw["model"], raw["image"], raw["roles"],
+                                             len(raw["hosts"])))
+        protect = raw["protect"]
+        for host, bmc in raw["hosts"]:
+            add(host, NODE, pname, node_inputs(host, raw["image"]), protect)
+            if prov["kind"] == "redfish" and bmc:
+                rname = redfish_name(host)
+                inputs = redfish_inputs(host, bmc, raw["image"], prov["username"], SECRET, prov["verify_tls"],
+                                        prov["ca_bundle"])
+                add(rname, REDFISH, host, {**{k: None for k in REDFISH_OUTPUTS}, **inputs}, protect,
+                    options={"additional_secret_outputs": ["password"]})
+                for a in (*ancestors, pname):
+                    redfish.setdefault(a, []).append(rname)
+
+    stack = data["stack"]
+    add(stack, CLUSTER, None, {"cluster": data["cluster"], "part": data["part"]})
+    kinds = [pool_kind(raw) for raw in data["pools"]]
+    after: list[str] = []
+    control = [raw for raw, k in zip(data["pools"], kinds) if k == "control"]
+    if control:
+        cname = f"{stack}-control"
+        add(cname, CONTROL, stack, {"pools": [raw["name"] for raw in control]})
+        for raw in control:
+            pool(raw, cname, (cname,))
+        after.append(cname)
+    servers = [raw for raw, k in zip(data["pools"], kinds) if k == "storage"]
+    if data["storage"] or servers:
+        sname = f"{stack}-storage"
+        add(sname, STORAGE, stack, {"filesystems": [f["name"] for f in data["storage"]]})
+        for fs in data["storage"]:
+            add(f"{sname}-{fs['name']}", FILESYSTEM, sname, filesystem_inputs(fs), True)
+        for raw in servers:
+            pool(raw, sname, (sname,))
+        after.append(sname)
+    for raw, k in zip(data["pools"], kinds):
+        if k == "compute":
+            pool(raw, stack, ())
+            after.append(pool_name(raw["name"]))
+    lname = f"{stack}-layers"
+    inventory = inventory_path(data["cluster"])
+    add(lname, LAYERS, stack, {"inventory": inventory, "layers": [x["name"] for x in data["layers"]]})
+    previous = [r for a in after for r in redfish.get(a, ())]
+    for layer in data["layers"]:
+        cmd = layer_command(inventory, layer["playbook"], layer["limit"])
+        name = f"{lname}-{layer['name']}"
+        add(name, COMMAND, lname, {"create": cmd, "update": cmd, "triggers": [layer["trigger"]],
+                                   "environment": dict(LAYER_ENV)}, deps=previous,
+            options={"replace_on_changes": ["triggers[*]"]})
+        previous = [name]
+    return out
