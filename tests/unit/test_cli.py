@@ -141,3 +141,21 @@ def test_plan_writes_nothing_for_a_spec_with_errors(tmp_path, with_error):
     proc = run_cli("plan", with_error, "--out", str(out))
     assert proc.returncode == 2 and "nothing was written" in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "bad.yaml"]
+
+
+def test_text_report_caret_and_long_lines():
+    import io
+
+    from gpucloud import report
+    from gpucloud.findings import Finding
+
+    src = "name: t\n" + "x: [" + "1, " * 200 + "oops]\n"
+    col = src.splitlines()[1].index("oops") + 1
+    out = io.StringIO()
+    report.text([Finding("schema", "error", ("x",), "bad", "fix it", "s.yaml", 2, col)], {"s.yaml": src}, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "s.yaml:2:%d: error[schema] $.x: bad" % col
+    shown, caret = lines[1], lines[2]
+    assert len(shown) < 140 and shown.startswith("    2 | ...")
+    assert shown[caret.index("^")] == "o" and shown[caret.index("^"):].startswith("oops")
+    assert lines[3] == "  hint: fix it"
