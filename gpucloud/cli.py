@@ -319,6 +319,20 @@ def converge(
     raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit))
 
 
+@app.command()
+def apply(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    stack: str = typer.Option(..., "--stack", help="Stack to update (see the plan's pulumi/stacks.json)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Pulumi backend URL (default: file backend "
+                                          "under the project, .pulumi-state/)."),
+    preview: bool = typer.Option(False, "--preview", help="Show what would change, change nothing."),
+) -> None:
+    """Run `pulumi up` for one stack of the spec through the Pulumi Automation API."""
+    from gpucloud.stack.apply import run_cli
+
+    raise typer.Exit(run_cli(spec, stack, backend, preview, _checked_or_exit, lambda m: typer.echo(m, err=True)))
+
+
 def main() -> None:
     app()
 

@@ -19,13 +19,8 @@ from gpucloud.stack import layout
 NOT_INSTALLED = "nothing: the Pulumi SDK is not installed (pip install 'gpucloud[deploy]')"
 
 
-def _inputs_of(files: Mapping[str, bytes]) -> dict[str, bytes]:
-    # The plan summary and this folder are not inputs of any layer.
-    return {p: b for p, b in files.items() if not p.startswith("pulumi/") and p not in ("plan.json", "plan.md")}
-
-
 def render(plan: Plan, files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
-    inputs = layout.stack_inputs(plan, _inputs_of(files or {}))
+    inputs = layout.stack_inputs(plan, files or {})
     index = []
     for data in inputs:
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -1,0 +1,27 @@
+"""The gpucloud Pulumi program: load the spec named by the stack's config, plan it, declare this stack's part.
+
+Config: gpucloud:spec (path of the spec, relative to the project), gpucloud:stack (optional: which part of the
+plan's stack split; default the Pulumi stack name), and the BMC password as a secret under the name the spec gives
+it (provider.password.secret, e.g. `pulumi config set --secret gpucloud:bmc-password`).
+"""
+
+import pulumi
+
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.stack import layout, program
+
+config = pulumi.Config("gpucloud")
+checked = check_spec(config.require("spec"))
+if checked.fails("error"):
+    raise pulumi.RunError("the spec has errors; run `gpucloud validate " + config.require("spec") + "`")
+plan = build_plan(checked.spec, tuple(checked.findings))
+stacks = {data["stack"]: data for data in layout.stack_inputs(plan, layout.rendered_files(plan))}
+name = config.get("stack") or pulumi.get_stack()
+if name not in stacks:
+    raise pulumi.RunError(f"stack {name!r} is not part of {plan.spec.name}'s plan; its stacks: {', '.join(stacks)}")
+secret = plan.spec.provider.password
+password = config.require_secret(secret) if secret else None
+cluster = program.build(stacks[name], password)
+pulumi.export("stack", name)
+pulumi.export("hosts", sum(len(p["hosts"]) for p in stacks[name]["pools"]))
