@@ -30,8 +30,9 @@ def _stacks_of_plan(plan) -> list[dict] | None:
         from gpucloud.stack import layout
     except ImportError:
         return None
-    return [{"stack": s["stack"], "hosts": s["hosts"], "shared": s["shared"], "resources": s["resources_estimate"]}
-            for s in layout.summary(plan)]
+    # layout.split, not layout.summary: the summary also compresses every stack's hostlist, which the diff never uses.
+    return [{"stack": part.stack_name, "hosts": part.host_count, "shared": part.shared,
+             "resources": layout.estimate(part.host_count, len(part.members))} for part in layout.split(plan)]
 
 
 def comparable_stacks(old: dict, new: dict) -> None:
@@ -53,12 +54,12 @@ def _stacks_of_folder(folder: Path) -> list[dict] | None:
 
 
 def document_of(checked) -> dict:
-    from gpucloud import jsonout
     from gpucloud.plan import build_plan
     from gpucloud.render.plan_json import document
 
     plan = build_plan(checked.spec, tuple(checked.findings))
-    doc = json.loads(jsonout.dump_bytes(document(plan)))
+    # Through JSON, as plan.json is (tuples become lists, keys strings), so a spec equals its plan folder.
+    doc = json.loads(json.dumps(document(plan)))
     stacks = _stacks_of_plan(plan)
     if stacks is not None and "pulumi" not in doc:
         doc["pulumi"] = {"stacks": stacks, "resources": "estimate"}

@@ -15,11 +15,16 @@ EMPTY = {"generator": "gpucloud", "cluster": {"name": "(none)", "pools": [], "no
 
 
 def join_hostlists(expressions: Iterable[str]) -> str:
-    """Merge hostlist expressions (not names), so the cost grows with pools, not hosts."""
+    """Pools' hostlist expressions joined into one (each already compressed): the cost grows with pools, not hosts.
+    Expressions are only merged through NodeSet when they are small enough for that to be cheap."""
+    exprs = sorted({e for e in expressions if e})
+    if len(exprs) <= 1 or sum(len(e) for e in exprs) > 2000:
+        return ",".join(exprs)
     ns = NodeSet()
-    for expr in expressions:
-        if expr:
-            ns.update(expr)
+    for expr in exprs:
+        ns.update(expr)
+    if len(ns) > 4096:
+        return ",".join(exprs)
     return str(ns)
 
 
