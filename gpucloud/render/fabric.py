@@ -116,7 +116,10 @@ def opensm_conf(plan: Plan, fp: FabricPlan, subnet, host: str | None = None, pri
         f"root_guid_file {ETC}/root_guids.txt",
     ]
     if sm.routing_engine in ("ftree", "ar_ftree"):
-        lines += [f"cn_guid_file {ETC}/cn_guids.txt", f"io_guid_file {ETC}/io_guids.txt"]
+        lines.append(f"cn_guid_file {ETC}/cn_guids.txt")
+        if subnet_has_io(fp, subnet):
+            # only with I/O nodes: ftree gives up (falls back to minhop) on an empty I/O GUID file
+            lines.append(f"io_guid_file {ETC}/io_guids.txt")
     lines += [
         f"partition_config_file {ETC}/partitions.conf",
         "no_partition_enforcement FALSE",
@@ -125,6 +128,11 @@ def opensm_conf(plan: Plan, fp: FabricPlan, subnet, host: str | None = None, pri
         "",
     ]
     return "\n".join(lines).encode()
+
+
+def subnet_has_io(fp: FabricPlan, subnet) -> bool:
+    sws = fp.switches
+    return any(e.service and sws[e.leaf].subnet == subnet.index for e in fp.endpoints)
 
 
 def _tenant_hosts(plan: Plan) -> list[tuple[str, int, set[str]]]:
@@ -236,7 +244,9 @@ def render(plan: Plan) -> dict[str, bytes]:
             files[d + "root_guids.txt"] = _guid_lines(s.guid for s in fp.switches
                                                       if s.tier == top and s.subnet == sub.index)
             files[d + "cn_guids.txt"] = _guid_lines(e.guid + 1 for e in in_sub if not e.service)
-            files[d + "io_guids.txt"] = _guid_lines(e.guid + 1 for e in in_sub if e.service)
+            io = [e.guid + 1 for e in in_sub if e.service]
+            if io:
+                files[d + "io_guids.txt"] = _guid_lines(io)
             files[d + "partitions.conf"] = partitions_conf(plan, fp, sub, in_sub)
             files[d + "topology.net"] = topology_net(fp, sub, in_sub, cables[sub.index])
     return files

@@ -6,6 +6,7 @@ libumad2sim preloaded and SIM_HOST naming the HCA it sits on.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -69,12 +70,21 @@ class Twin:
         self.log.close()
 
 
+# Variants of the mid spec: forced three tiers (a core layer over one pod), and one subnet per rail (rail 3 loaded).
+VARIANTS = {"mid-3tier": ("mid", {"tiers": 3}, ""), "mid-per-rail": ("mid", {"split": "per-rail"}, "rail3/")}
+
+
 def _write_plan(name: str, tmp_path: Path):
-    plan = build_plan(load(SPECS[name]).spec)
+    base, fabric_changes, subdir = VARIANTS.get(name, (name, {}, ""))
+    spec = load(SPECS[base]).spec
+    if fabric_changes:
+        fabric = dataclasses.replace(spec.fabrics["compute"], **fabric_changes)
+        spec = dataclasses.replace(spec, fabrics={"compute": fabric})
+    plan = build_plan(spec)
     files = render(plan)
     for rel, data in files.items():
-        if rel.startswith("fabric/compute/"):
-            out = tmp_path / rel.removeprefix("fabric/compute/")
+        if rel.startswith("fabric/compute/" + subdir) and "/" not in rel.removeprefix("fabric/compute/" + subdir):
+            out = tmp_path / rel.removeprefix("fabric/compute/" + subdir)
             out.write_bytes(data.replace(b"/etc/opensm", str(tmp_path).encode())
                             .replace(b"/var/log/opensm.log", str(tmp_path / "opensm.log").encode()))
     return plan, plan.fabrics[0]
@@ -95,6 +105,11 @@ def _lids(dump: str) -> dict[str, int]:
     return out
 
 
+def dump_switch(dump: str) -> str:
+    """The node description of the first switch in an ibnetdiscover dump."""
+    return re.search(r'^Switch\s+\d+\s+"[^"]+"\s+#\s+"([^"]+)"', dump, re.M).group(1)
+
+
 def _switches_on_path(twin: Twin, src: int, dst: int) -> list[str]:
     trace = twin.tool("ibtracert", str(src), str(dst)).stdout
     return re.findall(r'-> switch port \{\w+\}\[\d+\] lid [\d-]+ "([^"]+)"', trace)
@@ -109,7 +124,10 @@ def _pkeys(twin: Twin, lid: int) -> set[int]:
 def routed_twin(request, tmp_path):
     name = request.param
     plan, fp = _write_plan(name, tmp_path)
-    sm_host = f"{fp.subnets[0].sm_hosts[0]} mlx5_0"
+    subnet = 3 if name == "mid-per-rail" else 0
+    # the subnet's OpenSM host, or (a rail without one) any HCA on it
+    sm_host = next(e.desc for e in fp.endpoints if fp.switches[e.leaf].subnet == subnet
+                   and (e.host in fp.subnets[subnet].sm_hosts or not fp.subnets[subnet].sm_hosts))
     twin = Twin(tmp_path, tmp_path / "topology.net", sm_host)
     try:
         sm = twin.tool("opensm", "-F", str(tmp_path / "opensm.conf"), "--once", check=False)
@@ -120,7 +138,7 @@ def routed_twin(request, tmp_path):
 
 
 @needs_ibsim
-@pytest.mark.parametrize("routed_twin", ["lab", "mid"], indirect=True)
+@pytest.mark.parametrize("routed_twin", ["lab", "mid", "mid-3tier", "mid-per-rail"], indirect=True)
 def test_opensm_routes_the_planned_fabric(routed_twin, tmp_path):
     plan, fp, twin = routed_twin
     log = (tmp_path / "opensm.log").read_text()
@@ -130,17 +148,20 @@ def test_opensm_routes_the_planned_fabric(routed_twin, tmp_path):
     # cable for cable, by device and port
     result = compare(fp, dump)
     assert result.clean, (result.missing[:5], result.unexpected[:5], result.swapped[:2])
-    # every HCA of the plan got a LID
+    # every HCA of the plan (in this subnet) got a LID
     lids = _lids(dump)
-    planned = {e.desc for e in fp.endpoints}
+    subnet = {s.name: s.subnet for s in fp.switches}[dump_switch(dump)]
+    planned = {e.desc for e in fp.endpoints if fp.switches[e.leaf].subnet == subnet}
     assert set(lids) == planned and all(lid > 0 for lid in lids.values())
+    rail = min(e.hca for e in fp.endpoints if e.desc in planned and not e.service)
     # same rail, same SU: one leaf and nothing else
     first, second = (h.name for h in plan.pools[0].hosts[:2])
-    assert len(_switches_on_path(twin, lids[f"{first} mlx5_0"], lids[f"{second} mlx5_0"])) == 1
-    leaf_of = {e.host: fp.switches[e.leaf].group for e in fp.endpoints if e.hca == 0 and not e.service}
-    other = next((h for h, su in sorted(leaf_of.items()) if su != leaf_of[first]), None)
+    dev = f"mlx5_{rail}"
+    assert len(_switches_on_path(twin, lids[f"{first} {dev}"], lids[f"{second} {dev}"])) == 1
+    su_of = {e.host: fp.switches[e.leaf].group for e in fp.endpoints if e.hca == rail and not e.service}
+    other = next((h for h, su in sorted(su_of.items()) if su != su_of[first]), None)
     if other is not None:  # different SUs, same rail: leaf, spine, leaf
-        path = _switches_on_path(twin, lids[f"{first} mlx5_0"], lids[f"{other} mlx5_0"])
+        path = _switches_on_path(twin, lids[f"{first} {dev}"], lids[f"{other} {dev}"])
         assert len(path) == 3 and "-spine" in path[1], path
 
 
