@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from gpucloud.hostlist import compress
 from gpucloud.plan import Plan
-from gpucloud.plan.fabric import pod_size
 
 
 def _groups(plan: Plan):
@@ -27,11 +26,14 @@ def _groups(plan: Plan):
                 by_su.setdefault(sws[e.leaf].group, []).append(e.host)
                 on_fabric.add(e.host)
         if fp.tiers == 3:
-            # Pods hold whole SUs: the planner sizes a pod as a multiple of the rails (one plane per rail: k/2 SUs).
-            per_pod = max(1, pod_size(fp.radix, 1 if fp.split == "per-rail" else fp.rails)
-                          // (1 if fp.split == "per-rail" else fp.rails))
-            for su in by_su:
-                pod_of[su] = (su - 1) // per_pod + 1
+            # An SU's pod is the pod of the spines its leaves connect to (the planner keeps SUs inside one pod).
+            pod_of_leaf = {}
+            for lo, hi, tier in zip(fp.lo, fp.hi, fp.hi_tier):
+                if tier == 2:
+                    pod_of_leaf[lo] = sws[hi].group
+            for i, sw in enumerate(sws):
+                if sw.tier == 1 and sw.group in by_su and i in pod_of_leaf:
+                    pod_of.setdefault(sw.group, pod_of_leaf[i])
     off = [h.name for pp in plan.pools if pp.pool.name in compute_pools for h in pp.hosts if h.name not in on_fabric]
     return by_su, pod_of, off
 
