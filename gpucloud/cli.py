@@ -312,11 +312,12 @@ def converge(
     inventory: Optional[Path] = typer.Option(None, "--inventory", "-i",
                                              help="Inventory to use instead of the spec's generated one."),
     extra_vars: List[str] = typer.Option([], "--extra-vars", "-e", help="KEY=VALUE or @FILE, passed to Ansible."),
+    plan_dir: Optional[Path] = typer.Option(None, "--plan", help="Apply this plan folder instead of planning SPEC."),
 ) -> None:
     """Run the playbooks over the cluster through ansible-runner; exit 1 when any host failed or was unreachable."""
     from gpucloud.converge import run_cli
 
-    raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit))
+    raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit, plan_dir))
 
 
 @app.command()

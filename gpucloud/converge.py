@@ -1,0 +1,162 @@
+"""``gpucloud converge``: run the playbooks over a cluster through ansible-runner.
+
+Each run gets a fresh private folder (ansible-runner reuses ``env/cmdline`` from earlier runs in the same folder)
+holding the plan the run applies and the runner's artefacts. Progress goes to stderr as tasks start and hosts fail;
+the end is a per-host summary, and the exit code is 1 when any host failed or was unreachable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOK = ROOT / "playbooks" / "site.yml"
+CONFIG = ROOT / "ansible.cfg"
+COLUMNS = ("ok", "changed", "failures", "dark", "skipped")
+HEADINGS = ("ok", "changed", "failed", "unreachable", "skipped")
+
+
+@dataclass
+class Result:
+    rc: int
+    hosts: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> {ok, changed, failures, dark, ...}
+    messages: dict[str, str] = field(default_factory=dict)  # host -> first failure message
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(h for h, s in self.hosts.items() if s.get("failures"))
+
+    @property
+    def unreachable(self) -> list[str]:
+        return sorted(h for h, s in self.hosts.items() if s.get("dark"))
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failed and not self.unreachable
+
+
+def _stats(raw: dict | None) -> dict[str, dict[str, int]]:
+    hosts: dict[str, dict[str, int]] = {}
+    for key in COLUMNS:
+        for host, n in ((raw or {}).get(key) or {}).items():
+            hosts.setdefault(host, dict.fromkeys(COLUMNS, 0))[key] = n
+    for host in ((raw or {}).get("processed") or {}):
+        hosts.setdefault(host, dict.fromkeys(COLUMNS, 0))
+    return dict(sorted(hosts.items()))
+
+
+class Progress:
+    """Prints one line per task and one per host that fails or cannot be reached."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.tasks = 0
+        self.messages: dict[str, str] = {}
+
+    def __call__(self, event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_play_start":
+            print(f"== {data.get('play', '')}", file=self.out, flush=True)
+        elif kind == "playbook_on_task_start":
+            self.tasks += 1
+            print(f"  [{self.tasks}] {data.get('task', '')}", file=self.out, flush=True)
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            host = data.get("host", "?")
+            res = data.get("res", {}) or {}
+            msg = str(res.get("msg") or res.get("stderr") or "").strip().splitlines()
+            word = "UNREACHABLE" if kind == "runner_on_unreachable" else "FAILED"
+            text = f"{word}: {msg[0] if msg else ''}"[:300]
+            self.messages.setdefault(host, text)
+            print(f"    {host}: {text}", file=self.out, flush=True)
+        return True  # keep the event in the artefacts
+
+
+def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str | None = None,
+        check: bool = False, extravars: dict | None = None, extra_args: list[str] = (),
+        work: Path | None = None, out: TextIO = sys.stderr, envvars: dict | None = None) -> Result:
+    """Run site.yml with ``gpucloud_plan_dir`` pointing at ``plan_dir``. ``work``: the run's private folder."""
+    import ansible_runner
+
+    work = Path(work or tempfile.mkdtemp(prefix="gpucloud-converge-"))
+    private = work / "runner"
+    if private.exists():
+        shutil.rmtree(private)  # never reuse a runner folder: it replays the previous command line
+    private.mkdir(parents=True)
+    cmdline = list(extra_args)
+    if check:
+        cmdline.append("--check")
+    env = {"ANSIBLE_CONFIG": str(CONFIG), "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"),
+           "ANSIBLE_HOME": str(work / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+           **(envvars or {})}
+    progress = Progress(out)
+    r = ansible_runner.run(
+        private_data_dir=str(private), playbook=str(PLAYBOOK), inventory=str(inventory), limit=limit, tags=tags,
+        extravars={"gpucloud_plan_dir": str(Path(plan_dir).resolve()), **(extravars or {})},
+        cmdline=" ".join(cmdline) or None, envvars=env, event_handler=progress, quiet=True,
+        project_dir=str(ROOT))
+    return Result(rc=r.rc if r.rc is not None else 1, hosts=_stats(r.stats), messages=progress.messages)
+
+
+def summary(result: Result, out: TextIO) -> None:
+    width = max([len(h) for h in result.hosts] + [4])
+    print(f"{'host':{width}}  " + "  ".join(f"{h:>11}" for h in HEADINGS), file=out)
+    for host, s in result.hosts.items():
+        print(f"{host:{width}}  " + "  ".join(f"{s.get(k, 0):>11}" for k in COLUMNS), file=out)
+    for host in result.unreachable:
+        print(f"UNREACHABLE {host}: {result.messages.get(host, '')}", file=out)
+    for host in result.failed:
+        print(f"FAILED {host}: {result.messages.get(host, '')}", file=out)
+    state = "ok" if result.ok else "FAILED"
+    print(f"converge {state}: {len(result.hosts)} host(s), {len(result.failed)} failed, "
+          f"{len(result.unreachable)} unreachable", file=out)
+
+
+def _extravars(items: list[str]) -> tuple[dict, list[str]]:
+    """KEY=VALUE pairs become extra vars; @FILE is passed to ansible-playbook as it is."""
+    values, files = {}, []
+    for item in items:
+        if item.startswith("@"):
+            files += ["-e", "@" + str(Path(item[1:]).resolve())]
+        elif "=" in item:
+            key, value = item.split("=", 1)
+            values[key] = value
+        else:
+            raise ValueError(f"--extra-vars {item!r}: expected KEY=VALUE or @FILE")
+    return values, files
+
+
+def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_vars: list[str],
+            checked_or_exit: Callable, plan: Path | None = None) -> int:
+    from gpucloud.pipeline import plan_files
+    from gpucloud.write import write_tree
+
+    try:
+        values, files = _extravars(extra_vars)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if inventory is not None and not Path(inventory).exists():
+        print(f"error: inventory {inventory} does not exist", file=sys.stderr)
+        print("  hint: write it with `gpucloud render SPEC`, or leave out --inventory to use the plan's", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="gpucloud-converge-"))
+    if plan is None:
+        checked = checked_or_exit(spec)
+        plan = work / "plan"
+        write_tree(plan, plan_files(checked))
+    elif not (Path(plan) / "plan.json").is_file():
+        print(f"error: {plan} holds no plan (plan.json)", file=sys.stderr)
+        print("  hint: write one with `gpucloud plan SPEC --out DIR`", file=sys.stderr)
+        return 2
+    inventory = Path(inventory) if inventory is not None else Path(plan) / "inventory"
+    print(f"converging {spec} with the plan in {plan}; run files in {work}", file=sys.stderr)
+    result = run(Path(plan), inventory, limit=limit, tags=tags, check=check, extravars=values, extra_args=files,
+                 work=work)
+    summary(result, sys.stdout)
+    return 0 if result.ok else 1
