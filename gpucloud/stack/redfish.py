@@ -40,7 +40,8 @@ class Client:
         self.base = target.bmc.rstrip("/")
         self.session = requests.Session()
         self.session.auth = (target.username, target.password)
-        self.session.verify = target.ca_bundle or target.verify_tls
+        # Passed with every request: a session-level verify loses to REQUESTS_CA_BUNDLE in requests' merging.
+        self.verify: bool | str = target.ca_bundle or target.verify_tls
         self.session.headers.update({"Accept": "application/json", "OData-Version": "4.0"})
         self._system = target.system
 
@@ -50,7 +51,7 @@ class Client:
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
         url = self.base + path
         try:
-            resp = self.session.request(method, url, json=body, timeout=self.t.request_timeout)
+            resp = self.session.request(method, url, json=body, timeout=self.t.request_timeout, verify=self.verify)
         except requests.exceptions.SSLError as exc:
             raise self._fail(f"TLS verification failed ({exc.__class__.__name__})",
                              "set provider.ca_bundle to the CA that signed the BMC certificates") from None
