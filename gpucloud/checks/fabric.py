@@ -117,7 +117,8 @@ def lids(spec: Spec) -> Iterable[Finding]:
         elif n > LID_WARN * LID_LIMIT:
             yield Finding("fabric-lids", "warning", (*sh.fabric.path, "split"),
                           f"{what} of the {sh.name} fabric uses {n:,} of {LID_LIMIT:,} unicast LIDs "
-                          f"({100 * n // LID_LIMIT}%)", "leave room for growth: split: per-rail gives each rail a subnet")
+                          f"({100 * n // LID_LIMIT}%)",
+                          "leave room for growth: split: per-rail gives each rail a subnet")
 
 
 @check("fabric-subnet-manager")

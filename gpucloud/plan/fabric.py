@@ -224,12 +224,6 @@ class _Builder:
         self.switches.append(Switch(name, tier, subnet, group, rail, rack, u, switch_guid(self.fabric_id, tier, name)))
         return seq
 
-    def cable(self, lo: int, lo_port: int, hi: int, hi_port: int, tier: int) -> None:
-        self.lo.append(lo)
-        self.lo_port.append(lo_port)
-        self.hi.append(hi)
-        self.hi_port.append(hi_port)
-        self.hi_tier.append(tier)
 
 
 def _rack_of(prefix: str, what: str, n: int) -> tuple[str, int]:
@@ -482,16 +476,14 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
     svc = [(host, pp, r) for pp in svc_pools for host in pp.hosts for r in range(host_hcas(pp.model, name))]
     free: list[tuple[int, int]] = []
     if total_sus and svc:
-        top = down if rail_opt else down
         lanes = rails if rail_opt else 1
-        for slot in range(top - 1, last_used - 1, -1):
+        for slot in range(down - 1, last_used - 1, -1):
             for r in range(lanes):
                 free.append((leaf_of[(total_sus, r)], slot + 1))
                 if len(free) >= len(svc):
                     break
             if len(free) >= len(svc):
                 break
-    svc_leaf_count = 0
     for i, (host, pp, r) in enumerate(svc):
         if i < len(free):
             sw, port = free[i]
@@ -501,7 +493,6 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
             key = (-(n + 1), 0)
             sw = leaf_of.get(key)
             if sw is None:
-                svc_leaf_count += 1
                 rail = n % rails if rail_opt else -1
                 sw = b.add(f"{prefix}-leaf-svc{n + 1:02}", 1, 0, 0, rail, f"{prefix}-svc", 1 + n * 2)
                 leaf_of[key] = sw
