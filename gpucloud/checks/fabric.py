@@ -182,3 +182,14 @@ def split(spec: Spec) -> Iterable[Finding]:
                           f"the {sh.name} fabric cannot be split per rail: it "
                           + ("is not rail-optimized" if not sh.rail_opt else "has one rail"),
                           "use split: auto or none")
+
+
+@check("fabric-empty")
+def empty(spec: Spec) -> Iterable[Finding]:
+    """A fabric that no pool has a port on."""
+    for sh in _shapes(spec):
+        if sh.endpoints == 0:
+            kind = "compute HCAs attached to it" if sh.name == "compute" else "storage HCAs"
+            yield Finding("fabric-empty", "warning", sh.fabric.path,
+                          f"no pool has {kind}, so the {sh.name} fabric plans no switches",
+                          "remove the fabric, or add pools whose model has the adapters ('gpucloud catalog')")
