@@ -1,7 +1,8 @@
 """Miswire detection: compare an ``ibnetdiscover`` dump with the planned cables of a fabric.
 
-Devices are matched by node description, which is how operators name them: switches carry their planned name
-(set on the switch, or by UFM), HCAs carry rdma-core's '<hostname> <device>'. GUIDs in the dump are ignored, so the
+Devices are matched by node description, which is how operators name them: switches carry their planned name as
+hostname ('MF0;<name>:MQM9700/U1' on a managed switch, or the plain name), HCAs carry rdma-core's
+'<hostname> <device>' (a domain after the hostname is ignored). GUIDs in the dump are ignored, so the
 plan's synthetic GUIDs never matter. Every difference is named by device and front-panel port.
 """
 
@@ -44,6 +45,17 @@ def parse_ibnetdiscover(text: str) -> Dump:
     return dump
 
 
+_SWITCH_DESC = re.compile(r"^MF0;([^:]+):")  # what a managed NVIDIA switch reports: 'MF0;<hostname>:MQM9700/U1'
+
+
+def device_name(desc: str, switch: bool) -> str:
+    """The planned name behind a node description: a switch's hostname, or an HCA host's short name."""
+    if switch:
+        m = _SWITCH_DESC.match(desc)
+        return m.group(1) if m else desc
+    return desc.split(".", 1)[0]
+
+
 def _link(a: End, b: End) -> Link:
     return (a, b) if a <= b else (b, a)
 
@@ -53,8 +65,8 @@ def dump_links(dump: Dump, label) -> set[Link]:
         desc = dump.desc.get(node, node)
         if dump.kinds.get(node) == "ca":
             host, _, dev = desc.partition(" ")
-            return host, dev or str(port)
-        return desc, label(port)
+            return device_name(host, False), dev or str(port)
+        return device_name(desc, True), label(port)
 
     return {_link(end(a, ap), end(b, bp)) for a, ap, b, bp in dump.ports}
 

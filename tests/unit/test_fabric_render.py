@@ -147,3 +147,10 @@ def test_fabric_verify_cli_exit_codes(tmp_path):
     junk.write_text("hello\n")
     usage = run_cli("fabric", "verify", str(CLUSTERS / "lab.yaml"), "--ibnetdiscover", str(junk))
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_verify_reads_managed_switch_and_fqdn_descriptions():
+    fp, net = _net("lab")
+    real = net.replace('"c-leaf-su001-r0"', '"MF0;c-leaf-su001-r0:MQM9700/U1"').replace('"gpu01 mlx5_0"',
+                                                                                          '"gpu01.lab.example mlx5_0"')
+    assert compare(fp, real).clean
