@@ -20,8 +20,7 @@ from gpucloud.spec.model import Filesystem, Spec, Tenant
 LUSTRE_OPTIONS: tuple[tuple[str, str], ...] = (
     ("flock", "cluster-coherent POSIX locks: checkpoint writers and HDF5/SQLite take file locks across nodes"),
     ("lazystatfs", "statfs (df, free-space checks before a checkpoint) answers even while one OST is down"),
-    ("_netdev", "mount only after the network (and LNet) is up"),
-    ("x-systemd.requires=lnet.service", "LNet must be configured before the client can reach the MGS"),
+    ("_netdev", "mount after the network is up: the IPoIB interfaces LNet's networks= names must have addresses"),
 )
 
 # Client tunables set with lctl set_param after the mount. ``{fs}`` becomes the fsname.

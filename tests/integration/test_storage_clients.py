@@ -140,7 +140,7 @@ def test_lustre_client_configure_only_writes_the_plan(tmp_path):
     assert (tmp_path / "lustre.conf").read_text() == golden
     assert (tmp_path / "fstab").read_text() == (
         f"10.18.0.21@o2ib1:10.18.0.22@o2ib1:/scratch {tmp_path}/lustre/scratch lustre "
-        "flock,lazystatfs,_netdev,x-systemd.requires=lnet.service 0 0\n")
+        "flock,lazystatfs,_netdev 0 0\n")
     unit = (tmp_path / "units" / "lustre-tuning-scratch.service").read_text()
     assert f"RequiresMountsFor={tmp_path}/lustre/scratch\n" in unit
     for t in v["lustre_client_filesystems"][0]["tuning"]:
