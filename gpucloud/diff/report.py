@@ -60,7 +60,8 @@ def summary_line(diff: Diff) -> str:
     return head + " (" + ", ".join(parts) + ")."
 
 
-def markdown(diff: Diff, heading: str = "##", max_rows: int = 200) -> str:
+def markdown(diff: Diff, heading: str = "##", max_rows: int = 200, fold_derived: bool = False) -> str:
+    """The diff for people. ``fold_derived`` puts the derived records in a <details> block (pull-request comments)."""
     out = [f"{heading} Changes: {diff.old_name} -> {diff.new_name}", "", summary_line(diff), ""]
     for note in diff.notes:
         out += [f"> {note}", ""]
@@ -83,10 +84,13 @@ def markdown(diff: Diff, heading: str = "##", max_rows: int = 200) -> str:
     if shown < len(diff.changes):
         out += [f"... and {len(diff.changes) - shown} more change(s); `gpucloud diff --output json` lists all.", ""]
     if diff.derived:
-        out += [f"{heading}# Derived in the rendered plan", "", "| impact | part of plan.json | what |", "|---|---|---|"]
+        title = "Derived in the rendered plan"
+        out += ([f"<details><summary>{title} ({len(diff.derived)})</summary>", ""] if fold_derived else
+                [f"{heading}# {title}", ""])
+        out += ["| impact | part of plan.json | what |", "|---|---|---|"]
         out += [f"| {c.impact.label} | {cell(c.subject)} | {cell(c.note)} |"
                 for c in sorted(diff.derived, key=Change.sort_key)[:max_rows]]
-        out.append("")
+        out += ["", "</details>", ""] if fold_derived else [""]
     return "\n".join(out)
 
 

@@ -46,18 +46,24 @@ def _section(spec: Path, base: str, allow_destroy: bool, max_rows: int) -> tuple
     plan = build_plan(checked.spec, tuple(checked.findings))
     diff = compare(old, document_of(checked), old_label, spec.as_posix())
     warnings = sum(f.level == "warning" for f in checked.findings)
-    lines = head + glance(plan) + [""]
+    lines = head + glance(plan, note=False) + [""]
     if warnings:
         lines += [f":warning: {warnings} warning(s); see plan.md (`gpucloud plan`) for each.", ""]
     if diff.destroys_data:
         lines += [f":rotating_light: **Destroys data.** " + (
             "Allowed by the `" + ALLOW_LABEL + "` label." if allow_destroy else
             "The check fails until a maintainer adds the `" + ALLOW_LABEL + "` label."), ""]
-    lines += report.markdown(diff, heading="####", max_rows=max_rows).splitlines() + [""]
+    lines += report.markdown(diff, heading="####", max_rows=max_rows, fold_derived=True).splitlines() + [""]
     code = diff.exit_code
     if code == EXIT_DESTROYS and allow_destroy:
         code = EXIT_CHANGED
     return lines, code
+
+
+def estimate_note() -> str:
+    from gpucloud.render.plan_md import estimate_note as note
+
+    return note()
 
 
 def build_comment(specs: list[Path], base: str, allow_destroy: bool = False) -> tuple[str, int]:
@@ -75,7 +81,7 @@ def build_comment(specs: list[Path], base: str, allow_destroy: bool = False) -> 
         body = "\n".join([MARKER, f"## gpucloud plan: {verdict}", "",
                           f"Compared with `{base}`. Impact classes, from mild to severe: none, reconfigure, restart a "
                           "daemon, drain + reboot, reimage, hardware / cabling work, destroys data.", "",
-                          *parts]).rstrip("\n") + "\n"
+                          *parts, "---", "", estimate_note()]).rstrip("\n") + "\n"
         if len(body) <= LIMIT or rows <= 10:
             return body[:LIMIT], worst
         rows //= 2

@@ -65,8 +65,13 @@ def _duration(days: float) -> str:
     return f"{days:,.1f} days"
 
 
-def glance(plan: Plan) -> list[str]:
-    """The at-a-glance table, also the head of the pull-request comment."""
+def estimate_note() -> str:
+    return (f"Training estimate: 6 x 175e9 parameters x 300e9 tokens = {GPT3_FLOPS:.3g} FLOPs at {MFU:.0%} of peak "
+            f"dense BF16; {MFU:.0%} is the figure public reports quote for H100-class clusters: {MFU_SOURCE}.")
+
+
+def glance(plan: Plan, note: bool = True) -> list[str]:
+    """The at-a-glance table, also the head of the pull-request comment (which adds the note once)."""
     gpu_pools = [pp for pp in plan.pools if pp.model.gpu is not None and pp.hosts]
     gpus = Counter()
     bf16 = fp8 = 0.0
@@ -88,10 +93,8 @@ def glance(plan: Plan) -> list[str]:
         rows.append(("GPT-3 175B on 300B tokens", f"~{_duration(days)} at {MFU:.0%} MFU (BF16)"))
     rows.append(("server power (nameplate)", f"{power / 1000:,.1f} MW" if power >= 1000 else f"{_num(power)} kW"))
     out = ["| | |", "|---|---|"] + [f"| {k} | {cell(v)} |" for k, v in rows]
-    if days is not None:
-        out += ["", f"Training estimate: 6 x 175e9 parameters x 300e9 tokens = {GPT3_FLOPS:.3g} FLOPs at {MFU:.0%} "
-                    f"of peak dense BF16; {MFU:.0%} is the figure public reports quote for H100-class clusters: "
-                    f"{MFU_SOURCE}."]
+    if days is not None and note:
+        out += ["", estimate_note()]
     return out
 
 
