@@ -220,8 +220,9 @@ SWITCHES: dict[str, SwitchModel] = {
     ),
 }
 # Optics and cables per link rate, for the fabric bill of materials. A switch cage holds one twin-port transceiver
-# (two links, or four when split); a single-port HCA takes one transceiver per port. Links inside a scalable unit are
-# multimode (SR, up to 50 m); switch-to-switch links are single-mode (DR, up to 500 m) as in the DGX SuperPOD RAs.
+# (two links, or four when split; NVIDIA MMS4X00 / MMA4Z00 twin-port OSFP data sheets); a single-port HCA takes one
+# transceiver per port. The default is the usual split: multimode (SR) for short host links inside a scalable unit,
+# single-mode (DR) for the longer switch-to-switch runs; sites with other optics read bom.csv by tier.
 @dataclass(frozen=True)
 class Optics:
     switch_down: str  # twin-port transceiver in a switch cage facing hosts
