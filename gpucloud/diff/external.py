@@ -89,3 +89,16 @@ def storage_rule(key: str, old, new):
     why = found[1] if isinstance(found, tuple) and len(found) > 1 and isinstance(found[1], str) else ""
     return (impact, lambda side: [], why or impact.label)
 
+
+def quota_rule(tenant: str, filesystem: str, old: int | None, new: int | None):
+    """(impact, why) for a tenant's quota change, by the storage planner's rule (a lowered quota with unknown use
+    can stop the tenant's writes), or None when that planner is not installed."""
+    mod = _module("gpucloud.plan.storage_impact")
+    fn = getattr(mod, "_quota_change", None) if mod is not None else None
+    if fn is None:
+        return None
+    change = fn(tenant, filesystem, old, new, None)
+    if change is None:
+        return None
+    impact = as_impact(change.impact)
+    return (impact, change.why) if impact is not None else None

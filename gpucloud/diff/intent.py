@@ -271,7 +271,22 @@ def tenant_changes(old: Side, new: Side) -> Iterator[Change]:
                           note="account and partition access removed; the tenant's files on shared storage stay "
                                "until someone deletes them")
         else:
-            yield from _fields("tenants", subject, to[name], tn[name], TENANT, TENANT_DEFAULT, new)
+            quotas = ("storage_quota",)
+            yield from _fields("tenants", subject, {k: v for k, v in to[name].items() if k not in quotas},
+                               {k: v for k, v in tn[name].items() if k not in quotas}, TENANT, TENANT_DEFAULT, new)
+            yield from _quota_changes(name, to[name].get("storage_quota") or {}, tn[name].get("storage_quota") or {})
+
+
+def _quota_changes(tenant: str, old: dict, new: dict) -> Iterator[Change]:
+    for fs in sorted(set(old) | set(new)):
+        a, b = old.get(fs), new.get(fs)
+        if a == b:
+            continue
+        impact, why = external.quota_rule(tenant, fs, a, b) or (
+            (Impact.NONE, "quota raised, added or lifted: applied live") if a is None or b is None or b > a else
+            (Impact.DESTROYS_DATA, "quota lowered: below current use the tenant's writes fail until it deletes data"))
+        yield Change("tenants", f"tenant {tenant}", "change", impact, field=f"storage_quota.{fs}", old=a, new=b,
+                     note=why)
 
 
 def provider_changes(old: Side, new: Side) -> Iterator[Change]:

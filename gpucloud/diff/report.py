@@ -41,9 +41,17 @@ def _what(c: Change) -> str:
     return subject
 
 
+def _size(value):
+    from gpucloud.render.plan_md import size_text
+
+    return size_text(value) if isinstance(value, int) else value
+
+
 def _old_new(c: Change) -> str:
     if c.old is None and c.new is None:
         return "-"
+    if c.field == "capacity" or c.field.startswith(("storage_quota.", "capacity")):
+        return f"{cell(_size(c.old))} -> {cell(_size(c.new))}"  # bytes in JSON, readable here
     return f"{cell(c.old)} -> {cell(c.new)}"
 
 

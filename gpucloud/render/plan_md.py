@@ -33,7 +33,7 @@ def _num(n: float) -> str:
     return f"{n:,.0f}" if n >= 100 else f"{n:,.1f}"
 
 
-def _bytes(n: int | None) -> str:
+def size_text(n: int | None) -> str:
     if not n:
         return "-"
     for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
@@ -162,7 +162,7 @@ def _slurm(plan: Plan) -> list[str]:
         out += ["", "| tenant | partitions | users | GPU limit | MaxTime | IB pkey | storage quota |",
                 "|---|---|---:|---:|---|---|---|"]
         for t in plan.spec.tenants:
-            quota = ", ".join(f"{fs} {_bytes(b)}" for fs, b in t.storage_quota) or "-"
+            quota = ", ".join(f"{fs} {size_text(b)}" for fs, b in t.storage_quota) or "-"
             out.append(f"| {t.name} | {', '.join(t.partitions or t.pools)} | {len(t.users)} | "
                        f"{f'{t.gpu_limit:,}' if t.gpu_limit is not None else '-'} | {t.max_time or '-'} | "
                        f"{f'0x{t.pkey:04x}' if t.pkey is not None else '-'} | {quota} |")
@@ -178,7 +178,7 @@ def _storage(plan: Plan) -> list[str]:
     for fs in plan.spec.storage:
         pools = fs.pools if fs.pools is not None else (gpu_pools if fs.kind == "local" else "all pools")
         pools = ", ".join(pools) if not isinstance(pools, str) else pools
-        out.append(f"| {fs.name} | {fs.kind} | {fs.mount} | {_bytes(fs.capacity)} | {pools} |")
+        out.append(f"| {fs.name} | {fs.kind} | {fs.mount} | {size_text(fs.capacity)} | {pools} |")
     return out
 
 

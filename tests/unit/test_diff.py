@@ -194,3 +194,17 @@ def test_software_table(tmp_path, key, impact):
     value = {"os": "ubuntu-24.04", "dcgm": "3.3.8", "cuda": "12.6", "doca_ofed": "2.8.0", "slurm": "24.05.4"}[key]
     diff = changed("lab", lambda d: d["software"].update({key: value}), tmp_path)
     assert only(diff, section="software", field=key).impact is impact
+
+
+def test_quota_lowered_is_flagged_raised_is_live(tmp_path):
+    def edit(d):
+        quotas = next(t for t in d["tenants"] if t["name"] == "llm-lab")["storage_quota"]
+        quotas["scratch"] = "2PB"  # from 4PB
+        quotas["home"] = "40TiB"  # from 20TiB
+    diff = changed("ishikari", edit, tmp_path)
+    lowered = only(diff, field="storage_quota.scratch")
+    raised = only(diff, field="storage_quota.home")
+    assert lowered.impact is Impact.DESTROYS_DATA and "lowered" in lowered.note
+    assert (lowered.old, lowered.new) == (4 * 10**15, 2 * 10**15)
+    assert raised.impact is Impact.NONE
+    assert diff.exit_code == 3
