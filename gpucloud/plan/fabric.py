@@ -579,8 +579,11 @@ def summary(fp: FabricPlan) -> dict:
     return {
         "leaf": fp.count(1), "spine": fp.count(2), "core": fp.count(3),
         "cables": counts,
+        # per switch (the busiest of its tier) and in total per tier
         "ports_used": {"leaf_down": down_used, "leaf_up": fp.leaf_up if fp.count(2) else 0,
                        "spine": fp.spine_ports, "core": fp.core_ports},
+        "ports_in_use": {"leaf": counts["node_leaf"] + counts["leaf_spine"],
+                         "spine": counts["leaf_spine"] + counts["spine_core"], "core": counts["spine_core"]},
         "radix": fp.radix, "rate": fp.rate, "switch": fp.model.name, "tiers": fp.tiers,
         "rails": fp.rails, "scalable_unit": fp.su_size, "scalable_units": fp.sus,
         "endpoints": len(fp.endpoints), "split": fp.split,

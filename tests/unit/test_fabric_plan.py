@@ -168,6 +168,7 @@ def test_plan_json_section_has_integer_summary():
     assert all(isinstance(s[k], int) for k in ("leaf", "spine", "core"))
     assert set(s["cables"]) == {"node_leaf", "leaf_spine", "spine_core"}
     assert s["ports_used"]["leaf_up"] == 2 and s["cables"]["node_leaf"] == 2 * 8 + 2
+    assert s["ports_in_use"] == {"leaf": 18 + 16, "spine": 16, "core": 0}
 
 
 def test_port_labels_follow_the_osfp_cages():
