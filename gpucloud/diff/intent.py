@@ -151,6 +151,11 @@ def network_changes(old: Side, new: Side) -> Iterator[Change]:
         elif name not in nn:
             yield Change("networks", f"network {name}", "remove", Impact.DRAIN_REBOOT, old=o.get("cidr"),
                          note="hosts lose their address on this network")
+        elif name == "ipoib":
+            # Only pools on the compute fabric have IPoIB interfaces.
+            on_fabric = {k: (imp, lambda s: [p for p, rec in s.pools.items() if rec.get("rails")], why)
+                         for k, (imp, _, why) in NETWORK.items()}
+            yield from _fields("networks", f"network {name}", o, n, on_fabric, None, new)
         else:
             yield from _fields("networks", f"network {name}", o, n, NETWORK, None, new)
 

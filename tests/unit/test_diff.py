@@ -208,3 +208,13 @@ def test_quota_lowered_is_flagged_raised_is_live(tmp_path):
     assert (lowered.old, lowered.new) == (4 * 10**15, 2 * 10**15)
     assert raised.impact is Impact.NONE
     assert diff.exit_code == 3
+
+
+def test_ipoib_mode_touches_only_hosts_on_the_fabric(tmp_path):
+    data = spec_data("ishikari")
+    data["node_pools"].append({"name": "svc", "id": 3, "model": "storage-2u", "count": 2, "hostname": "svc{index:02}",
+                               "roles": ["monitoring"], "rack": {"name": "v{rack:02}"}})
+    old = doc_of(data, tmp_path, "old")
+    data["networks"]["ipoib"]["mode"] = "connected"
+    c = only(compare(old, doc_of(data, tmp_path, "new")), section="networks", field="mode")
+    assert c.impact is Impact.DRAIN_REBOOT and "svc" not in c.hosts and "gpu[0001-0250]" in c.hosts
