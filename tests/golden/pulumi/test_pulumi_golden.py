@@ -1,0 +1,52 @@
+"""Golden copies of the plan's pulumi/ folder for the examples (GPUCLOUD_UPDATE_GOLDEN=1 rewrites them).
+
+Small clusters are kept whole; for a split cluster the stack index, the shared stack and the last pod (the others
+are the same code over other hosts). The layer triggers hash the other renderers' files, so a change in slurm.conf
+or the fabric files shows up here as the layers that would re-run: that is the point of the file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CLUSTERS, assert_golden, run_cli
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.render import pulumi as pulumi_render
+from gpucloud.stack import layout
+
+pytest.importorskip("pulumi")
+
+HERE = __import__("pathlib").Path(__file__).resolve().parent
+EXAMPLES = {"lab": None, "ishikari": None, "hokkaido-10k": ("shared", "h200-pod001")}
+
+
+def rendered(name: str) -> dict[str, bytes]:
+    checked = check_spec(CLUSTERS / f"{name}.yaml")
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    return pulumi_render.render(plan, layout.rendered_files(plan))
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_pulumi_folder(name, monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUCLOUD_CACHE_DIR", str(tmp_path))
+    files = rendered(name)
+    keep = EXAMPLES[name]
+    wanted = sorted(files) if keep is None else ["pulumi/stacks.json"] + [f"pulumi/{name}-{k}.json" for k in keep]
+    for path in wanted:
+        assert_golden(HERE / name / path.split("/", 1)[1], files[path])
+    # Secrets never reach the folder, whatever the stack.
+    assert not any(b"dry-run-placeholder" in data for data in files.values())
+
+
+def test_plan_writes_the_same_folder_twice(tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"plan{i}"
+        result = run_cli("plan", str(CLUSTERS / "lab.yaml"), "--out", str(out),
+                         env={"GPUCLOUD_CACHE_DIR": str(tmp_path / "cache")})
+        assert result.returncode == 0, result.stderr
+        outs.append({p.name: p.read_bytes() for p in sorted((out / "pulumi").iterdir())})
+    assert outs[0] == outs[1]
+    assert sorted(outs[0]) == ["lab.json", "stacks.json"]
+    assert outs[0]["lab.json"] == (HERE / "lab" / "lab.json").read_bytes()
