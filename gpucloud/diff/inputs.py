@@ -99,11 +99,16 @@ def load_side(path: Path) -> tuple[dict, str]:
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InputProblem(f"could not run git: {exc}", "install git, or diff two files instead") from None
 
 
 def load_base(ref: str, spec: Path) -> tuple[dict, str]:
     """The spec as it is at git revision ``ref``; a spec that did not exist there diffs against an empty cluster."""
+    if not spec.is_file():
+        raise InputProblem(f"{spec} does not exist", "name the spec file as it is in the working copy")
     folder = spec.resolve().parent
     top = _git(["rev-parse", "--show-toplevel"], folder)
     if top.returncode != 0:

@@ -84,6 +84,9 @@ def test_a_new_spec_diffs_against_nothing(cli, repo):
     (["--base", "no-such-ref", "clusters/lab.yaml"], "unknown git revision 'no-such-ref'"),
     (["clusters/lab.yaml"], "diff needs OLD and NEW"),
     (["clusters/lab.yaml", "missing.yaml"], "missing.yaml does not exist"),
+    (["--base", "HEAD", "gone/missing.yaml"], "gone/missing.yaml does not exist"),
+    (["--base", "HEAD", "clusters/lab.yaml", "clusters/lab.yaml"], "--base takes exactly one spec"),
+    ([".", "clusters/lab.yaml"], "holds no gpucloud plan.json"),
 ])
 def test_usage_errors_exit_2_with_a_hint(cli, repo, args, words):
     proc = cli("diff", *args, cwd=repo)
