@@ -134,3 +134,25 @@ def test_pr_comment_shows_spec_errors_and_exits_2(cli, repo):
     assert proc.returncode == 2
     assert "## gpucloud plan: **specs with errors**" in proc.stdout
     assert "hgx-h100-9" in proc.stdout and "did you mean" in proc.stdout
+
+
+def test_two_plan_folders(cli, tmp_path):
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.render import plan_json
+
+    spec = tmp_path / "lab.yaml"
+    shutil.copy(CLUSTERS / "lab.yaml", spec)
+    folders = []
+    for name, driver in (("old", "550.90.07"), ("new", "550.127.05")):
+        edit(spec, lambda d: d["software"].update(nvidia_driver=driver))
+        folder = tmp_path / name
+        folder.mkdir()
+        for rel, data in plan_json.render(build_plan(check_spec(spec).spec)).items():
+            (folder / rel).write_bytes(data)
+        folders.append(str(folder))
+    proc = cli("diff", *folders, "-o", "json")
+    assert proc.returncode == 1, proc.stderr
+    changes = [c for s in json.loads(proc.stdout)["steps"] for c in s["changes"]]
+    assert {(c["field"], c["impact"]) for c in changes} == {("nvidia_driver", "drain-reboot"),
+                                                          ("fabric_manager", "drain-reboot")}
