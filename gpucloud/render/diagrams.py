@@ -123,8 +123,12 @@ def _draw_fabric(svg: Svg, fp, top: int) -> int:
     rows, box_of, note = _fabric_rows(fp)
     counts = Counter(s.tier for s in fp.switches)
     cables = fp.cable_counts()
-    title = (f"{fp.name} fabric: {fp.model.name} ({fp.rate}, radix {fp.radix}), {fp.tiers} tiers, "
-             f"{fp.sus} scalable unit(s) of {fp.su_size}, {fp.rails} rail(s), {len(fp.subnets)} subnet(s)")
+    if getattr(fp.fabric, "topology", "") == "rail-optimized-fat-tree":
+        layout = f"{fp.sus} scalable unit(s) of {fp.su_size}, {fp.rails} rail(s)"
+    else:
+        layout = f"fat tree, up to {fp.su_size} hosts per leaf"
+    title = (f"{fp.name} fabric: {fp.model.name} ({fp.rate}, radix {fp.radix}), {fp.tiers} tiers, {layout}, "
+             f"{len(fp.subnets)} subnet(s)")
     svg.text(20, top + 20, title, size=15, anchor="start", weight="bold")
     totals = ", ".join(f"{counts[t]:,} {TIER_LABEL[t]}" for t in (1, 2, 3) if counts[t])
     svg.text(20, top + 40, f"switches: {totals}; cables: " +
