@@ -64,6 +64,10 @@ def run_pr_comment(specs: list[Path], base: str, allow_destroy: bool, output: Pa
         return _problem(exc, err)
     if output is None:
         sys.stdout.write(body)
-    else:
+        return code
+    try:
         output.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        err.write(f"error: could not write {output}: {exc}\n  hint: choose a writable path for --out\n")
+        return EXIT_USAGE
     return code
