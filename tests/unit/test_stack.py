@@ -242,3 +242,46 @@ def test_apply_unknown_stack_exits_2_with_did_you_mean():
     assert result.returncode == 2
     assert "not one of lab's 1 stack(s)" in result.stderr and "did you mean 'lab'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _run_infra(config):
+    """infra/__main__.py itself, under mocks with the given stack config; returns the resources it declares."""
+    import runpy
+
+    import pulumi
+    from pulumi.runtime import settings
+
+    records = []
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args):
+            records.append((args.typ, args.name, tuple(args.inputs.get("triggers") or ())))
+            return [f"{args.name}-id", args.inputs]
+
+        def call(self, args):
+            return {}
+
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(Mocks(), project="gpucloud", stack="lab", preview=True)
+    pulumi.runtime.set_all_config(config, ["gpucloud:bmc-password"])
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__")
+        return pulumi.Output.from_input(1)
+
+    program()
+    return sorted(records)
+
+
+def test_infra_program_declares_the_planned_stack(lab):
+    import multiprocessing
+
+    config = {"gpucloud:spec": str(CLUSTERS / "lab.yaml"), "gpucloud:bmc-password": "not-a-real-password"}
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        declared = pool.apply(_run_infra, (config,))
+    data = layout.stack_inputs(lab, layout.rendered_files(lab))[0]
+    expected = sorted((r["type"], r["name"], tuple(r["inputs"].get("triggers") or ()))
+                      for r in graph.stack_graph(data))
+    # Same resources, and the same layer triggers as the plan's dry-run: preview agrees with the plan.
+    assert declared == expected
