@@ -122,20 +122,6 @@ def split(plan: Plan) -> tuple[StackPart, ...]:
     return tuple(parts)
 
 
-def summary(plan: Plan) -> list[dict]:
-    """The stack split for plan.json: cheap, no Pulumi."""
-    from gpucloud.hostlist import compress
-
-    out = []
-    for part in split(plan):
-        out.append({
-            "stack": part.stack_name, "shared": part.shared, "hosts": part.host_count,
-            "resources_estimate": estimate(part.host_count, len(part.members)),
-            "hostlist": compress(h.name for m in part.members for h in m.hosts),
-        })
-    return out
-
-
 def _storage(plan: Plan) -> list[dict]:
     out = []
     for fs in plan.spec.storage:
