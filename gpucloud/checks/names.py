@@ -3,6 +3,7 @@ hostnames (well-formed, unique across pools)."""
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from gpucloud.checks import check
@@ -120,25 +121,89 @@ def _may_collide(a: str, b: str) -> bool:
     return (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
 
 
+def _parse(name: str, pattern: str) -> int | None:
+    """The index that ``pattern`` turns into ``name``, or None."""
+    prefix, suffix = _affixes(pattern)
+    if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
+        return None
+    middle = name[len(prefix): len(name) - len(suffix)]
+    if not middle.isdigit() or pattern.format(index=int(middle)) != name:
+        return None
+    return int(middle)
+
+
+class _Group:
+    """Pools sharing one hostname pattern, ordered by their first index, for index -> pool lookups."""
+
+    def __init__(self, pattern: str, pools: list) -> None:
+        self.pattern = pattern
+        self.pools = sorted(pools, key=lambda p: (p.start, p.path))
+        self.starts = [p.start for p in self.pools]
+        self.hosts = sum(p.count for p in pools)
+
+    def owner(self, index: int):
+        i = bisect.bisect_right(self.starts, index) - 1
+        if i >= 0:
+            pool = self.pools[i]
+            if index < pool.start + pool.count and index not in pool.exclude:
+                return pool
+        return None
+
+    def names(self):
+        for pool in self.pools:
+            for index in pool.indices:
+                if index not in pool.exclude:
+                    yield pool, self.pattern.format(index=index)
+
+
+def _same_pattern(group: _Group):
+    """Pools with one pattern collide exactly where their index ranges overlap, less exclusions. Sorted by start,
+    each pool is compared only with the pools that start inside its range (at most 256 pools in a spec)."""
+    pools = group.pools
+    for i, a in enumerate(pools):
+        end = a.start + a.count
+        for b in pools[i + 1:]:
+            if b.start >= end:
+                break
+            for index in range(b.start, min(end, b.start + b.count)):  # stops at the first index both build
+                if index not in a.exclude and index not in b.exclude:
+                    yield a, b, group.pattern.format(index=index)
+                    break
+
+
+def _across_patterns(a: _Group, b: _Group):
+    """Names of the smaller group parsed back through the other pattern: linear in the smaller group's hosts."""
+    small, large = (a, b) if a.hosts <= b.hosts else (b, a)
+    seen = set()
+    for pool, name in small.names():
+        index = _parse(name, large.pattern)
+        other = large.owner(index) if index is not None else None
+        if other is not None and (id(pool), id(other)) not in seen:
+            seen.add((id(pool), id(other)))
+            yield pool, other, name
+
+
 @check("hostname-collision")
 def hostname_collision(spec):
     """Two hosts (in different pools) with the same name."""
-    pools = [p for p in spec.pools if not _SPACE_PADDED.search(p.hostname)]
-    # Only pools whose patterns could overlap are expanded, so gpu/login/ctl pools of 12,500 hosts cost nothing.
-    suspects = {i for i, a in enumerate(pools) for j, b in enumerate(pools) if i != j and _may_collide(a.hostname,
-                                                                                                      b.hostname)}
-    owner: dict[str, int] = {}
-    reported: set[tuple[int, int]] = set()
-    for i in sorted(suspects):
-        pool = pools[i]
-        fmt = pool.hostname.format
-        for index in pool.indices:
-            if index in pool.exclude:
-                continue
-            name = fmt(index=index)
-            j = owner.setdefault(name, i)
-            if j != i and (j, i) not in reported:
-                reported.add((j, i))
-                yield Finding("hostname-collision", "error", (*pool.path, "hostname"),
-                              f"host {name} of pool {pool.name} has the same name as a host of pool {pools[j].name}",
-                              "change one pattern, or move one pool's indices with 'start'")
+    by_pattern: dict[str, list] = {}
+    for pool in spec.pools:
+        if not _SPACE_PADDED.search(pool.hostname):
+            by_pattern.setdefault(pool.hostname, []).append(pool)
+    groups = [_Group(pattern, pools) for pattern, pools in sorted(by_pattern.items())]
+    pairs = [pair for g in groups for pair in _same_pattern(g)]
+    # Patterns whose literal prefixes and suffixes cannot fit together (gpu.., login.., ctl..) are never expanded.
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            if _may_collide(a.pattern, b.pattern):
+                pairs.extend(_across_patterns(a, b))
+    order = {id(p): n for n, p in enumerate(spec.pools)}
+    reported = set()
+    for x, y, name in pairs:
+        earlier, later = sorted((x, y), key=lambda p: order[id(p)])
+        if (id(earlier), id(later)) in reported:
+            continue
+        reported.add((id(earlier), id(later)))
+        yield Finding("hostname-collision", "error", (*later.path, "hostname"),
+                      f"host {name} of pool {later.name} has the same name as a host of pool {earlier.name}",
+                      "change one pattern, or move one pool's indices with 'start'")

@@ -300,3 +300,34 @@ def test_a_crashing_check_becomes_a_finding(monkeypatch):
     out = run_checks(spec_of())
     (f,) = [f for f in out if f.check == "internal-error"]
     assert "zz-broken" in f.message and "ZeroDivisionError" in f.message and f.level == "error"
+
+
+# Random pools against a brute-force reference: the collision check must find a collision exactly when one exists,
+# and every name it reports must really be built by both pools.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PATTERNS = ["n{index}", "n{index:02}", "n{index:03}", "n1{index}", "n1{index:02}", "n{index}1", "m{index}"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PATTERNS), st.integers(0, 40), st.integers(1, 30),
+                          st.lists(st.integers(0, 70), max_size=4)), min_size=2, max_size=5))
+def test_hostname_collision_matches_brute_force(pools):
+    from gpucloud.checks.names import hostname_collision
+
+    data = [{"name": f"p{i}", "model": "cpu-1u", "count": count, "start": start, "hostname": pattern,
+             "exclude": sorted(set(exclude)), "rack": {"first": 10 * i + 1, "nodes_per_rack": 40}}
+            for i, (pattern, start, count, exclude) in enumerate(pools)]
+    spec = spec_of(node_pools=data)
+    owners: dict[str, set[str]] = {}
+    for pool in spec.pools:
+        for index in pool.indices:
+            if index not in pool.exclude:
+                owners.setdefault(pool.hostname_for(index), set()).add(pool.name)
+    colliding = {frozenset(o) for o in owners.values() if len(o) > 1}
+    found_ = list(hostname_collision(spec))
+    assert bool(found_) == bool(colliding)
+    for f in found_:
+        name = f.message.split()[1]
+        assert len(owners[name]) > 1
