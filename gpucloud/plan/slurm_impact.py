@@ -70,7 +70,7 @@ IMPACT: dict[str, tuple[str, str]] = {
     "TCPTimeout": (RECONFIGURE, _LIVE), "MinJobAge": (RECONFIGURE, _LIVE),
     "HealthCheckProgram": (RECONFIGURE, _LIVE), "HealthCheckInterval": (RECONFIGURE, _LIVE),
     "HealthCheckNodeState": (RECONFIGURE, _LIVE), "Prolog": (RECONFIGURE, _LIVE), "Epilog": (RECONFIGURE, _LIVE),
-    "ReturnToService": (RECONFIGURE, _LIVE), "JobAcctGatherFrequency": (RECONFIGURE, _LIVE),
+    "ReturnToService": (RECONFIGURE, _LIVE), "EnforcePartLimits": (RECONFIGURE, _LIVE), "JobAcctGatherFrequency": (RECONFIGURE, _LIVE),
     "PriorityWeightQOS": (RECONFIGURE, _LIVE), "PriorityWeightFairshare": (RECONFIGURE, _LIVE),
     "PriorityWeightAge": (RECONFIGURE, _LIVE),
     "SlurmctldLogFile": (RECONFIGURE, _LIVE), "SlurmdLogFile": (RECONFIGURE, _LIVE),

@@ -41,6 +41,9 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
         "",
         "# Scheduling: whole cores and memory as consumable resources, GPUs as GRES",
         "SchedulerType=sched/backfill", "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
+        # Refuse at submit time a job its partition can never run (wrong account, over MaxTime) instead of
+        # leaving it queued forever.
+        "EnforcePartLimits=ALL",
     ]
     if sp.gres_types:
         out += [f"GresTypes={','.join(sp.gres_types)}"]

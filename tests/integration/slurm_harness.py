@@ -16,10 +16,13 @@ Daemons run in the foreground and are stopped by PID. Ports are free ports on 12
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -44,10 +47,58 @@ def loopback(i: int, net: int) -> str:
     return f"127.{net}.{i // 250}.{i % 250 + 1}"
 
 
+class CatchAllDNS:
+    """Answers every A query with one loopback address, for the namespaces' resolv.conf.
+
+    slurmctld resolves every node when it starts; a 12,500-line /etc/hosts is scanned once per lookup (quadratic),
+    so large examples list only their controllers in /etc/hosts and let this answer for the nodes. It listens on
+    port 53 of a random 127.53.x.y address (root only), in a thread of the test process."""
+
+    def __init__(self, answer: str = "127.0.0.2"):
+        self.answer = socket.inet_aton(answer)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(20):
+            self.address = f"127.53.{random.randrange(256)}.{random.randrange(1, 255)}"
+            try:
+                self.sock.bind((self.address, 53))
+                break
+            except OSError:
+                continue
+        else:
+            raise RuntimeError("no free address for the test DNS responder")
+        self.sock.settimeout(0.5)
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except (socket.timeout, OSError):
+                continue
+            end = 12
+            while end < len(query) and query[end]:
+                end += query[end] + 1
+            qtype = struct.unpack("!H", query[end + 1:end + 3])[0] if end + 3 <= len(query) else 0
+            question = query[12:end + 5]
+            answers = 1 if qtype == 1 else 0
+            reply = query[:2] + struct.pack("!HHHHH", 0x8180, 1, answers, 0, 0) + question
+            if answers:
+                reply += struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + self.answer
+            self.sock.sendto(reply, peer)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
 # Runs inside the new namespaces: private /etc/hosts and host name, optionally a /dev with fake GPUs.
 _ENTER = r'''
 set -e
 mount --bind "$GPUCLOUD_HOSTS" /etc/hosts
+if [ -n "${GPUCLOUD_RESOLV:-}" ]; then mount --bind "$GPUCLOUD_RESOLV" /etc/resolv.conf; fi
 if [ -n "${GPUCLOUD_FAKE_GPUS:-}" ]; then
   mount -t tmpfs -o mode=755 gpucloud-dev /dev
   mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
@@ -65,15 +116,25 @@ class SlurmHarness:
     """One cluster's daemons. ``files`` are the rendered plan files ({'slurm/slurm.conf': bytes, ...})."""
 
     def __init__(self, root: Path, files: Mapping[str, bytes], controllers: Iterable[str],
-                 nodes: Iterable[str] = (), client_name: str = "gpucloud-client"):
+                 nodes: Iterable[str] = (), services: Iterable[str] = (), client_name: str = "gpucloud-client",
+                 shared: "SlurmHarness | None" = None, dns_for_nodes: bool = False):
+        """``controllers``: SlurmctldHost names, the first is started; ``nodes``: slurmd hosts that will run;
+        ``services``: other names the config refers to (the slurmdbd host). ``shared``: use that harness's munge
+        and slurmdbd instead of starting new ones (another cluster in the same accounting database).
+        ``dns_for_nodes``: resolve the nodes through CatchAllDNS instead of /etc/hosts (for thousands of nodes)."""
         self.root = Path(root)
         self.files = dict(files)
         self.controllers = list(controllers)
+        self.services = [s for s in services if s not in self.controllers]
         self.nodes = list(nodes)
+        self.dns = CatchAllDNS() if dns_for_nodes else None
         self.client_name = client_name
         self.procs: list[tuple[str, subprocess.Popen]] = []
         self.ports = {"slurmctld": free_port(), "slurmd": free_port(), "slurmdbd": free_port(), "mysql": free_port()}
         self.db_password = os.urandom(12).hex()  # a test-only value, never the deployment's secret
+        self._munge_socket = shared.munge_socket if shared else self.root / "munge" / "munge.socket"
+        if shared:
+            self.ports["slurmdbd"] = shared.ports["slurmdbd"]
         for sub in ("plan", "etc", "state", "spool", "log", "run", "munge", "prolog.d", "epilog.d", "bin"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "munge").chmod(0o755)
@@ -93,14 +154,18 @@ class SlurmHarness:
 
     @property
     def munge_socket(self) -> Path:
-        return self.root / "munge" / "munge.socket"
+        return self._munge_socket
 
     def address(self, name: str) -> str:
         return self.addresses[name]
 
     def _write_hosts(self) -> None:
-        self.addresses = {name: loopback(i + 1, 10) for i, name in enumerate(self.controllers)}
-        self.addresses.update({name: loopback(i + 1, 20) for i, name in enumerate(self.nodes)})
+        self.addresses = {name: loopback(i + 1, 10) for i, name in enumerate(self.controllers + self.services)}
+        if self.dns is None:
+            self.addresses.update({name: loopback(i + 1, 20) for i, name in enumerate(self.nodes)})
+        else:
+            (self.root / "etc" / "resolv.conf").write_text(
+                f"nameserver {self.dns.address}\noptions timeout:1 attempts:2\n")
         lines = [f"127.0.0.1 localhost {self.client_name}"]
         lines += [f"{addr} {name}" for name, addr in self.addresses.items()]
         (self.root / "etc" / "hosts").write_text("\n".join(lines) + "\n")
@@ -154,6 +219,8 @@ class SlurmHarness:
                "GPUCLOUD_HOSTNAME": hostname}
         if gpus:
             env["GPUCLOUD_FAKE_GPUS"] = str(gpus)
+        if self.dns is not None:
+            env["GPUCLOUD_RESOLV"] = str(self.root / "etc" / "resolv.conf")
         return env
 
     def _wrap(self, argv: list[str]) -> list[str]:
@@ -231,6 +298,14 @@ class SlurmHarness:
         self.wait_for("slurmdbd", lambda: self.run("sacctmgr", "-nP", "show", "cluster", timeout=20).returncode == 0,
                       90, proc)
 
+    def config_verdict(self, seconds: int = 8) -> tuple[int, str]:
+        """Run slurmctld in the foreground for a few seconds: 124 means it kept running (config accepted), 1 that
+        it refused the configuration. Returns (exit code, its output)."""
+        proc = subprocess.run(self._wrap(["timeout", str(seconds), "slurmctld", "-D", "-c", "-f", str(self.conf)]),
+                              env=self._env(self.controllers[0]), capture_output=True, text=True,
+                              timeout=seconds + 30, cwd=self.root)
+        return proc.returncode, proc.stdout + proc.stderr
+
     def start_slurmctld(self) -> subprocess.Popen:
         proc = self.spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)], self.controllers[0])
         self.wait_for("slurmctld", lambda: self.run("scontrol", "ping", timeout=20).stdout.count("UP") >= 1, 90, proc)
@@ -250,6 +325,15 @@ class SlurmHarness:
 
         self.wait_for(f"slurmd {sorted(want)} idle", idle, timeout)
 
+    def cancel_jobs(self, timeout: float = 30) -> None:
+        """Cancel every job and wait until none is left, so no slurmstepd outlives its slurmd."""
+        if not any(n == "slurmctld" and p.poll() is None for n, p in self.procs):
+            return
+        self.run("scancel", "--full", "--user=root", timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%i", timeout=20).stdout.strip():
+            time.sleep(0.5)
+
     def stop(self, name: str | None = None) -> None:
         """Stop one daemon by name, or all of them in reverse start order."""
         for pname, proc in reversed(list(self.procs)):
@@ -263,3 +347,6 @@ class SlurmHarness:
                     proc.kill()
                     proc.wait(5)
             self.procs.remove((pname, proc))
+        if name is None and self.dns is not None:
+            self.dns.close()
+            self.dns = None
