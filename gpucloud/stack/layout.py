@@ -114,8 +114,13 @@ def split(plan: Plan) -> tuple[StackPart, ...]:
             j = i
             while j < len(hosts) and hosts[j].position // per_pod == pod:
                 j += 1
-            sus = sorted({h.position // su for h in hosts[i:j]})
-            groups = tuple(group_name("su", f"{pp.pool.name}_{n:03}") for n in sus)
+            if pp.pool.fabric in plan.spec.fabrics:
+                sus = sorted({h.position // su for h in hosts[i:j]})
+                groups = tuple(group_name("su", f"{pp.pool.name}_{n:03}") for n in sus)
+            elif i == 0 and j == len(hosts):
+                groups = (group_name("pool", pp.pool.name),)
+            else:  # the inventory has scalable-unit groups only for fabric pools: name the hosts
+                groups = tuple(h.name for h in hosts[i:j])
             name = f"{pp.pool.name}-pod{pod:03}"
             parts.append(StackPart(name, f"{cluster}-{name}", False, (Member(pp, i, j, groups),)))
             i = j

@@ -177,6 +177,19 @@ def test_pods_follow_scalable_units_and_growth_touches_one_pod(tmp_path):
     assert changed == ["pods-gpu-pod002"]  # the host joined pod 2; no other stack moves
 
 
+def test_pods_of_pools_without_fabric_limit_to_their_hosts(tmp_path):
+    spec = POD_SPEC.replace("COUNT", "8").replace(
+        "fabric:\n", '  - {name: cpu, id: 2, model: cpu-1u, count: 70, hostname: "cpu{index:02}", roles: [compute],'
+                     ' fabric: none, rack: {name: "c{rack:02}"}}\nfabric:\n')
+    path = tmp_path / "cpu.yaml"
+    path.write_text(spec)
+    inputs = layout.stack_inputs(plan_of(path), {})
+    cpu = [d for d in inputs if d["pools"][0]["name"] == "cpu"]
+    assert [len(d["pools"][0]["hosts"]) for d in cpu] == [64, 6]  # DEFAULT_SU 32 x pod_size 2
+    # No su_cpu_* group exists in the inventory (no fabric), so the limit names the hosts themselves.
+    assert cpu[1]["layers"][0]["limit"] == "cpu65,cpu66,cpu67,cpu68,cpu69,cpu70"
+
+
 def test_no_stack_passes_2000_resources_at_100k_gpus():
     plan = plan_of(CLUSTERS / "colossus-100k.yaml")
     inputs = layout.stack_inputs(plan, {})
