@@ -1,57 +1,125 @@
 """Checks: rack placement. Two machines in the same rack units, and hosts above the top of a standard rack.
 
-A pool fills racks ``first .. first + ceil(count / nodes_per_rack) - 1`` with the same slot layout in every rack
-(the last one maybe partly), so each pool contributes one unit interval per rack and the check is linear in racks.
+A pool fills racks ``first .. first + ceil(count / nodes_per_rack) - 1`` with the same slot layout in every rack but
+the last (maybe partly filled), so two pools are compared by their rack-number ranges, not rack by rack.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 
 RACK_UNITS = 48
+_FIELD = re.compile(r"\{rack[^}]*\}")
 
 
-def _layouts(spec):
-    """(pool, rack name, lowest unit, highest unit) for every rack a pool uses."""
-    for pool in spec.pools:
+@dataclass(frozen=True)
+class _Layout:
+    pool: object
+    order: int
+    pattern: str
+    first: int
+    last: int
+    full: tuple[int, int]  # units of a full rack
+    tail: tuple[int, int]  # units of the last rack
+
+    def units(self, number: int) -> tuple[int, int]:
+        return self.tail if number == self.last else self.full
+
+    def name(self, number: int) -> str:
+        return self.pattern.format(rack=number)
+
+
+def _layouts(spec) -> list[_Layout]:
+    out = []
+    for order, pool in enumerate(spec.pools):
         model = catalog.SERVERS.get(pool.model)
         if model is None:
             continue
-        per = pool.rack.nodes_per_rack
+        per, h, lo = pool.rack.nodes_per_rack, model.rack_units, pool.rack.first_u
         racks, rest = divmod(pool.count, per)
-        for r in range(racks + (1 if rest else 0)):
-            in_rack = per if r < racks else rest
-            lo = pool.rack.first_u
-            hi = lo + in_rack * model.rack_units - 1
-            yield pool, pool.rack.name.format(rack=pool.rack.first + r), lo, hi
+        last = pool.rack.first + racks - (0 if rest else 1)
+        tail = rest or per
+        out.append(_Layout(pool, order, pool.rack.name, pool.rack.first, last, (lo, lo + min(per, pool.count) * h - 1),
+                           (lo, lo + tail * h - 1)))
+    return out
+
+
+def _clash(a: _Layout, n: int, b: _Layout, m: int) -> tuple[int, int] | None:
+    (alo, ahi), (blo, bhi) = a.units(n), b.units(m)
+    lo, hi = max(alo, blo), min(ahi, bhi)
+    return (lo, hi) if lo <= hi else None
+
+
+def _same_pattern(layouts: list[_Layout]):
+    """Shared rack numbers are a range; only its ends, the pools' last racks and one rack in between can differ."""
+    layouts = sorted(layouts, key=lambda x: (x.first, x.order))
+    for i, a in enumerate(layouts):
+        for b in layouts[i + 1:]:
+            if b.first > a.last:
+                break
+            lo, hi = b.first, min(a.last, b.last)
+            for n in sorted({lo, lo + 1, lo + 2, hi, a.last, b.last}):
+                units = _clash(a, n, b, n) if lo <= n <= hi else None
+                if units:
+                    yield a, b, a.name(n), units
+                    break
+
+
+def _parse(name: str, pattern: str) -> int | None:
+    m = _FIELD.search(pattern)
+    prefix, suffix = pattern[: m.start()], pattern[m.end():]
+    middle = name[len(prefix): len(name) - len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+    if not middle.isdigit() or len(name) < len(prefix) + len(suffix) or pattern.format(rack=int(middle)) != name:
+        return None
+    return int(middle)
+
+
+def _across_patterns(small: list[_Layout], large: list[_Layout]):
+    """Rack names of one pattern read back through the other; only patterns whose literal parts fit are compared."""
+    for a in small:
+        for n in range(a.first, a.last + 1):
+            m = _parse(a.name(n), large[0].pattern)
+            if m is None:
+                continue
+            for b in large:
+                units = _clash(a, n, b, m) if b.first <= m <= b.last else None
+                if units:
+                    yield a, b, a.name(n), units
+
+
+def _may_share(p: str, q: str) -> bool:
+    (pa, sa), (pb, sb) = (_FIELD.split(p, 1) + [""])[:2], (_FIELD.split(q, 1) + [""])[:2]
+    return (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
 
 
 @check("rack-collision")
 def collisions(spec):
     """Two pools that put machines in the same units of the same rack."""
-    order = {id(p): i for i, p in enumerate(spec.pools)}
-    by_rack: dict[str, list] = {}
-    for pool, rack, lo, hi in _layouts(spec):
-        by_rack.setdefault(rack, []).append((lo, hi, order[id(pool)], pool))
+    groups: dict[str, list[_Layout]] = {}
+    for layout in _layouts(spec):
+        groups.setdefault(layout.pattern, []).append(layout)
+    patterns = sorted(groups)
+    clashes = [c for p in patterns for c in _same_pattern(groups[p])]
+    for i, p in enumerate(patterns):
+        for q in patterns[i + 1:]:
+            if _may_share(p, q):
+                small, large = sorted((groups[p], groups[q]), key=lambda g: sum(x.last - x.first + 1 for x in g))
+                clashes.extend(_across_patterns(small, large))
     reported = set()
-    for rack in sorted(by_rack):
-        furthest = None
-        for lo, hi, i, pool in sorted(by_rack[rack], key=lambda s: s[:3]):
-            if furthest is not None and lo <= furthest[1] and furthest[2] != i:
-                # Report once per pair of pools, at the pool listed later (usually the one just added).
-                first, later = sorted((furthest, (lo, hi, i, pool)), key=lambda s: s[2])
-                if (first[2], later[2]) not in reported:
-                    reported.add((first[2], later[2]))
-                    # A warning: the plan is still consistent, but the racks cannot be built as written.
-                    yield Finding("rack-collision", "warning", (*later[3].path, "rack"),
-                                  f"pools {first[3].name} and {later[3].name} both use units "
-                                  f"{max(lo, furthest[0])}-{min(hi, furthest[1])} of rack {rack}",
-                                  "move one pool to other racks ('rack: {first: ...}' or 'name') or other units "
-                                  "('first_u')")
-            if furthest is None or hi > furthest[1]:
-                furthest = (lo, hi, i, pool)
+    for a, b, rack, (lo, hi) in clashes:
+        first, later = sorted((a, b), key=lambda x: x.order)
+        if (first.order, later.order) in reported:
+            continue
+        reported.add((first.order, later.order))
+        # A warning: the plan is still consistent, but the racks cannot be built as written.
+        yield Finding("rack-collision", "warning", (*later.pool.path, "rack"),
+                      f"pools {first.pool.name} and {later.pool.name} both use units {lo}-{hi} of rack {rack}",
+                      "move one pool to other racks ('rack: {first: ...}' or 'name') or other units ('first_u')")
 
 
 @check("rack-height")

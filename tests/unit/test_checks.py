@@ -331,3 +331,31 @@ def test_hostname_collision_matches_brute_force(pools):
     for f in found_:
         name = f.message.split()[1]
         assert len(owners[name]) > 1
+
+
+_RACKS = ["r{rack}", "r{rack:02}", "r1{rack}", "s{rack}"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_RACKS), st.integers(0, 15), st.integers(1, 20), st.integers(1, 5),
+                          st.integers(1, 40), st.sampled_from(["cpu-1u", "cpu-2u", "hgx-h100-8"])),
+                min_size=2, max_size=4))
+def test_rack_collision_matches_brute_force(pools):
+    from gpucloud import catalog
+    from gpucloud.checks.racks import collisions
+
+    data = [{"name": f"p{i}", "model": model, "count": count, "hostname": f"p{i}x{{index}}",
+             "rack": {"name": pattern, "first": first, "nodes_per_rack": per, "first_u": first_u}}
+            for i, (pattern, first, count, per, first_u, model) in enumerate(pools)]
+    spec = spec_of(node_pools=data)
+    units: dict[str, dict[int, str]] = {}
+    clash = False
+    for pool in spec.pools:
+        h = catalog.SERVERS[pool.model].rack_units
+        for p in range(pool.count):
+            rack = pool.rack.name.format(rack=pool.rack.first + p // pool.rack.nodes_per_rack)
+            lo = pool.rack.first_u + (p % pool.rack.nodes_per_rack) * h
+            for u in range(lo, lo + h):
+                owner = units.setdefault(rack, {}).setdefault(u, pool.name)
+                clash = clash or owner != pool.name
+    assert bool(list(collisions(spec))) == clash
