@@ -39,6 +39,8 @@ def render(plan: Plan, files: Mapping[str, bytes] | None = None) -> dict[str, by
         head = dryrun.document_head(doc)
         row["resources"] = head["resource_count"]
         row["protected"] = head["protected"]
+        if head["resource_count"] > layout.MAX_RESOURCES:  # only with a provider.pod_size set too large
+            row["over_limit"] = True
         row["checked_under_mocks"] = row["stack"] in verified
         out[f"pulumi/{row['stack']}.json"] = doc
     summary = {"project": layout.PROJECT, "max_resources_per_stack": layout.MAX_RESOURCES,

@@ -27,7 +27,7 @@ class Target:
     username: str
     password: str
     verify_tls: bool = True
-    ca_bundle: str = ""  # path to a CA bundle; wins over verify_tls when set
+    ca_bundle: str = ""  # path to a CA bundle the BMC certificates are checked against
     system: str = ""  # system path; empty: the BMC's only (or first) system
     request_timeout: float = 30.0
     power_timeout: float = 300.0
@@ -41,7 +41,8 @@ class Client:
         self.session = requests.Session()
         self.session.auth = (target.username, target.password)
         # Passed with every request: a session-level verify loses to REQUESTS_CA_BUNDLE in requests' merging.
-        self.verify: bool | str = target.ca_bundle or target.verify_tls
+        # verify_tls: false switches verification off, ca_bundle or not (the provider-tls check warns about it).
+        self.verify: bool | str = (target.ca_bundle or True) if target.verify_tls else False
         self.session.headers.update({"Accept": "application/json", "OData-Version": "4.0"})
         self._system = target.system
 

@@ -298,3 +298,24 @@ def test_infra_program_declares_the_planned_stack(lab):
                       for r in graph.stack_graph(data))
     # Same resources, and the same layer triggers as the plan's dry-run: preview agrees with the plan.
     assert declared == expected
+
+
+def test_tls_settings():
+    from gpucloud.stack.redfish import Client, Target
+
+    def verify(**kw):
+        return Client(Target(node="n", bmc="https://10.0.0.1", username="u", password="p", **kw)).verify
+
+    assert verify() is True
+    assert verify(ca_bundle="/etc/bmc-ca.pem") == "/etc/bmc-ca.pem"
+    assert verify(verify_tls=False, ca_bundle="/etc/bmc-ca.pem") is False
+
+
+def test_stacks_over_the_limit_are_marked(lab, monkeypatch, tmp_path):
+    from gpucloud.render import pulumi as pulumi_render
+
+    monkeypatch.setenv("GPUCLOUD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(layout, "MAX_RESOURCES", 10)
+    index = json.loads(pulumi_render.render(lab, {})["pulumi/stacks.json"])
+    assert [s["stack"] for s in index["stacks"]] == ["lab-shared", "lab-gpu-pod000"]
+    assert all(s.get("over_limit") for s in index["stacks"])
