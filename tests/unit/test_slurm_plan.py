@@ -164,3 +164,22 @@ def test_self_check_catches_what_slurmctld_accepts():
     half = {**files, "slurm/topology.conf": b"SwitchName=s1 Nodes=gpu01\n"}
     assert any("on no switch" in f.message and "gpu02" in f.message for f in verify_rendered(half))
     assert verify_rendered({**files, "slurm/topology.conf": b"SwitchName=s1 Nodes=gpu[01-02]\n"}) == []
+
+
+@pytest.mark.parametrize("spec", [pytest.param(p, marks=pytest.mark.slow) if p.stem == "colossus-100k" else p
+                                  for p in sorted(CLUSTERS.glob("*.yaml"))], ids=lambda p: p.stem)
+def test_topology_of_the_fabric_names_only_slurm_nodes(spec):
+    """topology.conf comes from the fabric renderer: every node it names is a NodeName, every node is on it."""
+    import importlib
+
+    from gpucloud.plan import build_plan
+    from gpucloud.render import RENDERERS
+
+    plan = build_plan(load(spec).spec)
+    files = {}
+    for module, name in RENDERERS:
+        if module.startswith("gpucloud.render.slurm"):
+            files.update(getattr(importlib.import_module(module), name)(plan))
+    if "slurm/topology.conf" not in files:
+        pytest.skip("no topology.conf rendered for this example")
+    assert verify_rendered(files) == []
