@@ -183,3 +183,20 @@ def test_topology_of_the_fabric_names_only_slurm_nodes(spec):
     if "slurm/topology.conf" not in files:
         pytest.skip("no topology.conf rendered for this example")
     assert verify_rendered(files) == []
+
+
+def test_secret_references_for_the_deploy_step():
+    from gpucloud.render.slurm import secret_references
+
+    files = files_of(slurm_of(CLUSTERS / "ishikari.yaml"))
+    assert secret_references(files) == {"slurm/slurmdbd.conf": ["slurmdbd-db-password"]}
+
+
+def test_plan_json_section():
+    from gpucloud.plan import build_plan
+    from gpucloud.render.plan_json import document
+
+    doc = document(build_plan(load(CLUSTERS / "lab.yaml").spec))["slurm"]
+    assert (doc["nodes"], doc["gpus"], doc["controllers"], doc["dbd_host"]) == (2, 16, ["ctl01"], "ctl01")
+    assert [p["name"] for p in doc["partitions"]] == ["gpu", "debug"]
+    assert {a["name"]: a["gpu_limit"] for a in doc["accounts"]} == {"research": 8, "teaching": 4}
