@@ -163,6 +163,20 @@ def tenants(spec: Spec) -> Iterable[Finding]:
                               "allows", "lower the tenant's max_time or raise the partitions' max_time")
 
 
+@check("slurm-tenant-user")
+def tenant_users(spec: Spec) -> Iterable[Finding]:
+    """A user is listed by one tenant only: the tenant becomes the user's default account."""
+    owner: dict[str, str] = {}
+    for t in spec.tenants:
+        for j, user in enumerate(t.users):
+            if user in owner and owner[user] != t.name:
+                yield Finding("slurm-tenant-user", "error", (*t.path, "users", j),
+                              f"user '{user}' is listed by tenants '{owner[user]}' and '{t.name}'; a user has one "
+                              "default account, and the tenant script would switch it back and forth",
+                              f"list '{user}' under one tenant (it can still be added to other accounts by hand)")
+            owner.setdefault(user, t.name)
+
+
 # --- post-render self-check ---------------------------------------------------------------------------------------
 
 def _kv(line: str) -> dict[str, str]:
