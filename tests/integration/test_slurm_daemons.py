@@ -7,6 +7,7 @@ the module; the other examples each get a slurmctld of their own that shares the
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import time
 
@@ -23,6 +24,8 @@ from slurm_harness import SlurmHarness, missing_binaries
 pytestmark = pytest.mark.integration
 
 _missing = missing_binaries(accounting=True)
+if os.geteuid() != 0:
+    pytest.skip("the Slurm daemons run in private mount namespaces, which needs root", allow_module_level=True)
 if _missing:
     pytest.skip(f"Slurm test binaries not installed: {', '.join(_missing)} (.ci/run installs them)",
                 allow_module_level=True)
