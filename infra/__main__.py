@@ -5,16 +5,21 @@ plan's stack split; default the Pulumi stack name), and the BMC password as a se
 it (provider.password.secret, e.g. `pulumi config set --secret gpucloud:bmc-password`).
 """
 
+from pathlib import Path
+
 import pulumi
 
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.stack import layout, program
 
+# Pulumi runs this program from infra/; the spec path in the config is relative to the project.
+PROJECT = Path(__file__).resolve().parent.parent
 config = pulumi.Config("gpucloud")
-checked = check_spec(config.require("spec"))
+spec = PROJECT / config.require("spec")
+checked = check_spec(spec)
 if checked.fails("error"):
-    raise pulumi.RunError("the spec has errors; run `gpucloud validate " + config.require("spec") + "`")
+    raise pulumi.RunError(f"the spec has errors; run `gpucloud validate {spec}`")
 plan = build_plan(checked.spec, tuple(checked.findings))
 stacks = {data["stack"]: data for data in layout.stack_inputs(plan, layout.rendered_files(plan))}
 name = config.get("stack") or pulumi.get_stack()

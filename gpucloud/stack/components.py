@@ -167,7 +167,7 @@ class ConfigurationLayers(pulumi.ComponentResource):
             cmd = graph.layer_command(args.inventory, layer.playbook, layer.limit)
             command = local.Command(
                 f"{name}-{layer.name}",
-                create=cmd, update=cmd, triggers=[layer.trigger],
+                create=cmd, update=cmd, triggers=[layer.trigger], dir=graph.LAYER_DIR,
                 environment=dict(graph.LAYER_ENV),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
             )

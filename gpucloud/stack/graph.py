@@ -25,6 +25,9 @@ BOOT_TARGET = "Pxe"
 POWER_TIMEOUT = 300
 POLL_INTERVAL = 5
 LAYER_ENV = {"ANSIBLE_FORCE_COLOR": "0"}
+# Pulumi runs a program whose `main` is a folder from that folder (infra/), and its providers too: the playbooks and
+# the inventory are one level up. Relative, so the inputs are the same in every checkout and in the dry-run.
+LAYER_DIR = ".."
 REDFISH_OUTPUTS = ("power_state", "serial_number", "system_uuid", "mac_addresses", "system_uri")
 
 
@@ -132,7 +135,7 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
     for layer in data["layers"]:
         cmd = layer_command(inventory, layer["playbook"], layer["limit"])
         name = f"{lname}-{layer['name']}"
-        add(name, COMMAND, lname, {"create": cmd, "update": cmd, "triggers": [layer["trigger"]],
+        add(name, COMMAND, lname, {"create": cmd, "update": cmd, "triggers": [layer["trigger"]], "dir": LAYER_DIR,
                                    "environment": dict(LAYER_ENV)}, deps=previous,
             options={"replace_on_changes": ["triggers[*]"]})
         previous = [name]
