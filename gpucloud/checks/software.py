@@ -25,10 +25,7 @@ def cuda_driver(spec):
         return
     req = compat.cuda_requirement(sw.cuda)
     if req is None:
-        yield Finding("software-unchecked", "info", (*_PATH, "cuda"),
-                      f"CUDA {sw.cuda} is not in the compatibility table; its driver requirement is not checked",
-                      "add a row to gpucloud/catalog/compat.py from the CUDA release notes")
-        return
+        return  # software-unchecked says so
     if compat.at_least(sw.nvidia_driver, req.min_driver):
         return
     major = str(compat.version_key(sw.cuda)[0])
@@ -82,11 +79,7 @@ def dcgm(spec):
     if not sw.dcgm or not sw.nvidia_driver:
         return
     req = compat.dcgm_requirement(sw.dcgm)
-    if req is None:
-        yield Finding("software-unchecked", "info", (*_PATH, "dcgm"),
-                      f"DCGM {sw.dcgm} is not in the compatibility table; its driver requirement is not checked",
-                      "add a row to gpucloud/catalog/compat.py from the DCGM release notes")
-    elif not compat.at_least(sw.nvidia_driver, req.min_driver):
+    if req is not None and not compat.at_least(sw.nvidia_driver, req.min_driver):
         yield Finding("software-dcgm", "error", (*_PATH, "dcgm"),
                       f"DCGM {sw.dcgm} needs driver >= {req.min_driver}; nvidia_driver is {sw.nvidia_driver}",
                       f"pin a newer driver ({req.note}; source: {req.source})")
@@ -100,10 +93,7 @@ def doca_ofed(spec):
         return
     row = compat.DOCA_OFED.get(sw.doca_ofed)
     if row is None:
-        yield Finding("software-unchecked", "info", (*_PATH, "doca_ofed"),
-                      f"DOCA-OFED {sw.doca_ofed} is not in the compatibility table; adapter support is not checked",
-                      "add a row to gpucloud/catalog/compat.py from the DOCA-Host profiles page")
-        return
+        return  # software-unchecked says so
     devices, source = row
     for pool in spec.pools:
         model = catalog.SERVERS.get(pool.model)
@@ -116,3 +106,22 @@ def doca_ofed(spec):
                               f"DOCA-OFED {sw.doca_ofed} does not support the {family} adapters of pool {pool.name}",
                               f"supported: {', '.join(sorted(devices))} (source: {source})")
                 return
+
+
+@check("software-unchecked")
+def unchecked(spec):
+    """Pinned versions the compatibility table does not know, so nothing was checked for them (info)."""
+    sw = spec.software
+    known = (
+        ("cuda", sw.cuda, sw.cuda and compat.cuda_requirement(sw.cuda), "its driver requirement",
+         "the CUDA release notes"),
+        ("dcgm", sw.dcgm, sw.dcgm and compat.dcgm_requirement(sw.dcgm), "its driver requirement",
+         "the DCGM release notes"),
+        ("doca_ofed", sw.doca_ofed, sw.doca_ofed and compat.DOCA_OFED.get(sw.doca_ofed), "adapter support",
+         "the DOCA-Host profiles page"),
+    )
+    for field, version, row, what, source in known:
+        if version and row is None:
+            yield Finding("software-unchecked", "info", (*_PATH, field),
+                          f"{field} {version} is not in the compatibility table; {what} is not checked",
+                          f"add a row to gpucloud/catalog/compat.py from {source}")
