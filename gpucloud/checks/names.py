@@ -7,11 +7,11 @@ import bisect
 import re
 
 from gpucloud.checks import check
-from gpucloud.findings import Finding
+from gpucloud.findings import Finding, json_path
 
 # A width without a leading zero pads with spaces: gpu{index:4} gives 'gpu   1'.
 _SPACE_PADDED = re.compile(r"\{(index|rack):([1-9])\}")
-_PADDED = re.compile(r"\{index:0?([0-9])\}")
+_PADDED = re.compile(r"\{index:0([0-9])\}")
 MAX_LABEL = 63  # RFC 1035 label length
 
 
@@ -24,7 +24,7 @@ def _duplicates(items, key, path_of, check_id, what, hint):
         if k in first:
             yield Finding(check_id, "error", path_of(item), f"{what} {k!r} is used twice (first at {first[k]})", hint)
         else:
-            first[k] = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path_of(item)).replace(".[", "[")
+            first[k] = json_path(path_of(item))
 
 
 @check("pool-duplicate-name")

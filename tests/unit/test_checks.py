@@ -359,3 +359,26 @@ def test_rack_collision_matches_brute_force(pools):
                 owner = units.setdefault(rack, {}).setdefault(u, pool.name)
                 clash = clash or owner != pool.name
     assert bool(list(collisions(spec))) == clash
+
+
+def test_every_catalog_gpu_has_a_driver_row():
+    from gpucloud import catalog
+    from gpucloud.catalog import compat
+
+    assert {g.name for g in catalog.GPUS.values()} <= set(compat.GPU_MIN_DRIVER)
+
+
+def test_compat_rows_name_their_source():
+    from gpucloud.catalog import compat
+
+    rows = [*compat.CUDA.values(), *compat.GPU_MIN_DRIVER.values(), *compat.DCGM.values()]
+    assert rows and all(r.source and compat.version_key(r.min_driver) for r in rows)
+    assert all(source for _, source in compat.DOCA_OFED.values())
+    assert compat.at_least("550.90.07", "550.54.14") and not compat.at_least("550.54.13", "550.54.14")
+    assert compat.version_key("2.7.0-1") == (2, 7, 0)
+
+
+def test_duplicate_names_point_back_at_the_first():
+    spec = spec_of(tenants=[{"name": "a"}, {"name": "b"}, {"name": "a"}])
+    (f,) = found(spec, "tenant-duplicate-name")
+    assert f.path == ("tenants", 2, "name") and "$.tenants[0].name" in f.message
