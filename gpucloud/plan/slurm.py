@@ -202,7 +202,7 @@ def _gpu_key(gpu: catalog.GPU) -> str:
     return gpu.name.lower().split()[1]  # 'NVIDIA H100 SXM5 80GB' -> 'h100'
 
 
-def _first_hosts(pools: tuple[PoolPlan, ...], role: str) -> tuple[str, ...]:
+def _hosts_with_role(pools: tuple[PoolPlan, ...], role: str) -> tuple[str, ...]:
     return tuple(h.name for pp in pools if role in pp.pool.roles for h in pp.hosts)
 
 
@@ -251,8 +251,8 @@ def _accounts(spec: Spec) -> tuple[AccountPlan, ...]:
 def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
     groups = {pp.pool.name: _node_group(pp) for pp in pools if "compute" in pp.pool.roles and pp.hosts}
     s = spec.slurm
-    controllers = _first_hosts(pools, "slurm-controller")
-    dbd = _first_hosts(pools, "slurmdbd")
+    controllers = _hosts_with_role(pools, "slurm-controller")
+    dbd = _hosts_with_role(pools, "slurmdbd")
     topology = {"tree": "topology/tree", "block": "topology/block"}.get(s.topology)
     return SlurmPlan(
         cluster_name=s.cluster_name, version=spec.software.slurm, controllers=controllers,
