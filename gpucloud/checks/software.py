@@ -125,3 +125,10 @@ def unchecked(spec):
             yield Finding("software-unchecked", "info", (*_PATH, field),
                           f"{field} {version} is not in the compatibility table; {what} is not checked",
                           f"add a row to gpucloud/catalog/compat.py from {source}")
+    if sw.nvidia_driver:
+        missing = sorted({model.gpu.name for _, model in _gpu_pools(spec)
+                          if model.gpu and model.gpu.name not in compat.GPU_MIN_DRIVER})
+        for gpu in missing:
+            yield Finding("software-unchecked", "info", (*_PATH, "nvidia_driver"),
+                          f"the {gpu} is not in the compatibility table; whether driver {sw.nvidia_driver} supports "
+                          "it is not checked", "add a row to gpucloud/catalog/compat.py from the driver release notes")

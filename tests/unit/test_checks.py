@@ -361,11 +361,15 @@ def test_rack_collision_matches_brute_force(pools):
     assert bool(list(collisions(spec))) == clash
 
 
-def test_every_catalog_gpu_has_a_driver_row():
-    from gpucloud import catalog
+def test_gpus_without_a_driver_row_are_reported_as_unchecked(monkeypatch):
     from gpucloud.catalog import compat
 
-    assert {g.name for g in catalog.GPUS.values()} <= set(compat.GPU_MIN_DRIVER)
+    # The GPUs of the examples are in the table ...
+    assert {"NVIDIA H100 SXM5 80GB", "NVIDIA H200 SXM 141GB"} <= set(compat.GPU_MIN_DRIVER)
+    # ... and one that is not is said to be unchecked instead of silently passing.
+    monkeypatch.delitem(compat.GPU_MIN_DRIVER, "NVIDIA H100 SXM5 80GB")
+    (f,) = found(spec_of(software={"nvidia_driver": "550.90.07"}), "software-unchecked")
+    assert f.path == ("software", "nvidia_driver") and "H100" in f.message and f.level == "info"
 
 
 def test_compat_rows_name_their_source():
