@@ -26,13 +26,9 @@ class InputProblem(Exception):
 
 def _stacks_of_plan(plan) -> list[dict] | None:
     """The Pulumi stack split of a plan, without running Pulumi (resource counts are the layout's estimate)."""
-    try:
-        from gpucloud.stack import layout
-    except ImportError:
-        return None
-    # layout.split, not layout.summary: the summary also compresses every stack's hostlist, which the diff never uses.
-    return [{"stack": part.stack_name, "hosts": part.host_count, "shared": part.shared,
-             "resources": layout.estimate(part.host_count, len(part.members))} for part in layout.split(plan)]
+    from gpucloud.render.plan_md import stack_estimates
+
+    return stack_estimates(plan) or None
 
 
 def comparable_stacks(old: dict, new: dict) -> None:

@@ -189,11 +189,19 @@ def _stacks(plan: Plan, files: Mapping[str, bytes]) -> tuple[list[dict], str]:
         stacks = json.loads(raw).get("stacks", [])
         if stacks and all("resources" in s for s in stacks):
             return stacks, "resources"
+    stacks = stack_estimates(plan)
+    return (stacks, "resources (estimate)") if stacks else ([], "")
+
+
+def stack_estimates(plan: Plan) -> list[dict]:
+    """The Pulumi stack split with the layout's resource estimate, without running Pulumi; [] when not installed."""
     try:
-        stacks = importlib.import_module("gpucloud.stack.layout").summary(plan)
+        layout = importlib.import_module("gpucloud.stack.layout")
+        parts = layout.split(plan)
     except (ImportError, AttributeError):
-        return [], ""
-    return [{**s, "resources": s["resources_estimate"]} for s in stacks], "resources (estimate)"
+        return []
+    return [{"stack": part.stack_name, "hosts": part.host_count, "shared": part.shared,
+             "resources": layout.estimate(part.host_count, len(part.members))} for part in parts]
 
 
 def _pulumi(plan: Plan, files: Mapping[str, bytes]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Golden copies of what reviewers read: plan.md of every example and the diff of a typical change.
+"""Golden copies of what reviewers read: plan.md and the diagrams of every example, and the diff of a typical change.
 Refresh with GPUCLOUD_UPDATE_GOLDEN=1 python -m pytest tests/golden/review and read the diff before committing."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from gpucloud.diff import compare, report
 from gpucloud.diff.inputs import document_of
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
-from gpucloud.render import plan_md
+from gpucloud.render import diagrams, plan_md
 
 HERE = Path(__file__).parent
 
@@ -26,6 +26,12 @@ def test_plan_md(spec, golden):
     golden(HERE / f"{spec.stem}.plan.md", text)
 
 
+@pytest.mark.parametrize("spec", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_diagrams(spec, golden):
+    for rel, data in diagrams.render(build_plan(check_spec(spec).spec)).items():
+        golden(HERE / f"{spec.stem}.{Path(rel).name}", data)
+
+
 def test_lab_change_diff(golden, tmp_path):
     data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
     data["software"]["nvidia_driver"] = "550.127.05"
@@ -36,5 +42,9 @@ def test_lab_change_diff(golden, tmp_path):
     new.write_text(yaml.safe_dump(data, sort_keys=False))
     diff = compare(document_of(check_spec(CLUSTERS / "lab.yaml")), document_of(check_spec(new)),
                    "clusters/lab.yaml", "lab.yaml (edited)")
+    # The derived records mirror other planners' plan.json sections; they are tested by property in
+    # tests/unit/test_diff.py so that a new field there does not churn this file.
+    assert diff.derived
+    diff.derived = []
     golden(HERE / "lab-change.diff.md", report.markdown(diff) + "\n")
     golden(HERE / "lab-change.diff.json", report.as_json(diff))
