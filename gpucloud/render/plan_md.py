@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections import Counter
+from functools import lru_cache
 from typing import Mapping
 
 from gpucloud import catalog
@@ -27,6 +28,12 @@ GPT3_FLOPS = 6 * GPT3_PARAMS * GPT3_TOKENS
 MFU = 0.40
 MFU_SOURCE = ("Llama 3 405B pre-training: 38-43% BF16 MFU on 8,192-16,384 H100 GPUs (Meta, \"The Llama 3 Herd "
               "of Models\", 2024, Table 4)")
+
+
+@lru_cache(maxsize=256)
+def _hostlist(pool) -> str:
+    """A pool's hostlist, computed once per render although the pool shows up in several tables."""
+    return pool_hostlist(pool)
 
 
 def _num(n: float) -> str:
@@ -126,7 +133,7 @@ def _pools(plan: Plan) -> list[str]:
     out = ["| pool | hosts | model | roles | hostlist | image |", "|---|---:|---|---|---|---|"]
     for pp in plan.pools:
         p = pp.pool
-        out.append(f"| {p.name} | {len(pp.hosts):,} | {p.model} | {', '.join(p.roles)} | `{pool_hostlist(p)}` | "
+        out.append(f"| {p.name} | {len(pp.hosts):,} | {p.model} | {', '.join(p.roles)} | `{_hostlist(p)}` | "
                    f"{p.image or '-'} |")
     return out
 
@@ -155,7 +162,7 @@ def _slurm(plan: Plan) -> list[str]:
         return ["No Slurm partitions."]
     out = ["| partition | nodes | default | MaxTime | DefaultTime | exclusive |", "|---|---|---|---|---|---|"]
     for p in s.partitions:
-        nodes = ", ".join(f"`{pool_hostlist(plan.spec.pool(n))}`" for n in p.pools if plan.spec.pool(n))
+        nodes = ", ".join(f"`{_hostlist(plan.spec.pool(n))}`" for n in p.pools if plan.spec.pool(n))
         out.append(f"| {p.name} | {nodes} | {'yes' if p.default else ''} | {p.max_time or 'UNLIMITED'} | "
                    f"{p.default_time or '-'} | {'yes' if p.exclusive else ''} |")
     if plan.spec.tenants:
