@@ -19,8 +19,8 @@ import pytest
 from conftest import EXAMPLES, ROOT, run_cli
 
 SPECS = ROOT / "tests" / "specs"
-INVALID = sorted((SPECS / "invalid").glob("*.yaml"))
-VALID = sorted((SPECS / "valid").glob("*.yaml"))
+INVALID = sorted([*(SPECS / "invalid").glob("*.yaml"), *(SPECS / "invalid").glob("*.yml")])
+VALID = sorted([*(SPECS / "valid").glob("*.yaml"), *(SPECS / "valid").glob("*.yml")])
 _HEADER = re.compile(rb"^# expect: (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S+)")
 UNREADABLE = ("yaml-", "spec-")
