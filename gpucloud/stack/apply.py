@@ -1,7 +1,7 @@
 """`gpucloud apply SPEC --stack NAME`: `pulumi up` of one stack through the Automation API.
 
 The state goes to a local file backend under the project (``.pulumi-state/``) unless --backend or
-PULUMI_BACKEND_URL names another. The Automation API drives the Pulumi CLI, so without the CLI this stops before
+PULUMI_BACKEND_URL names another; a file backend encrypts the stack's secrets with PULUMI_CONFIG_PASSPHRASE. The Automation API drives the Pulumi CLI, so without the CLI this stops before
 touching anything and says what to install.
 """
 
@@ -80,7 +80,8 @@ def run(request: Request, plan, echo=print) -> int:
         if request.preview:
             stack.preview(on_output=echo)
         else:
-            stack.up(on_output=echo)
+            # up() shows secret values unless told not to; the BMC password must never reach a terminal or CI log.
+            stack.up(on_output=echo, show_secrets=False)
     except auto.errors.CommandError as exc:
         echo(f"error: pulumi failed for stack {request.stack}: {str(exc).strip()[-2000:]}")
         return 1
