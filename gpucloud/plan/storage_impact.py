@@ -50,7 +50,9 @@ class StorageChange:
     why: str
 
 
-def _quota_change(tenant: str, fs: str, old: int | None, new: int | None, used: int | None) -> StorageChange | None:
+def quota_change(tenant: str, fs: str, old: int | None, new: int | None,
+                 used: int | None) -> StorageChange | None:
+    """A tenant's block quota on ``fs`` from ``old`` to ``new`` bytes; ``used`` bytes when known, else None."""
     subject = f"tenant {tenant} on {fs}"
     if old == new:
         return None
@@ -64,6 +66,9 @@ def _quota_change(tenant: str, fs: str, old: int | None, new: int | None, used: 
            "quota lowered and current use is unknown offline: below use, the tenant's writes fail until it deletes "
            "data (the quota script refuses this without ALLOW_SHRINK=1)")
     return StorageChange(subject, "quota", old, new, DESTROYS_DATA, why)
+
+
+_quota_change = quota_change  # the name gpucloud.diff.external looks up
 
 
 def storage_changes(old: StoragePlan, new: StoragePlan,
@@ -116,7 +121,7 @@ def storage_changes(old: StoragePlan, new: StoragePlan,
         a, b = q_old.get(key), q_new.get(key)
         if key[1] not in shared_new:
             continue  # the filesystem's removal already says it all
-        change = _quota_change(key[0], key[1], a.block_bytes if a else None, b.block_bytes if b else None,
+        change = quota_change(key[0], key[1], a.block_bytes if a else None, b.block_bytes if b else None,
                                (used or {}).get(key))
         if change:
             out.append(change)
