@@ -1,0 +1,136 @@
+"""Playbooks and roles: syntax, ansible-lint at the production profile, role conventions, golden templates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CLUSTERS, ROOT, run_cli
+
+PLAYBOOKS = ROOT / "playbooks"
+ROLES = sorted(p for p in (PLAYBOOKS / "roles").iterdir() if p.is_dir())
+GOLDEN = ROOT / "tests" / "golden" / "inventory" / "templates"
+needs_ansible = pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-core is not installed")
+
+
+def _env(tmp_path: Path) -> dict:
+    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp_path / "ah"),
+            "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt")}
+
+
+@needs_ansible
+def test_syntax_check(tmp_path):
+    res = subprocess.run(["ansible-playbook", "--syntax-check", "-i", str(ROOT / "inventory" / "lab"),
+                          str(PLAYBOOKS / "site.yml")], cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("ansible-lint") is None, reason="ansible-lint is not installed")
+def test_ansible_lint_production_profile(tmp_path):
+    # .ansible-lint sets the production profile; exit 0 means no violation at all.
+    res = subprocess.run(["ansible-lint", "--offline", "-q", "playbooks/"], cwd=ROOT, env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-8000:] + res.stderr[-4000:]
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_role_conventions(role):
+    """defaults prefixed and commented, argument specs for every default, validate.yml imported first."""
+    defaults = (role / "defaults" / "main.yml").read_text()
+    names = list(yaml.safe_load(defaults) or {})
+    assert all(n.startswith(role.name + "_") for n in names), f"{role.name}: unprefixed defaults"
+    lines = defaults.splitlines()
+    for name in names:
+        i = next(i for i, line in enumerate(lines) if line.startswith(name + ":"))
+        j = i - 1
+        while j >= 0 and not lines[j].startswith("#") and lines[j] and lines[j][0] not in " -" \
+                and not lines[j].startswith("---"):
+            j -= 1  # a group of related variables shares the comment above it
+        assert j >= 0 and lines[j].startswith("#"), f"{role.name}: {name} has no comment above it"
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    assert set(names) <= set(specs["main"]["options"]), f"{role.name}: defaults missing from argument_specs"
+    first = yaml.safe_load((role / "tasks" / "main.yml").read_text())[0]
+    assert first.get("ansible.builtin.import_tasks") == "validate.yml", f"{role.name}: validate.yml must come first"
+    checks = yaml.safe_load((role / "tasks" / "validate.yml").read_text())
+    assert all("fail_msg" in t.get("ansible.builtin.assert", {}) for t in checks if "ansible.builtin.assert" in t)
+
+
+def test_no_task_loops_over_all_hosts():
+    """Cluster-wide files come from the plan: no role reads hostvars or loops over groups."""
+    for path in PLAYBOOKS.rglob("*.yml"):
+        text = path.read_text()
+        for word in ("hostvars", "groups['all']", "groups.all", "play_hosts", "ansible_play_hosts"):
+            assert word not in text, f"{path.relative_to(ROOT)} uses {word}"
+    for path in PLAYBOOKS.rglob("*.j2"):
+        assert "hostvars" not in path.read_text(), path
+
+
+TEMPLATES = [  # (role, template, host, extra vars)
+    ("slurm_config", "slurm.conf.j2", "gpu01", {}),
+    ("slurmdbd", "slurmdbd.conf.j2", "ctl01", {"slurmdbd_storage_password": "example-not-a-secret"}),
+    ("node_health", "nhc.conf.j2", "gpu01", {}),
+    ("node_health", "nhc.conf.j2", "login01", {}),
+    ("rdma", "ipoib-netplan.yaml.j2", "gpu02", {}),
+    ("common", "sysctl.conf.j2", "gpu01", {}),
+    ("common", "limits.conf.j2", "gpu01", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def rendered_templates(tmp_path_factory):
+    """Every role template rendered by Ansible itself for lab hosts, offline (local connection)."""
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-core is not installed")
+    tmp = tmp_path_factory.mktemp("templates")
+    plan = tmp / "plan"
+    assert run_cli("plan", str(CLUSTERS / "lab.yaml"), "--out", str(plan)).returncode == 0
+    plays = []
+    group_vars = plan / "inventory" / "group_vars"
+    for role, template, host, extra in TEMPLATES:
+        # Role defaults rank below inventory vars: load only those the inventory does not set.
+        pool = "pool_" + host.rstrip("0123456789")
+        inventory_keys = set(yaml.safe_load((group_vars / "all.yml").read_text()))
+        inventory_keys |= set(yaml.safe_load((group_vars / f"{pool}.yml").read_text()))
+        defaults = yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text())
+        defaults_file = tmp / f"{role}-{host}-defaults.yml"
+        defaults_file.write_text(yaml.safe_dump({k: v for k, v in defaults.items() if k not in inventory_keys}))
+        plays.append({
+            "name": f"{role} {template} {host}", "hosts": host, "gather_facts": False,
+            "connection": "local", "vars_files": [str(defaults_file)],
+            "vars": {"gpucloud_plan_dir": str(plan)},
+            # Task vars: above the role defaults loaded as vars_files.
+            "tasks": [{"name": "Render", "delegate_to": "localhost", "vars": extra, "ansible.builtin.template": {
+                "src": str(PLAYBOOKS / "roles" / role / "templates" / template),
+                "dest": str(tmp / "out" / f"{host}-{template[:-3]}"), "mode": "0644"}}],
+        })
+    (tmp / "out").mkdir()
+    (tmp / "render.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    res = subprocess.run(["ansible-playbook", "-i", str(plan / "inventory"), str(tmp / "render.yml")], cwd=ROOT,
+                         env=_env(tmp), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-6000:]
+    return plan, tmp / "out"
+
+
+@pytest.mark.parametrize("case", TEMPLATES, ids=lambda c: f"{c[0]}-{c[2]}-{c[1]}")
+def test_template_golden(rendered_templates, case, golden):
+    role, template, host, _extra = case
+    _plan, out = rendered_templates
+    name = f"{host}-{template[:-3]}"
+    golden(GOLDEN / name, (out / name).read_bytes())
+
+
+def test_slurm_conf_without_overrides_is_the_plans(rendered_templates):
+    plan, out = rendered_templates
+    assert (out / "gpu01-slurm.conf").read_bytes() == (plan / "slurm" / "slurm.conf").read_bytes()
+
+
+def test_slurmdbd_conf_gets_the_vault_password(rendered_templates):
+    _plan, out = rendered_templates
+    text = (out / "ctl01-slurmdbd.conf").read_text()
+    assert "StoragePass=example-not-a-secret\n" in text and "@@secret" not in text

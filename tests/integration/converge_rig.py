@@ -1,0 +1,162 @@
+"""Loopback test hosts for a real converge over SSH (used by test_converge.py).
+
+One sshd listens on several 127.0.0.x addresses; ``Match LocalAddress`` sends every session for an address into
+that host's own mount and UTS namespace (``nsenter`` into a holder process), so each address behaves like a
+separate machine: its own host name, its own writable /etc and /var (overlays on the real ones, so installed
+packages are there), an empty /run, and on GPU hosts a /dev with fake NVIDIA devices. The roles run unchanged with
+their production paths; daemons they start stay in the host's namespace. Everything is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BINARIES = ("sshd", "ssh", "ssh-keygen", "unshare", "nsenter", "munged", "slurmctld", "slurmd", "slurmdbd",
+            "mariadbd", "mariadb", "start-stop-daemon", "ansible-playbook")
+
+# Runs in the new namespaces of one host; keeps them alive until killed.
+_HOLDER = r'''
+set -e
+r="$1"; name="$2"; gpus="$3"
+for d in etc var; do
+  mkdir -p "$r/upper/$d" "$r/work/$d"
+  mount -t overlay "gpucloud-$name-$d" -o "lowerdir=/$d,upperdir=$r/upper/$d,workdir=$r/work/$d" "/$d"
+done
+mkdir -p "$r/run"; mount --bind "$r/run" /run
+if [ "$gpus" -gt 0 ]; then
+  mount -t tmpfs -o mode=755 "gpucloud-$name-dev" /dev
+  mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
+  mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
+  mkdir /dev/shm /dev/pts; ln -s /proc/self/fd /dev/fd
+  i=0; while [ "$i" -lt "$gpus" ]; do mknod -m 666 "/dev/nvidia$i" c 195 "$i"; i=$((i + 1)); done
+  mknod -m 666 /dev/nvidiactl c 195 255
+fi
+hostname "$name"
+echo ready > "$r/ready"
+exec sleep 100000
+'''
+
+_ENTER = r'''#!/bin/sh
+# sshd ForceCommand: run the client's command inside the namespaces of host $1.
+pid=$(cat "$(dirname "$0")/hosts/$1/holder.pid")
+exec nsenter --target "$pid" --mount --uts -- /bin/sh -c "${SSH_ORIGINAL_COMMAND:-exec /bin/sh -l}"
+'''
+
+
+def missing() -> list[str]:
+    return [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Rig:
+    root: Path
+    hosts: dict[str, tuple[str, int]]  # name -> (address, fake GPUs)
+    port: int = 0
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        key = self.root / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / "host_key")], check=True)
+        (self.root / "authorized_keys").write_text((self.root / "id_ed25519.pub").read_text())
+        enter = self.root / "enter"
+        enter.write_text(_ENTER)
+        enter.chmod(0o755)
+        for name, (_addr, gpus) in self.hosts.items():
+            hdir = self.root / "hosts" / name
+            hdir.mkdir(parents=True)
+            proc = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", _HOLDER,
+                                     "holder", str(hdir), name, str(gpus)], stdin=subprocess.DEVNULL,
+                                    stdout=open(hdir / "holder.log", "wb"), stderr=subprocess.STDOUT)
+            self.procs.append(proc)
+            (hdir / "holder.pid").write_text(str(proc.pid))
+        config = [f"Port {self.port}", f"HostKey {self.root / 'host_key'}", f"PidFile {self.root / 'sshd.pid'}",
+                  f"AuthorizedKeysFile {self.root / 'authorized_keys'}", "PermitRootLogin prohibit-password",
+                  "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+                  "MaxSessions 100", "MaxStartups 100:30:200", "LogLevel ERROR", "Subsystem sftp internal-sftp"]
+        config += [f"ListenAddress {addr}" for addr, _ in self.hosts.values()]
+        for name, (addr, _gpus) in self.hosts.items():
+            config += [f"Match LocalAddress {addr}", f"  ForceCommand {enter} {name}"]
+        (self.root / "sshd_config").write_text("\n".join(config) + "\n")
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.root / "sshd_config")], stdin=subprocess.DEVNULL,
+                                stdout=open(self.root / "sshd.log", "wb"), stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = all((self.root / "hosts" / n / "ready").exists() for n in self.hosts)
+            if ready and self._listening():
+                return
+            if proc.poll() is not None:
+                raise RuntimeError("sshd exited: " + (self.root / "sshd.log").read_text())
+            time.sleep(0.2)
+        raise RuntimeError("test hosts not ready: " + (self.root / "sshd.log").read_text())
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection((next(iter(self.hosts.values()))[0], self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def ssh(self, name: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        addr = self.hosts[name][0]
+        return subprocess.run(
+            ["ssh", "-p", str(self.port), "-i", str(self.root / "id_ed25519"), "-o", "BatchMode=yes",
+             "-o", f"UserKnownHostsFile={self.root / 'known_hosts'}", "-o", "StrictHostKeyChecking=accept-new",
+             f"root@{addr}", command], capture_output=True, text=True, timeout=timeout)
+
+    def pids_in(self, name: str) -> list[int]:
+        """Processes living in a host's mount namespace (its daemons), the holder excluded."""
+        holder = int((self.root / "hosts" / name / "holder.pid").read_text())
+        try:
+            ns = os.readlink(f"/proc/{holder}/ns/mnt")
+        except OSError:
+            return []
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == holder:
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/ns/mnt") == ns:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+        return pids
+
+    def stop(self) -> None:
+        for name in self.hosts:
+            for pid in self.pids_in(name):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        time.sleep(1)
+        for name in self.hosts:
+            for pid in self.pids_in(name):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()

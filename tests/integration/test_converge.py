@@ -1,0 +1,228 @@
+"""A real converge of the lab cluster over SSH, through `gpucloud converge`, against loopback test hosts.
+
+The playbooks alone bring up munge, MariaDB + slurmdbd, slurmctld and two slurmd with fake GPUs; a GPU job runs from
+the login node; a second run changes nothing; a disruptive change (the plan's gres.conf) drains each GPU node,
+restarts slurmd and resumes the node after its health check, while an unreachable node in the same batch is
+reported by name without stopping the others.
+
+What differs from a real cluster is only configuration, in one extra-vars file: no systemd (daemons started
+directly), free ports instead of Slurm's fixed ones, no cgroup hierarchy of our own, and a small VM claiming to be
+an HGX node (SlurmdParameters=config_overrides).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CLUSTERS, run_cli
+
+pytestmark = pytest.mark.integration
+
+HOSTS = {"ctl01": ("127.0.0.2", 0), "gpu01": ("127.0.0.3", 8), "gpu02": ("127.0.0.4", 8), "login01": ("127.0.0.5", 0)}
+TAGS = "common,slurm,compute"
+
+
+def _rig_module():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import converge_rig
+
+    return converge_rig
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    cr = _rig_module()
+    if os.geteuid() != 0:
+        pytest.skip("the loopback hosts need root (mount namespaces, overlays, sshd)")
+    missing = cr.missing()
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (.ci/run installs them)")
+    r = cr.Rig(tmp_path_factory.mktemp("converge"), HOSTS)
+    try:
+        r.start()
+        yield r
+    finally:
+        r.stop()
+
+
+def _summary(stdout: str) -> dict[str, dict[str, int]]:
+    rows = {}
+    for line in stdout.splitlines():
+        m = re.match(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", line)
+        if m:
+            rows[m.group(1)] = dict(zip(("ok", "changed", "failed", "unreachable", "skipped"),
+                                        map(int, m.groups()[1:])))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def setup(rig):
+    return prepare(rig)
+
+
+def prepare(rig):
+    """The lab plan, an inventory of the loopback hosts (plus one that is down) and the test machine's vars."""
+    root = rig.root
+    plan = root / "plan"
+    res = run_cli("plan", str(CLUSTERS / "lab.yaml"), "--out", str(plan))
+    assert res.returncode == 0, res.stderr
+    inv = root / "inventory"
+    shutil.copytree(plan / "inventory", inv)
+    (inv / "host_vars").mkdir()
+    for name, (addr, _gpus) in HOSTS.items():
+        (inv / "host_vars" / f"{name}.yml").write_text(yaml.safe_dump({"ansible_host": addr}))
+    # A third GPU node whose machine is down: nothing listens on its port.
+    (inv / "down.yml").write_text(yaml.safe_dump({"all": {"children": {"pool_gpu": {"hosts": {
+        "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": _rig_module().free_port()}}}}}}))
+    ports = {k: _rig_module().free_port() for k in ("ctld", "slurmd", "dbd", "mysql")}
+    gpu_check = "sh -c 'test \"$(ls /dev | grep -c \"^nvidia[0-9]\")\" -eq 8'"
+    test_vars = {
+        "ansible_user": "root",
+        "ansible_port": rig.port,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_ssh_private_key_file": str(root / "id_ed25519"),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={root / 'known_hosts'} -o StrictHostKeyChecking=accept-new"
+                                   " -o ConnectTimeout=5",
+        "ansible_remote_tmp": str(root / "remote-tmp"),
+        "gpucloud_service_manager": "direct",
+        # Test-only secrets: the deployment's live in Ansible Vault.
+        "vault_munge_key": secrets.token_hex(64),
+        "vault_slurmdbd_db_password": secrets.token_hex(16),
+        "common_time_sync": False,
+        "common_sysctl_apply": False,
+        "common_hosts_entries": {name: addr for name, (addr, _g) in HOSTS.items()},
+        "enroot_pyxis_enabled": False,
+        "node_health_packages": [],  # NHC is not packaged for Debian 12; its config is golden-tested
+        "node_health_command": gpu_check,
+        "gpucloud_batch": 3,
+        "gpucloud_max_fail_percentage": 50,
+        "slurmdbd_mariadb_port": ports["mysql"],
+        "slurmdbd_conf_overrides": {"DbdPort": ports["dbd"]},
+        "slurm_config_overrides": {
+            "SlurmctldPort": ports["ctld"], "SlurmdPort": ports["slurmd"], "AccountingStoragePort": ports["dbd"],
+            "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
+            "JobAcctGatherType": "jobacct_gather/linux", "PrologFlags": "Alloc",
+            "HealthCheckProgram": "/bin/true", "PlugStackConfig": "/dev/null",
+            "SlurmdParameters": "config_overrides", "CommunicationParameters": "NoInAddrAny",
+        },
+    }
+    (root / "test-vars.yml").write_text(yaml.safe_dump(test_vars))
+    return plan, inv, root / "test-vars.yml"
+
+
+def _why(res: subprocess.CompletedProcess) -> str:
+    """The summary and every failure line of a converge, for assertion messages."""
+    failures = [line for line in res.stderr.splitlines() if "FAILED" in line or "UNREACHABLE" in line]
+    return res.stdout + "\n".join(failures[:40]) + "\n" + res.stderr[-1500:]
+
+
+def _converge(setup, *args: str) -> subprocess.CompletedProcess:
+    plan, inv, test_vars = setup
+    return run_cli("converge", str(CLUSTERS / "lab.yaml"), "--plan", str(plan), "-i", str(inv),
+                   "-e", f"@{test_vars}", *args, timeout=900)
+
+
+def _node_state(rig, node: str) -> str:
+    res = rig.ssh("ctl01", f"scontrol --oneliner show node {node}")
+    m = re.search(r"\bState=(\S+)", res.stdout)
+    return m.group(1) if m else f"? {res.stdout.strip()} {res.stderr.strip()}"
+
+
+def test_check_mode_changes_nothing(rig, setup):
+    res = _converge(setup, "--check", "--tags", TAGS, "--limit", "all:!gpu03")
+    assert res.returncode == 0, _why(res)
+    rows = _summary(res.stdout)
+    assert set(rows) == set(HOSTS)
+    assert all(r["changed"] > 0 for r in rows.values())  # a bare host: everything would change
+    assert rig.ssh("ctl01", "test -e /etc/slurm/slurm.conf || echo absent").stdout.strip() == "absent"
+    assert rig.ssh("gpu01", "test -e /etc/munge/munge.key || echo absent").stdout.strip() == "absent"
+
+
+def test_converge_brings_up_slurm_and_a_job_runs(rig, setup):
+    res = _converge(setup, "--tags", TAGS, "--limit", "all:!gpu03")
+    assert res.returncode == 0, _why(res)
+    rows = _summary(res.stdout)
+    assert set(rows) == set(HOSTS) and all(r["failed"] == 0 and r["unreachable"] == 0 for r in rows.values())
+    assert "converge ok" in res.stdout
+    # The daemons run in the hosts the roles put them on.
+    for host, daemons in {"ctl01": ["munged", "mariadbd", "slurmdbd", "slurmctld"], "gpu01": ["munged", "slurmd"],
+                          "gpu02": ["munged", "slurmd"], "login01": ["munged"]}.items():
+        names = {Path(os.readlink(f"/proc/{pid}/exe")).name for pid in rig.pids_in(host)
+                 if os.path.exists(f"/proc/{pid}/exe")}
+        assert set(daemons) <= names, f"{host}: {names}"
+    # slurmdbd.conf carries the Vault password, readable by SlurmUser only.
+    mode = rig.ssh("ctl01", "stat -c '%a %U' /etc/slurm/slurmdbd.conf").stdout.split()
+    assert mode == ["600", "slurm"]
+    # Accounting knows the plan's tenants (applied by the controller role through the plan's tenants.sh).
+    accounts = rig.ssh("ctl01", "sacctmgr -nP show account format=account").stdout.split()
+    assert {"research", "teaching"} <= set(accounts)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = {n: _node_state(rig, n) for n in ("gpu01", "gpu02")}
+        if all(s.startswith("IDLE") and "DRAIN" not in s for s in states.values()):
+            break
+        time.sleep(1)
+    assert all(s == "IDLE" for s in states.values()), states
+    # root submits for the research tenant; both nodes run a step with all 8 (fake) GPUs.
+    assert rig.ssh("ctl01", "sacctmgr -i add user root account=research").returncode == 0
+    job = rig.ssh("login01", "srun -A research -p gpu -N2 --gres=gpu:8 -t 5 sh -c "
+                             "'echo $(hostname) $CUDA_VISIBLE_DEVICES' | sort", timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.split("\n")[:2] == ["gpu01 0,1,2,3,4,5,6,7", "gpu02 0,1,2,3,4,5,6,7"]
+
+
+def test_second_converge_changes_nothing(rig, setup):
+    res = _converge(setup, "--tags", TAGS, "--limit", "all:!gpu03")
+    assert res.returncode == 0, _why(res)
+    rows = _summary(res.stdout)
+    assert set(rows) == set(HOSTS)
+    assert {h: r["changed"] for h, r in rows.items()} == dict.fromkeys(HOSTS, 0), res.stdout
+
+
+def test_disruptive_change_drains_and_resumes_and_skips_the_unreachable_node(rig, setup):
+    plan, _inv, _vars = setup
+    gres = plan / "slurm" / "gres.conf"
+    gres.write_text(gres.read_text() + "# re-planned: same devices, new revision\n")
+    seen: dict[str, set[str]] = {"gpu01": set(), "gpu02": set()}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            for node in seen:
+                seen[node].add(_node_state(rig, node))
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        res = _converge(setup, "--tags", "compute")
+    finally:
+        stop.set()
+        watcher.join(30)
+    rows = _summary(res.stdout)
+    assert res.returncode == 1, res.stdout  # gpu03 is down
+    assert "UNREACHABLE gpu03" in res.stdout
+    assert rows["gpu03"]["unreachable"] == 1
+    for node in ("gpu01", "gpu02"):
+        assert rows[node]["failed"] == 0 and rows[node]["unreachable"] == 0, res.stdout
+        assert rig.ssh(node, "tail -1 /etc/slurm/gres.conf").stdout.startswith("# re-planned")
+        assert any("DRAIN" in s for s in seen[node]), f"{node} was never drained: {seen[node]}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = {n: _node_state(rig, n) for n in seen}
+        if all(s == "IDLE" for s in states.values()):
+            break
+        time.sleep(1)
+    assert states == {"gpu01": "IDLE", "gpu02": "IDLE"}, states
