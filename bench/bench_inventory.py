@@ -1,0 +1,60 @@
+"""How long Ansible takes to load a generated inventory (a measurement, not a test).
+
+    python bench/bench_inventory.py                       # colossus-100k (12,520 hosts)
+    python bench/bench_inventory.py clusters/ishikari.yaml
+
+Renders the spec's inventory into a temporary folder, then times `ansible-inventory --graph`, `--list --export`
+and `--list` with the repository's ansible.cfg, printing wall and CPU seconds (children's rusage) of each.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _timed(argv: list[str], env: dict) -> tuple[float, float, int]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    res = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, len(res.stdout)
+
+
+def main() -> None:
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.render import inventory
+
+    spec = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "clusters" / "colossus-100k.yaml"
+    start = time.perf_counter()
+    plan = build_plan(check_spec(spec).spec)
+    files = inventory.render(plan)
+    print(f"{spec.name}: {plan.host_count:,} hosts; plan + render {time.perf_counter() - start:.2f} s; "
+          f"hosts.yml {len(files['inventory/hosts.yml']):,} bytes")
+    tmp = Path(tempfile.mkdtemp(prefix="gpucloud-bench-inv-"))
+    try:
+        inventory.write_inventory(tmp / plan.spec.name, {k[len("inventory/"):]: v for k, v in files.items()})
+        hosts = str(tmp / plan.spec.name / "hosts.yml")
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "ah")}
+        for args in (["--graph"], ["--list", "--export"], ["--list"]):
+            wall, cpu, size = _timed(["ansible-inventory", "-i", hosts, *args], env)
+            print(f"  ansible-inventory {' '.join(args):16} wall {wall:6.1f} s  cpu {cpu:6.1f} s  "
+                  f"output {size:,} bytes")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
