@@ -13,8 +13,8 @@ CUDA_RELEASE_NOTES = ("NVIDIA CUDA Toolkit Release Notes, table 'CUDA Toolkit an
                       "(docs.nvidia.com/cuda/cuda-toolkit-release-notes)")
 CUDA_MINOR_COMPAT = ("NVIDIA CUDA Toolkit Release Notes, 'CUDA Minor Version Compatibility': a 12.x toolkit runs on "
                      ">= 525.60.13 with limited functionality, 11.x on >= 450.80.02")
-FABRIC_MANAGER_GUIDE = ("NVIDIA Fabric Manager User Guide (docs.nvidia.com/datacenter/tesla/fabric-manager-user-guide): "
-                        "the fabric manager package must be the same version as the driver, or it refuses to start")
+FABRIC_MANAGER_GUIDE = ("NVIDIA Fabric Manager User Guide (docs.nvidia.com/datacenter/tesla/fabric-manager-user-guide):"
+                        " the fabric manager package must be the same version as the driver, or it refuses to start")
 DCGM_NOTES = "NVIDIA DCGM release notes (docs.nvidia.com/datacenter/dcgm/<version>/release-notes)"
 DOCA_PROFILES = "NVIDIA DOCA-Host installation profiles, doca-ofed (docs.nvidia.com/doca/archive/<version>/)"
 
@@ -49,7 +49,8 @@ CUDA_MINOR_COMPAT_DRIVER: dict[str, str] = {"11": "450.80.02", "12": "525.60.13"
 
 # First driver branch that supports each GPU (data-center driver release notes, 'supported products').
 GPU_MIN_DRIVER: dict[str, Requirement] = {r.version: r for r in (
-    Requirement("gpu", "NVIDIA H100 SXM5 80GB", "520.61.05", CUDA_RELEASE_NOTES, "Hopper support arrived with CUDA 11.8"),
+    Requirement("gpu", "NVIDIA H100 SXM5 80GB", "520.61.05", CUDA_RELEASE_NOTES,
+                "Hopper support arrived with CUDA 11.8"),
     Requirement("gpu", "NVIDIA H200 SXM 141GB", "550.54.14", "NVIDIA Data Center GPU Driver R550 release notes",
                 "H200 is supported from the R550 branch"),
     Requirement("gpu", "NVIDIA B200 180GB", "570.26", CUDA_RELEASE_NOTES, "Blackwell support arrived with CUDA 12.8"),

@@ -79,8 +79,9 @@ def hostname_format(spec):
             m = _SPACE_PADDED.search(pattern)
             if m:
                 path = (*pool.path, "hostname") if field == "hostname" else (*pool.path, "rack", "name")
+                example = pattern.format(index=1, rack=1)
                 yield Finding("hostname-format", "error", path,
-                              f"{{{m.group(1)}:{m.group(2)}}} pads with spaces, e.g. {pattern.format(index=1, rack=1)!r}",
+                              f"{{{m.group(1)}:{m.group(2)}}} pads with spaces, e.g. {example!r}",
                               f"pad with zeros: {{{m.group(1)}:0{m.group(2)}}}")
         if _SPACE_PADDED.search(pool.hostname):
             continue

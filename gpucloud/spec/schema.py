@@ -119,7 +119,8 @@ def _finding(err, raw: Mapping[tuple, str] | None = None) -> Finding:
     if v in ("oneOf", "anyOf"):
         return Finding("schema", "error", path, f"{_describe(inst)} does not match any allowed form",
                        err.schema.get("description", "see the schema"))
-    return Finding("schema", "error", path, err.message, err.schema.get("description", "see the schema") if isinstance(err.schema, dict) else "")
+    hint = err.schema.get("description", "see the schema") if isinstance(err.schema, dict) else "see the schema"
+    return Finding("schema", "error", path, err.message, hint)
 
 
 def validate(data: Any, raw: Mapping[tuple, str] | None = None) -> list[Finding]:

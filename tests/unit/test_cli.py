@@ -25,7 +25,8 @@ def warning_only(tmp_path):
 @pytest.fixture
 def with_error(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text((CLUSTERS / "lab.yaml").read_text().replace("pools: [gpu], default: true", "pools: [gpus], default: true"))
+    lab = (CLUSTERS / "lab.yaml").read_text()
+    p.write_text(lab.replace("pools: [gpu], default: true", "pools: [gpus], default: true"))
     return str(p)
 
 

@@ -26,7 +26,7 @@ def _hosts(data: dict) -> dict[str, tuple]:
     out = {}
     for pp in plan_hosts(build(data)):
         for h in pp.hosts:
-            # Everything that is physical or configured on the machine: moving any of it means recabling or readdressing.
+            # Everything physical or configured on the machine: moving any of it means recabling or readdressing.
             out[h.name] = (h.pool, h.rack, h.slot, h.u, h.management, h.bmc, h.storage, h.ipoib)
     return out
 
