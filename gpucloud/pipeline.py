@@ -31,7 +31,8 @@ class Checked:
 
 def check_spec(path: str | Path, ignore: tuple[str, ...] = ()) -> Checked:
     loaded = load(path)
-    findings = [f for f in loaded.findings if f.check not in ignore]
+    # What kept the spec from being read cannot be ignored: '--ignore yaml-tab' must not make a broken file valid.
+    findings = [f for f in loaded.findings if loaded.spec is None or f.check not in ignore]
     if loaded.spec is not None:
         from gpucloud.checks import run_checks
 

@@ -73,6 +73,9 @@ def test_fail_on_warning_and_ignore(warning_only, with_error):
     assert run_cli("validate", "--fail-on", "warning", warning_only).returncode == 1
     assert run_cli("validate", "--fail-on", "warning", "--ignore", "provider-tls", warning_only).returncode == 0
     assert run_cli("validate", "--ignore", "reference-pool", with_error).returncode == 0
+    # Ignoring what stopped the file from being read does not make it valid.
+    assert run_cli("validate", "--ignore", "yaml-tab", str(INVALID / "yaml-tab.yaml")).returncode == 2
+    assert run_cli("validate", "--ignore", "schema", str(INVALID / "schema-wrong-type.yaml")).returncode == 1
 
 
 def test_schema_prints_the_schema():
