@@ -140,19 +140,17 @@ class Rig:
         return pids
 
     def stop(self) -> None:
-        for name in self.hosts:
-            for pid in self.pids_in(name):
+        """SIGTERM, then SIGKILL, every process in the hosts' namespaces (daemons, job steps), then the holders."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = [pid for name in self.hosts for pid in self.pids_in(name)]
+            for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
                     pass
-        time.sleep(1)
-        for name in self.hosts:
-            for pid in self.pids_in(name):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            deadline = time.monotonic() + 10
+            while pids and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+                time.sleep(0.2)
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
