@@ -147,8 +147,9 @@ def test_check_mode_changes_nothing(rig, setup):
     rows = _summary(res.stdout)
     assert set(rows) == {"ctl01", "gpu01"}
     assert all(r["changed"] > 0 for r in rows.values())  # a bare host: everything would change
-    assert rig.ssh("ctl01", "test -e /etc/slurm/slurm.conf || echo absent").stdout.strip() == "absent"
-    assert rig.ssh("gpu01", "test -e /etc/munge/munge.key || echo absent").stdout.strip() == "absent"
+    for host, path in (("ctl01", "/etc/slurm/slurm.conf"), ("gpu01", "/etc/munge/munge.key")):
+        probe = rig.ssh(host, f"test -e {path} && echo present || echo absent")
+        assert probe.stdout.strip() == "absent", f"{host}:{path}: {probe.stdout} {probe.stderr}"
 
 
 def test_converge_brings_up_slurm_and_a_job_runs(rig, setup):

@@ -94,7 +94,8 @@ def test_ansible_reads_groups_and_planned_addresses(tmp_path):
     assert listing["rack_lab01"]["hosts"] == ["gpu01", "gpu02"]
     assert listing["su_gpu_000"]["hosts"] == ["gpu01", "gpu02"]
     assert listing["tenant_teaching"]["children"] == ["pool_gpu"]
-    env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.minimal"})
+    env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.minimal",
+                "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
 
     def debug(pattern: str, msg: str) -> dict[str, str]:
         res = subprocess.run(["ansible", "-i", str(folder / "hosts.yml"), pattern, "-m", "ansible.builtin.debug",
