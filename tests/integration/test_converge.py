@@ -147,7 +147,7 @@ def test_check_mode_changes_nothing(rig, setup):
     rows = _summary(res.stdout)
     assert set(rows) == {"ctl01", "gpu01"}
     assert all(r["changed"] > 0 for r in rows.values())  # a bare host: everything would change
-    for host, path in (("ctl01", "/etc/slurm/slurm.conf"), ("gpu01", "/etc/munge/munge.key")):
+    for host, path in (("ctl01", "/etc/slurm/slurm.conf"), ("gpu01", "/etc/security/limits.d/90-gpucloud-rdma.conf")):
         probe = rig.ssh(host, f"test -e {path} && echo present || echo absent")
         assert probe.stdout.strip() == "absent", f"{host}:{path}: {probe.stdout} {probe.stderr}"
 
