@@ -6,8 +6,8 @@ Two producers of the same document:
 * ``mock_document`` runs the real program under ``pulumi.runtime.set_mocks`` and records what the SDK registers;
 * ``graph_document`` walks ``gpucloud.stack.graph`` (the names and inputs the components themselves use).
 
-The SDK under mocks costs 1-4 ms per resource and grows faster than linearly in one process: about 100 s of CPU
-for the 25,000 resources of a 12,500-node cluster. So the plan writes the graph documents and checks them against
+The SDK under mocks costs 1-4 ms per resource and grows faster than linearly in one process: about 80 s of CPU
+for the 25,837 resources of the 12,500-node example, 50 s on two cores. So the plan writes the graph documents and checks them against
 the real program under mocks, each check in its own forked child: the shared stack and the first and last pod of
 each pool, every pool cut to its first and last two hosts (the same code paths at a fixed cost). Any difference
 fails the plan; GPUCLOUD_DRYRUN_FULL=1 checks every host of every stack. A passed check is remembered in a
