@@ -179,7 +179,7 @@ def test_tenant_script_creates_then_changes_nothing(lab):
     before = _qos_dump(h)
     again = h.run("sh", str(h.plan_dir / "tenants.sh"), timeout=120)
     assert again.returncode == 0, again.stderr
-    assert again.stdout == ""  # silent: nothing changed
+    assert again.stdout == "tenants of lab: unchanged\n"
     assert _qos_dump(h) == before
 
 
