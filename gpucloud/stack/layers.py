@@ -14,13 +14,15 @@ from typing import Mapping
 
 from gpucloud.plan import Plan
 
-# (layer, folders of the plan it reads, software versions it installs), in the order they run.
+# (layer, folders of the plan it reads, software versions it installs), in the order of playbooks/site.yml; each
+# layer runs playbooks/<layer>.yml.
 LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("common", ("inventory/",), ("os",)),
-    ("gpu", ("gpu/",), ("nvidia_driver", "cuda", "fabric_manager", "dcgm")),
     ("fabric", ("fabric/",), ("doca_ofed",)),
     ("storage", ("storage/",), ("lustre_client",)),
     ("slurm", ("slurm/",), ("slurm", "enroot", "pyxis")),
+    ("compute", ("gpu/", "compute/"), ("nvidia_driver", "cuda", "fabric_manager", "dcgm")),
+    ("monitoring", ("monitoring/",), ()),
 )
 EXCLUDED = ("inventory/hosts.yml",)
 

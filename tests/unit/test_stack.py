@@ -49,7 +49,7 @@ def test_components_counts_parents_and_tokens(lab_mocked):
         types[r["type"]] = types.get(r["type"], 0) + 1
     assert types == {
         graph.CLUSTER: 1, graph.CONTROL: 1, graph.POOL: 3, graph.NODE: 4, graph.REDFISH: 4, graph.STORAGE: 1,
-        graph.FILESYSTEM: 2, graph.LAYERS: 1, graph.COMMAND: 5,
+        graph.FILESYSTEM: 2, graph.LAYERS: 1, graph.COMMAND: 6,
     }
     for t in types:
         if t.startswith("gpucloud:"):
@@ -121,7 +121,7 @@ def _triggers(plan, files):
     ("fabric/compute/opensm.conf", "fabric"),
     ("storage/fstab", "storage"),
     ("inventory/group_vars/all.yml", "common"),
-    ("gpu/nvidia.conf", "gpu"),  # a new file in a layer's folder counts too
+    ("gpu/nvidia.conf", "compute"),  # a new file in a layer's folder counts too
     ("plan.json", None),  # the summary feeds no layer
     ("inventory/hosts.yml", None),  # membership is covered per stack, see below
 ])
@@ -139,7 +139,7 @@ def test_a_version_moves_its_layer_only(tmp_path):
     spec.write_text(text.replace('cuda: "12.4"', 'cuda: "12.5"'))
     before = _triggers(plan_of(CLUSTERS / "lab.yaml"), _files())
     after = _triggers(plan_of(spec), _files())
-    assert sorted(k for k in before if before[k] != after[k]) == ["gpu"]
+    assert sorted(k for k in before if before[k] != after[k]) == ["compute"]
 
 
 POD_SPEC = """\
