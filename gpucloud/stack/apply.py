@@ -1,8 +1,8 @@
 """`gpucloud apply SPEC --stack NAME`: `pulumi up` of one stack through the Automation API.
 
-The state goes to a local file backend under the project (``.pulumi-state/``) unless --backend or
-PULUMI_BACKEND_URL names another; a file backend encrypts the stack's secrets with PULUMI_CONFIG_PASSPHRASE. The Automation API drives the Pulumi CLI, so without the CLI this stops before
-touching anything and says what to install.
+The state goes to a local file backend under the project (``.pulumi-state/``) unless --backend or PULUMI_BACKEND_URL
+names another; a file backend encrypts the stack's secrets with PULUMI_CONFIG_PASSPHRASE. The Automation API drives
+the Pulumi CLI, so without the CLI this stops before touching anything and says what to install.
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ Two producers of the same document:
 * ``mock_document`` runs the real program under ``pulumi.runtime.set_mocks`` and records what the SDK registers;
 * ``graph_document`` walks ``gpucloud.stack.graph`` (the names and inputs the components themselves use).
 
-The SDK under mocks costs 1-4 ms per resource and grows faster than linearly in one process: about 80 s of CPU
-for the ~25,900 resources of the 12,500-node example, 50 s on two cores. So the plan writes the graph documents and checks them against
-the real program under mocks, each check in its own forked child: the shared stack and the first and last pod of
-each pool, every pool cut to its first and last two hosts (the same code paths at a fixed cost). Any difference
-fails the plan; GPUCLOUD_DRYRUN_FULL=1 checks every host of every stack. A passed check is remembered in a
-content-addressed cache (``GPUCLOUD_CACHE_DIR``, default ``~/.cache/gpucloud``; ``off`` disables it) keyed by the
+The SDK under mocks costs 1-4 ms per resource and grows faster than linearly in one process: about 80 s of CPU for
+the ~25,900 resources of the 12,500-node example, 50 s on two cores. So the plan writes the graph documents and
+checks them against the real program under mocks, each check in its own forked child: the shared stack and the first
+and last pod of each pool, every pool cut to its first and last two hosts (the same code paths at a fixed cost). Any
+difference fails the plan; GPUCLOUD_DRYRUN_FULL=1 checks every host of every stack. A passed check is remembered in
+a content-addressed cache (``GPUCLOUD_CACHE_DIR``, default ``~/.cache/gpucloud``; ``off`` disables it) keyed by the
 checked input, this code and the SDK versions, so unchanged stacks are not run again.
 """
 
