@@ -42,13 +42,32 @@ class Plan:
         raise KeyError(name)
 
 
+def _fabrics(spec: Spec, pools):
+    from gpucloud.plan.fabric import plan_fabrics
+
+    return plan_fabrics(spec, pools)
+
+
+def _storage(spec: Spec, pools):
+    from gpucloud.plan.storage import plan_storage
+
+    return plan_storage(spec, pools)
+
+
+def _slurm(spec: Spec, pools):
+    from gpucloud.plan.slurm import plan_slurm
+
+    return plan_slurm(spec, pools)
+
+
+# The planners after the host planner, in order: (Plan field, planner(spec, pools)). Each reads the spec and the
+# planned hosts only, so they can be timed (bench/run.py) and tested one by one.
+STAGES = (("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm))
+
+
 def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:
     pools = plan_hosts(spec)
-    from gpucloud.plan.fabric import plan_fabrics
-    from gpucloud.plan.storage import plan_storage
-    from gpucloud.plan.slurm import plan_slurm
-    return Plan(spec=spec, pools=pools, findings=findings, fabrics=plan_fabrics(spec, pools),
-                storage=plan_storage(spec, pools), slurm=plan_slurm(spec, pools))
+    return Plan(spec=spec, pools=pools, findings=findings, **{name: fn(spec, pools) for name, fn in STAGES})
 
 
 __all__ = ["Plan", "Host", "PoolPlan", "build_plan"]
