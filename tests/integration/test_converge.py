@@ -180,9 +180,11 @@ def test_converge_brings_up_slurm_and_a_job_runs(rig, setup):
     assert all(s == "IDLE" for s in states.values()), states
     # root submits for the research tenant (GrpTRES gres/gpu=8 from the plan): 4 (fake) GPUs on each node.
     assert rig.ssh("ctl01", "sacctmgr -i add user root account=research").returncode == 0
-    job = rig.ssh("login01", "srun -A research -p debug -N2 --gres=gpu:4 -t 5 sh -c "
-                             "'echo $(hostname) $CUDA_VISIBLE_DEVICES' | sort", timeout=180)
-    assert job.returncode == 0, job.stderr
+    job = rig.ssh("login01", "srun --immediate=120 -A research -p debug -N2 --gres=gpu:4 -t 5 sh -c "
+                             "'echo $(hostname) $CUDA_VISIBLE_DEVICES' | sort", timeout=240)
+    if job.returncode != 0:
+        why = rig.ssh("ctl01", "squeue -o '%i %T %r'; scontrol show node gpu01; tail -30 /var/log/slurm/slurmctld.log")
+        pytest.fail(f"job failed: {job.stderr}\n{why.stdout}")
     assert job.stdout.split("\n")[:2] == ["gpu01 0,1,2,3", "gpu02 0,1,2,3"]
 
 
