@@ -178,14 +178,6 @@ def test_converge_brings_up_slurm_and_a_job_runs(rig, setup):
             break
         time.sleep(1)
     assert all(s == "IDLE" for s in states.values()), states
-    # root submits for the research tenant (GrpTRES gres/gpu=8 from the plan): 4 (fake) GPUs on each node.
-    assert rig.ssh("ctl01", "sacctmgr -i add user root account=research").returncode == 0
-    job = rig.ssh("login01", "srun --immediate=120 -A research -p debug -N2 --gres=gpu:4 -t 5 sh -c "
-                             "'echo $(hostname) $CUDA_VISIBLE_DEVICES' | sort", timeout=240)
-    if job.returncode != 0:
-        why = rig.ssh("ctl01", "squeue -o '%i %T %r'; scontrol show node gpu01; tail -30 /var/log/slurm/slurmctld.log")
-        pytest.fail(f"job failed: {job.stderr}\n{why.stdout}")
-    assert job.stdout.split("\n")[:2] == ["gpu01 0,1,2,3", "gpu02 0,1,2,3"]
 
 
 def test_second_converge_changes_nothing(rig, setup):
@@ -231,3 +223,15 @@ def test_disruptive_change_drains_and_resumes_and_skips_the_unreachable_node(rig
             break
         time.sleep(1)
     assert states == {"gpu01": "IDLE", "gpu02": "IDLE"}, states
+
+
+def test_a_gpu_job_runs_from_the_login_node(rig, setup):
+    """Last, so that a job problem does not hide the idempotence and rolling-change results above."""
+    # root submits for the research tenant (GrpTRES gres/gpu=8 from the plan): 4 (fake) GPUs on each node.
+    assert rig.ssh("ctl01", "sacctmgr -i add user root account=research").returncode == 0
+    job = rig.ssh("login01", "timeout 200 srun --immediate=120 -A research -p debug -N2 --gres=gpu:4 -t 5 sh -c "
+                             "'echo $(hostname) $CUDA_VISIBLE_DEVICES' | sort", timeout=240)
+    if job.returncode != 0:
+        why = rig.ssh("ctl01", "squeue -o '%i %T %r'; scontrol show node gpu01; tail -30 /var/log/slurm/slurmctld.log")
+        pytest.fail(f"job failed: {job.stderr}\n{why.stdout}")
+    assert job.stdout.split("\n")[:2] == ["gpu01 0,1,2,3", "gpu02 0,1,2,3"]
