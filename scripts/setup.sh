@@ -31,7 +31,11 @@ if [ "${#apt_packages[@]}" -gt 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# A venv left half-made by an interrupted run has no pip: make it again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv
+  python3 -m venv .venv
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$with_tests" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
