@@ -7,6 +7,7 @@ the end is a per-host summary, and the exit code is 1 when any host failed or wa
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -91,7 +92,10 @@ def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str 
     cmdline = list(extra_args)
     if check:
         cmdline.append("--check")
-    env = {"ANSIBLE_CONFIG": str(CONFIG), "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"),
+    # The ansible-playbook installed beside this interpreter comes first, so a virtual environment that is not
+    # activated (.venv/bin/gpucloud converge ...) still runs its own Ansible.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    env = {"PATH": path, "ANSIBLE_CONFIG": str(CONFIG), "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"),
            "ANSIBLE_HOME": str(work / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
            **(envvars or {})}
     progress = Progress(out)

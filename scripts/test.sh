@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# As in an activated environment: the tests run the venv's ansible-playbook, ansible-lint, sushy-emulator, ...
+export PATH="$PWD/.venv/bin:$PATH"
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
