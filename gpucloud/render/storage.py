@@ -251,6 +251,20 @@ rm -rf --one-file-system -- "$dir"
     return {PROLOG: prolog.encode(), EPILOG: epilog.encode()}
 
 
+# The tenant's directory tree, the same on Lustre and on an XFS-backed NFS export: one group-owned setgid directory
+# per tenant and one per user inside it. ${ROOT} is replaced by the shell variable holding the filesystem's path.
+_TENANT_TREE = """    name=$1 id=$2 kib=$3 inodes=$4
+    shift 4
+    dir="${ROOT}/$name"
+    if [ ! -d "$dir" ]; then mkdir -p "$dir" && echo "created $dir"; fi
+    if getent group "$name" >/dev/null 2>&1; then chgrp "$name" "$dir"; fi
+    chmod 2770 "$dir"
+    for user in "$@"; do
+        if [ ! -d "$dir/$user" ]; then mkdir "$dir/$user" && echo "created $dir/$user"; fi
+        if getent passwd "$user" >/dev/null 2>&1; then chown "$user" "$dir/$user"; fi
+    done"""
+
+
 LUSTRE_QUOTA = """#!/bin/sh
 {head}# Tenant project directories and quotas on Lustre filesystem {name} (fsname {fsname}, mounted at {mount}).
 # Run as root on a client that mounts it. Safe to run again: it reads the current state with lfs and changes only
@@ -266,16 +280,7 @@ failed=0
 
 # tenant NAME PROJECT_ID BLOCK_KIB INODES USER...
 tenant() {{
-    name=$1 id=$2 kib=$3 inodes=$4
-    shift 4
-    dir="$MOUNT/$name"
-    if [ ! -d "$dir" ]; then mkdir -p "$dir" && echo "created $dir"; fi
-    if getent group "$name" >/dev/null 2>&1; then chgrp "$name" "$dir"; fi
-    chmod 2770 "$dir"
-    for user in "$@"; do
-        if [ ! -d "$dir/$user" ]; then mkdir "$dir/$user" && echo "created $dir/$user"; fi
-        if getent passwd "$user" >/dev/null 2>&1; then chown "$user" "$dir/$user"; fi
-    done
+{tree_mount}
     # 'lfs project -d DIR' prints: PROJID FLAG DIR (FLAG P = new files inherit the project).
     current=$("$LFS" project -d "$dir" | awk '{{print $1 " " $2}}')
     if [ "$current" != "$id P" ]; then
@@ -311,16 +316,7 @@ fsroot=$(df --output=target "$EXPORT" | tail -n 1)
 
 # tenant NAME PROJECT_ID BLOCK_KIB INODES USER...
 tenant() {{
-    name=$1 id=$2 kib=$3 inodes=$4
-    shift 4
-    dir="$EXPORT/$name"
-    if [ ! -d "$dir" ]; then mkdir -p "$dir" && echo "created $dir"; fi
-    if getent group "$name" >/dev/null 2>&1; then chgrp "$name" "$dir"; fi
-    chmod 2770 "$dir"
-    for user in "$@"; do
-        if [ ! -d "$dir/$user" ]; then mkdir "$dir/$user" && echo "created $dir/$user"; fi
-        if getent passwd "$user" >/dev/null 2>&1; then chown "$user" "$dir/$user"; fi
-    done
+{tree_export}
     # lsproj prints 'projid = N'; project -s tags the tree and sets the inherit flag.
     if [ "$("$XFS_IO" -c lsproj "$dir" | awk '{{print $3}}')" != "$id" ]; then
         "$XFS_QUOTA" -x -c "project -s -p $dir $id" "$fsroot" >/dev/null && echo "project $id set on $dir"
@@ -348,7 +344,8 @@ def quota_scripts(plan: Plan) -> dict[str, bytes]:
     for f in st.lustre:
         projects = [p for p in st.projects if p.filesystem == f.name]
         if projects:
-            text = LUSTRE_QUOTA.format(head=head, name=f.name, fsname=f.fsname, mount=f.mount, calls=_calls(projects))
+            text = LUSTRE_QUOTA.format(head=head, name=f.name, fsname=f.fsname, mount=f.mount, calls=_calls(projects),
+                                       tree_mount=_TENANT_TREE.replace("${ROOT}", "$MOUNT"))
             out[f"storage/quota/{f.name}.sh"] = text.encode()
     nfs_by_name: dict[str, NfsFs] = {f.name: f for f in st.nfs}
     for fs in plan.spec.storage:
@@ -357,6 +354,7 @@ def quota_scripts(plan: Plan) -> dict[str, bytes]:
         f = nfs_by_name[fs.name]
         projects = [p for p in st.projects if p.filesystem == f.name]
         if projects:
-            text = XFS_QUOTA.format(head=head, name=f.name, server=f.server, export=f.export, calls=_calls(projects))
+            text = XFS_QUOTA.format(head=head, name=f.name, server=f.server, export=f.export, calls=_calls(projects),
+                                    tree_export=_TENANT_TREE.replace("${ROOT}", "$EXPORT"))
             out[f"storage/quota/{f.name}.sh"] = text.encode()
     return out
