@@ -199,7 +199,12 @@ def _too_deep(text: str, file: str) -> Finding | None:
                                    mark.line + 1, mark.column + 1)
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        # PyYAML 6.0.4's scanner has a nesting limit of its own and may hit it before we see the events.
+        mark = getattr(exc, "problem_mark", None)
+        if "nesting depth" in str(getattr(exc, "problem", "") or exc) and mark is not None:
+            return Finding("yaml-too-deep", "error", (), f"the document is nested more than {MAX_DEPTH} levels deep",
+                           "a spec is a handful of levels deep; flatten it", file, mark.line + 1, mark.column + 1)
         return None  # the composer below reports it with its position
     finally:
         loader.dispose()
