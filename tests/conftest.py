@@ -48,3 +48,15 @@ def assert_golden(path: Path, actual: bytes | str) -> None:
 @pytest.fixture
 def golden():
     return assert_golden
+
+
+def stop_process(proc: "subprocess.Popen | None", grace: float = 10) -> None:
+    """Stop a daemon a test started: SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLUSTERS, ROOT, run_cli
+from conftest import CLUSTERS, ROOT, run_cli, stop_process
 from gpucloud.plan import build_plan
 from gpucloud.render.fabric import render
 from gpucloud.spec import load
@@ -61,12 +61,7 @@ class Twin:
                               check=check, cwd=self.dir)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

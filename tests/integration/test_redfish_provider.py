@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import stop_process
 
 requests = pytest.importorskip("requests")
 bcrypt = pytest.importorskip("bcrypt")
@@ -88,12 +89,7 @@ class Emulator:
         return r.json()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 
