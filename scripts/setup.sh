@@ -27,7 +27,7 @@ if [ "${#apt_packages[@]}" -gt 0 ] && command -v apt-get >/dev/null; then
   if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
 
