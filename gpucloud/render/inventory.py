@@ -1,13 +1,15 @@
 """The Ansible inventory of a plan: ``inventory/hosts.yml`` plus ``group_vars/``.
 
-Hosts are grouped by pool (hosts listed once, with their few per-host addresses), role and tenant (children: pool
-groups), rack and scalable unit (host ranges such as ``gpu[0001:0004]``). Every group the playbooks may target is
-declared even when empty, so a playbook never fails on a missing group. Everything else the roles need - versions,
-IPoIB interfaces per rail, mounts, health-check expectations, controller names - sits in group_vars, computed here
-so that no task has to look at other hosts. Secrets appear only as references to Ansible Vault variables.
+Hosts are grouped by pool (hosts listed once, as ranges), role and tenant (children: pool groups), rack and scalable
+unit (host ranges such as ``gpu[0001:0004]``). Every group the playbooks may target is declared even when empty, so
+a playbook never fails on a missing group. Everything the roles need sits in group_vars, computed here so that no
+task has to look at other hosts: ``all.yml`` (versions, IPoIB settings), ``role_*.yml`` (controller names, the
+database password reference) and ``pool_*.yml`` (address rules, GPUs, InfiniBand rails, mounts). Secrets appear
+only as references to Ansible Vault variables.
 
-The 12,500-node example stays fast to load because per-host data is three short fields and every other group is a
-range or a list of child groups.
+Ansible merges every group variable into every member host, and its time goes per variable and host: the
+12,500-node example lists in seconds because a host gets about 25 short variables - addresses are rules on the
+host's position, rails a count - and no list that grows with the cluster.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import yaml
 
 from gpucloud.catalog import LINK_RATES_GBPS
 from gpucloud.plan import Plan
-from gpucloud.plan.hosts import Host, PoolPlan, gateway
+from gpucloud.plan.hosts import Host, PoolPlan
 
 # Every role a spec may give a pool (schemas/cluster.schema.json); each gets a group, empty or not.
 ROLES = ("compute", "login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server")
@@ -109,13 +111,9 @@ def _pool_tenants(plan: Plan) -> dict[str, list[str]]:
     return out
 
 
-def _mounts(plan: Plan, pool: str) -> list[dict]:
-    rows = []
-    for fs in plan.spec.storage:
-        if fs.pools is not None and pool not in fs.pools:
-            continue
-        rows.append({"name": fs.name, "kind": fs.kind, "mount": fs.mount})
-    return sorted(rows, key=lambda r: r["mount"])
+def _mounts(plan: Plan, pool: str) -> list[str]:
+    """Mount points of the file systems the pool mounts (their details are in the plan's storage/ files)."""
+    return sorted(fs.mount for fs in plan.spec.storage if fs.pools is None or pool in fs.pools)
 
 
 def hosts_yml(plan: Plan) -> bytes:
@@ -163,46 +161,31 @@ def hosts_yml(plan: Plan) -> bytes:
 
 
 def all_vars(plan: Plan) -> dict:
+    """What every host needs: cluster name, plan folder, MUNGE key reference, software pins, IPoIB settings.
+
+    Anything only some hosts use lives with their role group (`role_vars`) and anything a pool shares with its
+    pool (`pool_vars`): every variable here is repeated in every one of 12,500 hosts' variables when Ansible lists
+    the inventory, and Ansible spends its time per variable and host, not per byte.
+    """
     spec = plan.spec
     sw = spec.software
-    nets = {}
-    for name, net in spec.networks.items():
-        entry = {"cidr": str(net.cidr), "prefix": net.cidr.prefixlen}
-        if name == "ipoib":
-            entry.update({"rail_prefix": net.rail_prefix, "mode": net.mode})
-        else:
-            entry.update({"gateway": gateway(net), "vlan": net.vlan, "domain": net.domain})
-        if net.mtu:
-            entry["mtu"] = net.mtu
-        nets[name] = {k: v for k, v in entry.items() if v is not None}
-
-    def hosts_of(role: str) -> list[str]:
-        return [h.name for pp in plan.pools if role in pp.pool.roles for h in pp.hosts]
-
-    controllers = hosts_of("slurm-controller")
-    dbd = hosts_of("slurmdbd")
-    acc = spec.slurm.accounting
     out = {
         "gpucloud_cluster": spec.name,
         # Where the plan's rendered files (slurm/, fabric/, storage/) are; `gpucloud converge` passes its own.
         "gpucloud_plan_dir": "{{ inventory_dir }}/..",
-        "gpucloud_networks": nets,
-        "gpucloud_os": sw.os,
-        "common_domain": nets.get("management", {}).get("domain", ""),
-        "slurm_cluster_name": spec.slurm.cluster_name,
-        "slurm_controller_hosts": controllers[:2],
-        "slurm_accounting": acc.enabled,
-        "slurmdbd_host": dbd[0] if dbd else "",
-        "slurm_health_check_interval": spec.slurm.health_check_interval,
+        "slurm_accounting": spec.slurm.accounting.enabled,
         "enroot_pyxis_enabled": spec.slurm.enroot or spec.slurm.pyxis,
         # Secrets: references to Ansible Vault variables only (group_vars/all/vault.yml, encrypted, not generated).
         "munge_key": "{{ vault_munge_key }}",
-        "opensm_hosts": hosts_of("subnet-manager")[:2],
     }
-    if acc.enabled and acc.database_password:
-        out["slurmdbd_storage_password"] = "{{ %s }}" % secret_var(acc.database_password)
     if spec.provider.password:
         out["gpucloud_bmc_password"] = "{{ %s }}" % secret_var(spec.provider.password)
+    ipoib = spec.networks.get("ipoib")
+    if ipoib is not None:
+        # Rail r of a host: rdma_ipoib_first (its pool's, rail 0) + r * 2^(32 - prefix) + gpucloud_position.
+        out.update({"rdma_ipoib_prefix": ipoib.rail_prefix, "rdma_ipoib_mode": ipoib.mode})
+        if ipoib.mtu:
+            out["rdma_ipoib_mtu"] = ipoib.mtu
     versions = {"nvidia_driver_version": sw.nvidia_driver, "nvidia_driver_fabric_manager_version": sw.fabric_manager,
                 "cuda_version": sw.cuda, "dcgm_version": sw.dcgm, "rdma_doca_ofed_version": sw.doca_ofed,
                 "slurm_version": sw.slurm, "enroot_pyxis_enroot_version": sw.enroot,
@@ -211,50 +194,60 @@ def all_vars(plan: Plan) -> dict:
     return out
 
 
-def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
-    pool, model = pp.pool, pp.model
+def role_vars(plan: Plan) -> dict[str, dict]:
+    """Variables of the role groups, for the few hosts that need them (and, for the database password, may see them)."""
     spec = plan.spec
-    ipoib = spec.networks.get("ipoib")
+
+    def hosts_of(role: str) -> list[str]:
+        return [h.name for pp in plan.pools if role in pp.pool.roles for h in pp.hosts]
+
+    out: dict[str, dict] = {}
+    controllers = hosts_of("slurm-controller")
+    if controllers:
+        out["slurm-controller"] = {"slurm_controller_hosts": controllers[:2]}
+    dbd = hosts_of("slurmdbd")
+    acc = spec.slurm.accounting
+    if dbd and acc.enabled:
+        out["slurmdbd"] = {"slurmdbd_host": dbd[0]}
+        if acc.database_password:
+            out["slurmdbd"]["slurmdbd_storage_password"] = "{{ %s }}" % secret_var(acc.database_password)
+    sms = hosts_of("subnet-manager")
+    if sms:
+        out["subnet-manager"] = {"opensm_hosts": sms[:2]}
+    return out
+
+
+def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
+    """What a pool's hosts share: address rules, hardware expectations, InfiniBand rails, mounts."""
+    pool, model = pp.pool, pp.model
     on_fabric = pool.fabric == "compute" and model.rails > 0
-    interfaces = []
-    ib_ports = []
-    if on_fabric:
-        for rail, hca in enumerate(model.compute_hcas):
-            ib_ports.append({"device": f"mlx5_{rail}", "port": 1, "rate": LINK_RATES_GBPS[hca.rate]})
-            if ipoib is not None:
-                iface = {"name": f"ib{rail}", "device": f"mlx5_{rail}", "rail": rail, "prefix": ipoib.rail_prefix,
-                         "mode": ipoib.mode}
-                if ipoib.mtu:
-                    iface["mtu"] = ipoib.mtu
-                interfaces.append(iface)
-    mounts = _mounts(plan, pool.name)
+    hcas = model.compute_hcas if on_fabric else ()
     first = pp.hosts[0] if pp.hosts else None
-    addresses = {}
+    out: dict = {}
     if first is not None:
         # Address of the host at position 0 per network; every other host adds its position (plan/hosts.py).
         for key, value in (("ansible_host", first.management), ("gpucloud_bmc", first.bmc),
                            ("gpucloud_storage_address", first.storage)):
             if value:
-                addresses[key] = address_expr(int(ipaddress.IPv4Address(value)) - first.position)
-        for iface, value in zip(interfaces, first.ipoib):
-            iface["first"] = int(ipaddress.IPv4Address(value)) - first.position
-    return {
-        **addresses,
+                out[key] = address_expr(int(ipaddress.IPv4Address(value)) - first.position)
+        if hcas and first.ipoib:
+            out["rdma_ipoib_first"] = int(ipaddress.IPv4Address(first.ipoib[0])) - first.position
+    out.update({
         "gpucloud_position": position_expr(pp),
         "gpucloud_pool": pool.name,
         "gpucloud_model": model.name,
-        "gpucloud_roles": list(pool.roles),
-        "gpucloud_image": pool.image or "",
-        "gpucloud_mounts": mounts,
-        "nvidia_driver_expected_gpus": model.gpus,
+        "gpucloud_gpus": model.gpus,
+        # Compute rails: HCA mlx5_<rail>, IPoIB interface ib<rail>, all at the same link rate (Gb/s).
+        "gpucloud_ib_rails": len(hcas),
+        "gpucloud_mounts": _mounts(plan, pool.name),
         "nvidia_driver_fabric_manager": model.nvswitch,
-        "rdma_ipoib_interfaces": interfaces,
         "rdma_expected_hcas": len(model.compute_hcas) + len(model.storage_hcas) if pool.fabric != "none" else 0,
-        "node_health_gpus": model.gpus,
-        "node_health_ib_ports": ib_ports,
-        "node_health_mounts": [m["mount"] for m in mounts],
-        "slurmd_gpus": model.gpus,
-    }
+    })
+    if hcas:
+        rates = {LINK_RATES_GBPS[h.rate] for h in hcas}
+        assert len(rates) == 1, f"{model.name}: compute HCAs of different rates"  # the catalog's models have one
+        out["gpucloud_ib_rate"] = rates.pop()
+    return out
 
 
 def render(plan: Plan) -> dict[str, bytes]:
@@ -263,6 +256,8 @@ def render(plan: Plan) -> dict[str, bytes]:
         "inventory/hosts.yml": hosts_yml(plan),
         "inventory/group_vars/all.yml": _yaml(name, all_vars(plan)),
     }
+    for role, data in role_vars(plan).items():
+        files[f"inventory/group_vars/{group_name('role', role)}.yml"] = _yaml(name, data)
     for pp in plan.pools:
         files[f"inventory/group_vars/{group_name('pool', pp.pool.name)}.yml"] = _yaml(name, pool_vars(plan, pp))
     return files

@@ -95,8 +95,9 @@ def rendered_templates(tmp_path_factory):
     for role, template, host, extra in TEMPLATES:
         # Role defaults rank below inventory vars: load only those the inventory does not set.
         pool = "pool_" + host.rstrip("0123456789")
-        inventory_keys = set(yaml.safe_load((group_vars / "all.yml").read_text()))
-        inventory_keys |= set(yaml.safe_load((group_vars / f"{pool}.yml").read_text()))
+        inventory_keys = set()
+        for f in [group_vars / "all.yml", group_vars / f"{pool}.yml", *group_vars.glob("role_*.yml")]:
+            inventory_keys |= set(yaml.safe_load(f.read_text()))
         defaults = yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text())
         defaults_file = tmp / f"{role}-{host}-defaults.yml"
         defaults_file.write_text(yaml.safe_dump({k: v for k, v in defaults.items() if k not in inventory_keys}))

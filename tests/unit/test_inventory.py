@@ -70,9 +70,13 @@ def test_host_ranges_split_at_excludes_and_width_changes():
 def test_secrets_are_vault_references_only():
     files = inv.render(_plan("ishikari"))
     all_vars = yaml.safe_load(files["inventory/group_vars/all.yml"])
-    assert all_vars["slurmdbd_storage_password"] == "{{ vault_slurmdbd_db_password }}"
     assert all_vars["munge_key"] == "{{ vault_munge_key }}"
     assert all_vars["gpucloud_bmc_password"] == "{{ vault_bmc_password }}"
+    # The database password reference reaches the slurmdbd hosts only.
+    dbd = yaml.safe_load(files["inventory/group_vars/role_slurmdbd.yml"])
+    assert dbd["slurmdbd_storage_password"] == "{{ vault_slurmdbd_db_password }}"
+    others = b"".join(v for k, v in files.items() if k != "inventory/group_vars/role_slurmdbd.yml")
+    assert b"slurmdbd_storage_password" not in others
 
 
 def test_render_is_deterministic():
@@ -105,10 +109,23 @@ def test_ansible_reads_groups_and_planned_addresses(tmp_path):
 
     seen = debug("all", "{{ [ansible_host, gpucloud_bmc, gpucloud_position] | join(' ') }}")
     assert seen == {h.name: f"{h.management} {h.bmc} {h.position}" for h in plan.hosts()}
-    # The rdma role's per-rail rule gives the planned IPoIB address on every rail.
-    rails = debug("gpu02", "{% for i in rdma_ipoib_interfaces %}{% set n = i.first + gpucloud_position | int %}"
-                           "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}")
+    # The rdma role's per-rail rule (ipoib-netplan.yaml.j2) gives the planned IPoIB address on every rail.
+    rails = debug("gpu02,ctl01", "{% for r in range(gpucloud_ib_rails) %}"
+                                 "{% set n = rdma_ipoib_first + r * 2 ** (32 - rdma_ipoib_prefix) + gpucloud_position | int %}"
+                                 "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}")
     assert rails["gpu02"].split() == list(plan.pool("gpu").hosts[1].ipoib)
+    assert rails["ctl01"].split() == list(plan.pool("ctl").hosts[0].ipoib)
+    assert len(rails["gpu02"].split()) == 8
+
+
+def test_every_host_gets_few_variables():
+    """Ansible copies every group variable into every member host; no variable may grow with the cluster."""
+    plan = build_plan(check_spec(CLUSTERS / "colossus-100k.yaml").spec)
+    files = inv.render(plan)
+    per_host = yaml.safe_load(files["inventory/group_vars/all.yml"]) | yaml.safe_load(
+        files["inventory/group_vars/pool_gpu.yml"])
+    assert len(per_host) <= 30, sorted(per_host)
+    assert all(len(v) <= 8 for v in per_host.values() if isinstance(v, (list, dict))), per_host
 
 
 def test_render_command_writes_and_refuses_foreign_folders(cli, tmp_path):
