@@ -25,7 +25,9 @@ _LIVE = "re-read by scontrol reconfigure"
 # slurm.conf key (or '<file>' for a whole file) -> (class, why)
 IMPACT: dict[str, tuple[str, str]] = {
     # Read only at start-up.
-    "ClusterName": (RESTART_SLURMCTLD, "slurmctld refuses state saved under another ClusterName"),
+    # The restart alone fails: the saved state must be cleared first, losing the queue (the diff says destroys-data).
+    "ClusterName": (RESTART_SLURMCTLD, "slurmctld refuses state saved under another ClusterName: clear "
+                                       "StateSaveLocation before the restart; queued and running jobs are lost"),
     "SlurmctldHost": (RESTART_SLURMCTLD, _CTLD),
     "SlurmctldPort": (RESTART_SLURMCTLD, _CTLD),
     "SlurmdPort": (RESTART_SLURMD, _BOTH),

@@ -73,3 +73,11 @@ def test_file_changes_and_no_changes(lab_files):
     (change,) = si.setting_changes(lab_files, new)
     assert (change.where, change.impact) == ("gres.conf", si.RESTART_SLURMD)
     assert re.search("starts", change.why)
+
+
+def test_renaming_the_cluster_says_the_queue_is_lost(lab_files):
+    """A restart alone fails on a renamed cluster; the reason must tell the operator to clear the state first."""
+    new = _edit(lab_files, "slurm/slurm.conf", b"ClusterName=lab", b"ClusterName=lab2")
+    (change,) = si.setting_changes(lab_files, new)
+    assert change.impact == si.RESTART_SLURMCTLD
+    assert "StateSaveLocation" in change.why and "lost" in change.why
