@@ -431,9 +431,12 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
         if got is None:
             if rail_opt:
                 nm, rack = f"{prefix}-leaf-su{su_no:03}-r{rail}", f"{prefix}-su{su_no:03}"
+                unit = 1 + rail * model.rack_units * 2
             else:
-                nm, rack = f"{prefix}-leaf-{su_no:03}", f"{prefix}-lf{(su_no - 1) // SWITCHES_PER_RACK + 1:02}"
-            got = b.add(nm, 1, 0, su_no, rail if rail_opt else -1, rack, 1 + rail * model.rack_units * 2)
+                # Plain fat tree: leaves fill switch racks like spines do, 16 to a rack.
+                nm = f"{prefix}-leaf-{su_no:03}"
+                rack, unit = _rack_of(prefix, "lf", su_no - 1)
+            got = b.add(nm, 1, 0, su_no, rail if rail_opt else -1, rack, unit)
             leaf_of[(su_no, rail)] = got
             leaf_order.append(got)
         return got

@@ -202,3 +202,13 @@ def test_planner_invariants(gpu, small, svc, su, taper, tiers, topology):
     assert (sh.leaves, sh.spines, sh.cores, sh.endpoints) == (fp.count(1), fp.count(2), fp.count(3),
                                                               len(fp.endpoints))
     assert sum(s.lids for s in fp.subnets) == len(fp.endpoints) + len(fp.switches)
+
+
+@pytest.mark.parametrize("name", ["lab", "ishikari", "abci3"])
+def test_every_switch_has_its_own_rack_unit(name):
+    """The rack diagram and the cabling plan place switches by (rack, unit): no two may share one, none below U1."""
+    plan = build_plan(load(CLUSTERS / f"{name}.yaml").spec)
+    for fabric in plan.fabrics:
+        places = Counter((s.rack, s.u) for s in fabric.switches)
+        assert [p for p, n in places.items() if n > 1] == [], fabric.name
+        assert min(s.u for s in fabric.switches) >= 1, fabric.name
