@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from math import ceil
 
@@ -569,6 +569,43 @@ def _sm_hosts(spec: Spec, fabric: Fabric, endpoints: list[Endpoint], subnet_of_s
 def plan_fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, ...]:
     return tuple(plan_fabric(spec, pools, name) for name in sorted(spec.fabrics)
                  if spec.fabrics[name].kind == "infiniband")
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """How far the last compute pool of a two-tier fabric can grow before the fabric needs a third tier."""
+    fabric: str
+    pool: str
+    nodes: int  # more nodes that still fit on two tiers
+    su_size: int
+
+
+def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | None:
+    """None unless the fabric chose two tiers itself (tiers: auto) and has a pool placed slot by slot.
+
+    Growing the pool past ``nodes`` adds leaves beyond what one spine layer can reach, so every leaf's uplinks are
+    re-cabled to a new layer: worth knowing before the purchase order, not after. Searches with ``shape``, the
+    planner's own arithmetic, which is independent of host names and costs one pass over the pools.
+    """
+    sh = shape(spec, name, pools)
+    if sh is None or sh.tiers != 2 or sh.fabric.tiers in (2, 3):
+        return None
+    pos = [pp for pp in attached_pools(spec, pools, name) if positioned(pp, name)]
+    if not pos:
+        return None
+    last = pos[-1]
+
+    def fits(extra: int) -> bool:
+        grown = PoolPlan(replace(last.pool, count=last.pool.count + extra), last.model, ())
+        return shape(spec, name, tuple(grown if pp is last else pp for pp in pools)).tiers == 2
+
+    lo, hi = 0, 1
+    while fits(hi) and hi < 1 << 24:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return Headroom(name, last.pool.name, lo, sh.su)
 
 
 def summary(fp: FabricPlan) -> dict:

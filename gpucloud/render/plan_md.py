@@ -15,6 +15,7 @@ from typing import Mapping
 from gpucloud import catalog
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
+from gpucloud.plan.fabric import headroom
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 
 # GPT-3-class training run: 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are Few-Shot
@@ -153,6 +154,14 @@ def _fabric(plan: Plan) -> list[str]:
                    f"{counts[2]:,} | {counts[3]:,} | {fp.sus} x {fp.su_size} | {fp.rails} | {fp.split} | "
                    f"{len(fp.subnets)} | {sum(fp.cable_counts().values()):,} |")
     out += ["", f"Cabling plan, switch lists and subnet-manager files: `fabric/`. Diagram: [{FABRIC_SVG}]({FABRIC_SVG})."]
+    growth = [h for h in (headroom(plan.spec, fp.name, plan.pools) for fp in fabrics) if h is not None]
+    if growth:
+        out.append("")
+    for h in growth:
+        # Past this point the spine layer is rebuilt and every leaf's uplinks move: say so before anyone orders nodes.
+        near = "**Within one scalable unit of a third tier.** " if h.nodes < h.su_size else ""
+        out.append(f"- {near}{h.fabric}: pool `{h.pool}` can grow by {h.nodes:,} node(s) on two tiers; one more needs "
+                   "a third switch tier (a new layer, every leaf's uplinks re-cabled).")
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CLUSTERS, ROOT
 from gpucloud.plan import build_plan
-from gpucloud.plan.fabric import LID_LIMIT, plan_fabric, shape, summary
+from gpucloud.plan.fabric import LID_LIMIT, headroom, plan_fabric, shape, summary
 from gpucloud.plan.hosts import plan_hosts
 from gpucloud.spec import load
 
@@ -212,3 +212,24 @@ def test_every_switch_has_its_own_rack_unit(name):
         places = Counter((s.rack, s.u) for s in fabric.switches)
         assert [p for p, n in places.items() if n > 1] == [], fabric.name
         assert min(s.u for s in fabric.switches) >= 1, fabric.name
+
+
+@pytest.mark.parametrize("name, fabric", [("lab", "compute"), ("ishikari", "compute"), ("ishikari", "storage")])
+def test_headroom_is_exactly_where_the_planner_adds_a_third_tier(name, fabric):
+    spec = _spec(CLUSTERS / f"{name}.yaml")
+    room = headroom(spec, fabric, plan_hosts(spec))
+    assert room is not None and room.nodes > 0
+    pool = next(p for p in spec.pools if p.name == room.pool)
+    at_limit = _spec(CLUSTERS / f"{name}.yaml", **{pool.name: pool.count + room.nodes})
+    past = _spec(CLUSTERS / f"{name}.yaml", **{pool.name: pool.count + room.nodes + 1})
+    assert _fabric(at_limit, fabric).tiers == 2
+    assert _fabric(past, fabric).tiers == 3
+
+
+def test_no_headroom_line_for_three_tier_or_pinned_fabrics():
+    spec = _spec(CLUSTERS / "hokkaido-10k.yaml")
+    assert headroom(spec, "compute", plan_hosts(spec)) is None  # already three tiers
+    lab = _spec(CLUSTERS / "lab.yaml")
+    pinned = dataclasses.replace(lab, fabrics={**lab.fabrics, "compute": dataclasses.replace(
+        lab.fabrics["compute"], tiers=2)})
+    assert headroom(pinned, "compute", plan_hosts(pinned)) is None
