@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 
 # Link rates by InfiniBand generation name, in Gb/s per port.
 LINK_RATES_GBPS: dict[str, int] = {"hdr": 200, "ndr200": 200, "ndr": 400, "xdr": 800}
+# Lanes and signalling generation as the kernel's sysfs ``rate`` file (and ibstatus) name them, e.g.
+# "400 Gb/sec (4X NDR)". NDR200 is two NDR lanes; the others use the usual four.
+LINK_SHAPE: dict[str, tuple[str, str]] = {
+    "hdr": ("4X", "HDR"), "ndr200": ("2X", "NDR"), "ndr": ("4X", "NDR"), "xdr": ("4X", "XDR"),
+}
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,6 @@ from gpucloud import catalog
 from gpucloud.plan import Plan
 from gpucloud.plan.hosts import Host, PoolPlan
 
-# Lanes and signalling generation as the kernel's sysfs ``rate`` file (and ibstatus) name them, e.g.
-# "400 Gb/sec (4X NDR)". NDR200 is two NDR lanes; the others use the usual four.
-LINK_SHAPE: dict[str, tuple[str, str]] = {
-    "hdr": ("4X", "HDR"), "ndr200": ("2X", "NDR"), "ndr": ("4X", "NDR"), "xdr": ("4X", "XDR"),
-}
 # nvidia-smi reports marketing memory less the driver's reservation (81559 MiB on an "80GB" H100): allow that.
 GPU_MEMORY_TOLERANCE = 0.03
 
@@ -87,7 +82,7 @@ def _fabric_rate(plan: Plan, fabric: str) -> str | None:
     """The planned port rate of a fabric: plan.fabrics (when planned) first, then the spec."""
     for fp in getattr(plan, "fabrics", None) or ():
         rate = getattr(fp, "rate", None)
-        if getattr(fp, "name", None) == fabric and isinstance(rate, str) and rate in LINK_SHAPE:
+        if getattr(fp, "name", None) == fabric and isinstance(rate, str) and rate in catalog.LINK_SHAPE:
             return rate
     spec_fabric = plan.spec.fabrics.get(fabric)
     return spec_fabric.rate if spec_fabric is not None else None
@@ -112,7 +107,7 @@ def _ports(plan: Plan, pp: PoolPlan) -> tuple[PortExpect, ...]:
         planned = _fabric_rate(plan, fabric)
         for hca in hcas:
             rate = _link_rate(hca.rate, planned)
-            width, gen = LINK_SHAPE[rate]
+            width, gen = catalog.LINK_SHAPE[rate]
             out.extend([PortExpect(catalog.LINK_RATES_GBPS[rate], width, gen, fabric)] * hca.ports)
     return tuple(out)
 

@@ -385,3 +385,10 @@ def test_duplicate_names_point_back_at_the_first():
     spec = spec_of(tenants=[{"name": "a"}, {"name": "b"}, {"name": "a"}])
     (f,) = found(spec, "tenant-duplicate-name")
     assert f.path == ("tenants", 2, "name") and "$.tenants[0].name" in f.message
+
+
+def test_every_link_rate_has_a_sysfs_shape():
+    """verify compares ports against the catalog's lanes and generation; a rate without one could not be checked."""
+    from gpucloud import catalog
+
+    assert set(catalog.LINK_SHAPE) == set(catalog.LINK_RATES_GBPS)
