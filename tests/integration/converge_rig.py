@@ -5,6 +5,9 @@ that host's own mount and UTS namespace (``nsenter`` into a holder process), so 
 separate machine: its own host name, its own writable /etc and /var (overlays on the real ones, so installed
 packages are there), an empty /run, and on GPU hosts a /dev with fake NVIDIA devices. The roles run unchanged with
 their production paths; daemons they start stay in the host's namespace. Everything is stopped by PID.
+
+The hosts share the machine's network stack: two daemons on different hosts cannot bind the same port, and a
+connection from one host to another leaves from 127.0.0.1, not from the sender's own 127.0.0.x.
 """
 
 from __future__ import annotations

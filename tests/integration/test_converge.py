@@ -1,13 +1,18 @@
 """A real converge of the lab cluster over SSH, through `gpucloud converge`, against loopback test hosts.
 
-The playbooks alone bring up munge, MariaDB + slurmdbd, slurmctld and two slurmd with fake GPUs; a GPU job runs from
-the login node; a second run changes nothing; a disruptive change (the plan's gres.conf) drains each GPU node,
-restarts slurmd and resumes the node after its health check, while an unreachable node in the same batch is
-reported by name without stopping the others.
+The playbooks alone bring up munge, MariaDB + slurmdbd, slurmctld and two slurmd with fake GPUs; an interactive
+`srun` from the login node runs a GPU step on both GPU nodes; a second run changes nothing; a disruptive change (the
+plan's gres.conf) drains each GPU node, restarts slurmd and resumes the node after its health check, while an
+unreachable node in the same batch is reported by name without stopping the others.
 
 What differs from a real cluster is only configuration, in one extra-vars file: no systemd (daemons started
 directly), free ports instead of Slurm's fixed ones, no cgroup hierarchy of our own, and a small VM claiming to be
-an HGX node (SlurmdParameters=config_overrides).
+an HGX node (SlurmdParameters=config_overrides). The test hosts share one network stack, so the two slurmd cannot
+share a port: the plan's node line is written once per GPU node with a port of its own (`Port=`, Slurm's way of
+running several slurmd on one machine). The Slurm daemons and srun then listen on all addresses, Slurm's default
+and what a real cluster does. That matters for srun: a connection between two test hosts leaves from 127.0.0.1, not
+from the sender's 127.0.0.x, and slurmd connects back to srun (task I/O, step messages) at the address that srun's
+launch request came from.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ def prepare(rig):
     # A third GPU node whose machine is down: nothing listens on its port.
     (inv / "down.yml").write_text(yaml.safe_dump({"all": {"children": {"pool_gpu": {"hosts": {
         "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": _rig_module().free_port()}}}}}}))
-    ports = {k: _rig_module().free_port() for k in ("ctld", "slurmd", "dbd", "mysql")}
+    ports = {k: _rig_module().free_port() for k in ("ctld", "dbd", "mysql")}
     gpu_check = "sh -c 'test \"$(ls /dev | grep -c \"^nvidia[0-9]\")\" -eq 8'"
     test_vars = {
         "ansible_user": "root",
@@ -112,15 +117,34 @@ def prepare(rig):
         "slurmdbd_mariadb_port": ports["mysql"],
         "slurmdbd_conf_overrides": {"DbdPort": ports["dbd"]},
         "slurm_config_overrides": {
-            "SlurmctldPort": ports["ctld"], "SlurmdPort": ports["slurmd"], "AccountingStoragePort": ports["dbd"],
+            "SlurmctldPort": ports["ctld"], "AccountingStoragePort": ports["dbd"],
+            "NodeName": _node_lines(plan, set(ports.values())),
             "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
             "JobAcctGatherType": "jobacct_gather/linux", "PrologFlags": "Alloc",
             "HealthCheckProgram": "/bin/true", "PlugStackConfig": "/dev/null",
-            "SlurmdParameters": "config_overrides", "CommunicationParameters": "NoInAddrAny",
+            "SlurmdParameters": "config_overrides",
         },
     }
     (root / "test-vars.yml").write_text(yaml.safe_dump(test_vars))
     return plan, inv, root / "test-vars.yml"
+
+
+def _node_lines(plan: Path, taken: set[int]) -> list[str]:
+    """The plan's NodeName lines, one per node with a free port of its own: the test hosts share one network stack."""
+    from gpucloud.hostlist import expand
+
+    lines = []
+    for line in (plan / "slurm" / "slurm.conf").read_text().splitlines():
+        if line.startswith("NodeName="):
+            names, rest = line.removeprefix("NodeName=").split(" ", 1)
+            for name in expand(names):
+                port = _rig_module().free_port()
+                while port in taken:
+                    port = _rig_module().free_port()
+                taken.add(port)
+                lines.append(f"{name} Port={port} {rest}")
+    assert sorted(n.split()[0] for n in lines) == sorted(n for n, (_a, gpus) in HOSTS.items() if gpus), lines
+    return lines
 
 
 def _why(res: subprocess.CompletedProcess) -> str:
@@ -226,22 +250,15 @@ def test_disruptive_change_drains_and_resumes_and_skips_the_unreachable_node(rig
 
 
 def test_a_gpu_job_runs_from_the_login_node(rig, setup):
-    """Last, so that a job problem does not hide the idempotence and rolling-change results above.
+    """An interactive srun from login01: one task on each GPU node, with 4 (fake) GPUs each, output back in srun.
 
-    Batch jobs, one per GPU node: an interactive srun needs slurmd to connect back to srun, and on this rig every host
-    shares one loopback, so srun's connections leave from 127.0.0.1 while CommunicationParameters=NoInAddrAny (which
-    lets several slurmd share a port) makes srun listen on its host's own address only. Interactive steps are run by
-    the Slurm daemon tests, where that does not arise."""
-    # root submits for the research tenant (GrpTRES gres/gpu=8 from the plan): 4 (fake) GPUs on each node.
+    Last, so that a job problem does not hide the idempotence and rolling-change results above."""
+    # root submits for the research tenant (GrpTRES gres/gpu=8 from the plan).
     assert rig.ssh("ctl01", "sacctmgr -i add user root account=research").returncode == 0
-    for node in ("gpu01", "gpu02"):
-        job = rig.ssh("login01", f"timeout 200 sbatch --wait --parsable -A research -p debug -w {node} "
-                                 f"--gres=gpu:4 -t 5 -o /var/tmp/gpucloud-job-%j.out "
-                                 "--wrap 'echo $(hostname) $CUDA_VISIBLE_DEVICES'", timeout=240)
-        if job.returncode != 0:
-            why = rig.ssh("ctl01", "squeue -o '%i %T %r'; scontrol show node " + node +
-                          "; tail -30 /var/log/slurm/slurmctld.log")
-            pytest.fail(f"job on {node} failed: {job.stdout} {job.stderr}\n{why.stdout}")
-        job_id = job.stdout.strip().split(";")[0]
-        out = rig.ssh(node, f"cat /var/tmp/gpucloud-job-{job_id}.out")
-        assert out.stdout.split() == [node, "0,1,2,3"], (out.stdout, out.stderr)
+    job = rig.ssh("login01", "timeout 200 srun --immediate=120 -A research -p debug -N2 -w gpu01,gpu02 "
+                             "--ntasks-per-node=1 --gres=gpu:4 -t 5 sh -c 'echo $(hostname) $CUDA_VISIBLE_DEVICES'",
+                  timeout=240)
+    if job.returncode != 0:
+        why = rig.ssh("ctl01", "squeue -o '%i %T %r'; scontrol show node gpu01; tail -30 /var/log/slurm/slurmctld.log")
+        pytest.fail(f"job failed: {job.stdout} {job.stderr}\n{why.stdout}")
+    assert sorted(job.stdout.splitlines()) == ["gpu01 0,1,2,3", "gpu02 0,1,2,3"], (job.stdout, job.stderr)
