@@ -57,6 +57,15 @@ def missing() -> list[str]:
     return [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
 
 
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (daemons re-parented to a PID 1 that may never reap them)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,7 +161,7 @@ class Rig:
                 except (ProcessLookupError, PermissionError):
                     pass
             deadline = time.monotonic() + 10
-            while pids and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            while pids and time.monotonic() < deadline and any(_running(p) for p in pids):
                 time.sleep(0.2)
         for proc in self.procs:
             if proc.poll() is None:
