@@ -66,6 +66,20 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _children(parent: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                out.append(int(entry))
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,6 +92,7 @@ class Rig:
     hosts: dict[str, tuple[str, int]]  # name -> (address, fake GPUs)
     port: int = 0
     procs: list[subprocess.Popen] = field(default_factory=list)
+    sshd: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -109,6 +124,7 @@ class Rig:
         proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.root / "sshd_config")], stdin=subprocess.DEVNULL,
                                 stdout=open(self.root / "sshd.log", "wb"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
+        self.sshd = proc
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready = all((self.root / "hosts" / n / "ready").exists() for n in self.hosts)
@@ -163,6 +179,13 @@ class Rig:
             deadline = time.monotonic() + 10
             while pids and time.monotonic() < deadline and any(_running(p) for p in pids):
                 time.sleep(0.2)
+        # sshd leaves its per-connection processes running when the listener stops; Ansible's ControlPersist
+        # masters would hold them open for minutes after the test.
+        for pid in _children(self.sshd.pid) if self.sshd else ():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
