@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 
 # Link rates by InfiniBand generation name, in Gb/s per port.
 LINK_RATES_GBPS: dict[str, int] = {"hdr": 200, "ndr200": 200, "ndr": 400, "xdr": 800}
+def link_rate(hca: str, port: str | None) -> str:
+    """A link runs at the slower of the adapter and the switch port (an NDR adapter on an NDR200 fabric links at
+    NDR200); on equal speeds the switch port's signalling wins."""
+    if port is None or LINK_RATES_GBPS[hca] < LINK_RATES_GBPS[port]:
+        return hca
+    return port
+
+
 # Lanes and signalling generation as the kernel's sysfs ``rate`` file (and ibstatus) name them, e.g.
 # "400 Gb/sec (4X NDR)". NDR200 is two NDR lanes; the others use the usual four.
 LINK_SHAPE: dict[str, tuple[str, str]] = {

@@ -577,7 +577,7 @@ class Headroom:
     fabric: str
     pool: str
     nodes: int  # more nodes that still fit on two tiers
-    su_size: int
+    su_nodes: int  # nodes in one scalable unit (plain fat trees: one leaf's down ports over the node's HCAs)
 
 
 def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | None:
@@ -585,7 +585,9 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | N
 
     Growing the pool past ``nodes`` adds leaves beyond what one spine layer can reach, so every leaf's uplinks are
     re-cabled to a new layer: worth knowing before the purchase order, not after. Searches with ``shape``, the
-    planner's own arithmetic, which is independent of host names and costs one pass over the pools.
+    planner's own arithmetic, which is independent of host names and costs one pass over the pools: doubling until
+    a size needs three tiers, then bisecting. A per-rail split (split: auto) can bring a much larger fabric back to
+    two tiers; the doubling stops at the first size that needs three, so the answer is the first crossing.
     """
     sh = shape(spec, name, pools)
     if sh is None or sh.tiers != 2 or sh.fabric.tiers in (2, 3):
@@ -593,7 +595,8 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | N
     pos = [pp for pp in attached_pools(spec, pools, name) if positioned(pp, name)]
     if not pos:
         return None
-    last = pos[-1]
+    # The pool that grows: the last compute pool (on a storage fabric every pool is placed slot by slot).
+    last = next((pp for pp in reversed(pos) if "compute" in pp.pool.roles), pos[-1])
 
     def fits(extra: int) -> bool:
         grown = PoolPlan(replace(last.pool, count=last.pool.count + extra), last.model, ())
@@ -605,7 +608,8 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | N
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return Headroom(name, last.pool.name, lo, sh.su)
+    su_nodes = sh.su if sh.rail_opt else max(1, sh.su // max(1, host_hcas(last.model, name)))
+    return Headroom(name, last.pool.name, lo, su_nodes)
 
 
 def summary(fp: FabricPlan) -> dict:

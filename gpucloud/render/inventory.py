@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 
 import yaml
 
-from gpucloud.catalog import LINK_RATES_GBPS
+from gpucloud.catalog import LINK_RATES_GBPS, link_rate
 from gpucloud.plan import Plan
 from gpucloud.plan.hosts import Host, PoolPlan
 
@@ -202,24 +202,28 @@ def role_vars(plan: Plan) -> dict[str, dict]:
         return [h.name for pp in plan.pools if role in pp.pool.roles for h in pp.hosts]
 
     out: dict[str, dict] = {}
-    controllers = hosts_of("slurm-controller")
+    # Every SlurmctldHost of the plan's slurm.conf, primary first (Slurm takes any number of backups).
+    slurm = getattr(plan, "slurm", None)
+    controllers = list(slurm.controllers) if slurm is not None else hosts_of("slurm-controller")
     if controllers:
-        out["slurm-controller"] = {"slurm_controller_hosts": controllers[:2]}
+        out["slurm-controller"] = {"slurm_controller_hosts": controllers}
     dbd = hosts_of("slurmdbd")
     acc = spec.slurm.accounting
     if dbd and acc.enabled:
         out["slurmdbd"] = {"slurmdbd_host": dbd[0]}
         if acc.database_password:
             out["slurmdbd"]["slurmdbd_storage_password"] = "{{ %s }}" % secret_var(acc.database_password)
-    sms = hosts_of("subnet-manager")
+    # The hosts the fabric plan runs OpenSM on (primary first per subnet); none where a fabric uses another SM.
+    sms = list(dict.fromkeys(h for fp in getattr(plan, "fabrics", ()) for sn in fp.subnets for h in sn.sm_hosts))
     if sms:
-        out["subnet-manager"] = {"opensm_hosts": sms[:2]}
+        out["subnet-manager"] = {"opensm_hosts": sms}
     return out
 
 
 def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
     """What a pool's hosts share: address rules, hardware expectations, InfiniBand rails, mounts."""
     pool, model = pp.pool, pp.model
+    spec = plan.spec
     on_fabric = pool.fabric == "compute" and model.rails > 0
     hcas = model.compute_hcas if on_fabric else ()
     first = pp.hosts[0] if pp.hosts else None
@@ -244,8 +248,11 @@ def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
         "rdma_expected_hcas": len(model.compute_hcas) + len(model.storage_hcas) if pool.fabric != "none" else 0,
     })
     if hcas:
-        rates = {LINK_RATES_GBPS[h.rate] for h in hcas}
-        assert len(rates) == 1, f"{model.name}: compute HCAs of different rates"  # the catalog's models have one
+        # What the port trains to: the slower of adapter and switch port (NDR adapters on an NDR200 fabric: 200).
+        port = next((fp.rate for fp in getattr(plan, "fabrics", ()) if fp.name == pool.fabric), None)
+        port = port or spec.fabrics[pool.fabric].rate
+        rates = {LINK_RATES_GBPS[link_rate(h.rate, port)] for h in hcas}
+        assert len(rates) == 1, f"{model.name}: compute HCAs of different rates"  # tested for every catalog model
         out["gpucloud_ib_rate"] = rates.pop()
     return out
 

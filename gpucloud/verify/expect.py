@@ -88,14 +88,6 @@ def _fabric_rate(plan: Plan, fabric: str) -> str | None:
     return spec_fabric.rate if spec_fabric is not None else None
 
 
-def _link_rate(hca: str, fabric: str | None) -> str:
-    """A link runs at the slower of the adapter and the switch port (an NDR200 adapter on an NDR fabric links at
-    NDR200); on equal speeds the switch port's signalling wins."""
-    if fabric is None or catalog.LINK_RATES_GBPS[hca] < catalog.LINK_RATES_GBPS[fabric]:
-        return hca
-    return fabric
-
-
 def _ports(plan: Plan, pp: PoolPlan) -> tuple[PortExpect, ...]:
     out = []
     groups = []
@@ -106,7 +98,7 @@ def _ports(plan: Plan, pp: PoolPlan) -> tuple[PortExpect, ...]:
     for fabric, hcas in groups:
         planned = _fabric_rate(plan, fabric)
         for hca in hcas:
-            rate = _link_rate(hca.rate, planned)
+            rate = catalog.link_rate(hca.rate, planned)
             width, gen = catalog.LINK_SHAPE[rate]
             out.extend([PortExpect(catalog.LINK_RATES_GBPS[rate], width, gen, fabric)] * hca.ports)
     return tuple(out)

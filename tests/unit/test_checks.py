@@ -392,3 +392,11 @@ def test_every_link_rate_has_a_sysfs_shape():
     from gpucloud import catalog
 
     assert set(catalog.LINK_SHAPE) == set(catalog.LINK_RATES_GBPS)
+
+
+def test_every_server_model_has_one_compute_link_rate():
+    """The inventory gives a pool one IB rate for all its rails; a model mixing rates would need per-rail rates."""
+    from gpucloud import catalog
+
+    for name, model in catalog.SERVERS.items():
+        assert len({h.rate for h in model.compute_hcas}) <= 1, name

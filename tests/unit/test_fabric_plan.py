@@ -224,6 +224,9 @@ def test_headroom_is_exactly_where_the_planner_adds_a_third_tier(name, fabric):
     past = _spec(CLUSTERS / f"{name}.yaml", **{pool.name: pool.count + room.nodes + 1})
     assert _fabric(at_limit, fabric).tiers == 2
     assert _fabric(past, fabric).tiers == 3
+    # A scalable unit in nodes: rail-optimised, the SU size; plain fat tree, a leaf's down ports over the node's HCAs.
+    assert room.su_nodes == {("lab", "compute"): 2, ("ishikari", "compute"): 32, ("ishikari", "storage"): 16}[
+        (name, fabric)]
 
 
 def test_no_headroom_line_for_three_tier_or_pinned_fabrics():

@@ -110,12 +110,30 @@ def test_ansible_reads_groups_and_planned_addresses(tmp_path):
     seen = debug("all", "{{ [ansible_host, gpucloud_bmc, gpucloud_position] | join(' ') }}")
     assert seen == {h.name: f"{h.management} {h.bmc} {h.position}" for h in plan.hosts()}
     # The rdma role's per-rail rule (ipoib-netplan.yaml.j2) gives the planned IPoIB address on every rail.
-    rails = debug("gpu02,ctl01", "{% for r in range(gpucloud_ib_rails) %}"
-                                 "{% set n = rdma_ipoib_first + r * 2 ** (32 - rdma_ipoib_prefix) + gpucloud_position | int %}"
-                                 "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}")
-    assert rails["gpu02"].split() == list(plan.pool("gpu").hosts[1].ipoib)
-    assert rails["ctl01"].split() == list(plan.pool("ctl").hosts[0].ipoib)
+    rails = debug("all", "{% for r in range(gpucloud_ib_rails if rdma_ipoib_first is defined else 0) %}"
+                         "{% set n = rdma_ipoib_first + r * 2 ** (32 - rdma_ipoib_prefix) + gpucloud_position | int %}"
+                         "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }} {% endfor %}")
+    assert {name: got.split() for name, got in rails.items()} == {h.name: list(h.ipoib) for h in plan.hosts()}
     assert len(rails["gpu02"].split()) == 8
+
+
+def test_ib_rate_is_what_the_port_trains_to():
+    """abci3's login nodes have NDR adapters on an NDR200 fabric: NHC must expect 200 Gb/s there, not 400."""
+    files = inv.render(_plan("abci3"))
+    login = yaml.safe_load(files["inventory/group_vars/pool_login.yml"])
+    gpu = yaml.safe_load(files["inventory/group_vars/pool_h200.yml"])
+    assert (login["gpucloud_ib_rate"], gpu["gpucloud_ib_rate"]) == (200, 200)
+
+
+def test_role_groups_name_every_planned_controller_and_subnet_manager():
+    plan = _plan("abci3")
+    files = inv.render(plan)
+    ctl = yaml.safe_load(files["inventory/group_vars/role_slurm_controller.yml"])
+    assert ctl["slurm_controller_hosts"] == list(plan.slurm.controllers) == ["ctl1", "ctl2", "ctl3"]
+    sm = yaml.safe_load(files["inventory/group_vars/role_subnet_manager.yml"])
+    assert sm["opensm_hosts"] == list(plan.fabrics[0].subnets[0].sm_hosts)
+    # colossus-100k runs no OpenSM of its own: no host list that would claim otherwise.
+    assert "inventory/group_vars/role_subnet_manager.yml" not in inv.render(_plan("colossus-100k"))
 
 
 def test_every_host_gets_few_variables():

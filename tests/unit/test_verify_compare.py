@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from gpucloud import catalog
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.verify import report
 from gpucloud.verify.collect import Collected, Section, collectors
 from gpucloud.verify.compare import compare, pool_drift
-from gpucloud.verify.expect import _link_rate, expectations
+from gpucloud.verify.expect import expectations
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
 RECORDED = FIXTURES / "recorded"
@@ -77,10 +78,10 @@ def test_expected_rates_and_mounts(hosts):
 
 
 def test_link_rate_is_the_slower_end():
-    assert _link_rate("ndr", None) == "ndr"
-    assert _link_rate("ndr", "ndr200") == "ndr200"  # split switch ports
-    assert _link_rate("ndr200", "ndr") == "ndr200"
-    assert _link_rate("hdr", "xdr") == "hdr"
+    assert catalog.link_rate("ndr", None) == "ndr"
+    assert catalog.link_rate("ndr", "ndr200") == "ndr200"  # split switch ports
+    assert catalog.link_rate("ndr200", "ndr") == "ndr200"
+    assert catalog.link_rate("hdr", "xdr") == "hdr"
 
 
 def test_wrong_host_answering_at_the_address(hosts):
