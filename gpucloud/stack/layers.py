@@ -15,14 +15,16 @@ from typing import Mapping
 from gpucloud.plan import Plan
 
 # (layer, folders of the plan it reads, software versions it installs), in the order of playbooks/site.yml; each
-# layer runs playbooks/<layer>.yml.
+# layer runs playbooks/<layer>.yml. Every role reads its settings from the inventory's group_vars, so every layer
+# reads inventory/; compute installs the plan's slurm.conf and gres.conf on the GPU nodes (slurm_config, slurmd).
 LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("common", ("inventory/",), ("os",)),
-    ("fabric", ("fabric/",), ("doca_ofed",)),
-    ("storage", ("storage/",), ("lustre_client",)),
-    ("slurm", ("slurm/",), ("slurm", "enroot", "pyxis")),
-    ("compute", ("gpu/", "compute/"), ("nvidia_driver", "cuda", "fabric_manager", "dcgm")),
-    ("monitoring", ("monitoring/",), ()),
+    ("fabric", ("inventory/", "fabric/"), ("doca_ofed",)),
+    ("storage", ("inventory/", "storage/"), ("lustre_client",)),
+    ("slurm", ("inventory/", "slurm/"), ("slurm", "enroot", "pyxis")),
+    ("compute", ("inventory/", "slurm/"), ("slurm", "enroot", "pyxis", "nvidia_driver", "cuda", "fabric_manager",
+                                           "dcgm")),
+    ("monitoring", ("inventory/",), ()),
 )
 EXCLUDED = ("inventory/hosts.yml",)
 

@@ -12,7 +12,7 @@ import pytest
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.stack import graph, layers, layout
-from conftest import CLUSTERS, ROOT, run_cli
+from conftest import CLUSTERS, EXAMPLES, ROOT, run_cli
 
 pytest.importorskip("pulumi")
 pytest.importorskip("pulumi_command")
@@ -116,21 +116,35 @@ def _triggers(plan, files):
     return {x["name"]: x["trigger"] for x in layout.stack_inputs(plan, files)[0]["layers"]}
 
 
-@pytest.mark.parametrize("path, layer", [
-    ("slurm/slurm.conf", "slurm"),
-    ("fabric/compute/opensm.conf", "fabric"),
-    ("storage/fstab", "storage"),
-    ("inventory/group_vars/all.yml", "common"),
-    ("gpu/nvidia.conf", "compute"),  # a new file in a layer's folder counts too
-    ("plan.json", None),  # the summary feeds no layer
-    ("inventory/hosts.yml", None),  # membership is covered per stack, see below
+@pytest.mark.parametrize("path, expected", [
+    # slurm.conf and gres.conf go to controllers and login nodes (slurm) and to the GPU nodes (compute).
+    ("slurm/slurm.conf", ["compute", "slurm"]),
+    ("slurm/gres.conf", ["compute", "slurm"]),  # a new file in a layer's folder counts too
+    ("fabric/compute/opensm.conf", ["fabric"]),
+    ("storage/fstab", ["storage"]),
+    # Every role takes its settings from group_vars.
+    ("inventory/group_vars/all.yml", ["common", "compute", "fabric", "monitoring", "slurm", "storage"]),
+    ("plan.json", []),  # the summary feeds no layer
+    ("inventory/hosts.yml", []),  # membership is covered per stack, see below
 ])
-def test_a_trigger_moves_exactly_when_its_inputs_move(lab, path, layer):
+def test_a_trigger_moves_exactly_when_its_inputs_move(lab, path, expected):
     before = _triggers(lab, _files())
     changed = {**_files(), path: _files().get(path, b"") + b"# changed\n"}
     after = _triggers(lab, changed)
     moved = sorted(k for k in before if before[k] != after[k])
-    assert moved == ([layer] if layer else [])
+    assert moved == expected
+
+
+def test_every_folder_a_layer_reads_is_rendered():
+    """A layer that hashes a folder no renderer writes never re-runs when what its playbook installs changes."""
+    from gpucloud.pipeline import plan_files
+
+    rendered = set()
+    for spec in EXAMPLES:
+        rendered |= set(plan_files(check_spec(spec)))
+    for name, folders, _versions in layers.LAYERS:
+        for folder in folders:
+            assert any(p.startswith(folder) for p in rendered), (name, folder)
 
 
 def test_a_version_moves_its_layer_only(tmp_path):
