@@ -1,4 +1,4 @@
-"""Checks: names that refer to something defined elsewhere in the spec (pools, partitions, filesystems)."""
+"""Checks: names that refer to something defined elsewhere in the spec (pools, partitions, filesystems, fabrics)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ def filesystems(spec):
                     yield Finding("reference-filesystem", "error", (*tenant.path, field, name),
                                   f"tenant {tenant.name} has a quota on unknown filesystem {name!r}",
                                   choices_hint(name, known, "filesystems"))
+
+
+@check("reference-fabric")
+def fabrics(spec):
+    """Pools attached to a fabric the spec does not define."""
+    for pool in spec.pools:
+        if pool.fabric != "none" and pool.fabric not in spec.fabrics:
+            yield Finding("reference-fabric", "error", (*pool.path, "fabric"),
+                          f"pool {pool.name} attaches to fabric {pool.fabric!r}, which the spec does not define",
+                          f"define fabric.{pool.fabric} (switch, scalable_unit, ...) or set fabric: none")

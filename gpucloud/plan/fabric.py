@@ -571,6 +571,17 @@ def plan_fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, .
                  if spec.fabrics[name].kind == "infiniband")
 
 
+def port_rate(plan, name: str) -> str | None:
+    """The switch port rate of fabric ``name``: the planned one (plan.fabrics) first, then the spec's; None when the
+    spec has no such fabric or names no rate."""
+    for fp in getattr(plan, "fabrics", None) or ():
+        rate = getattr(fp, "rate", None)
+        if getattr(fp, "name", None) == name and isinstance(rate, str) and rate in catalog.LINK_SHAPE:
+            return rate
+    fabric = plan.spec.fabrics.get(name)
+    return fabric.rate if fabric is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class Headroom:
     """How far the last compute pool of a two-tier fabric can grow before the fabric needs a third tier."""

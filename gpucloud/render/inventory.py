@@ -26,6 +26,7 @@ import yaml
 
 from gpucloud.catalog import LINK_RATES_GBPS, link_rate
 from gpucloud.plan import Plan
+from gpucloud.plan.fabric import port_rate
 from gpucloud.plan.hosts import Host, PoolPlan
 
 # Every role a spec may give a pool (schemas/cluster.schema.json); each gets a group, empty or not.
@@ -223,7 +224,6 @@ def role_vars(plan: Plan) -> dict[str, dict]:
 def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
     """What a pool's hosts share: address rules, hardware expectations, InfiniBand rails, mounts."""
     pool, model = pp.pool, pp.model
-    spec = plan.spec
     on_fabric = pool.fabric == "compute" and model.rails > 0
     hcas = model.compute_hcas if on_fabric else ()
     first = pp.hosts[0] if pp.hosts else None
@@ -249,8 +249,7 @@ def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
     })
     if hcas:
         # What the port trains to: the slower of adapter and switch port (NDR adapters on an NDR200 fabric: 200).
-        port = next((fp.rate for fp in getattr(plan, "fabrics", ()) if fp.name == pool.fabric), None)
-        port = port or spec.fabrics[pool.fabric].rate
+        port = port_rate(plan, pool.fabric)
         rates = {LINK_RATES_GBPS[link_rate(h.rate, port)] for h in hcas}
         assert len(rates) == 1, f"{model.name}: compute HCAs of different rates"  # tested for every catalog model
         out["gpucloud_ib_rate"] = rates.pop()

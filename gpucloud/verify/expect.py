@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gpucloud import catalog
 from gpucloud.plan import Plan
+from gpucloud.plan.fabric import port_rate
 from gpucloud.plan.hosts import Host, PoolPlan
 
 # nvidia-smi reports marketing memory less the driver's reservation (81559 MiB on an "80GB" H100): allow that.
@@ -78,16 +79,6 @@ def _gpu_family(gpu: catalog.GPU) -> str:
     return gpu.name.split()[1] if gpu.name.startswith("NVIDIA ") else gpu.name
 
 
-def _fabric_rate(plan: Plan, fabric: str) -> str | None:
-    """The planned port rate of a fabric: plan.fabrics (when planned) first, then the spec."""
-    for fp in getattr(plan, "fabrics", None) or ():
-        rate = getattr(fp, "rate", None)
-        if getattr(fp, "name", None) == fabric and isinstance(rate, str) and rate in catalog.LINK_SHAPE:
-            return rate
-    spec_fabric = plan.spec.fabrics.get(fabric)
-    return spec_fabric.rate if spec_fabric is not None else None
-
-
 def _ports(plan: Plan, pp: PoolPlan) -> tuple[PortExpect, ...]:
     out = []
     groups = []
@@ -96,7 +87,7 @@ def _ports(plan: Plan, pp: PoolPlan) -> tuple[PortExpect, ...]:
     if "storage" in plan.spec.fabrics:
         groups.append(("storage", pp.model.storage_hcas))
     for fabric, hcas in groups:
-        planned = _fabric_rate(plan, fabric)
+        planned = port_rate(plan, fabric)
         for hca in hcas:
             rate = catalog.link_rate(hca.rate, planned)
             width, gen = catalog.LINK_SHAPE[rate]
