@@ -39,7 +39,10 @@ def main() -> None:
 
     spec = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "clusters" / "colossus-100k.yaml"
     start = time.perf_counter()
-    plan = build_plan(check_spec(spec).spec)
+    checked = check_spec(spec)
+    if checked.spec is None:
+        sys.exit(f"{spec}: not a valid spec; run: gpucloud validate {spec}")
+    plan = build_plan(checked.spec)
     files = inventory.render(plan)
     print(f"{spec.name}: {plan.host_count:,} hosts; plan + render {time.perf_counter() - start:.2f} s; "
           f"hosts.yml {len(files['inventory/hosts.yml']):,} bytes")

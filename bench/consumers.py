@@ -72,8 +72,8 @@ def slurmctld_startup(root: Path, name: str = "ishikari") -> str:
     sys.path.insert(0, str(root / "tests"))
     from slurm_harness import missing_binaries
 
-    if os.geteuid() != 0 or missing_binaries():
-        return "skipped: needs root and Slurm's daemons (.ci/packages.txt)"
+    if os.geteuid() != 0 or missing_binaries(accounting=True):
+        return "skipped: needs root, Slurm's daemons, slurmdbd and MariaDB (.ci/packages.txt)"
     from test_slurm_daemons import compute_hosts, harness_for, planned
 
     plan, files = planned(root / "clusters" / f"{name}.yaml")

@@ -52,9 +52,11 @@ def process(args: list[str], repeat: int) -> tuple[float, float]:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "gpucloud", *args], env=env, cwd=ROOT, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        res = subprocess.run([sys.executable, "-m", "gpucloud", *args], env=env, cwd=ROOT, check=False,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         times.append(time.perf_counter() - t0)
+        if res.returncode != 0:  # a failing command is fast, not a figure
+            raise SystemExit(f"gpucloud {' '.join(args)} exited {res.returncode}:\n{res.stderr[-2000:]}")
     out = subprocess.run([sys.executable, str(PEAK), *args], env=env, cwd=ROOT, capture_output=True, text=True)
     peak = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else float("nan")
     return statistics.median(times), peak
@@ -142,6 +144,9 @@ def main() -> None:
     args = ap.parse_args()
     repeat = 3 if args.quick else 5
     names = [n for n in EXAMPLES if not args.only or n in args.only.split(",")]
+    unknown = sorted(set(filter(None, args.only.split(","))) - set(EXAMPLES))
+    if unknown:
+        ap.error(f"--only: unknown example(s) {', '.join(unknown)}; choose from {', '.join(EXAMPLES)}")
 
     result: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
