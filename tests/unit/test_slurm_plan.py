@@ -180,8 +180,8 @@ def test_topology_of_the_fabric_names_only_slurm_nodes(spec):
     for module, name in RENDERERS:
         if module.startswith("gpucloud.render.slurm"):
             files.update(getattr(importlib.import_module(module), name)(plan))
-    if "slurm/topology.conf" not in files:
-        pytest.skip("no topology.conf rendered for this example")
+    # Rendered exactly when the spec asks for a topology plugin: a renderer that stops writing it must fail here.
+    assert ("slurm/topology.conf" in files) == (plan.spec.slurm.topology in ("tree", "block"))
     assert verify_rendered(files) == []
 
 
