@@ -44,7 +44,8 @@ def test_lab_change_diff(golden, tmp_path):
                    "clusters/lab.yaml", "lab.yaml (edited)")
     # The derived records mirror other planners' plan.json sections; they are tested by property in
     # tests/unit/test_diff.py so that a new field there does not churn this file.
-    assert diff.derived
+    # Two more nodes add 8 leaves to the lab's fabric: that derived record must say hardware.
+    assert ("fabric.compute", "hardware") in {(c.subject, c.impact.value) for c in diff.derived}
     diff.derived = []
     golden(HERE / "lab-change.diff.md", report.markdown(diff) + "\n")
     golden(HERE / "lab-change.diff.json", report.as_json(diff))
