@@ -307,7 +307,7 @@ def render(
 def converge(
     spec: Path = typer.Argument(..., help="Spec file."),
     limit: Optional[str] = typer.Option(None, "--limit", help="Ansible host pattern to converge (e.g. 'gpu[01:04]')."),
-    tags: Optional[str] = typer.Option(None, "--tags", help="Comma-separated layers/tags to run (e.g. slurm,gpu)."),
+    tags: Optional[str] = typer.Option(None, "--tags", help="Comma-separated layers/tags to run (e.g. slurm,compute)."),
     check: bool = typer.Option(False, "--check", help="Report what would change, change nothing."),
     inventory: Optional[Path] = typer.Option(None, "--inventory", "-i",
                                              help="Inventory to use instead of the spec's generated one."),
