@@ -94,7 +94,7 @@ def quota_rule(tenant: str, filesystem: str, old: int | None, new: int | None):
     """(impact, why) for a tenant's quota change, by the storage planner's rule (a lowered quota with unknown use
     can stop the tenant's writes), or None when that planner is not installed."""
     mod = _module("gpucloud.plan.storage_impact")
-    fn = getattr(mod, "_quota_change", None) if mod is not None else None
+    fn = getattr(mod, "quota_change", None) if mod is not None else None
     if fn is None:
         return None
     change = fn(tenant, filesystem, old, new, None)

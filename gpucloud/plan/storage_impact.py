@@ -68,8 +68,6 @@ def quota_change(tenant: str, fs: str, old: int | None, new: int | None,
     return StorageChange(subject, "quota", old, new, DESTROYS_DATA, why)
 
 
-_quota_change = quota_change  # the name gpucloud.diff.external looks up
-
 
 def storage_changes(old: StoragePlan, new: StoragePlan,
                     used: Mapping[tuple[str, str], int] | None = None) -> list[StorageChange]:

@@ -7,25 +7,14 @@ one and sets keys again (the later value wins), never by editing these files.
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from gpucloud.plan import Plan
 from gpucloud.plan.slurm import SlurmPlan
 
 CONF_DIR = "/etc/slurm"
-# Filled by the deploy step from the secret store; see docs/slurm.md. The rendered plan never holds the value.
+# Filled by the slurmdbd role from Ansible Vault; see docs/slurm.md. The rendered plan never holds the value.
 SECRET_TOKEN = "@@secret:{name}@@"
-
-
-def secret_references(files: dict[str, bytes]) -> dict[str, list[str]]:
-    """{rendered path: [secret names]} for the deploy step, which swaps each token for the secret's value."""
-    out = {}
-    for path, data in sorted(files.items()):
-        names = re.findall(rb"@@secret:([A-Za-z0-9_.-]+)@@", data)
-        if names:
-            out[path] = sorted({n.decode() for n in names})
-    return out
 
 
 def _header(sp: SlurmPlan, what: str) -> list[str]:

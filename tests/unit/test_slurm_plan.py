@@ -185,13 +185,6 @@ def test_topology_of_the_fabric_names_only_slurm_nodes(spec):
     assert verify_rendered(files) == []
 
 
-def test_secret_references_for_the_deploy_step():
-    from gpucloud.render.slurm import secret_references
-
-    files = files_of(slurm_of(CLUSTERS / "ishikari.yaml"))
-    assert secret_references(files) == {"slurm/slurmdbd.conf": ["slurmdbd-db-password"]}
-
-
 def test_plan_json_section():
     from gpucloud.plan import build_plan
     from gpucloud.render.plan_json import document
