@@ -196,26 +196,21 @@ def all_vars(plan: Plan) -> dict:
 
 
 def role_vars(plan: Plan) -> dict[str, dict]:
-    """Variables of the role groups, for the few hosts that need them (and, for the database password, may see them)."""
-    spec = plan.spec
+    """Variables of the role groups, for the few hosts that need them (and, for the database password, may see them).
 
-    def hosts_of(role: str) -> list[str]:
-        return [h.name for pp in plan.pools if role in pp.pool.roles for h in pp.hosts]
-
+    Taken from the Slurm and fabric plans, so that they name exactly the hosts slurm.conf and the OpenSM files do.
+    """
     out: dict[str, dict] = {}
-    # Every SlurmctldHost of the plan's slurm.conf, primary first (Slurm takes any number of backups).
-    slurm = getattr(plan, "slurm", None)
-    controllers = list(slurm.controllers) if slurm is not None else hosts_of("slurm-controller")
-    if controllers:
-        out["slurm-controller"] = {"slurm_controller_hosts": controllers}
-    dbd = hosts_of("slurmdbd")
-    acc = spec.slurm.accounting
-    if dbd and acc.enabled:
-        out["slurmdbd"] = {"slurmdbd_host": dbd[0]}
+    sp = plan.slurm
+    if sp.controllers:  # every SlurmctldHost, primary first (Slurm takes any number of backups)
+        out["slurm-controller"] = {"slurm_controller_hosts": list(sp.controllers)}
+    acc = plan.spec.slurm.accounting
+    if sp.dbd_host and acc.enabled:  # slurm.conf's AccountingStorageHost: the one host that runs slurmdbd
+        out["slurmdbd"] = {"slurmdbd_host": sp.dbd_host}
         if acc.database_password:
             out["slurmdbd"]["slurmdbd_storage_password"] = "{{ %s }}" % secret_var(acc.database_password)
     # The hosts the fabric plan runs OpenSM on (primary first per subnet); none where a fabric uses another SM.
-    sms = list(dict.fromkeys(h for fp in getattr(plan, "fabrics", ()) for sn in fp.subnets for h in sn.sm_hosts))
+    sms = list(dict.fromkeys(h for fp in plan.fabrics for sn in fp.subnets for h in sn.sm_hosts))
     if sms:
         out["subnet-manager"] = {"opensm_hosts": sms}
     return out
