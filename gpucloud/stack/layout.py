@@ -10,11 +10,11 @@ The stack input is everything the program reads; the dry-run hashes it to know w
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Mapping
 
 from gpucloud.plan import Plan, PoolPlan
+from gpucloud.render.inventory import group_name  # --limit names the inventory's groups
 from gpucloud.stack import layers
 
 MAX_RESOURCES = 2000
@@ -29,12 +29,6 @@ STATEFUL_ROLES = frozenset({"slurmdbd", "storage-server"})
 PER_HOST = 2
 PER_STACK = 40
 DEFAULT_SU = 32  # pods of pools without a compute fabric are cut in blocks of this many hosts times pod_size
-_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
-
-
-def group_name(kind: str, name: str) -> str:
-    """The inventory's group naming ('su', 'gpu_003' -> 'su_gpu_003'); --limit names these groups."""
-    return f"{kind}_{_UNSAFE.sub('_', name)}".lower()
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,8 @@ def split(plan: Plan) -> tuple[StackPart, ...]:
                 groups = tuple(group_name("su", f"{pp.pool.name}_{n:03}") for n in sus)
             elif i == 0 and j == len(hosts):
                 groups = (group_name("pool", pp.pool.name),)
-            else:  # the inventory has scalable-unit groups only for fabric pools: name the hosts
+            else:  # the inventory has scalable-unit groups only for fabric pools: name the hosts (an Ansible
+                # --limit reads gpu[1:4] as a slice of a group, not as a host range)
                 groups = tuple(h.name for h in hosts[i:j])
             name = f"{pp.pool.name}-pod{pod:03}"
             parts.append(StackPart(name, f"{cluster}-{name}", False, (Member(pp, i, j, groups),)))
