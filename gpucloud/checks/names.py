@@ -7,6 +7,7 @@ import bisect
 import re
 
 from gpucloud.checks import check
+from gpucloud.checks.patterns import may_share, parse
 from gpucloud.findings import Finding, json_path
 
 # A width without a leading zero pads with spaces: gpu{index:4} gives 'gpu   1'.
@@ -111,28 +112,6 @@ def hostname_width(spec):
                           f"pad to {len(str(last))} digits before the pool is built: {{index:0{len(str(last))}}}")
 
 
-def _affixes(pattern: str) -> tuple[str, str]:
-    m = re.search(r"\{index[^}]*\}", pattern)
-    return (pattern[: m.start()], pattern[m.end():]) if m else (pattern, "")
-
-
-def _may_collide(a: str, b: str) -> bool:
-    """Whether two patterns can give one name: only if one literal prefix starts the other, and likewise suffixes."""
-    (pa, sa), (pb, sb) = _affixes(a), _affixes(b)
-    return (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
-
-
-def _parse(name: str, pattern: str) -> int | None:
-    """The index that ``pattern`` turns into ``name``, or None."""
-    prefix, suffix = _affixes(pattern)
-    if not (name.startswith(prefix) and name.endswith(suffix)) or len(name) <= len(prefix) + len(suffix):
-        return None
-    middle = name[len(prefix): len(name) - len(suffix)]
-    if not middle.isdigit() or pattern.format(index=int(middle)) != name:
-        return None
-    return int(middle)
-
-
 class _Group:
     """Pools sharing one hostname pattern, ordered by their first index, for index -> pool lookups."""
 
@@ -177,7 +156,7 @@ def _across_patterns(a: _Group, b: _Group):
     small, large = (a, b) if a.hosts <= b.hosts else (b, a)
     seen = set()
     for pool, name in small.names():
-        index = _parse(name, large.pattern)
+        index = parse(name, large.pattern, "index")
         other = large.owner(index) if index is not None else None
         if other is not None and (id(pool), id(other)) not in seen:
             seen.add((id(pool), id(other)))
@@ -196,7 +175,7 @@ def hostname_collision(spec):
     # Patterns whose literal prefixes and suffixes cannot fit together (gpu.., login.., ctl..) are never expanded.
     for i, a in enumerate(groups):
         for b in groups[i + 1:]:
-            if _may_collide(a.pattern, b.pattern):
+            if may_share(a.pattern, b.pattern, "index"):
                 pairs.extend(_across_patterns(a, b))
     order = {id(p): n for n, p in enumerate(spec.pools)}
     reported = set()

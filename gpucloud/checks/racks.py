@@ -6,15 +6,14 @@ the last (maybe partly filled), so two pools are compared by their rack-number r
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from gpucloud import catalog
 from gpucloud.checks import check
+from gpucloud.checks.patterns import may_share, parse
 from gpucloud.findings import Finding
 
 RACK_UNITS = 48
-_FIELD = re.compile(r"\{rack[^}]*\}")
 
 
 @dataclass(frozen=True)
@@ -70,31 +69,17 @@ def _same_pattern(layouts: list[_Layout]):
                     break
 
 
-def _parse(name: str, pattern: str) -> int | None:
-    m = _FIELD.search(pattern)
-    prefix, suffix = pattern[: m.start()], pattern[m.end():]
-    middle = name[len(prefix): len(name) - len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
-    if not middle.isdigit() or len(name) < len(prefix) + len(suffix) or pattern.format(rack=int(middle)) != name:
-        return None
-    return int(middle)
-
-
 def _across_patterns(small: list[_Layout], large: list[_Layout]):
     """Rack names of one pattern read back through the other; only patterns whose literal parts fit are compared."""
     for a in small:
         for n in range(a.first, a.last + 1):
-            m = _parse(a.name(n), large[0].pattern)
+            m = parse(a.name(n), large[0].pattern, "rack")
             if m is None:
                 continue
             for b in large:
                 units = _clash(a, n, b, m) if b.first <= m <= b.last else None
                 if units:
                     yield a, b, a.name(n), units
-
-
-def _may_share(p: str, q: str) -> bool:
-    (pa, sa), (pb, sb) = (_FIELD.split(p, 1) + [""])[:2], (_FIELD.split(q, 1) + [""])[:2]
-    return (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
 
 
 @check("rack-collision")
@@ -107,7 +92,7 @@ def collisions(spec):
     clashes = [c for p in patterns for c in _same_pattern(groups[p])]
     for i, p in enumerate(patterns):
         for q in patterns[i + 1:]:
-            if _may_share(p, q):
+            if may_share(p, q, "rack"):
                 small, large = sorted((groups[p], groups[q]), key=lambda g: sum(x.last - x.first + 1 for x in g))
                 clashes.extend(_across_patterns(small, large))
     reported = set()
