@@ -26,9 +26,9 @@ class InputProblem(Exception):
 
 def _stacks_of_plan(plan) -> list[dict] | None:
     """The Pulumi stack split of a plan, without running Pulumi (resource counts are the layout's estimate)."""
-    from gpucloud.render.plan_md import stack_estimates
+    from gpucloud.stack.layout import estimates
 
-    return stack_estimates(plan) or None
+    return estimates(plan) or None
 
 
 def comparable_stacks(old: dict, new: dict) -> None:

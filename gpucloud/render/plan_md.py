@@ -6,7 +6,6 @@ Each part appears when its planner has run (Plan.fabrics, Plan.storage, gpucloud
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections import Counter
 from functools import lru_cache
@@ -16,6 +15,7 @@ from gpucloud import catalog
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
+from gpucloud.stack.layout import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 
 # GPT-3-class training run: 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are Few-Shot
@@ -33,7 +33,8 @@ MFU_SOURCE = ("Llama 3 405B pre-training: 38-43% BF16 MFU on 8,192-16,384 H100 G
 
 @lru_cache(maxsize=256)
 def _hostlist(pool) -> str:
-    """A pool's hostlist, computed once per render although the pool shows up in several tables."""
+    """A pool's hostlist, computed once although the pool shows up in several tables (pools are small frozen values,
+    so the cache may outlive a render)."""
     return pool_hostlist(pool)
 
 
@@ -205,19 +206,8 @@ def _stacks(plan: Plan, files: Mapping[str, bytes]) -> tuple[list[dict], str]:
         stacks = json.loads(raw).get("stacks", [])
         if stacks and all("resources" in s for s in stacks):
             return stacks, "resources"
-    stacks = stack_estimates(plan)
+    stacks = estimates(plan)
     return (stacks, "resources (estimate)") if stacks else ([], "")
-
-
-def stack_estimates(plan: Plan) -> list[dict]:
-    """The Pulumi stack split with the layout's resource estimate, without running Pulumi; [] when not installed."""
-    try:
-        layout = importlib.import_module("gpucloud.stack.layout")
-        parts = layout.split(plan)
-    except (ImportError, AttributeError):
-        return []
-    return [{"stack": part.stack_name, "hosts": part.host_count, "shared": part.shared,
-             "resources": layout.estimate(part.host_count, len(part.members))} for part in parts]
 
 
 def _pulumi(plan: Plan, files: Mapping[str, bytes]) -> list[str]:

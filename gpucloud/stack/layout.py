@@ -85,6 +85,12 @@ def estimate(host_count: int, pools: int) -> int:
     return PER_STACK + pools + host_count * PER_HOST
 
 
+def estimates(plan: Plan) -> list[dict]:
+    """The stack split with each stack's resource estimate, without running Pulumi (plan.md, the diff)."""
+    return [{"stack": part.stack_name, "hosts": part.host_count, "shared": part.shared,
+             "resources": estimate(part.host_count, len(part.members))} for part in split(plan)]
+
+
 def split(plan: Plan) -> tuple[StackPart, ...]:
     """The stacks of a plan, shared first then pods in pool order. Linear in hosts (one slice per pod)."""
     cluster = plan.spec.name
