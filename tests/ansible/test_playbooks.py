@@ -77,6 +77,7 @@ TEMPLATES = [  # (role, template, host, extra vars)
     ("node_health", "nhc.conf.j2", "gpu01", {}),
     ("node_health", "nhc.conf.j2", "login01", {}),
     ("rdma", "ipoib-netplan.yaml.j2", "gpu02", {}),
+    ("rdma", "ipoib-netplan.yaml.j2", "ctl01", {}),
     ("common", "sysctl.conf.j2", "gpu01", {}),
     ("common", "limits.conf.j2", "gpu01", {}),
 ]
@@ -135,3 +136,17 @@ def test_slurmdbd_conf_gets_the_vault_password(rendered_templates):
     _plan, out = rendered_templates
     text = (out / "ctl01-slurmdbd.conf").read_text()
     assert "StoragePass=example-not-a-secret\n" in text and "@@secret" not in text
+
+
+def test_ipoib_addresses_are_the_plans(rendered_templates):
+    """The rdma role's per-rail rule, as Ansible renders it, gives every rail the address the host planner chose."""
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+
+    plan = build_plan(check_spec(CLUSTERS / "lab.yaml").spec)
+    planned = {h.name: h for h in plan.hosts()}
+    _plan_dir, out = rendered_templates
+    for host in ("gpu02", "ctl01"):
+        netplan = yaml.safe_load((out / f"{host}-ipoib-netplan.yaml").read_text())["network"]["ethernets"]
+        got = [netplan[f"ib{r}"]["addresses"][0].split("/")[0] for r in range(len(netplan))]
+        assert got == list(planned[host].ipoib) and got, host
