@@ -32,6 +32,22 @@ def _timed(argv: list[str], env: dict) -> tuple[float, float, int]:
     return wall, cpu, len(res.stdout)
 
 
+def measure(plan, commands: list[list[str]]) -> list[tuple[list[str], float, float, int]]:
+    """Write the plan's inventory to a temporary folder once and time each ``ansible-inventory`` command on it with
+    the repository's ansible.cfg: (arguments, wall s, CPU s, output bytes)."""
+    from gpucloud.render import inventory
+
+    files = inventory.render(plan)
+    tmp = Path(tempfile.mkdtemp(prefix="gpucloud-bench-inv-"))
+    try:
+        inventory.write_inventory(tmp / plan.spec.name, {k[len("inventory/"):]: v for k, v in files.items()})
+        hosts = str(tmp / plan.spec.name / "hosts.yml")
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "ah")}
+        return [(args, *_timed(["ansible-inventory", "-i", hosts, *args], env)) for args in commands]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     from gpucloud.pipeline import check_spec
     from gpucloud.plan import build_plan
@@ -43,20 +59,11 @@ def main() -> None:
     if checked.spec is None:
         sys.exit(f"{spec}: not a valid spec; run: gpucloud validate {spec}")
     plan = build_plan(checked.spec)
-    files = inventory.render(plan)
+    hosts_yml = inventory.render(plan)["inventory/hosts.yml"]
     print(f"{spec.name}: {plan.host_count:,} hosts; plan + render {time.perf_counter() - start:.2f} s; "
-          f"hosts.yml {len(files['inventory/hosts.yml']):,} bytes")
-    tmp = Path(tempfile.mkdtemp(prefix="gpucloud-bench-inv-"))
-    try:
-        inventory.write_inventory(tmp / plan.spec.name, {k[len("inventory/"):]: v for k, v in files.items()})
-        hosts = str(tmp / plan.spec.name / "hosts.yml")
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "ah")}
-        for args in (["--graph"], ["--list", "--export"], ["--list"]):
-            wall, cpu, size = _timed(["ansible-inventory", "-i", hosts, *args], env)
-            print(f"  ansible-inventory {' '.join(args):16} wall {wall:6.1f} s  cpu {cpu:6.1f} s  "
-                  f"output {size:,} bytes")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+          f"hosts.yml {len(hosts_yml):,} bytes")
+    for args, wall, cpu, size in measure(plan, [["--graph"], ["--list", "--export"], ["--list"]]):
+        print(f"  ansible-inventory {' '.join(args):16} wall {wall:6.1f} s  cpu {cpu:6.1f} s  output {size:,} bytes")
 
 
 if __name__ == "__main__":

@@ -51,20 +51,11 @@ def pulumi_pod_stack(root: Path) -> str:
 def ansible_inventory(root: Path, name: str = "colossus-100k") -> str:
     if not shutil.which("ansible-inventory"):
         return "skipped: ansible-inventory is not installed"
-    from gpucloud.render import inventory
+    from bench.bench_inventory import measure
 
     plan = _plan(root, name)
-    files = inventory.render(plan)
-    tmp = Path(tempfile.mkdtemp(prefix="gpucloud-bench-inv-"))
-    try:
-        inventory.write_inventory(tmp / name, {k[len("inventory/"):]: v for k, v in files.items()})
-        env = {**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "ah")}
-        t = time.perf_counter()
-        subprocess.run(["ansible-inventory", "-i", str(tmp / name / "hosts.yml"), "--list"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-        return f"{time.perf_counter() - t:.2f} s for {plan.host_count:,} hosts ({name})"
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    ((_args, wall, _cpu, _size),) = measure(plan, [["--list"]])
+    return f"{wall:.2f} s for {plan.host_count:,} hosts ({name})"
 
 
 def slurmctld_startup(root: Path, name: str = "ishikari") -> str:
