@@ -21,6 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conftest import stop_process
+from slurm_harness import FAKE_GPU_DEV, free_port  # the same fake /dev as the Slurm daemon tests
+
 BINARIES = ("sshd", "ssh", "ssh-keygen", "unshare", "nsenter", "munged", "slurmctld", "slurmd", "slurmdbd",
             "mariadbd", "mariadb", "start-stop-daemon", "ansible-playbook")
 
@@ -34,13 +37,8 @@ for d in etc var; do
 done
 mkdir -p "$r/run"; mount --bind "$r/run" /run
 if [ "$gpus" -gt 0 ]; then
-  mount -t tmpfs -o mode=755 "gpucloud-$name-dev" /dev
-  mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
-  mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
-  mkdir /dev/shm /dev/pts; ln -s /proc/self/fd /dev/fd
-  i=0; while [ "$i" -lt "$gpus" ]; do mknod -m 666 "/dev/nvidia$i" c 195 "$i"; i=$((i + 1)); done
-  mknod -m 666 /dev/nvidiactl c 195 255
-fi
+dev="gpucloud-$name-dev"
+''' + FAKE_GPU_DEV + r'''fi
 hostname "$name"
 echo ready > "$r/ready"
 exec sleep 100000
@@ -78,12 +76,6 @@ def _children(parent: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
                 out.append(int(entry))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -187,9 +179,4 @@ class Rig:
             except (ProcessLookupError, PermissionError):
                 pass
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -26,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
+
+from conftest import stop_process
 
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sinfo", "scontrol", "srun", "unshare")
 ACCOUNTING_BINARIES = ("mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "sacctmgr")
@@ -94,19 +95,24 @@ class CatchAllDNS:
         self.sock.close()
 
 
+# Shell lines (in a private mount namespace) that replace /dev with a tmpfs named $dev holding the basic character
+# devices and $gpus fake NVIDIA GPUs (/dev/nvidia0.., /dev/nvidiactl): what slurmd's gres.conf File= lines name.
+FAKE_GPU_DEV = r'''mount -t tmpfs -o mode=755 "$dev" /dev
+mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
+mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
+mkdir /dev/shm /dev/pts; ln -s /proc/self/fd /dev/fd
+i=0; while [ "$i" -lt "$gpus" ]; do mknod -m 666 "/dev/nvidia$i" c 195 "$i"; i=$((i + 1)); done
+mknod -m 666 /dev/nvidiactl c 195 255
+'''
+
 # Runs inside the new namespaces: private /etc/hosts and host name, optionally a /dev with fake GPUs.
 _ENTER = r'''
 set -e
 mount --bind "$GPUCLOUD_HOSTS" /etc/hosts
 if [ -n "${GPUCLOUD_RESOLV:-}" ]; then mount --bind "$GPUCLOUD_RESOLV" /etc/resolv.conf; fi
 if [ -n "${GPUCLOUD_FAKE_GPUS:-}" ]; then
-  mount -t tmpfs -o mode=755 gpucloud-dev /dev
-  mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
-  mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
-  mkdir /dev/shm /dev/pts; ln -s /proc/self/fd /dev/fd
-  i=0; while [ "$i" -lt "$GPUCLOUD_FAKE_GPUS" ]; do mknod -m 666 "/dev/nvidia$i" c 195 "$i"; i=$((i + 1)); done
-  mknod -m 666 /dev/nvidiactl c 195 255
-fi
+gpus="$GPUCLOUD_FAKE_GPUS"; dev=gpucloud-dev
+''' + FAKE_GPU_DEV + r'''fi
 hostname "$GPUCLOUD_HOSTNAME"
 exec "$@"
 '''
@@ -339,13 +345,7 @@ class SlurmHarness:
         for pname, proc in reversed(list(self.procs)):
             if name is not None and pname != name:
                 continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, grace=15)
             self.procs.remove((pname, proc))
         if name is None and self.dns is not None:
             self.dns.close()

@@ -226,14 +226,13 @@ def test_slurmctld_accepts_example(example, lab, tmp_path):
     h = lab[0]
     plan, files = planned(example)
     other = harness_for(tmp_path, plan, files, shared=h)
-    other.run("sacctmgr", "-i", "add", "cluster", plan.slurm.cluster_name, check=True)
     try:
+        other.run("sacctmgr", "-i", "add", "cluster", plan.slurm.cluster_name, check=True)
         other.start_slurmctld()
         out = other.run("sinfo", "-h", "-o", "%R|%D", check=True).stdout.split()
         assert dict(line.split("|") for line in out) == {p.name: str(p.node_count) for p in plan.slurm.partitions}
-        topo = files.get("slurm/topology.conf")
-        if topo is not None and plan.slurm.topology_plugin == "topology/tree":
-            want = set(re.findall(r"^SwitchName=(\S+)", topo.decode(), re.M))
+        if plan.slurm.topology_plugin == "topology/tree":
+            want = set(re.findall(r"^SwitchName=(\S+)", files["slurm/topology.conf"].decode(), re.M))
             shown = other.run("scontrol", "show", "topology", check=True, timeout=120).stdout
             assert set(re.findall(r"SwitchName=(\S+)", shown)) == want
     finally:

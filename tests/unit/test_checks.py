@@ -6,6 +6,8 @@ import copy
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
 from gpucloud.checks import all_checks, run_checks
@@ -303,8 +305,6 @@ def test_a_crashing_check_becomes_a_finding(monkeypatch):
 
 # Random pools against a brute-force reference: the collision check must find a collision exactly when one exists,
 # and every name it reports must really be built by both pools.
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _PATTERNS = ["n{index}", "n{index:02}", "n{index:03}", "n1{index}", "n1{index:02}", "n{index}1", "m{index}"]
 
