@@ -28,6 +28,7 @@ from gpucloud.catalog import LINK_RATES_GBPS, link_rate
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import port_rate
 from gpucloud.plan.hosts import Host, PoolPlan
+from gpucloud.render.slurm import SECRET_TOKEN
 
 # Every role a spec may give a pool (schemas/cluster.schema.json); each gets a group, empty or not.
 ROLES = ("compute", "login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server")
@@ -209,6 +210,8 @@ def role_vars(plan: Plan) -> dict[str, dict]:
         out["slurmdbd"] = {"slurmdbd_host": sp.dbd_host}
         if acc.database_password:
             out["slurmdbd"]["slurmdbd_storage_password"] = "{{ %s }}" % secret_var(acc.database_password)
+            # The token the plan's slurmdbd.conf carries for this secret, which the role swaps for the value.
+            out["slurmdbd"]["slurmdbd_password_placeholder"] = SECRET_TOKEN.format(name=acc.database_password)
     # The hosts the fabric plan runs OpenSM on (primary first per subnet); none where a fabric uses another SM.
     sms = list(dict.fromkeys(h for fp in plan.fabrics for sn in fp.subnets for h in sn.sm_hosts))
     if sms:

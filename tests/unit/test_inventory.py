@@ -79,6 +79,21 @@ def test_secrets_are_vault_references_only():
     assert b"slurmdbd_storage_password" not in others
 
 
+def test_slurmdbd_role_replaces_the_token_the_plan_carries(tmp_path):
+    """Whatever the spec calls the database secret, the role gets the very token slurmdbd.conf holds for it."""
+    from gpucloud.render.slurm import render as render_slurm
+
+    text = (CLUSTERS / "ishikari.yaml").read_text()
+    assert "slurmdbd-db-password" in text
+    spec = tmp_path / "ishikari.yaml"
+    spec.write_text(text.replace("slurmdbd-db-password", "acct-db"))
+    plan = build_plan(check_spec(spec).spec)
+    dbd = yaml.safe_load(inv.render(plan)["inventory/group_vars/role_slurmdbd.yml"])
+    assert dbd["slurmdbd_password_placeholder"] == "@@secret:acct-db@@"
+    assert dbd["slurmdbd_storage_password"] == "{{ vault_acct_db }}"
+    assert "StoragePass=@@secret:acct-db@@\n" in render_slurm(plan)["slurm/slurmdbd.conf"].decode()
+
+
 def test_render_is_deterministic():
     assert inv.render(_plan("abci3")) == inv.render(_plan("abci3"))
 
