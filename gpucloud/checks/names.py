@@ -4,6 +4,7 @@ hostnames (well-formed, unique across pools)."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 
 from gpucloud.checks import check
@@ -113,21 +114,28 @@ def hostname_width(spec):
 
 
 class _Group:
-    """Pools sharing one hostname pattern, ordered by their first index, for index -> pool lookups."""
+    """Pools sharing one hostname pattern, ordered by their first index, for index -> pools lookups.
+
+    Pools of one pattern may overlap (that is a collision of its own, reported by _same_pattern), so the pool that
+    starts last at or before an index is not the only candidate: every earlier pool whose range still reaches the
+    index is one too. ``reach[i]`` is the largest end among pools[0..i], so the walk back stops at the first pool
+    whose predecessors all end before the index; without overlaps that is one step."""
 
     def __init__(self, pattern: str, pools: list) -> None:
         self.pattern = pattern
         self.pools = sorted(pools, key=lambda p: (p.start, p.path))
         self.starts = [p.start for p in self.pools]
+        self.reach = list(itertools.accumulate((p.start + p.count for p in self.pools), max))
         self.hosts = sum(p.count for p in pools)
 
-    def owner(self, index: int):
+    def owners(self, index: int):
+        """Every pool of the group that builds ``index``."""
         i = bisect.bisect_right(self.starts, index) - 1
-        if i >= 0:
+        while i >= 0 and self.reach[i] > index:
             pool = self.pools[i]
             if index < pool.start + pool.count and index not in pool.exclude:
-                return pool
-        return None
+                yield pool
+            i -= 1
 
     def names(self):
         for pool in self.pools:
@@ -157,10 +165,10 @@ def _across_patterns(a: _Group, b: _Group):
     seen = set()
     for pool, name in small.names():
         index = parse(name, large.pattern, "index")
-        other = large.owner(index) if index is not None else None
-        if other is not None and (id(pool), id(other)) not in seen:
-            seen.add((id(pool), id(other)))
-            yield pool, other, name
+        for other in large.owners(index) if index is not None else ():
+            if (id(pool), id(other)) not in seen:
+                seen.add((id(pool), id(other)))
+                yield pool, other, name
 
 
 @check("hostname-collision")

@@ -6,7 +6,7 @@ import copy
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
@@ -312,6 +312,11 @@ _PATTERNS = ["n{index}", "n{index:02}", "n{index:03}", "n1{index}", "n1{index:02
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_PATTERNS), st.integers(0, 40), st.integers(1, 30),
                           st.lists(st.integers(0, 70), max_size=4)), min_size=2, max_size=5))
+# p0 and p1 both build n10; p2 (same pattern as p0, starting at the same index, every host excluded) used to hide p0
+# from the lookup that reads p1's names back through 'n{index}'.
+@example(pools=[("n{index}", 0, 11, []), ("n{index:02}", 0, 11, []), ("n{index}", 0, 1, [0])])
+# p0 reaches index 12 past p1, which starts later and ends earlier: the lookup must walk back over p1.
+@example(pools=[("n{index}", 0, 13, []), ("n{index}", 5, 2, [5, 6]), ("n1{index}", 2, 1, [])])
 def test_hostname_collision_matches_brute_force(pools):
     from gpucloud.checks.names import hostname_collision
 
