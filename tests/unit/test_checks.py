@@ -191,12 +191,36 @@ def test_rack_collision_only_in_shared_racks():
     assert found(spec, "rack-collision") == []
 
 
-@pytest.mark.parametrize("per_rack, warns", [(5, False), (6, True)])
-def test_rack_height(per_rack, warns):
+def test_rack_collision_of_many_hosts_is_an_error():
+    # 64 GPU servers, 4 per rack from unit 2 (units 2-33 of r001-r016); 64 CPU servers, 4 per rack from unit 30,
+    # land in units 30-33 of the same racks.
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 64},
+                               {"name": "cpu", "model": "cpu-1u", "count": 64, "rack": {"first_u": 30}}])
+    (f,) = found(spec, "rack-collision")
+    assert f.level == "error" and f.path == ("node_pools", 1, "rack") and "units 30-33 of rack r001" in f.message
+
+
+@pytest.mark.parametrize("per_rack, errs", [(5, False), (6, True)])
+def test_rack_height(per_rack, errs):
     # 5 x 8U from unit 2 reach unit 41; 6 reach 49.
     spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 12,
                                 "rack": {"nodes_per_rack": per_rack}}])
-    assert bool(found(spec, "rack-height")) is warns
+    assert [f.level for f in found(spec, "rack-height")] == (["error"] if errs else [])
+
+
+@pytest.mark.parametrize("model, per_rack, first_u, top", [
+    ("hgx-h100-8", 5, 9, 48), ("hgx-h100-8", 5, 10, 49),  # 5 x 8U
+    ("cpu-1u", 48, 1, 48), ("cpu-1u", 48, 2, 49), ("cpu-1u", 1, 48, 48), ("cpu-1u", 1, 49, 49),
+])
+def test_rack_filled_to_its_top_unit_is_accepted_and_one_unit_more_refused(model, per_rack, first_u, top):
+    spec = spec_of(node_pools=[{"name": "n", "model": model, "count": 2 * per_rack,
+                                "rack": {"nodes_per_rack": per_rack, "first_u": first_u}}])
+    findings = found(spec, "rack-height")
+    if top <= 48:
+        assert findings == []
+    else:
+        (f,) = findings
+        assert f.level == "error" and f"reach unit {top}" in f.message
 
 
 def test_pool_excluded_entirely_and_excludes_out_of_range():
