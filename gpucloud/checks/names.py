@@ -68,8 +68,9 @@ def filesystem_names(spec):
 
 @check("filesystem-duplicate-mount")
 def mount_points(spec):
-    """Two filesystems mounted at the same place."""
-    yield from _duplicates(spec.storage, lambda f: f.mount.rstrip("/") or "/", lambda f: (*f.path, "mount"),
+    """Two filesystems mounted at the same place (paths compared as the model normalises them: /scratch/. is
+    /scratch)."""
+    yield from _duplicates(spec.storage, lambda f: f.mount, lambda f: (*f.path, "mount"),
                            "filesystem-duplicate-mount", "mount point", "mount every filesystem at its own path")
 
 

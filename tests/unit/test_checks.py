@@ -327,6 +327,100 @@ def test_a_crashing_check_becomes_a_finding(monkeypatch):
     assert "zz-broken" in f.message and "ZeroDivisionError" in f.message and f.level == "error"
 
 
+# --- storage paths ---
+
+def _local(mount, **more):
+    return {"name": "scratch", "kind": "local", "mount": mount, **more}
+
+
+def _nfs(export="/export/home", mount="/home", **more):
+    return {"name": "home", "kind": "nfs", "server": "10.0.0.10", "export": export, "mount": mount, **more}
+
+
+@pytest.mark.parametrize("mount, refused", [
+    ("/", "/"), ("/..", "/"), ("//", "/"), ("/.", "/"), ("/var", "/var"), ("/var/lib/scratch", "/var"),
+    ("/etc", "/etc"), ("/etc/", "/etc"), ("//etc", "/etc"), ("/scratch/../etc", "/etc"), ("/usr/local/apps", "/usr"),
+    ("/tmp", "/tmp"), ("/var/tmp", "/var"), ("/boot", "/boot"), ("/proc", "/proc"), ("/sys", "/sys"), ("/dev", "/dev"),
+    ("/run", "/run"), ("/bin", "/bin"), ("/sbin", "/sbin"), ("/lib64", "/lib64"), ("/root", "/root"),
+    ("/scratch", None), ("/home", None), ("/local", None), ("/opt/apps", None), ("//scratch/", None),
+    ("/variable", None), ("/etcetera", None), ("/mnt/nvme", None), ("/var/../scratch", None),
+])
+def test_mount_on_a_system_directory_is_refused(mount, refused):
+    findings = found(spec_of(storage=[_local(mount)]), "storage-system-path")
+    if refused is None:
+        assert findings == []
+    else:
+        (f,) = findings
+        assert f.level == "error" and f.path == ("storage", 0, "mount") and f.hint
+        assert (refused == "/" and "root filesystem" in f.message) or f" {refused}, which holds" in f.message
+
+
+@pytest.mark.parametrize("export, refused", [
+    ("/", True), ("/..", True), ("//", True), ("/./", True), ("/var", True), ("/var/", True), ("/var/lib/nfs", True),
+    ("/var/tmp/x", True), ("/etc", True), ("/export/../etc", True), ("/usr", True), ("/root", True), ("/tmp/x", True),
+    ("/export/home", False), ("/var/nfs/home", False), ("/srv/nfs/home", False), ("//export//home/", False),
+])
+def test_nfs_export_of_a_system_directory_is_refused(export, refused):
+    findings = found(spec_of(storage=[_nfs(export)]), "storage-system-path")
+    assert [(f.level, f.path) for f in findings] == ([("error", ("storage", 0, "export"))] if refused else [])
+
+
+@pytest.mark.parametrize("second", ["/scratch", "/scratch/.", "/scratch/", "//scratch", "/x/../scratch", "/scratch//"])
+def test_duplicate_mount_compares_normalised_paths(second):
+    spec = spec_of(storage=[_local("/scratch"), _nfs(mount=second)])
+    (f,) = found(spec, "filesystem-duplicate-mount")
+    assert f.path == ("storage", 1, "mount") and "'/scratch'" in f.message
+
+
+@pytest.mark.parametrize("outer, inner, pools, nested", [
+    ("/lustre", "/lustre/scratch", {}, True),
+    ("/lustre/", "/lustre/./scratch", {}, True),
+    ("/lustre", "/lustre/a/b/scratch", {}, True),
+    ("/lustre", "/lustrefs/scratch", {}, False),  # a sibling that shares a prefix, not a child
+    ("/lustre/scratch", "/lustre", {}, True),  # listed the other way round
+    ("/home", "/home/scratch", {"outer": ["cpu"], "inner": ["gpu"]}, False),  # no pool mounts both
+    ("/home", "/home/scratch", {"outer": ["cpu", "gpu"], "inner": ["gpu"]}, True),
+])
+def test_filesystem_mounted_inside_another(outer, inner, pools, nested):
+    pool_list = [{"name": "gpu", "model": "hgx-h100-8", "count": 2}, {"name": "cpu", "model": "cpu-1u", "count": 2}]
+    a = _nfs(mount=outer, **({"pools": pools["outer"]} if "outer" in pools else {}))
+    b = {"name": "data", "kind": "nfs", "server": "10.0.0.11", "export": "/export/data", "mount": inner,
+         **({"pools": pools["inner"]} if "inner" in pools else {})}
+    findings = found(spec_of(node_pools=pool_list, storage=[a, b]), "storage-mount-nested")
+    if not nested:
+        assert findings == []
+        return
+    (f,) = findings
+    deeper = 1 if len(inner) > len(outer) else 0
+    assert f.level == "error" and f.path == ("storage", deeper, "mount") and "is inside" in f.message
+
+
+def test_local_scratch_by_default_only_nests_on_gpu_pools():
+    # Local scratch without pools: goes on the GPU pools; an NFS mount on the CPU pool alone does not contain it.
+    pool_list = [{"name": "gpu", "model": "hgx-h100-8", "count": 2}, {"name": "cpu", "model": "cpu-1u", "count": 2}]
+    apart = spec_of(node_pools=pool_list, storage=[_nfs(mount="/data", pools=["cpu"]), _local("/data/scratch")])
+    assert found(apart, "storage-mount-nested") == []
+    shared = spec_of(node_pools=pool_list, storage=[_nfs(mount="/data"), _local("/data/scratch")])
+    (f,) = found(shared, "storage-mount-nested")
+    assert "on pool gpu" in f.message and "more" not in f.message
+
+
+def test_planned_and_rendered_storage_use_the_normalised_paths():
+    from gpucloud.plan import build_plan
+    from gpucloud.render import inventory, plan_json, storage
+
+    spec = spec_of(storage=[_nfs(export="//export//home/", mount="/home/."), _local("/scratch/")])
+    assert [(fs.mount, fs.settings.get("export")) for fs in spec.storage] == [("/home", "/export/home"),
+                                                                               ("/scratch", None)]
+    plan = build_plan(spec)
+    (nfs,), (local,) = plan.storage.nfs, plan.storage.local
+    assert (nfs.export, nfs.mount, local.mount) == ("/export/home", "/home", "/scratch")
+    text = b"".join([*storage.render(plan).values(), *plan_json.render(plan).values(),
+                     *inventory.render(plan).values()]).decode()
+    assert "/export/home" in text and "/scratch" in text
+    assert not re.search(r"/home/\.|//export|/export//|/scratch/[^0-9]", text)
+
+
 # Random pools against a brute-force reference: the collision check must find a collision exactly when one exists,
 # and every name it reports must really be built by both pools.
 
