@@ -15,6 +15,7 @@ from gpucloud.findings import Finding, json_path
 _SPACE_PADDED = re.compile(r"\{(index|rack):([1-9])\}")
 _PADDED = re.compile(r"\{index:0([0-9])\}")
 MAX_LABEL = 63  # RFC 1035 label length
+MAX_NAME = 253  # RFC 1035 name length, written without the final dot
 
 
 def _duplicates(items, key, path_of, check_id, what, hint):
@@ -97,6 +98,15 @@ def hostname_format(spec):
             yield Finding("hostname-format", "error", (*pool.path, "hostname"),
                           f"hostnames like {last!r} end with '-', which DNS does not allow",
                           "end the pattern with a letter, a digit or the {index} field")
+    # The longest full name on a network: the longest hostname (each pool's last index) plus the domain.
+    names = [pool.hostname_for(pool.start + pool.count - 1) for pool in spec.pools
+             if not _SPACE_PADDED.search(pool.hostname)]
+    longest = max(names, key=len, default="")
+    for net in spec.networks.values():
+        if net.domain and longest and len(longest) + 1 + len(net.domain) > MAX_NAME:
+            yield Finding("hostname-format", "error", (*net.path, "domain"),
+                          f"{longest}.{net.domain[:20]}... is {len(longest) + 1 + len(net.domain)} characters; a DNS "
+                          f"name holds {MAX_NAME}", f"use a domain of at most {MAX_NAME - 1 - len(longest)} characters")
 
 
 @check("hostname-width")

@@ -421,6 +421,78 @@ def test_planned_and_rendered_storage_use_the_normalised_paths():
     assert not re.search(r"/home/\.|//export|/export//|/scratch/[^0-9]", text)
 
 
+# --- bounds of names and references in the schema ---
+
+def _schema_paths(**changes):
+    data = copy.deepcopy(BASE)
+    data.update(copy.deepcopy(changes))
+    return [f.path for f in schema.validate(data)]
+
+
+def _label(n, c="a"):
+    return c * n
+
+
+@pytest.mark.parametrize("domain, ok", [
+    ("lab.gpucloud.internal", True), (_label(63) + ".example.jp", True), (_label(64) + ".example.jp", False),
+    (".".join([_label(63)] * 3) + "." + _label(61), True),  # 253 characters
+    (".".join([_label(63)] * 3) + "." + _label(62), False),  # 254
+    ("a-.example", False), ("-a.example", False), ("a..b", False), ("Example.jp", False),
+])
+def test_network_domain_bounds(domain, ok):
+    paths = _schema_paths(networks={"management": {"cidr": "10.0.0.0/16", "domain": domain},
+                                    "bmc": {"cidr": "10.1.0.0/16"}})
+    assert paths == ([] if ok else [("networks", "management", "domain")])
+
+
+@pytest.mark.parametrize("server, ok", [
+    ("10.18.0.10", True), ("nfs1.ishikari.example.jp", True), ("NFS-1", True), (_label(63, "n"), True),
+    (_label(64, "n"), False), (".".join([_label(63, "n")] * 4), False), ("nfs_1", False), ("nfs..x", False),
+    ("-nfs", False), ("nfs.", False), ("http://nfs", False), ("nfs:/export", False),
+])
+def test_nfs_server_bounds(server, ok):
+    paths = _schema_paths(storage=[{"name": "home", "kind": "nfs", "server": server, "export": "/export/home",
+                                    "mount": "/home"}])
+    assert paths == ([] if ok else [("storage", 0, "server")])
+
+
+@pytest.mark.parametrize("image, ok", [
+    ("ubuntu-22.04-gpu", True), ("rocky-9-h200", True), ("hgx/ubuntu-22.04:2024.06", True), (_label(128), True),
+    (_label(129), False), ("../ubuntu", False), ("images/../../etc/shadow", False), ("ubuntu..iso", False),
+    ("http://pxe/ubuntu.iso", False), ("https://x", False), ("/srv/images/ubuntu", False), ("ubuntu/", False),
+    ("ubuntu:", False), ("a:b:c", False), ("-ubuntu", False),
+])
+def test_pool_image_is_a_name_not_a_url_or_path(image, ok):
+    paths = _schema_paths(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 2, "image": image}])
+    assert paths == ([] if ok else [("node_pools", 0, "image")])
+
+
+@pytest.mark.parametrize("ca_bundle, ok", [
+    ("/etc/ssl/certs/bmc-ca.pem", True), ("/etc/pki/.bmc/ca.pem", True), ("/srv/bmc_ca-2024.pem", True),
+    ("bmc-ca.pem", False), ("certs/bmc-ca.pem", False), ("/etc/ssl/../shadow", False), ("/etc/./ca.pem", False),
+    ("//etc/ca.pem", False), ("/etc/ssl/", False), ("/", False), ("https://ca.example/ca.pem", False),
+    ("/" + _label(4095), False),
+])
+def test_ca_bundle_is_an_absolute_path(ca_bundle, ok):
+    paths = _schema_paths(provider={"kind": "redfish", "username": "admin", "password": {"secret": "bmc-password"},
+                                    "ca_bundle": ca_bundle})
+    assert paths == ([] if ok else [("provider", "ca_bundle")])
+
+
+def test_host_name_with_its_domain_fits_in_253_characters():
+    def spec_with(domain):
+        return spec_of(networks={"management": {"cidr": "10.0.0.0/16", "domain": domain},
+                                 "bmc": {"cidr": "10.1.0.0/16"}},
+                       node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 10, "hostname": "gpu{index:03}"}])
+
+    # The longest host is gpu010 (6 characters): with the dot, a domain of 246 fills 253.
+    fits = ".".join([_label(61)] * 3 + [_label(60)])  # 3 x 61 + 60 + 3 dots = 246
+    assert len(fits) == 246
+    assert found(spec_with(fits), "hostname-format") == []
+    (f,) = found(spec_with("a" + fits), "hostname-format")
+    assert f.path == ("networks", "management", "domain") and "254 characters" in f.message and "246" in f.hint
+
+
 # Random pools against a brute-force reference: the collision check must find a collision exactly when one exists,
 # and every name it reports must really be built by both pools.
 
