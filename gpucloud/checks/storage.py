@@ -230,10 +230,8 @@ def nested_mounts(spec):
         if by_mount[fs.mount] is not fs or fs.mount == "/":
             continue
         parent = fs.mount
-        while parent != "/":  # each ancestor of the mount point: linear in the depth of the path
-            parent = parent.rsplit("/", 1)[0] or "/"
-            if parent == "/":
-                break  # a filesystem on / itself is storage-system-path
+        # Each ancestor but / (a filesystem on / is storage-system-path): linear in the depth of the path.
+        while parent := parent.rsplit("/", 1)[0]:
             outer = by_mount.get(parent)
             shared = sorted(_mounted_by(spec, fs) & _mounted_by(spec, outer)) if outer is not None else []
             if shared:
