@@ -7,7 +7,9 @@ with an inventory whose gpucloud_plan_dir holds no plan (the repository's invent
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 
 import pytest
 from storage_harness import ANSIBLE_PLAYBOOK, converge, need
@@ -51,3 +53,24 @@ def test_layers_refuse_an_inventory_without_its_plan(tmp_path, layer):
     assert proc.returncode != 0, out[-3000:]
     assert "no plan at gpucloud_plan_dir=" in out and "inventory/lab/.." in out, out[-3000:]
     assert "PLAY [Storage clients" not in out and "PLAY [MUNGE" not in out and "PLAY [RDMA" not in out
+
+
+def _plan_play(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    (tmp_path / "plan").mkdir(exist_ok=True)
+    (tmp_path / "plan" / "plan.json").write_text("{}")
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    node01: {ansible_connection: local}\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp_path / "home"),
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.yml"), str(ROOT / "playbooks" / "plan.yml"),
+                           "-e", f"gpucloud_plan_dir={tmp_path / 'plan'}", "-e", f"ansible_python_interpreter={sys.executable}",
+                           *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_hosts_must_run_a_supported_os_family(tmp_path):
+    """The roles branch on the gathered OS family; a host of another family fails before any role runs."""
+    need("ansible-playbook")
+    ok = _plan_play(tmp_path)
+    assert ok.returncode == 0 and re.search(r"node01\s+: ok=3 ", ok.stdout), (ok.stdout + ok.stderr)[-3000:]
+    bad = _plan_play(tmp_path, "-e", "ansible_os_family=RedHat", "-e", "ansible_distribution=Rocky")
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "(RedHat family); the roles support the Debian family only" in out, out[-3000:]
