@@ -85,8 +85,8 @@ def build_comment(specs: list[Path], base: str, allow_destroy: bool = False) -> 
         verdict = {EXIT_OK: "no changes", EXIT_CHANGED: "changes, none destroys data",
                    EXIT_DESTROYS: "**changes that destroy data**", EXIT_ERRORS: "**specs with errors**"}[worst]
         body = "\n".join([MARKER, f"## gpucloud plan: {verdict}", "",
-                          f"Compared with {md.code(base)}. Impact classes, from mild to severe: none, reconfigure, restart a "
-                          "daemon, drain + reboot, reimage, hardware / cabling work, destroys data.", "",
+                          f"Compared with {md.code(base)}. Impact classes, from mild to severe: none, reconfigure, "
+                          "restart a daemon, drain + reboot, reimage, hardware / cabling work, destroys data.", "",
                           *parts, "---", "", estimate_note()]).rstrip("\n") + "\n"
         if len(body) <= LIMIT or rows <= 10:
             return body[:LIMIT], worst

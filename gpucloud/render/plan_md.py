@@ -163,8 +163,8 @@ def _fabric(plan: Plan) -> list[str]:
     for h in growth:
         # Past this point the spine layer is rebuilt and every leaf's uplinks move: say so before anyone orders nodes.
         near = "**Within one scalable unit of a third tier.** " if h.nodes < h.su_nodes else ""
-        out.append(f"- {near}{h.fabric}: pool {md.code(h.pool)} can grow by {h.nodes:,} node(s) on two tiers; one more needs "
-                   "a third switch tier (a new layer, every leaf's uplinks re-cabled).")
+        out.append(f"- {near}{h.fabric}: pool {md.code(h.pool)} can grow by {h.nodes:,} node(s) on two tiers; one more "
+                   "needs a third switch tier (a new layer, every leaf's uplinks re-cabled).")
     return out
 
 
