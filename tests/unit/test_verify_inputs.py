@@ -109,3 +109,48 @@ def test_fabric_verify_cli_refuses_dev_zero(cli):
     proc = cli("fabric", "verify", str(CLUSTERS / "lab.yaml"), "--ibnetdiscover", ZERO)
     _no_traceback(proc)
     assert proc.returncode == 2 and f"{ZERO}:1: line longer than" in proc.stderr
+
+
+class _Flood:
+    """A channel whose remote end prints without end, as a collector stuck in a loop does."""
+
+    def __init__(self):
+        self.sent = 0
+
+    def settimeout(self, _):
+        pass
+
+    def recv(self, n):
+        self.sent += n
+        return b"y\n" * (n // 2)
+
+    def recv_stderr_ready(self):
+        return False
+
+
+def test_a_host_that_floods_its_output_is_cut_off_at_the_limit():
+    import time
+
+    from gpucloud.verify.collect import OutputTooLarge, _read
+
+    chan = _Flood()
+    with pytest.raises(OutputTooLarge):
+        _read(chan, time.monotonic() + 3600, limit=1024 * 1024)
+    assert chan.sent <= 1024 * 1024 + 2 * 65536
+
+
+def test_flooding_host_is_reported_not_fatal(monkeypatch):
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.verify import run
+    from gpucloud.verify.collect import ConnectFailed, SshOptions
+    from gpucloud.verify.expect import expectations
+
+    he = expectations(build_plan(check_spec(SPEC).spec))[0]
+
+    def flood(*_):
+        raise ConnectFailed("output-limit", "the host sent more than 16 MiB; verify stopped reading it")
+    monkeypatch.setattr(run, "run_host", flood)
+    result = run.verify_host(he, None, SshOptions(user=None, port=22, timeout=5))
+    assert result.status == "nonconforming"
+    assert [(f.check, f.message) for f in result.findings] == [("output-limit", "collector output over the limit")]
