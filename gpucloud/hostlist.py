@@ -26,7 +26,7 @@ def compress(names: Iterable[str]) -> str:
 
 # Far above any plan (12,500 nodes at 100,000 GPUs); a million names still expand in about a second.
 MAX_EXPANDED = 1_000_000
-MAX_EXPRESSION = 64 * 1024
+MAX_EXPRESSION = 1024 * 1024  # rendered Nodes= lines with many excluded hosts run to tens of KiB
 
 _TOP_LEVEL = re.compile(r"[,!&^](?![^\[]*\])")  # NodeSet's operators outside brackets
 _BRACKET = re.compile(r"\[([^\]]*)\]")
