@@ -50,7 +50,8 @@ STEPS: tuple[tuple[int, str, str], ...] = (
     (4, "drain and reboot", "drain the listed nodes in Slurm, apply the change, reboot, resume; rolling, a rack or "
                             "scalable unit at a time"),
     (5, "restart daemons", "restart in dependency order: slurmdbd, slurmctld, then slurmd; opensm on its hosts"),
-    (6, "reconfigure", "install the new configuration files, then one `scontrol reconfigure`"),
+    (6, "reconfigure", "install the new configuration files on every host with Slurm (nodes, controllers, login "
+                       "nodes: slurm.conf must match everywhere), then one `scontrol reconfigure`"),
     (7, "no disruption", "apply at any time (accounting, quotas, user-space packages, plan-only records)"),
     (8, "removals", "drain, remove from Slurm and the fabric, then decommission; destroy data last, after step 1's "
                     "backup is verified"),
