@@ -108,10 +108,12 @@ def recabled_count(old_side, new_side) -> int:
     return sum(len(moved) for moved, _ in moved_links(old_side, new_side).values())
 
 
-def _describe(link: str, now: dict[tuple[str, str], str]) -> str:
+def _describe(link: str, now: dict[tuple[str, str], str], hosts) -> str:
     a, ap, b, bp = link.split("\t")
-    # Name the move from the end that stays put when one does: "gpu03 mlx5_0: leaf-a 1/1 -> leaf-b 3/2".
-    for (dev, port), (other, oport) in (((a, ap), (b, bp)), ((b, bp), (a, ap))):
+    # Name the move from the host's HCA when the link has one (the cable follows the host: "ctl01 mlx5_0:
+    # leaf-a 31/2 -> leaf-b 31/2"), else from whichever switch port is cabled elsewhere now.
+    ends = (((a, ap), (b, bp)), ((b, bp), (a, ap)))
+    for (dev, port), (other, oport) in sorted(ends, key=lambda e: e[0][0] not in hosts):
         if (dev, port) in now:
             return f"{dev} {port}: {other} {oport} -> {now[(dev, port)]}"
     return f"{a} {ap} <-> {b} {bp} removed"
@@ -121,7 +123,7 @@ def link_changes(old_side, new_side):
     """One hardware change per fabric whose existing links move."""
     hosts_new = {h["name"]: h.get("pool") for h in new_side.doc.get("hosts", ())}
     for name, (moved, now) in moved_links(old_side, new_side).items():
-        shown = "; ".join(_describe(link, now) for link in moved[:SHOWN])
+        shown = "; ".join(_describe(link, now, hosts_new) for link in moved[:SHOWN])
         more = f"; {len(moved) - SHOWN:,} more in fabric/{name}/cabling.csv" if len(moved) > SHOWN else ""
         touched = sorted({d for link in moved for d in link.split("\t")[0::2] if d in hosts_new})
         yield Change("fabric", f"fabric {name}", "change", Impact.HARDWARE, field="existing links",
