@@ -13,6 +13,7 @@ from pathlib import Path
 from gpucloud.verify.inputs import DEFAULT_MAX_MIB
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_USAGE = 0, 1, 2
+MAX_KEY_BYTES = 1024 * 1024  # an RSA-16384 private key in PEM is about 12 KiB
 
 
 class UsageError(Exception):
@@ -81,8 +82,19 @@ def address_map(pairs: list[str], path: Path | None, planned: set[str],
 def load_key(path: Path | None):
     if path is None:
         return None
+    import stat
+
     import paramiko
 
+    # paramiko reads the whole file (twice): make sure it is a small regular file first, so a wrong path such as
+    # /dev/zero is refused instead of read without end.
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise UsageError(f"cannot use key {path}: {exc.strerror or exc}", "give a private key file")
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEY_BYTES:
+        raise UsageError(f"cannot use key {path}: not a regular file of at most {MAX_KEY_BYTES // 1024} KiB",
+                         "give a private key file in OpenSSH or PEM format")
     try:
         return paramiko.PKey.from_path(path)
     except paramiko.PasswordRequiredException:

@@ -157,3 +157,9 @@ def test_flooding_host_is_reported_not_fatal(monkeypatch):
     result = run.verify_host(he, None, SshOptions(user=None, port=22, timeout=5))
     assert result.status == "nonconforming"
     assert [(f.check, f.message) for f in result.findings] == [("output-limit", "collector output over the limit")]
+
+
+def test_verify_cli_refuses_a_key_that_is_not_a_small_file(cli, known):
+    proc = cli("verify", str(SPEC), "--known-hosts", str(known), "--key", ZERO)
+    _no_traceback(proc)
+    assert proc.returncode == 2 and f"cannot use key {ZERO}: not a regular file" in proc.stderr
