@@ -53,7 +53,7 @@ def limit_hosts(limit: str | None, planned: set[str]) -> set[str] | None:
         names = expand(limit)
     except HostlistTooLarge as exc:
         raise UsageError(f"--limit {shown!r} is too large: {exc}", "name the hosts to verify, e.g. gpu[0001-0128]")
-    except (NodeSetException, ValueError, OverflowError, MemoryError) as exc:
+    except (NodeSetException, ValueError, OverflowError) as exc:
         raise UsageError(f"--limit {shown!r} is not a hostlist: {exc}", "write e.g. gpu[001-016],login01")
     _unknown_hosts(names, planned, "--limit")
     return set(names)
