@@ -235,6 +235,8 @@ def verify(
     output: Output = typer.Option(Output.text, "--output", "-o", help="text or json."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar on stderr [default: when stderr is a terminal]."),
+    max_input_mib: int = typer.Option(256, "--max-input-mib", min=1,
+                                      help="Largest known_hosts or address file read, in MiB."),
 ) -> None:
     """Check live nodes against the plan over SSH (read-only): GPUs, HCAs, IPoIB, mounts, services, Slurm.
 
@@ -242,7 +244,7 @@ def verify(
     from gpucloud.verify.command import main as verify_main
 
     raise typer.Exit(verify_main(spec, limit, known_hosts, user, key, port, timeout, parallel, address, addresses,
-                                 output.value, progress))
+                                 output.value, progress, max_input_mib))
 
 
 fabric_app = typer.Typer(help="InfiniBand fabric: compare a live fabric with the plan.", no_args_is_help=True)
@@ -254,11 +256,15 @@ def fabric_verify(
     spec: Path = typer.Argument(..., help="Spec file."),
     ibnetdiscover: Path = typer.Option(..., "--ibnetdiscover", help="Output of 'ibnetdiscover' on the fabric."),
     fabric: str = typer.Option("compute", "--fabric", help="Which fabric of the spec the dump is from."),
+    subnet: List[str] = typer.Option([], "--subnet", help="Check only this subnet (e.g. rail3; repeatable)."),
+    rail: List[int] = typer.Option([], "--rail", min=0, help="Check only this rail's subnet (repeatable)."),
+    max_input_mib: int = typer.Option(256, "--max-input-mib", min=1, help="Largest dump read, in MiB."),
 ) -> None:
-    """List missing, unexpected and swapped cables by device and port; exit 1 if any."""
+    """List missing, unexpected and swapped cables by device and port; exit 1 if any, or if the dump leaves
+    subnets unchecked that --subnet/--rail did not leave out."""
     from gpucloud.verify.fabric import run_cli
 
-    raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit))
+    raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit, subnet, rail, max_input_mib))
 
 
 @app.command()

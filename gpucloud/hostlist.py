@@ -1,7 +1,8 @@
 """Hostlist expressions (gpu[0001-0250]) through ClusterShell, the library Slurm sites already use.
 
 ``pool_hostlist`` builds a pool's expression from its pattern and index range without looking at every name, so it
-costs the same for 2 hosts and 12,500.
+costs the same for 2 hosts and 12,500. ``expand`` counts the names an expression stands for before it expands it, so
+a typed expression such as ``gpu[0-99999999999]`` is refused instead of filling memory.
 """
 
 from __future__ import annotations
@@ -23,7 +24,48 @@ def compress(names: Iterable[str]) -> str:
     return str(ns)
 
 
-def expand(expression: str) -> list[str]:
+# Far above any plan (12,500 nodes at 100,000 GPUs); a million names still expand in about a second.
+MAX_EXPANDED = 1_000_000
+MAX_EXPRESSION = 1024 * 1024  # rendered Nodes= lines with many excluded hosts run to tens of KiB
+
+_TOP_LEVEL = re.compile(r"[,!&^](?![^\[]*\])")  # NodeSet's operators outside brackets
+_BRACKET = re.compile(r"\[([^\]]*)\]")
+_RANGE = re.compile(r"\s*(\d+)(?:-(\d+))?(?:/(\d+))?\s*")
+
+
+class HostlistTooLarge(ValueError):
+    """An expression that names more hosts than MAX_EXPANDED (or is longer than MAX_EXPRESSION characters)."""
+
+
+def expanded_size(expression: str) -> int:
+    """An upper bound of the names ``expression`` expands to, from its bracket ranges alone (nothing is expanded):
+    the sum over its comma-separated parts of the product of their bracket sizes. Malformed ranges count as one
+    name; NodeSet reports them when the expression is expanded."""
+    total = 0
+    for part in _TOP_LEVEL.split(expression):
+        n = 1
+        for group in _BRACKET.findall(part):
+            k = 0
+            for r in group.split(","):
+                m = _RANGE.fullmatch(r)
+                if m is None:
+                    k += 1
+                    continue
+                lo, hi, step = int(m.group(1)), int(m.group(2) or m.group(1)), int(m.group(3) or 1)
+                k += max(0, (hi - lo) // max(step, 1) + 1)
+            n *= max(k, 1)
+        total += n
+    return total
+
+
+def expand(expression: str, limit: int = MAX_EXPANDED) -> list[str]:
+    """The names of a hostlist expression; HostlistTooLarge when it stands for more than ``limit`` names."""
+    if len(expression) > MAX_EXPRESSION:
+        raise HostlistTooLarge(f"the expression is {len(expression):,} characters long, more than "
+                               f"{MAX_EXPRESSION:,}")
+    size = expanded_size(expression)
+    if size > limit:
+        raise HostlistTooLarge(f"the expression names {size:,} hosts, more than {limit:,}")
     return list(NodeSet(expression))
 
 

@@ -12,13 +12,14 @@ from gpucloud.diff.derived import derived_changes
 from gpucloud.diff.hosts import pool_changes
 from gpucloud.diff.impact import Impact
 from gpucloud.diff.inputs import comparable_stacks
-from gpucloud.diff.intent import (fabric_changes, fabric_layout_changes, network_changes, provider_changes,
-                                  slurm_changes, software_changes, storage_changes, tenant_changes)
+from gpucloud.diff.intent import (fabric_changes, fabric_layout_changes, metadata_changes, network_changes,
+                                  provider_changes, slurm_changes, software_changes, storage_changes, tenant_changes)
+from gpucloud.diff.links import LINKS, link_changes
 from gpucloud.diff.model import EXIT_CHANGED, EXIT_DESTROYS, EXIT_SAME, Change, Diff
 from gpucloud.diff.side import EMPTY, Side
 
-CLASSIFIERS = (pool_changes, network_changes, software_changes, fabric_changes, fabric_layout_changes, slurm_changes,
-               storage_changes, tenant_changes, provider_changes)
+CLASSIFIERS = (pool_changes, network_changes, software_changes, fabric_changes, fabric_layout_changes, link_changes,
+               slurm_changes, storage_changes, tenant_changes, provider_changes, metadata_changes)
 
 
 def compare(old_doc: dict, new_doc: dict, old_label: str = "old", new_label: str = "new") -> Diff:
@@ -29,6 +30,9 @@ def compare(old_doc: dict, new_doc: dict, old_label: str = "old", new_label: str
         if side.doc.get("hosts") and "spec" not in side.doc:
             diff.notes.append(f"{side.label} has no 'spec' section in plan.json (written by an older gpucloud): "
                               "software, Slurm, storage and tenant settings were not compared")
+    if old.pools and any(side.doc.get("fabric") and not isinstance(side.doc.get(LINKS), dict) for side in (old, new)):
+        diff.notes.append("existing fabric links were not compared: a plan folder without fabric/<name>/cabling.csv "
+                          "(written by an older gpucloud)")
     if not old.pools:
         # A new cluster: every host is an addition; its settings are not changes of anything running.
         diff.notes.append(f"{old_label} holds no cluster: everything in {new_label} is new")

@@ -13,7 +13,7 @@ from gpucloud.diff.impact import Impact
 from gpucloud.diff.model import Change
 
 # Sections the diff reads itself (or that are not plan content).
-OWN = {"generator", "format", "cluster", "networks", "hosts", "findings", "spec"}
+OWN = {"generator", "format", "cluster", "networks", "hosts", "findings", "spec", "_links"}
 # Records of these sections are hardware: adding or removing one is work in the data hall.
 HARDWARE_SECTIONS = {"fabric", "fabrics", "racks", "cabling"}
 _IDS = ("name", "stack", "pool", "id", "guid", "key", "path", "host", "urn")

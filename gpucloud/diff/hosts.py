@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterator
 
-from gpucloud.diff import external
+from gpucloud.diff import external, links
 from gpucloud.diff.impact import Impact
 from gpucloud.diff.model import Change
 from gpucloud.diff.side import Side
@@ -97,6 +97,7 @@ def pool_changes(old: Side, new: Side) -> Iterator[Change]:
             yield Change("pools", f"pool {pool}", "add", Impact.HARDWARE, new=_pool_desc(n),
                          hosts=compress(added[pool]), host_count=len(added[pool]),
                          note=hint + "rack, power and cable the new hosts, then provision them")
+            yield _provision(pool, added[pool])
             continue
         if n is None:
             impact, data = data_on_removal(old, pool)
@@ -107,10 +108,15 @@ def pool_changes(old: Side, new: Side) -> Iterator[Change]:
                          hosts=compress(removed[pool]), host_count=len(removed[pool]), note=hint + data)
             continue
         if added[pool]:
+            recabled = links.recabled_count(old, new)
+            note = ("new hosts only: existing hosts keep their names, addresses, rack slots and ports"
+                    if not recabled else
+                    f"new hosts; existing hosts keep their names, addresses and rack slots, but {recabled:,} existing "
+                    "fabric link(s) are recabled (see the fabric change)")
             yield Change("pools", f"pool {pool}", "add", Impact.HARDWARE, field="hosts",
                          old=o.get("hosts"), new=n.get("hosts"), hosts=compress(added[pool]),
-                         host_count=len(added[pool]),
-                         note="new hosts only: existing hosts keep their names, addresses, rack slots and ports")
+                         host_count=len(added[pool]), note=note)
+            yield _provision(pool, added[pool])
         if removed[pool]:
             impact, data = data_on_removal(old, pool)
             yield Change("pools", f"pool {pool}", "remove", impact, field="hosts", old=o.get("hosts"),
@@ -126,24 +132,48 @@ def pool_changes(old: Side, new: Side) -> Iterator[Change]:
     if grown:
         yield _slurm_nodes(new, grown)
     for (pool, net), names in sorted(readdressed.items()):
+        if net == "bmc":
+            # The provisioning stack keys a node on its BMC endpoint: a new one replaces the node (power off, PXE
+            # install again), see gpucloud/stack/provider.py.
+            yield Change("hosts", f"pool {pool}", "change", Impact.REIMAGE, field=f"{net} addresses",
+                         hosts=compress(names), host_count=len(names),
+                         note="BMC addresses change: set each BMC's new address, then the provisioning stack replaces "
+                              "the node (drain, power off, install again); node-local data does not survive")
+            continue
         yield Change("hosts", f"pool {pool}", "change", Impact.DRAIN_REBOOT, field=f"{net} addresses",
                      hosts=compress(names), host_count=len(names),
                      note="addresses change: drain, apply the new network configuration and DNS, reboot")
 
 
+def _provision(pool: str, names: list[str]) -> Change:
+    """New hosts are installed and converged before they take jobs: their own row in the provisioning step."""
+    return Change("pools", f"pool {pool}", "add", Impact.REIMAGE, field="provisioning", hosts=compress(names),
+                  host_count=len(names),
+                  note="new hosts: pulumi up installs the OS, then the playbooks converge them and the acceptance "
+                       "tests gate them into Slurm")
+
+
 def _slurm_nodes(new: Side, pools: list[str]) -> Change:
-    """Nodes that join or leave Slurm change slurm.conf's node lines; the Slurm planner's table says what that costs."""
+    """Nodes that join or leave Slurm change slurm.conf's node lines; the Slurm planner's table says what that costs.
+    Every host with a Slurm client (login nodes, slurmdbd) gets the new slurm.conf too, or its commands disagree
+    with the controller about the nodes."""
     rule = external.slurm_rule("NodeName") or (
         Impact.RESTART, lambda s: sorted(set(s.partition_pools()) | set(s.role_pools("slurm-controller"))),
         "NodeName: slurmctld and every slurmd restart when nodes are added or removed")
-    hosts, count = new.hosts_of(rule[1](new))
+    restarted = set(rule[1](new))
+    clients = sorted(set(new.slurm_pools()) - restarted)
+    hosts, count = new.hosts_of(restarted | set(clients))
+    also = (f"; install the new slurm.conf on {', '.join(clients)} too (Slurm clients)" if clients else "")
     return Change("slurm", "slurm nodes", "change", rule[0], field="NodeName", hosts=hosts, host_count=count,
-                  note=f"nodes of {', '.join(pools)} join or leave; {rule[2]}")
+                  note=f"nodes of {', '.join(pools)} join or leave; {rule[2]}{also}")
 
 
 def _pool_fields(pool: str, o: dict, n: dict, old: Side, new: Side) -> Iterator[Change]:
     hosts, count = new.hosts_of([pool])
     table = {
+        "id": (Impact.REIMAGE, "the pool's address blocks follow its id: every host gets new addresses on every "
+                               "network and HCA GUIDs, and with a new BMC address the provisioning stack replaces "
+                               "(reinstalls) it"),
         "model": (Impact.HARDWARE, "different hardware: every host of the pool is replaced"),
         "image": (Impact.REIMAGE, "every host of the pool is reimaged"),
         "roles": (Impact.RESTART, "services start or stop on these hosts; restart their daemons"),

@@ -44,11 +44,14 @@ LABELS = {
 STEPS: tuple[tuple[int, str, str], ...] = (
     (1, "back up", "snapshot or copy every dataset a later step destroys, before touching anything"),
     (2, "hardware and cabling", "rack, power and cable new or changed hardware; check links with the cabling plan"),
-    (3, "reimage", "provision or reimage the listed hosts, then run the playbooks on them"),
+    (3, "provision and reimage", "install the OS on the new hosts and reimage the listed ones (pulumi up), run the "
+                                 "playbooks on them and their acceptance tests; a node takes jobs only after they "
+                                 "pass"),
     (4, "drain and reboot", "drain the listed nodes in Slurm, apply the change, reboot, resume; rolling, a rack or "
                             "scalable unit at a time"),
     (5, "restart daemons", "restart in dependency order: slurmdbd, slurmctld, then slurmd; opensm on its hosts"),
-    (6, "reconfigure", "install the new configuration files, then one `scontrol reconfigure`"),
+    (6, "reconfigure", "install the new configuration files on every host with Slurm (nodes, controllers, login "
+                       "nodes: slurm.conf must match everywhere), then one `scontrol reconfigure`"),
     (7, "no disruption", "apply at any time (accounting, quotas, user-space packages, plan-only records)"),
     (8, "removals", "drain, remove from Slurm and the fabric, then decommission; destroy data last, after step 1's "
                     "backup is verified"),

@@ -59,6 +59,9 @@ def document_of(checked) -> dict:
     stacks = _stacks_of_plan(plan)
     if stacks is not None and "pulumi" not in doc:
         doc["pulumi"] = {"stacks": stacks, "resources": "estimate"}
+    from gpucloud.diff.links import LINKS, of_plan
+
+    doc[LINKS] = of_plan(plan)
     return doc
 
 
@@ -88,6 +91,11 @@ def load_side(path: Path) -> tuple[dict, str]:
         stacks = _stacks_of_folder(path)
         if stacks is not None and "pulumi" not in doc:
             doc["pulumi"] = {"stacks": stacks, "resources": "dry run"}
+        from gpucloud.diff.links import LINKS, of_folder
+
+        found = of_folder(path, sorted(doc.get("fabric") or {}))
+        if found is not None:
+            doc[LINKS] = found
         return doc, str(path)
     if not path.exists():
         raise InputProblem(f"{path} does not exist", "name a spec file or a plan folder")

@@ -166,6 +166,16 @@ def software_changes(old: Side, new: Side) -> Iterator[Change]:
         if so.get(key) == sn.get(key):
             continue
         rule = SOFTWARE.get(key, (Impact.RESTART, _ALL, "package update"))
+        if not rule[1](old) and not rule[1](new):
+            # A pin for software no host runs (Fabric Manager without NVSwitch boards, a Lustre client without
+            # Lustre): nothing is installed, so there is nothing to drain or restart. Fabric Manager's pin follows
+            # the driver's unless the spec sets it; following, it is no change of its own.
+            if key == "fabric_manager" and so.get(key) == so.get("nvidia_driver") and \
+                    sn.get(key) == sn.get("nvidia_driver"):
+                continue
+            yield Change("software", "software", "change", Impact.NONE, field=key, old=so.get(key), new=sn.get(key),
+                         note="no host of the plan runs it; the pin takes effect when a pool that needs it is added")
+            continue
         yield _change("software", "software", "change", rule, new, key, so.get(key), sn.get(key))
 
 
@@ -263,18 +273,44 @@ def storage_changes(old: Side, new: Side) -> Iterator[Change]:
                          host_count=new_count if rule[0] is not Impact.NONE else 0, note=rule[2])
 
 
+def _tenant_whole(side: Side, name: str, t: dict, action: str) -> Iterator[Change]:
+    """A tenant that is added or removed: Slurm (slurm.conf's AllowAccounts on every Slurm host, slurm/tenants.sh on
+    the controller), its IB partition key (OpenSM reads partitions.conf when it starts, so it restarts on its hosts)
+    and its quotas (storage/quota/<fs>.sh), each a change of its own so each lands in its step with its hosts."""
+    subject = f"tenant {name}"
+    hosts, count = side.hosts_of(_SLURM(side))
+    parts = ",".join(t.get("partitions") or t.get("pools") or ())
+    if action == "add":
+        yield Change("tenants", subject, "add", Impact.RECONFIGURE, new=parts, hosts=hosts, host_count=count,
+                     note="install slurm.conf (AllowAccounts) on the Slurm hosts and scontrol reconfigure; run "
+                          "slurm/tenants.sh on the controller for the account, QOS and users")
+    else:
+        yield Change("tenants", subject, "remove", Impact.RECONFIGURE, old=parts, hosts=hosts, host_count=count,
+                     note="account and partition access removed (slurm.conf, scontrol reconfigure, then the account "
+                          "in sacctmgr); the tenant's files on shared storage stay until someone deletes them")
+    if t.get("pkey") and side.doc.get("fabric"):
+        sm_hosts, sm_count = side.hosts_of(side.sm_pools())
+        what = "gains" if action == "add" else "loses"
+        yield Change("tenants", subject, action, Impact.RESTART, field="pkey",
+                     old=t["pkey"] if action == "remove" else None, new=t["pkey"] if action == "add" else None,
+                     hosts=sm_hosts, host_count=sm_count,
+                     note=f"partitions.conf {what} the tenant's partition key: OpenSM restarts on its hosts to read "
+                          "it (the standby takes over meanwhile)")
+    for fs, quota in sorted((t.get("storage_quota") or {}).items()):
+        yield Change("tenants", subject, action, Impact.NONE, field=f"storage_quota.{fs}",
+                     old=quota if action == "remove" else None, new=quota if action == "add" else None,
+                     note=f"run storage/quota/{fs}.sh: the tenant's project directory and quota"
+                     if action == "add" else f"the quota on {fs} is no longer managed; the files stay")
+
+
 def tenant_changes(old: Side, new: Side) -> Iterator[Change]:
     to, tn = old.spec.get("tenants", {}), new.spec.get("tenants", {})
     for name in sorted(set(to) | set(tn)):
         subject = f"tenant {name}"
         if name not in to:
-            yield _change("tenants", subject, "add", TENANT["partitions"], new, new=",".join(tn[name]["partitions"]),
-                          note="Slurm account, QOS and partition access; IB partition key on the subnet manager")
+            yield from _tenant_whole(new, name, tn[name], "add")
         elif name not in tn:
-            yield _change("tenants", subject, "remove", TENANT["partitions"], old,
-                          old=",".join(to[name]["partitions"]),
-                          note="account and partition access removed; the tenant's files on shared storage stay "
-                               "until someone deletes them")
+            yield from _tenant_whole(old, name, to[name], "remove")
         else:
             quotas = ("storage_quota",)
             yield from _fields("tenants", subject, {k: v for k, v in to[name].items() if k not in quotas},
@@ -292,6 +328,15 @@ def _quota_changes(tenant: str, old: dict, new: dict) -> Iterator[Change]:
             (Impact.DESTROYS_DATA, "quota lowered: below current use the tenant's writes fail until it deletes data"))
         yield Change("tenants", f"tenant {tenant}", "change", impact, field=f"storage_quota.{fs}", old=a, new=b,
                      note=why)
+
+
+def metadata_changes(old: Side, new: Side) -> Iterator[Change]:
+    """Who runs the cluster and where (description, site, owner, contact, labels): plan.md and plan.json change,
+    nothing on the cluster does."""
+    mo = old.doc.get("cluster", {}).get("metadata") or {}
+    mn = new.doc.get("cluster", {}).get("metadata") or {}
+    yield from _fields("metadata", "metadata", mo, mn, {},
+                       (Impact.NONE, _NONE, "plan.md and plan.json only; nothing on the cluster changes"), new)
 
 
 def provider_changes(old: Side, new: Side) -> Iterator[Change]:

@@ -4,6 +4,7 @@ Diff; neither decides anything."""
 from __future__ import annotations
 
 from gpucloud import jsonout
+from gpucloud import markdown as md
 from gpucloud.diff.impact import Impact
 from gpucloud.diff.model import Change, Diff
 
@@ -22,14 +23,14 @@ def cell(value) -> str:
         text = f"{value:,}"
     else:
         text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ") or "(empty)"
+    return md.text(text) or "(empty)"
 
 
 def _hosts(c: Change) -> str:
     if not c.hosts:
         return "-"
     text = c.hosts if len(c.hosts) <= HOSTS_WIDTH else c.hosts[:HOSTS_WIDTH].rsplit(",", 1)[0] + ",..."
-    return f"`{text}` ({c.host_count:,})"
+    return f"{md.cell_code(text)} ({c.host_count:,})"
 
 
 def _what(c: Change) -> str:
@@ -70,16 +71,17 @@ def summary_line(diff: Diff) -> str:
 
 def markdown(diff: Diff, heading: str = "##", max_rows: int = 200, fold_derived: bool = False) -> str:
     """The diff for people. ``fold_derived`` puts the derived records in a <details> block (pull-request comments)."""
-    out = [f"{heading} Changes: {diff.old_name} -> {diff.new_name}", "", summary_line(diff), ""]
+    out = [f"{heading} Changes: {md.text(diff.old_name)} -> {md.text(diff.new_name)}", "", summary_line(diff), ""]
     for note in diff.notes:
-        out += [f"> {note}", ""]
+        out += [f"> {md.text(note)}", ""]
     if diff.changes:
         out += [f"{heading}# Order of work", ""]
     shown = 0
     for step in diff.steps():
         out += [f"**{step['step']}. {step['title'].capitalize()}**: {step['what']}.", ""]
         if step["step"] == 1:
-            out += [f"- {_what(c)}" + (f" on `{c.hosts}`" if c.hosts and len(c.hosts) <= HOSTS_WIDTH else "")
+            out += [f"- {md.text(_what(c))}" + (f" on {md.code(c.hosts)}" if c.hosts and len(c.hosts) <= HOSTS_WIDTH
+                                                 else "")
                     for c in diff.sorted() if c.impact is Impact.DESTROYS_DATA] + [""]
             continue
         out += ["| impact | change | old -> new | hosts | why |", "|---|---|---|---|---|"]

@@ -28,7 +28,9 @@ def _errors_block(exc: InputProblem) -> list[str]:
     buf.write(f"error: {exc.message}\n")
     if exc.hint:
         buf.write(f"  hint: {exc.hint}\n")
-    return ["```text", buf.getvalue().rstrip("\n")[:8000], "```"]
+    from gpucloud import markdown as md
+
+    return md.fence(buf.getvalue().rstrip("\n")[:8000], "text")
 
 
 def _section(spec: Path, base: str, allow_destroy: bool, max_rows: int) -> tuple[list[str], int]:
@@ -37,7 +39,9 @@ def _section(spec: Path, base: str, allow_destroy: bool, max_rows: int) -> tuple
     from gpucloud.plan import build_plan
     from gpucloud.render.plan_md import glance
 
-    head = [f"### `{spec.as_posix()}`", ""]
+    from gpucloud import markdown as md
+
+    head = [f"### {md.code(spec.as_posix())}", ""]
     try:
         checked = _checked(spec)
         old, old_label = load_base(base, spec)
@@ -68,6 +72,8 @@ def estimate_note() -> str:
 
 def build_comment(specs: list[Path], base: str, allow_destroy: bool = False) -> tuple[str, int]:
     """(comment body, exit code). The body always starts with MARKER."""
+    from gpucloud import markdown as md
+
     rows = 200
     while True:
         parts, codes = [], []
@@ -79,8 +85,8 @@ def build_comment(specs: list[Path], base: str, allow_destroy: bool = False) -> 
         verdict = {EXIT_OK: "no changes", EXIT_CHANGED: "changes, none destroys data",
                    EXIT_DESTROYS: "**changes that destroy data**", EXIT_ERRORS: "**specs with errors**"}[worst]
         body = "\n".join([MARKER, f"## gpucloud plan: {verdict}", "",
-                          f"Compared with `{base}`. Impact classes, from mild to severe: none, reconfigure, restart a "
-                          "daemon, drain + reboot, reimage, hardware / cabling work, destroys data.", "",
+                          f"Compared with {md.code(base)}. Impact classes, from mild to severe: none, reconfigure, "
+                          "restart a daemon, drain + reboot, reimage, hardware / cabling work, destroys data.", "",
                           *parts, "---", "", estimate_note()]).rstrip("\n") + "\n"
         if len(body) <= LIMIT or rows <= 10:
             return body[:LIMIT], worst

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Mapping
 
 from gpucloud import catalog
+from gpucloud import markdown as md
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
@@ -57,7 +58,8 @@ def size_text(n: int | None) -> str:
 
 
 def cell(value) -> str:
-    return str(value).replace("|", "\\|")
+    """Any text in a table cell, spec text included: one line, markup escaped (gpucloud.markdown)."""
+    return md.text(value)
 
 
 def training_days(plan: Plan) -> float | None:
@@ -135,8 +137,8 @@ def _pools(plan: Plan) -> list[str]:
     out = ["| pool | hosts | model | roles | hostlist | image |", "|---|---:|---|---|---|---|"]
     for pp in plan.pools:
         p = pp.pool
-        out.append(f"| {p.name} | {len(pp.hosts):,} | {p.model} | {', '.join(p.roles)} | `{_hostlist(p)}` | "
-                   f"{p.image or '-'} |")
+        out.append(f"| {cell(p.name)} | {len(pp.hosts):,} | {cell(p.model)} | {cell(', '.join(p.roles))} | "
+                   f"{md.cell_code(_hostlist(p))} | {cell(p.image or '-')} |")
     return out
 
 
@@ -161,8 +163,8 @@ def _fabric(plan: Plan) -> list[str]:
     for h in growth:
         # Past this point the spine layer is rebuilt and every leaf's uplinks move: say so before anyone orders nodes.
         near = "**Within one scalable unit of a third tier.** " if h.nodes < h.su_nodes else ""
-        out.append(f"- {near}{h.fabric}: pool `{h.pool}` can grow by {h.nodes:,} node(s) on two tiers; one more needs "
-                   "a third switch tier (a new layer, every leaf's uplinks re-cabled).")
+        out.append(f"- {near}{h.fabric}: pool {md.code(h.pool)} can grow by {h.nodes:,} node(s) on two tiers; one more "
+                   "needs a third switch tier (a new layer, every leaf's uplinks re-cabled).")
     return out
 
 
@@ -172,17 +174,17 @@ def _slurm(plan: Plan) -> list[str]:
         return ["No Slurm partitions."]
     out = ["| partition | nodes | default | MaxTime | DefaultTime | exclusive |", "|---|---|---|---|---|---|"]
     for p in s.partitions:
-        nodes = ", ".join(f"`{_hostlist(plan.spec.pool(n))}`" for n in p.pools if plan.spec.pool(n))
-        out.append(f"| {p.name} | {nodes} | {'yes' if p.default else ''} | {p.max_time or 'UNLIMITED'} | "
-                   f"{p.default_time or '-'} | {'yes' if p.exclusive else ''} |")
+        nodes = ", ".join(md.cell_code(_hostlist(plan.spec.pool(n))) for n in p.pools if plan.spec.pool(n))
+        out.append(f"| {cell(p.name)} | {nodes} | {'yes' if p.default else ''} | {cell(p.max_time or 'UNLIMITED')} | "
+                   f"{cell(p.default_time or '-')} | {'yes' if p.exclusive else ''} |")
     if plan.spec.tenants:
         out += ["", "| tenant | partitions | users | GPU limit | MaxTime | IB pkey | storage quota |",
                 "|---|---|---:|---:|---|---|---|"]
         for t in plan.spec.tenants:
             quota = ", ".join(f"{fs} {size_text(b)}" for fs, b in t.storage_quota) or "-"
-            out.append(f"| {t.name} | {', '.join(t.partitions or t.pools)} | {len(t.users)} | "
-                       f"{f'{t.gpu_limit:,}' if t.gpu_limit is not None else '-'} | {t.max_time or '-'} | "
-                       f"{f'0x{t.pkey:04x}' if t.pkey is not None else '-'} | {quota} |")
+            out.append(f"| {cell(t.name)} | {cell(', '.join(t.partitions or t.pools))} | {len(t.users)} | "
+                       f"{f'{t.gpu_limit:,}' if t.gpu_limit is not None else '-'} | {cell(t.max_time or '-')} | "
+                       f"{f'0x{t.pkey:04x}' if t.pkey is not None else '-'} | {cell(quota)} |")
     out += ["", "Configuration: `slurm/`."]
     return out
 
@@ -195,7 +197,8 @@ def _storage(plan: Plan) -> list[str]:
     for fs in plan.spec.storage:
         pools = fs.pools if fs.pools is not None else (gpu_pools if fs.kind == "local" else "all pools")
         pools = ", ".join(pools) if not isinstance(pools, str) else pools
-        out.append(f"| {fs.name} | {fs.kind} | {fs.mount} | {size_text(fs.capacity)} | {pools} |")
+        out.append(f"| {cell(fs.name)} | {cell(fs.kind)} | {cell(fs.mount)} | {size_text(fs.capacity)} | "
+                   f"{cell(pools)} |")
     return out
 
 
@@ -216,7 +219,7 @@ def _pulumi(plan: Plan, files: Mapping[str, bytes]) -> list[str]:
         return ["Pulumi stacks are not planned by this version."]
     out = [f"| stack | hosts | {what} |", "|---|---:|---:|"]
     shown = stacks if len(stacks) <= 12 else stacks[:10]
-    out += [f"| {s['stack']} | {s['hosts']:,} | {s['resources']:,} |" for s in shown]
+    out += [f"| {cell(s['stack'])} | {s['hosts']:,} | {s['resources']:,} |" for s in shown]
     if len(shown) < len(stacks):
         rest = stacks[10:]
         out.append(f"| ... {len(rest)} more stacks | {sum(s['hosts'] for s in rest):,} | "
@@ -234,8 +237,8 @@ def _warnings(plan: Plan) -> list[str]:
     out = []
     for f in shown:
         where = f"line {f.line}, " if f.line else ""
-        hint = f" Hint: {f.hint}" if f.hint else ""
-        out.append(f"- **{f.level}** `{f.check}` {where}`{f.json_path}`: {f.message}.{hint}")
+        hint = f" Hint: {md.text(f.hint)}" if f.hint else ""
+        out.append(f"- **{f.level}** {md.code(f.check)} {where}{md.code(f.json_path)}: {md.text(f.message)}.{hint}")
     return out
 
 
@@ -257,9 +260,9 @@ def _files(files: Mapping[str, bytes]) -> list[str]:
 def render_text(plan: Plan, files: Mapping[str, bytes] | None = None) -> str:
     files = files or {}
     spec = plan.spec
-    out = [f"# Plan: {spec.name}", ""]
+    out = [f"# Plan: {md.text(spec.name)}", ""]
     if spec.metadata.get("description"):
-        out += [spec.metadata["description"], ""]
+        out += [md.paragraph(spec.metadata["description"]), ""]
     parts = [("At a glance", glance(plan)), ("Bill of materials", _bom(plan)), ("Node pools", _pools(plan)),
              ("Fabric", _fabric(plan)), ("Slurm", _slurm(plan)), ("Storage", _storage(plan)),
              ("Pulumi stacks", _pulumi(plan, files)), ("Warnings", _warnings(plan)), ("Files", _files(files))]

@@ -17,6 +17,9 @@ from gpucloud.verify.expect import HostExpect, PoolExpect
 from gpucloud.verify.parse import GPU_FIELDS
 
 MARK = "::gpucloud-verify::"
+# What one host may send back, stdout and stderr together. A healthy HGX node sends tens of KiB; a collector that
+# floods its output (a broken tool, a wrong PATH) must not fill verify's memory, which holds --parallel hosts at once.
+MAX_OUTPUT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -161,15 +164,25 @@ def run_host(he: HostExpect, known, opts: SshOptions) -> Collected:
             raise ConnectFailed("ssh-error", _describe(exc)) from None
         out, err, timed_out = _read(chan, deadline)
         return Collected(split(out, err), timed_out)
+    except OutputTooLarge:
+        raise ConnectFailed("output-limit", f"the host sent more than {MAX_OUTPUT // 2**20} MiB; verify stopped "
+                                            "reading it") from None
     finally:
         client.close()
 
 
-def _read(chan, deadline: float) -> tuple[str, str, bool]:
+class OutputTooLarge(Exception):
+    pass
+
+
+def _read(chan, deadline: float, limit: int = MAX_OUTPUT) -> tuple[str, str, bool]:
     out: list[bytes] = []
     err: list[bytes] = []
     timed_out = False
+    size = 0
     while True:
+        if size > limit:
+            raise OutputTooLarge()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = True
@@ -180,11 +193,16 @@ def _read(chan, deadline: float) -> tuple[str, str, bool]:
         except socket.timeout:
             timed_out = True
             break
-        while chan.recv_stderr_ready():
+        while chan.recv_stderr_ready() and size <= limit:
             err.append(chan.recv_stderr(65536))
+            size += len(err[-1])
         if not data:
             break
         out.append(data)
+        size += len(data)
     while chan.recv_stderr_ready():
         err.append(chan.recv_stderr(65536))
+        size += len(err[-1])
+        if size > limit:
+            raise OutputTooLarge()
     return b"".join(out).decode("utf-8", "replace"), b"".join(err).decode("utf-8", "replace"), timed_out

@@ -1,7 +1,8 @@
 """``gpucloud verify``: the command's work, kept out of cli.py so the CLI module stays a list of commands.
 
 Exit codes: 0 every host conforms, 1 something does not (or a host could not be looked at), 2 verify itself could
-not run (spec with errors, no known_hosts file, unreadable key, unknown names in --limit or the address map).
+not run (spec with errors, no known_hosts file, unreadable key, unknown names in --limit or the address map, an input
+file past its limits: see gpucloud.verify.inputs).
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from gpucloud.verify.inputs import DEFAULT_MAX_MIB
+
 EXIT_OK, EXIT_DIFFERENT, EXIT_USAGE = 0, 1, 2
+MAX_KEY_BYTES = 1024 * 1024  # an RSA-16384 private key in PEM is about 12 KiB
 
 
 class UsageError(Exception):
@@ -42,31 +46,30 @@ def limit_hosts(limit: str | None, planned: set[str]) -> set[str] | None:
         return None
     from ClusterShell.NodeSet import NodeSetException
 
-    from gpucloud.hostlist import expand
+    from gpucloud.hostlist import HostlistTooLarge, expand
 
+    shown = limit if len(limit) <= 80 else limit[:77] + "..."
     try:
         names = expand(limit)
-    except NodeSetException as exc:
-        raise UsageError(f"--limit {limit!r} is not a hostlist: {exc}", "write e.g. gpu[001-016],login01")
+    except HostlistTooLarge as exc:
+        raise UsageError(f"--limit {shown!r} is too large: {exc}", "name the hosts to verify, e.g. gpu[0001-0128]")
+    except (NodeSetException, ValueError, OverflowError) as exc:
+        raise UsageError(f"--limit {shown!r} is not a hostlist: {exc}", "write e.g. gpu[001-016],login01")
     _unknown_hosts(names, planned, "--limit")
     return set(names)
 
 
-def address_map(pairs: list[str], path: Path | None, planned: set[str]) -> dict[str, str]:
-    """--address HOST=ADDR (repeatable) over --addresses FILE (a YAML mapping host: address)."""
+def address_map(pairs: list[str], path: Path | None, planned: set[str],
+                max_mib: int = DEFAULT_MAX_MIB) -> dict[str, str]:
+    """--address HOST=ADDR (repeatable) over --addresses FILE (one 'host: address' per line)."""
+    from gpucloud.verify.inputs import InputError, address_file
+
     out: dict[str, str] = {}
     if path is not None:
-        import yaml
-
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}")
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path} is not YAML: {exc}".splitlines()[0], "write one 'host: address' per line")
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise UsageError(f"{path} must be a mapping of host names to addresses", "write 'gpu001: 10.0.0.5'")
-        out.update({str(k): v for k, v in data.items()})
+            out.update(address_file(Path(path), max_mib))
+        except InputError as exc:
+            raise UsageError(exc.message, exc.hint) from None
     for pair in pairs:
         host, sep, addr = pair.partition("=")
         if not sep or not host or not addr:
@@ -79,8 +82,19 @@ def address_map(pairs: list[str], path: Path | None, planned: set[str]) -> dict[
 def load_key(path: Path | None):
     if path is None:
         return None
+    import stat
+
     import paramiko
 
+    # paramiko reads the whole file (twice): make sure it is a small regular file first, so a wrong path such as
+    # /dev/zero is refused instead of read without end.
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise UsageError(f"cannot use key {path}: {exc.strerror or exc}", "give a private key file")
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEY_BYTES:
+        raise UsageError(f"cannot use key {path}: not a regular file of at most {MAX_KEY_BYTES // 1024} KiB",
+                         "give a private key file in OpenSSH or PEM format")
     try:
         return paramiko.PKey.from_path(path)
     except paramiko.PasswordRequiredException:
@@ -91,7 +105,7 @@ def load_key(path: Path | None):
 
 def main(spec: Path, limit: str | None, known_hosts: Path | None, user: str | None, key: Path | None, port: int,
          timeout: float, parallel: int, addresses: list[str], addresses_file: Path | None, output: str,
-         progress: bool | None) -> int:
+         progress: bool | None, max_input_mib: int = DEFAULT_MAX_MIB) -> int:
     from gpucloud.pipeline import check_spec
     from gpucloud.plan import build_plan
     from gpucloud.report import text as findings_text
@@ -105,15 +119,15 @@ def main(spec: Path, limit: str | None, known_hosts: Path | None, user: str | No
     known_path = Path(known_hosts) if known_hosts else Path.home() / ".ssh" / "known_hosts"
     try:
         only = limit_hosts(limit, planned)
-        mapping = address_map(addresses, addresses_file, planned)
+        mapping = address_map(addresses, addresses_file, planned, max_input_mib)
         pkey = load_key(key)
         from gpucloud.verify.known_hosts import KnownHosts, KnownHostsError
 
         try:
-            known = KnownHosts.load(known_path)
+            known = KnownHosts.load(known_path, max_input_mib)
         except KnownHostsError as exc:
-            raise UsageError(str(exc), "give --known-hosts FILE; collect keys with ssh-keyscan only after checking "
-                                       "them out of band")
+            raise UsageError(str(exc), exc.hint or "give --known-hosts FILE; collect keys with ssh-keyscan only "
+                                                   "after checking them out of band")
     except UsageError as exc:
         return _fail(exc.message, exc.hint)
 

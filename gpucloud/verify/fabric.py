@@ -4,12 +4,18 @@ Devices are matched by node description, which is how operators name them: switc
 hostname ('MF0;<name>:MQM9700/U1' on a managed switch, or the plain name), HCAs carry rdma-core's
 '<hostname> <device>' (a domain after the hostname is ignored). GUIDs in the dump are ignored, so the
 plan's synthetic GUIDs never matter. Every difference is named by device and front-panel port.
+
+A fabric split into per-rail subnets is discovered one subnet at a time (ibnetdiscover sees the subnet of the port it
+runs on), so a dump is compared with the subnets whose switches it shows, and the report names the subnets it checked
+and those it could not. A check that leaves subnets out is not a match unless the operator scoped it on purpose
+(``--subnet``/``--rail``); then the named subnets are the whole check.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from gpucloud.plan.fabric import FabricPlan
 
@@ -27,11 +33,12 @@ class Dump:
     ports: list[tuple[str, int, str, int]] = field(default_factory=list)  # (id, port, peer id, peer port)
 
 
-def parse_ibnetdiscover(text: str) -> Dump:
-    """The records of ``ibnetdiscover`` output (or of a planned topology.net, which has the same shape)."""
+def parse_ibnetdiscover(text: str | Iterable[str]) -> Dump:
+    """The records of ``ibnetdiscover`` output (or of a planned topology.net, which has the same shape), from the
+    whole text or from its lines one at a time (gpucloud.verify.inputs.lines streams a file within limits)."""
     dump = Dump()
     current = None
-    for raw in text.splitlines():
+    for raw in (text.splitlines() if isinstance(text, str) else text):
         line = raw.strip()
         m = _HEADER.match(line)
         if m:
@@ -91,19 +98,40 @@ class Result:
     unexpected: list[Link]
     swapped: list[tuple[Link, Link, Link, Link]]  # planned a, planned b, found a, found b
     absent_devices: list[tuple[str, int]]  # devices of the plan not seen at all, with their planned cable count
+    checked: list[str] = field(default_factory=list)  # names of the subnets compared ("" for a single subnet)
+    unchecked: list[str] = field(default_factory=list)  # subnets of the plan the comparison left out
+    scoped: bool = False  # the operator named the subnets to check (--subnet/--rail)
 
     @property
     def clean(self) -> bool:
+        """No difference in the subnets checked."""
         return not (self.missing or self.unexpected or self.swapped)
 
+    @property
+    def complete(self) -> bool:
+        """Every subnet of the plan was checked, or the operator limited the check to the ones checked."""
+        return self.scoped or not self.unchecked
 
-def compare(fp: FabricPlan, text: str) -> Result:
-    dump = parse_ibnetdiscover(text)
+    @property
+    def matches(self) -> bool:
+        return self.clean and self.complete
+
+
+def subnet_names(fp: FabricPlan) -> list[str]:
+    return [s.name for s in fp.subnets]
+
+
+def compare(fp: FabricPlan, text: "str | Iterable[str] | Dump", scope: set[int] | None = None) -> Result:
+    """Compare a dump with the plan. ``scope``: the subnet indexes the operator asked for; None: the subnets whose
+    switches the dump shows (all of them when it shows none of the plan's switches)."""
+    dump = text if isinstance(text, Dump) else parse_ibnetdiscover(text)
     found = dump_links(dump, fp.port_label)
     seen = {d for link in found for d, _ in link}
-    # A dump covers one subnet: compare with the subnets it shows (all of them when it shows none of the plan).
     sub_of = {s.name: s.subnet for s in fp.switches}
-    subnets = {sub_of[d] for d in seen if d in sub_of} or None
+    if scope is not None:
+        subnets = set(scope)
+    else:
+        subnets = {sub_of[d] for d in seen if d in sub_of} or set(range(len(fp.subnets)))
     planned = planned_links(fp, subnets)
     missing, unexpected = planned - found, found - planned
     at_missing: dict[End, Link] = {}
@@ -130,7 +158,10 @@ def compare(fp: FabricPlan, text: str) -> Result:
         for dev, _ in link:
             counts[dev] = counts.get(dev, 0) + 1
     absent = sorted((d, n) for d, n in counts.items() if d not in seen)
-    return Result(sorted(missing), sorted(unexpected), sorted(swapped), absent)
+    names = subnet_names(fp)
+    return Result(sorted(missing), sorted(unexpected), sorted(swapped), absent,
+                  checked=[names[i] for i in sorted(subnets)],
+                  unchecked=[n for i, n in enumerate(names) if i not in subnets], scoped=scope is not None)
 
 
 def _fmt(link: Link) -> str:
@@ -138,8 +169,21 @@ def _fmt(link: Link) -> str:
     return f"{a} {ap} <-> {b} {bp}"
 
 
+def _names(names: list[str]) -> str:
+    from gpucloud.hostlist import compress
+
+    return compress(names) if all(names) else ", ".join(n or "(the only subnet)" for n in names)
+
+
 def report(result: Result) -> list[str]:
     lines = []
+    split = result.checked and any(result.checked + result.unchecked)  # several named subnets
+    if split:
+        total = len(result.checked) + len(result.unchecked)
+        lines.append(f"checked: {len(result.checked)} of {total} subnet(s): {_names(result.checked)}")
+        if result.unchecked:
+            why = "left out with --subnet/--rail" if result.scoped else "the dump shows none of their switches"
+            lines.append(f"not checked: {len(result.unchecked)} subnet(s): {_names(result.unchecked)} ({why})")
     for dev, n in result.absent_devices:
         lines.append(f"absent: {dev} is not in the fabric ({n} planned cable(s) missing with it)")
     for m1, m2, f1, f2 in result.swapped:
@@ -149,38 +193,74 @@ def report(result: Result) -> list[str]:
     for link in result.unexpected:
         lines.append(f"unexpected: {_fmt(link)}")
     n = len(result.missing) + len(result.unexpected) + 2 * len(result.swapped)
-    lines.append("fabric matches the plan" if result.clean else
-                 f"{len(result.missing)} missing, {len(result.unexpected)} unexpected, {len(result.swapped)} swapped "
-                 f"pair(s) ({n} cable(s) to fix)")
+    if not result.clean:
+        lines.append(f"{len(result.missing)} missing, {len(result.unexpected)} unexpected, {len(result.swapped)} "
+                     f"swapped pair(s) ({n} cable(s) to fix)")
+    elif not split or (not result.unchecked):
+        lines.append("fabric matches the plan")
+    elif result.scoped:
+        lines.append(f"subnet(s) {_names(result.checked)} match the plan (the check was limited to them)")
+    else:
+        lines.append(f"partial check: subnet(s) {_names(result.checked)} match the plan, {len(result.unchecked)} "
+                     f"subnet(s) were not checked; dump each subnet (ibnetdiscover on a port of that rail) and "
+                     f"verify them all, or name the subnets with --subnet/--rail to check only those")
     return lines
 
 
-def run_cli(spec_path, dump_path, fabric_name: str, checked_or_exit) -> int:
-    """The 'gpucloud fabric verify' command: 0 when the dump matches the plan, 1 when not, 2 when it cannot run."""
+def scope_of(fp: FabricPlan, subnets: list[str], rails: list[int]) -> set[int] | None:
+    """--subnet NAME and --rail N as subnet indexes; ValueError naming the fix when one does not exist."""
+    if not subnets and not rails:
+        return None
+    from gpucloud.findings import choices_hint
+
+    names = subnet_names(fp)
+    if len(names) == 1:
+        raise ValueError(f"the {fp.name} fabric is one subnet (split: {fp.split}); --subnet/--rail only apply to a "
+                         f"fabric split into per-rail subnets", "leave out --subnet/--rail")
+    out = set()
+    for name in list(subnets) + [f"rail{r}" for r in rails]:
+        if name.isdigit():
+            name = f"rail{name}"
+        if name not in names:
+            raise ValueError(f"the {fp.name} fabric has no subnet {name!r}", choices_hint(name, names, "subnets"))
+        out.add(names.index(name))
+    return out
+
+
+def run_cli(spec_path, dump_path, fabric_name: str, checked_or_exit, subnets: list[str] | None = None,
+            rails: list[int] | None = None, max_input_mib: int | None = None) -> int:
+    """The 'gpucloud fabric verify' command: 0 when the dump matches the plan (every subnet, or the ones named with
+    --subnet/--rail), 1 when not or when subnets were left unchecked, 2 when it cannot run."""
     import sys
 
     from gpucloud.findings import choices_hint
     from gpucloud.plan.fabric import plan_fabric
     from gpucloud.plan.hosts import plan_hosts
+    from gpucloud.verify.inputs import DEFAULT_MAX_MIB, InputError, lines
+
+    def fail(message: str, hint: str = "") -> int:
+        print(f"error: {message}", file=sys.stderr)
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
+        return 2
 
     checked = checked_or_exit(spec_path)
     spec = checked.spec
     if fabric_name not in spec.fabrics:
-        print(f"error: the spec has no {fabric_name!r} fabric; "
-              f"{choices_hint(fabric_name, spec.fabrics, 'fabrics')}", file=sys.stderr)
-        return 2
+        return fail(f"the spec has no {fabric_name!r} fabric; {choices_hint(fabric_name, spec.fabrics, 'fabrics')}")
     try:
-        text = dump_path.read_text(errors="replace")
-    except OSError as exc:
-        print(f"error: cannot read {dump_path}: {exc}", file=sys.stderr)
-        return 2
-    dump = parse_ibnetdiscover(text)
+        dump = parse_ibnetdiscover(line for _, line in lines(dump_path, "ibnetdiscover dump",
+                                                             max_input_mib or DEFAULT_MAX_MIB))
+    except InputError as exc:
+        return fail(exc.message, exc.hint)
     if not dump.ports:
-        print(f"error: {dump_path} holds no ibnetdiscover records (run 'ibnetdiscover > FILE' on the fabric)",
-              file=sys.stderr)
-        return 2
+        return fail(f"{dump_path} holds no ibnetdiscover records", "run 'ibnetdiscover > FILE' on the fabric")
     fp = plan_fabric(spec, plan_hosts(spec), fabric_name)
-    result = compare(fp, text)
+    try:
+        scope = scope_of(fp, list(subnets or ()), list(rails or ()))
+    except ValueError as exc:
+        return fail(*exc.args)
+    result = compare(fp, dump, scope)
     for line in report(result):
         print(line)
-    return 0 if result.clean else 1
+    return 0 if result.matches else 1

@@ -29,7 +29,12 @@ ALL_ALGORITHMS = tuple(a for algs in _ALGORITHMS.values() for a in algs)
 
 
 class KnownHostsError(Exception):
-    """The file cannot be used at all (missing, unreadable); a user mistake, reported with exit code 2."""
+    """The file cannot be used at all (missing, unreadable, past the input limits); a user mistake, reported with
+    exit code 2."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 class HostKeyRefused(paramiko.SSHException):
@@ -63,36 +68,41 @@ class KnownHosts:
     skipped: int = 0  # lines verify cannot use (certificate authorities, unknown key types)
 
     @classmethod
-    def load(cls, path: Path) -> "KnownHosts":
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise KnownHostsError(f"cannot read known_hosts file {path}: {exc.strerror or exc}") from exc
+    def load(cls, path: Path, max_mib: int | None = None) -> "KnownHosts":
+        """Read line by line under gpucloud.verify.inputs' limits, so a wrong path cannot fill memory."""
+        from gpucloud.verify.inputs import DEFAULT_MAX_MIB, InputError, lines
+
         kh = cls()
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            marker = None
-            if line.startswith("@"):
-                marker, _, line = line.partition(" ")
-                line = line.strip()
-            try:
-                entry = HostKeyEntry.from_line(line, lineno)
-            except (paramiko.SSHException, binascii.Error, ValueError):
-                entry = None
-            if entry is None or marker == "@cert-authority":
-                kh.skipped += 1
-                continue
-            if marker == "@revoked":
-                kh.revoked.add(entry.key.asbytes())
-                continue
-            for hostname in entry.hostnames:
-                if hostname.startswith("|1|"):
-                    kh.hashed.append((hostname, entry.key))
-                else:
-                    kh.plain.setdefault(hostname, []).append(entry.key)
+        try:
+            for lineno, raw in lines(Path(path), "known_hosts file", max_mib or DEFAULT_MAX_MIB):
+                kh._add(lineno, raw)
+        except InputError as exc:
+            raise KnownHostsError(exc.message, exc.hint) from None
         return kh
+
+    def _add(self, lineno: int, raw: str) -> None:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            return
+        marker = None
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            line = line.strip()
+        try:
+            entry = HostKeyEntry.from_line(line, lineno)
+        except (paramiko.SSHException, binascii.Error, ValueError):
+            entry = None
+        if entry is None or marker == "@cert-authority":
+            self.skipped += 1
+            return
+        if marker == "@revoked":
+            self.revoked.add(entry.key.asbytes())
+            return
+        for hostname in entry.hostnames:
+            if hostname.startswith("|1|"):
+                self.hashed.append((hostname, entry.key))
+            else:
+                self.plain.setdefault(hostname, []).append(entry.key)
 
     def keys_for(self, names: tuple[str, ...]) -> list[paramiko.PKey]:
         keys = []

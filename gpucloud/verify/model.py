@@ -16,6 +16,7 @@ HINTS: dict[str, str] = {
     "host-key-revoked": "the key is marked @revoked in known_hosts; the node must be rekeyed",
     "ssh-auth": "check --user and --key, and that the key is in the node's authorized_keys",
     "ssh-error": "see the detail; rerun with --limit on this host",
+    "output-limit": "a collector printed without end: run its command on the node by hand (see the checks table)",
     "hostname": "the address answers as another machine: fix DNS, DHCP or the --address map",
     "collector": "install the tool (driver utilities, infiniband-diags, util-linux, iproute2) or fix its error",
     "gpu-count": "a missing GPU is usually off the bus (Xid 79) or unseated: reboot once, then open a hardware case",

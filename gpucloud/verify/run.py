@@ -15,11 +15,11 @@ from gpucloud.verify.expect import HostExpect
 from gpucloud.verify.model import HostFinding, HostResult
 
 _REACHED = {"host-key-unknown": "refused", "host-key-changed": "refused", "host-key-revoked": "refused",
-            "ssh-auth": "auth-failed", "timeout": "timeout"}
+            "ssh-auth": "auth-failed", "timeout": "timeout", "output-limit": "nonconforming"}
 _MESSAGES = {"unreachable": "unreachable", "timeout": "no SSH session within the host timeout",
              "host-key-unknown": "host key unknown: refused", "host-key-changed": "host key changed: refused",
              "host-key-revoked": "host key revoked: refused", "ssh-auth": "SSH authentication failed",
-             "ssh-error": "SSH failed"}
+             "ssh-error": "SSH failed", "output-limit": "collector output over the limit"}
 
 
 def verify_host(he: HostExpect, known, opts: SshOptions) -> HostResult:

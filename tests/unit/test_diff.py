@@ -133,7 +133,7 @@ def test_renaming_a_pool_is_remove_plus_add_with_the_data_impact_spelled_out(tmp
                 fs["pools"] = ["h100" if p == "gpu" else p for p in fs["pools"]]
     diff = changed("ishikari", edit, tmp_path)
     gone = only(diff, section="pools", subject="pool gpu")
-    came = only(diff, section="pools", subject="pool h100")
+    came = only(diff, section="pools", subject="pool h100", field="")
     assert (gone.action, came.action) == ("remove", "add")
     assert gone.host_count == came.host_count == 250
     assert "rename" in gone.note and "rename" in came.note
@@ -218,3 +218,82 @@ def test_ipoib_mode_touches_only_hosts_on_the_fabric(tmp_path):
     data["networks"]["ipoib"]["mode"] = "connected"
     c = only(compare(old, doc_of(data, tmp_path, "new")), section="networks", field="mode")
     assert c.impact is Impact.DRAIN_REBOOT and "svc" not in c.hosts and "gpu[0001-0250]" in c.hosts
+
+
+def test_growth_that_moves_existing_cables_is_recabling_not_new_hosts_only(tmp_path):
+    # The lab's scalable unit is two nodes and its controller and login node sit on the free ports of the last SU.
+    # A third GPU node opens SU 2, and the planner moves both service hosts' cables to the SU 2 leaves.
+    diff = changed("lab", lambda d: pool(d, "gpu").update(count=3), tmp_path)
+    c = only(diff, section="fabric", field="existing links")
+    assert c.impact is Impact.HARDWARE and c.step == 2 and c.action == "change"
+    assert c.note.startswith("recables 2 existing link(s): ctl01 mlx5_0: c-leaf-su001-r0 31/2 -> c-leaf-su002-r0 ")
+    assert c.hosts == "ctl01,login01" and c.host_count == 2
+    grow = only(diff, section="pools", subject="pool gpu", field="hosts")
+    assert "new hosts only" not in grow.note and "2 existing fabric link(s) are recabled" in grow.note
+
+
+def test_growth_inside_a_scalable_unit_moves_no_cable(tmp_path):
+    diff = changed("ishikari", lambda d: pool(d, "gpu").update(count=252), tmp_path)
+    assert not [c for c in diff.changes if c.field == "existing links"]
+    assert "new hosts only" in only(diff, section="pools", subject="pool gpu", field="hosts").note
+
+
+def test_new_hosts_get_a_provisioning_step_and_login_nodes_the_new_slurm_conf(tmp_path):
+    diff = changed("lab", lambda d: pool(d, "gpu").update(count=4), tmp_path)
+    prov = only(diff, section="pools", subject="pool gpu", field="provisioning")
+    assert prov.hosts == "gpu[03-04]" and prov.step == 3 and "acceptance tests" in prov.note
+    nodes = only(diff, section="slurm", subject="slurm nodes")
+    assert "login01" in expand(nodes.hosts) and "slurm.conf on login" in nodes.note
+
+
+def test_new_tenant_restarts_opensm_for_its_pkey_and_runs_the_scripts(tmp_path):
+    def edit(d):
+        d["tenants"].append({"name": "vision", "partitions": ["gpu"], "users": ["dave"], "pkey": "0x0103",
+                             "storage_quota": {"home": "1TiB"}})
+    diff = changed("lab", edit, tmp_path)
+    main = only(diff, section="tenants", subject="tenant vision", field="")
+    assert main.impact is Impact.RECONFIGURE and "tenants.sh" in main.note
+    assert set(expand(main.hosts)) == {"ctl01", "gpu01", "gpu02", "login01"}
+    pkey = only(diff, section="tenants", subject="tenant vision", field="pkey")
+    assert pkey.impact is Impact.RESTART and pkey.hosts == "ctl01" and "partitions.conf" in pkey.note
+    quota = only(diff, section="tenants", subject="tenant vision", field="storage_quota.home")
+    assert "storage/quota/home.sh" in quota.note
+
+
+def test_pool_id_and_bmc_readdressing_reinstall_the_nodes(tmp_path):
+    diff = changed("lab", lambda d: pool(d, "login").update(id=5), tmp_path)
+    assert only(diff, section="pools", subject="pool login", field="id").impact is Impact.REIMAGE
+    bmc = only(diff, section="hosts", field="bmc addresses")
+    assert bmc.impact is Impact.REIMAGE and bmc.hosts == "login01" and bmc.step == 3
+    diff = changed("lab", lambda d: d["networks"]["bmc"].update(cidr="10.111.0.0/22"), tmp_path)
+    assert {c.hosts for c in diff.changes if c.field == "bmc addresses" and c.impact is Impact.REIMAGE} == {
+        "ctl01", "gpu[01-02]", "login01"}
+
+
+def test_metadata_change_is_reported(tmp_path):
+    diff = changed("lab", lambda d: d["metadata"].update(owner="ops"), tmp_path)
+    c = only(diff, section="metadata", field="owner")
+    assert c.impact is Impact.NONE and (c.old, c.new) == ("gpucloud", "ops") and diff.exit_code == 1
+
+
+def test_fabric_manager_follows_the_driver_only_on_nvswitch_boards(tmp_path):
+    data = spec_data("lab")
+    pool(data, "gpu")["model"] = "h100-4"
+    old = doc_of(data, tmp_path, "old")
+    data["software"]["nvidia_driver"] = "550.127.05"
+    diff = compare(old, doc_of(data, tmp_path, "new"))
+    assert only(diff, section="software", field="nvidia_driver").impact is Impact.DRAIN_REBOOT
+    assert not [c for c in diff.changes if c.field == "fabric_manager"]
+
+
+def test_plan_folder_cabling_gives_the_same_links_as_the_spec(tmp_path):
+    from gpucloud.diff.links import of_folder, of_plan
+    from gpucloud.plan import build_plan
+    from gpucloud.render import fabric as render_fabric
+
+    plan = build_plan(check_spec(CLUSTERS / "lab.yaml").spec)
+    for rel, data in render_fabric.render(plan).items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    assert of_folder(tmp_path, ["compute"]) == of_plan(plan) and len(of_plan(plan)["compute"]) == 34
+    assert of_folder(tmp_path, ["storage"]) is None  # no cabling plan: the diff says links were not compared

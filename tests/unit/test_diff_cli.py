@@ -156,3 +156,25 @@ def test_two_plan_folders(cli, tmp_path):
     changes = [c for s in json.loads(proc.stdout)["steps"] for c in s["changes"]]
     assert {(c["field"], c["impact"]) for c in changes} == {("nvidia_driver", "drain-reboot"),
                                                           ("fabric_manager", "drain-reboot")}
+
+
+def test_pr_comment_escapes_spec_text(cli, repo):
+    """'<!--' in a description must not open an HTML comment that hides the rest of the pull-request comment, and
+    '|', backticks and newlines must not break the table rows they land in."""
+    spec = repo / "clusters" / "lab.yaml"
+
+    def change(d):
+        d["metadata"]["description"] = "Lab <!-- hidden"
+        d["tenants"][0]["description"] = "a | b `c`\nsecond line <!--"
+    edit(spec, change)
+    proc = cli("pr-comment", "clusters/lab.yaml", "--base", "HEAD", cwd=repo)
+    no_traceback(proc)
+    assert proc.returncode == 1, proc.stderr
+    text = proc.stdout
+    # The marker is the only HTML comment left.
+    assert [i for i in range(len(text)) if text.startswith("<!--", i) and text[i - 1:i] != "\\"] == [0]
+    rows = [line for line in text.splitlines() if line.startswith("| none | tenant research description")]
+    assert len(rows) == 1, text
+    assert len([i for i, ch in enumerate(rows[0]) if ch == "|" and rows[0][i - 1] != "\\"]) == 6, rows[0]
+    assert "a \\| b \\`c\\` second line \\<!--" in rows[0]
+    assert "| none | metadata description |" in text
