@@ -1,7 +1,8 @@
 """The gpucloud command line. Each command wires pipeline stages together and decides the exit code:
 
 0 success, 1 findings at the failure level (validate) or differences found, 2 usage errors, unreadable input, or a
-spec with errors where output would be written.
+spec with errors where output would be written, 3 a change destroys data (diff, pr-comment), 70 an internal error
+(a bug in gpucloud: an unexpected exception; ``main`` prints its traceback), so CI never mistakes a crash for a result.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+# EX_SOFTWARE of sysexits(3): far from the small codes the commands use, so a crash never reads as a result.
+EXIT_INTERNAL = 70
 
 
 class Output(str, Enum):
@@ -335,7 +338,18 @@ def apply(
 
 
 def main() -> None:
-    app()
+    """Run the command line. A user mistake exits 1 or 2 from inside a command; an exception that escapes a command
+    is a bug in gpucloud, reported with its traceback and exit code 70 (never 1, which means findings)."""
+    try:
+        app()
+    except Exception:  # noqa: BLE001 - the last line of defence; SystemExit and KeyboardInterrupt pass through
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write(f"gpucloud {__version__}: internal error (exit {EXIT_INTERNAL}): this is a bug in gpucloud, "
+                         "not a problem with your spec or the cluster. Please report it with the command line and the "
+                         "traceback above.\n")
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":  # pragma: no cover
