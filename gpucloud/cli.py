@@ -191,27 +191,32 @@ def hosts(
 @app.command()
 def plan(
     spec: Path = typer.Argument(..., help="Spec file."),
-    out: Path = typer.Option(..., "--out", help="Plan folder to write (replaced atomically if it holds a plan)."),
+    out: Path = typer.Option(..., "--out", help="Plan folder to write (replaced atomically if it holds a plan and nothing else)."),
     ignore: List[str] = typer.Option([], "--ignore", help="Check id to skip (repeatable)."),
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Lowest finding level that stops the plan."),
 ) -> None:
     """Write the offline plan of a spec into a folder: plan.json and every rendered file."""
     from gpucloud.write import RefusedOutput, check_target, write_tree
 
+    def refused(exc: RefusedOutput) -> typer.Exit:
+        typer.echo(f"error: refusing to write the plan: {exc}; nothing was written", err=True)
+        typer.echo(f"  hint: {exc.hint}", err=True)
+        return typer.Exit(EXIT_USAGE)
+
     try:
-        check_target(out)
+        check_target(out)  # before planning: a wrong --out fails at once, even for a large spec
     except RefusedOutput as exc:
-        typer.echo(f"error: refusing to write the plan: {exc}", err=True)
-        typer.echo("  hint: choose an empty or new folder for --out", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise refused(exc)
     checked = _checked_or_exit(spec, tuple(ignore), fail_on.value)
     from gpucloud.pipeline import plan_files
 
     files = plan_files(checked)
     try:
         write_tree(out, files)
-    except (RefusedOutput, OSError) as exc:
-        typer.echo(f"error: could not write {out}: {exc}", err=True)
+    except RefusedOutput as exc:
+        raise refused(exc)
+    except OSError as exc:
+        typer.echo(f"error: could not write {out}: {exc}; the earlier plan, if any, is unchanged", err=True)
         raise typer.Exit(EXIT_USAGE)
     size = sum(len(b) for b in files.values())
     warnings = sum(f.level == "warning" for f in checked.findings)
