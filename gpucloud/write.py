@@ -71,7 +71,8 @@ def target_of(out: Path) -> Path:
             except FileNotFoundError:
                 raise RefusedOutput(f"{out} is a symbolic link to {os.readlink(out)}, which does not exist",
                                     "create that folder, or remove the link and run again") from None
-        return out.parent.resolve() / out.name
+        absolute = Path(os.path.abspath(out))  # "..", "." and "a/../b" by their names, as the shell shows them
+        return absolute.parent.resolve() / absolute.name
     except RuntimeError as exc:  # Python < 3.13 reports a loop as RuntimeError
         raise RefusedOutput(f"{out}: symbolic link loop ({exc})", "remove the looping link") from None
     except OSError as exc:

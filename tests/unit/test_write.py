@@ -318,3 +318,11 @@ def test_the_file_list_is_deterministic_and_lists_every_file(tmp_path):
     text = (tmp_path / "a" / MANIFEST).read_text()
     assert text == (tmp_path / "b" / MANIFEST).read_text()
     assert [line for line in text.splitlines() if not line.startswith("#")] == ["d/e.txt", "plan.json", "z.txt"]
+
+
+def test_a_relative_out_with_dots_names_the_folder_itself(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    write_tree(Path("../plans/x/../lab"), _plan("new"))
+    assert _is_complete(tmp_path / "plans" / "lab", "new")
+    assert sorted(p.name for p in (tmp_path / "plans").iterdir()) == ["lab"]
