@@ -224,7 +224,8 @@ def write_tree(out: Path, files: Mapping[str, bytes]) -> None:
                 os.rename(old, target)
                 raise
             os.rename(old, tmp)  # one name to clean up below, whichever way the plan got in
-        shutil.rmtree(tmp)
+        # The new plan is in place: failing to remove the old one must not fail the run; the next run removes it.
+        shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
