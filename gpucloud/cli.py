@@ -2,7 +2,8 @@
 
 0 success, 1 findings at the failure level (validate) or differences found, 2 usage errors, unreadable input, or a
 spec with errors where output would be written, 3 a change destroys data (diff, pr-comment), 70 an internal error
-(a bug in gpucloud: an unexpected exception; ``main`` prints its traceback), so CI never mistakes a crash for a result.
+(a bug in gpucloud: an unexpected exception; ``main`` prints its traceback), so CI never mistakes a crash for a result,
+130 interrupted (typer's own mapping of KeyboardInterrupt).
 """
 
 from __future__ import annotations

@@ -102,3 +102,15 @@ def test_forced_internal_error_exits_70_with_traceback_and_message():
     assert "internal error (exit 70): this is a bug in gpucloud" in res.stderr
     assert res.stdout == ""
 
+
+
+def test_an_interrupt_exits_130_not_1(monkeypatch, capsys):
+    """Ctrl-C (or a CI job cancelled with SIGINT) must not read as findings either."""
+    import gpucloud.pipeline
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpucloud.pipeline, "check_spec", interrupted)
+    code, err = _exit_code(monkeypatch, capsys, "validate", str(CLUSTERS / "lab.yaml"))
+    assert code == 130 and "Traceback" not in err
