@@ -3,6 +3,7 @@
     python bench/run.py                 # everything; prints a table, writes bench/results/latest.json
     python bench/run.py --quick         # fewer repetitions, no external consumers
     python bench/run.py --only lab,ishikari
+    python bench/run.py --quick --only lab --repeat 1   # the smallest run: one example, one repetition
 
 These are measurements, not tests: nothing here passes or fails on a time. Targets reported against (issue text):
 the full offline plan of 100,000 GPUs in <= 5 s and <= 500 MB on a 2-core machine, a 2N/N scaling ratio <= 2.1,
@@ -141,8 +142,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated example names")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "latest.json"))
     ap.add_argument("--scaling-only", action="store_true", help="only the 2N/N scaling series")
+    ap.add_argument("--repeat", type=int, default=0, help="repetitions per figure [default: 3 with --quick, else 5]")
     args = ap.parse_args()
-    repeat = 3 if args.quick else 5
+    repeat = args.repeat if args.repeat > 0 else 3 if args.quick else 5
     names = [n for n in EXAMPLES if not args.only or n in args.only.split(",")]
     unknown = sorted(set(filter(None, args.only.split(","))) - set(EXAMPLES))
     if unknown:
@@ -165,7 +167,7 @@ def main() -> None:
             print(f"  {key:32} {fmt(key, value)}")
 
     if not args.only:
-        result["scaling"] = scaling(2 if args.quick else 3)
+        result["scaling"] = scaling(args.repeat if args.repeat > 0 else 2 if args.quick else 3)
         print("\n== scaling (plan + render, colossus spec cut to N nodes)")
         for r in result["scaling"]:
             print(f"  N={r['n']:>6}  t(N)={fmt('_s', r['t_n_s'])}  t(2N)={fmt('_s', r['t_2n_s'])}  ratio={r['ratio']:.2f}")

@@ -1,7 +1,9 @@
 """The gpucloud command line. Each command wires pipeline stages together and decides the exit code:
 
 0 success, 1 findings at the failure level (validate) or differences found, 2 usage errors, unreadable input, or a
-spec with errors where output would be written.
+spec with errors where output would be written, 3 a change destroys data (diff, pr-comment), 70 an internal error
+(a bug in gpucloud: an unexpected exception; ``main`` prints its traceback), so CI never mistakes a crash for a result,
+130 interrupted (typer's own mapping of KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+# EX_SOFTWARE of sysexits(3): far from the small codes the commands use, so a crash never reads as a result.
+EXIT_INTERNAL = 70
 
 
 class Output(str, Enum):
@@ -188,27 +192,32 @@ def hosts(
 @app.command()
 def plan(
     spec: Path = typer.Argument(..., help="Spec file."),
-    out: Path = typer.Option(..., "--out", help="Plan folder to write (replaced atomically if it holds a plan)."),
+    out: Path = typer.Option(..., "--out", help="Plan folder to write (replaced atomically if it holds a plan and nothing else)."),
     ignore: List[str] = typer.Option([], "--ignore", help="Check id to skip (repeatable)."),
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Lowest finding level that stops the plan."),
 ) -> None:
     """Write the offline plan of a spec into a folder: plan.json and every rendered file."""
     from gpucloud.write import RefusedOutput, check_target, write_tree
 
+    def refused(exc: RefusedOutput) -> typer.Exit:
+        typer.echo(f"error: refusing to write the plan: {exc}; nothing was written", err=True)
+        typer.echo(f"  hint: {exc.hint}", err=True)
+        return typer.Exit(EXIT_USAGE)
+
     try:
-        check_target(out)
+        check_target(out)  # before planning: a wrong --out fails at once, even for a large spec
     except RefusedOutput as exc:
-        typer.echo(f"error: refusing to write the plan: {exc}", err=True)
-        typer.echo("  hint: choose an empty or new folder for --out", err=True)
-        raise typer.Exit(EXIT_USAGE)
+        raise refused(exc)
     checked = _checked_or_exit(spec, tuple(ignore), fail_on.value)
     from gpucloud.pipeline import plan_files
 
     files = plan_files(checked)
     try:
         write_tree(out, files)
-    except (RefusedOutput, OSError) as exc:
-        typer.echo(f"error: could not write {out}: {exc}", err=True)
+    except RefusedOutput as exc:
+        raise refused(exc)
+    except OSError as exc:
+        typer.echo(f"error: could not write {out}: {exc}; the earlier plan, if any, is unchanged", err=True)
         raise typer.Exit(EXIT_USAGE)
     size = sum(len(b) for b in files.values())
     warnings = sum(f.level == "warning" for f in checked.findings)
@@ -341,7 +350,18 @@ def apply(
 
 
 def main() -> None:
-    app()
+    """Run the command line. A user mistake exits 1 or 2 from inside a command; an exception that escapes a command
+    is a bug in gpucloud, reported with its traceback and exit code 70 (never 1, which means findings)."""
+    try:
+        app()
+    except Exception:  # noqa: BLE001 - the last line of defence; SystemExit and KeyboardInterrupt pass through
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.write(f"gpucloud {__version__}: internal error (exit {EXIT_INTERNAL}): this is a bug in gpucloud, "
+                         "not a problem with your spec or the cluster. Please report it with the command line and the "
+                         "traceback above.\n")
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":  # pragma: no cover

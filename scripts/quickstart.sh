@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Set up gpucloud and write the offline plan of the Ishikari-class example into plans/ishikari.
+# Set up gpucloud with everything the full offline dry-run uses (the deploy extra: the Pulumi SDK checks every
+# stack's resource graph under mocks; without it pulumi/stacks.json says the graph was checked by nothing) and
+# write the plan of the Ishikari-class example into plans/ishikari.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --deploy
+# The same imports the Pulumi renderer needs for its check under mocks (gpucloud/render/pulumi.py).
+.venv/bin/python -c 'import pulumi, pulumi_command' || {
+  echo "error: the Pulumi SDK is missing from .venv, so the plan's Pulumi graph would be checked by nothing" >&2
+  echo "  hint: .venv/bin/python -m pip install -e '.[deploy]', then run scripts/quickstart.sh again" >&2
+  exit 1
+}
 .venv/bin/gpucloud validate clusters/ishikari.yaml
 .venv/bin/gpucloud plan clusters/ishikari.yaml --out plans/ishikari
-echo "open plans/ishikari/ (plan.json and the rendered files)"
+echo "read the plan: plans/ishikari/plan.md (every file it describes is next to it in plans/ishikari/)"

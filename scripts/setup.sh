@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Create .venv with gpucloud installed (editable). `--test` adds the test extras and the Debian packages the
-# integration tests run for real (Slurm, MariaDB, OpenSM + ibsim, sshd, ...).
+# Create .venv with gpucloud installed (editable). `--deploy` adds the deploy extra (the Pulumi SDK, Ansible,
+# paramiko: what `gpucloud plan` needs to check the Pulumi graph under mocks, and converge/apply/verify need);
+# `--test` adds that, the test extras and the Debian packages the integration tests run for real (Slurm, MariaDB,
+# OpenSM + ibsim, sshd, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_tests=0
-[ "${1:-}" = "--test" ] && with_tests=1
+with_deploy=0
+case "${1:-}" in
+  --test) with_tests=1 ;;
+  --deploy) with_deploy=1 ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--deploy|--test]" >&2; exit 2 ;;
+esac
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -39,6 +47,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$with_tests" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
+elif [ "$with_deploy" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[deploy]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sshd_daemon
 from conftest import stop_process
 from slurm_harness import FAKE_GPU_DEV, free_port  # the same fake /dev as the Slurm daemon tests
 
@@ -89,10 +89,9 @@ class Rig:
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        key = self.root / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / "host_key")], check=True)
-        (self.root / "authorized_keys").write_text((self.root / "id_ed25519.pub").read_text())
+        client_public_key = sshd_daemon.keygen(self.root / "id_ed25519")
+        sshd_daemon.keygen(self.root / "host_key")
+        (self.root / "authorized_keys").write_text(client_public_key + "\n")
         enter = self.root / "enter"
         enter.write_text(_ENTER)
         enter.chmod(0o755)
@@ -112,27 +111,20 @@ class Rig:
         for name, (addr, _gpus) in self.hosts.items():
             config += [f"Match LocalAddress {addr}", f"  ForceCommand {enter} {name}"]
         (self.root / "sshd_config").write_text("\n".join(config) + "\n")
-        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.root / "sshd_config")], stdin=subprocess.DEVNULL,
-                                stdout=open(self.root / "sshd.log", "wb"), stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        self.sshd = proc
+        first = next(iter(self.hosts.values()))[0]
+        self.sshd = sshd_daemon.start(self.root / "sshd_config", self.root / "sshd.log", first, self.port)
+        self.procs.append(self.sshd)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            ready = all((self.root / "hosts" / n / "ready").exists() for n in self.hosts)
-            if ready and self._listening():
+            if all((self.root / "hosts" / n / "ready").exists() for n in self.hosts):
                 return
-            if proc.poll() is not None:
-                raise RuntimeError("sshd exited: " + (self.root / "sshd.log").read_text())
+            for name, proc in zip(self.hosts, self.procs):
+                if proc.poll() is not None:
+                    log = (self.root / "hosts" / name / "holder.log").read_text()
+                    raise RuntimeError(f"test host {name} exited: {log}")
             time.sleep(0.2)
-        raise RuntimeError("test hosts not ready: " + (self.root / "sshd.log").read_text())
-
-    def _listening(self) -> bool:
-        try:
-            with socket.create_connection((next(iter(self.hosts.values()))[0], self.port), timeout=1):
-                return True
-        except OSError:
-            return False
+        raise RuntimeError("test hosts not ready: " + ", ".join(
+            f"{n}: {(self.root / 'hosts' / n / 'holder.log').read_text()}" for n in self.hosts))
 
     def ssh(self, name: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
         addr = self.hosts[name][0]

@@ -126,7 +126,9 @@ def test_plan_is_byte_identical_across_runs_and_hash_seeds(tmp_path):
 def test_plan_replaces_an_earlier_plan(tmp_path):
     out = tmp_path / "plan"
     assert run_cli("plan", LAB, "--out", str(out)).returncode == 0
-    (out / "stale.txt").write_text("from an older version")
+    (out / "stale.txt").write_text("from an older version")  # a file the earlier plan wrote, listed as its own:
+    with (out / "plan-files.txt").open("a") as listed:
+        listed.write("stale.txt\n")
     proc = run_cli("plan", LAB, "--out", str(out))
     assert proc.returncode == 0 and not (out / "stale.txt").exists() and (out / "plan.json").exists()
 
