@@ -159,10 +159,12 @@ def _fabric(plan: Plan) -> list[str]:
     if growth:
         out.append("")
     for h in growth:
-        # Past this point the spine layer is rebuilt and every leaf's uplinks move: say so before anyone orders nodes.
-        near = "**Within one scalable unit of a third tier.** " if h.nodes < h.su_nodes else ""
-        out.append(f"- {near}{h.fabric}: pool `{h.pool}` can grow by {h.nodes:,} node(s) on two tiers; one more needs "
-                   "a third switch tier (a new layer, every leaf's uplinks re-cabled).")
+        # Past this point existing cables move (hardware work on a live fabric): say so before anyone orders nodes.
+        near = "**Within one scalable unit of a re-cabling.** " if h.nodes < h.su_nodes else ""
+        what = ", ".join(h.changes) or "a change of layout"
+        out.append(f"- {near}{h.fabric}: pool `{h.pool}` can take {h.nodes:,} more node(s) without moving an existing "
+                   f"cable; one more brings {what}: {h.added:+,} switch(es), {h.moved:,} of {h.links:,} existing "
+                   "cables moved.")
     return out
 
 
