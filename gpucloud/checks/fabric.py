@@ -206,6 +206,8 @@ def mixed_rate(spec: Spec) -> Iterable[Finding]:
     """Compute pools placed slot by slot on one fabric run at its port rate: no NDR node on a split NDR200 port, no
     pool whose rate depends on which pool the spec lists first. Service hosts may differ (they use one port each)."""
     for sh in _shapes(spec):
+        if not sh.model.radix(sh.rate):
+            continue  # fabric-rate says the switch has no such ports
         pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools if p.model in catalog.SERVERS)
         placed = [pp for pp in attached_pools(spec, pools, sh.name)
                   if positioned(pp, sh.name) and "compute" in pp.pool.roles]
@@ -238,13 +240,15 @@ def service_leaf(spec: Spec) -> Iterable[Finding]:
             continue
         extra = (sh.leaves + sh.spines + sh.cores) - (without + bare.spines + bare.cores)
         slots = ceil(sh.svc_ports / max(1, sh.rails if sh.rail_opt else 1))
+        what = [f"{a} -> {b} {w}" for a, b, w in ((bare.spines, sh.spines, "spines"), (bare.cores, sh.cores, "cores"),
+                                                  (bare.tiers, sh.tiers, "tiers")) if a != b]
+        leaves = "a leaf" if sh.svc_leaves == 1 else f"{sh.svc_leaves} leaves"
         yield Finding("fabric-service-leaf", "warning", sh.fabric.path,
-                      f"{sh.svc_ports} service host port(s) do not fit the last scalable unit and take "
-                      f"{sh.svc_leaves} leaf/leaves of their own, which adds {extra} switch(es) to the {sh.name} "
-                      f"fabric ({bare.spines} -> {sh.spines} spines, {bare.cores} -> {sh.cores} cores, "
-                      f"{bare.tiers} -> {sh.tiers} tiers)",
+                      f"{sh.svc_ports} service host port(s) do not fit the last scalable unit and take {leaves} of "
+                      f"their own, which adds {extra} switch(es) to the {sh.name} fabric ({', '.join(what)})",
                       f"leave {slots} node slot(s) free in the last scalable unit for the service hosts (the DGX "
-                      f"SuperPOD leaves one for its UFM appliances), e.g. one node fewer in the last compute pool")
+                      f"SuperPOD leaves one for its UFM appliances), e.g. {slots} node(s) fewer in the last compute "
+                      "pool")
 
 
 def _bare(spec: Spec, sh):
