@@ -670,8 +670,8 @@ class Headroom:
     su_nodes: int  # nodes in one scalable unit (plain fat trees: one leaf's down ports over the node's HCAs)
     changes: tuple[str, ...] = ()  # what the next node changes: new SU, service hosts, spines, tiers
     added: int = 0  # switches the next node adds
-    moved: int = 0  # existing cables the next node moves
-    links: int = 0  # existing cables
+    moved: int = 0  # existing links (host port or switch port pairs) the next node moves
+    links: int = 0  # existing links
 
 
 def _stable_key(sh: Shape, grown: str, free_to_grow: bool) -> tuple:
@@ -689,7 +689,7 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = T
     last SU below the service hosts, or more SUs while the spine count holds (a leaf's links to the spines are
     balanced, so a new spine count moves them all). Found with ``shape``, the planner's own arithmetic (one pass over
     the pools per size): doubling, then bisecting. With ``cliff`` the next node is planned too, to say what it adds
-    and how many existing cables it moves.
+    and how many existing links it moves.
     """
     sh = shape(spec, name, pools)
     if sh is None or sh.tiers != 2 or sh.fabric.tiers in (2, 3):
@@ -736,7 +736,8 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = T
 
 
 def link_set(fp: FabricPlan) -> set[tuple]:
-    """Every cable by its two ends (device, port), independent of switch and host order."""
+    """Every link by its two ends (device, port), independent of switch and host order (a splitter cable carries
+    two links)."""
     sws = fp.switches
     out: set[tuple] = {((e.host, e.device), (sws[e.leaf].name, e.port)) for e in fp.endpoints}
     out.update(((sws[a].name, ap), (sws[b].name, bp)) for a, ap, b, bp in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port))
@@ -744,7 +745,7 @@ def link_set(fp: FabricPlan) -> set[tuple]:
 
 
 def moved_links(spec: Spec, name: str, pools: tuple[PoolPlan, ...], pool: str, extra: int) -> tuple[int, int]:
-    """(existing cables that growing ``pool`` by ``extra`` nodes moves or removes, existing cables)."""
+    """(existing links that growing ``pool`` by ``extra`` nodes moves or removes, existing links)."""
     from gpucloud.plan.hosts import plan_pool
 
     before = link_set(plan_fabric(spec, pools, name))

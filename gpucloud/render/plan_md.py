@@ -164,7 +164,7 @@ def _fabric(plan: Plan) -> list[str]:
         what = ", ".join(h.changes) or "a change of layout"
         out.append(f"- {near}{h.fabric}: pool `{h.pool}` can take {h.nodes:,} more node(s) without moving an existing "
                    f"cable; one more brings {what}: {h.added:+,} switch(es), {h.moved:,} of {h.links:,} existing "
-                   "cables moved.")
+                   "links moved.")
     return out
 
 
