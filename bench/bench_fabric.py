@@ -59,7 +59,7 @@ def bench(path: Path) -> None:
         print(f"    render {t['render']}: {len(files)} files, {size / 1e6:.1f} MB "
               f"(cabling.csv {len(files[f'fabric/{name}/cabling.csv']) / 1e6:.1f} MB)")
         with timed(t, "headroom"):
-            room = headroom(spec, name, pools)
+            room = headroom(spec, name, pools, planned=fp)
         if room is not None:
             print(f"    headroom {t['headroom']}: pool {room.pool} takes {room.nodes:,} more node(s); the next moves "
                   f"{room.moved:,} of {room.links:,} links")

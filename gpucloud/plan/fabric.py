@@ -662,8 +662,8 @@ def port_rate(plan, name: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Headroom:
-    """How far the last compute pool of a two-tier fabric can grow without moving an existing cable, and what the
-    next node beyond that does to the fabric (the cliff)."""
+    """How far the last compute pool can grow without moving an existing cable, and what the next node beyond that
+    does to the fabric (the cliff)."""
     fabric: str
     pool: str
     nodes: int  # more nodes that fit without moving any existing cable
@@ -679,20 +679,23 @@ def _stable_key(sh: Shape, grown: str, free_to_grow: bool) -> tuple:
     and where the service hosts sit. The last pool may add SUs when nothing sits behind it (no service hosts)."""
     sus = tuple((nm, None if (nm == grown and free_to_grow) else n, lanes) for nm, n, lanes in sh.pool_sus)
     upper = tuple(sp if sh.tiers == 2 else co for sp, co in sh.uppers)
-    return sh.tiers, sh.split, len(sh.planes), upper, sus, sh.svc_in_su, sh.svc_leaves
+    fits = max(sh.planes, default=0) <= sh.max_leaves()
+    return sh.tiers, sh.split, len(sh.planes), upper, sus, sh.svc_in_su, sh.svc_leaves, fits
 
 
-def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = True) -> Headroom | None:
-    """None unless the fabric chose two tiers itself (tiers: auto) and has a pool placed slot by slot.
+def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = True,
+             planned: FabricPlan | None = None) -> Headroom | None:
+    """None unless the fabric has a pool placed slot by slot.
 
     ``nodes`` is the most the pool can take with every existing cable staying where it is: the free slots of its
     last SU below the service hosts, or more SUs while the spine count holds (a leaf's links to the spines are
-    balanced, so a new spine count moves them all). Found with ``shape``, the planner's own arithmetic (one pass over
+    balanced, so a new spine count moves them all; with three tiers, more pods while the cores per spine group hold).
+    Found with ``shape``, the planner's own arithmetic (one pass over
     the pools per size): doubling, then bisecting. With ``cliff`` the next node is planned too, to say what it adds
     and how many existing links it moves.
     """
     sh = shape(spec, name, pools)
-    if sh is None or sh.tiers != 2 or sh.fabric.tiers in (2, 3):
+    if sh is None or not sh.model.radix(sh.rate) or sh.su > sh.down:
         return None
     pos = [pp for pp in attached_pools(spec, pools, name) if positioned(pp, name)]
     if not pos:
@@ -722,16 +725,20 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = T
     nxt = shape(spec, name, grown(lo + 1))
     changes = []
     if nxt.tiers != sh.tiers:
-        changes.append(f"a switch tier ({sh.tiers} -> {nxt.tiers})")
+        changes.append(f"tiers {sh.tiers} -> {nxt.tiers}")
     if nxt.spines != sh.spines and nxt.tiers == sh.tiers:
         changes.append(f"spines {sh.spines} -> {nxt.spines}")
+    if nxt.cores != sh.cores and nxt.tiers == sh.tiers:
+        changes.append(f"cores {sh.cores} -> {nxt.cores}")
+    if max(nxt.planes, default=0) > nxt.max_leaves():
+        changes.append("more leaves than the switches connect (fabric-capacity)")
     if nxt.sus != sh.sus:
-        changes.append("a scalable unit")
+        changes.append("new scalable unit")
     if (nxt.svc_in_su, nxt.svc_leaves) != (sh.svc_in_su, sh.svc_leaves):
-        changes.append("the service hosts move" + (" to a leaf of their own" if nxt.svc_leaves > sh.svc_leaves
-                                                   else ""))
+        changes.append("service hosts moved" + (" to a leaf of their own" if nxt.svc_leaves > sh.svc_leaves
+                                                 else ""))
     added = (nxt.leaves + nxt.spines + nxt.cores) - (sh.leaves + sh.spines + sh.cores)
-    moved, links = moved_links(spec, name, pools, last.pool.name, lo + 1)
+    moved, links = moved_links(spec, name, pools, last.pool.name, lo + 1, planned)
     return replace(room, changes=tuple(changes), added=added, moved=moved, links=links)
 
 
@@ -744,11 +751,13 @@ def link_set(fp: FabricPlan) -> set[tuple]:
     return out
 
 
-def moved_links(spec: Spec, name: str, pools: tuple[PoolPlan, ...], pool: str, extra: int) -> tuple[int, int]:
-    """(existing links that growing ``pool`` by ``extra`` nodes moves or removes, existing links)."""
+def moved_links(spec: Spec, name: str, pools: tuple[PoolPlan, ...], pool: str, extra: int,
+                planned: FabricPlan | None = None) -> tuple[int, int]:
+    """(existing links that growing ``pool`` by ``extra`` nodes moves or removes, existing links); ``planned`` is the
+    fabric as planned from ``pools`` when the caller has it."""
     from gpucloud.plan.hosts import plan_pool
 
-    before = link_set(plan_fabric(spec, pools, name))
+    before = link_set(planned if planned is not None else plan_fabric(spec, pools, name))
     grown = tuple(plan_pool(spec, replace(pp.pool, count=pp.pool.count + extra)) if pp.pool.name == pool else pp
                   for pp in pools)
     after = link_set(plan_fabric(spec, grown, name))

@@ -292,7 +292,8 @@ def test_filling_the_last_su_is_the_cliff_not_hidden(tsubame):
 @pytest.mark.parametrize("path, pool_counts", [
     (CLUSTERS / "lab.yaml", {}), (CLUSTERS / "ishikari.yaml", {}), (VALID / "fabric-mid.yaml", {"b": 2}),
     (VALID / "fabric-superpod-h100.yaml", {"dgx": 70}), (VALID / "fabric-superpod-b200.yaml", {"dgx": 70}),
-    (VALID / "fabric-superpod-b300-xdr.yaml", {"dgx": 100})])
+    (VALID / "fabric-superpod-b300-xdr.yaml", {"dgx": 100}), (CLUSTERS / "hokkaido-10k.yaml", {}),
+    (VALID / "fabric-superpod-b200.yaml", {"dgx": 600}), (CLUSTERS / "abci3.yaml", {})])
 def test_growing_within_headroom_moves_no_cable_and_one_more_does(path, pool_counts):
     spec = _spec(path, **pool_counts)
     for name in spec.fabrics:
@@ -312,16 +313,20 @@ def test_without_service_hosts_a_pool_grows_by_whole_sus_while_the_spines_hold()
     """B200 SuperPOD at 3 SUs has 16 spines, as at 4 SUs: the fourth SU only adds cables; the fifth needs 32."""
     spec = _spec(VALID / "fabric-superpod-b200.yaml", dgx=70)
     room = headroom(spec, "compute", plan_hosts(spec))
-    assert room.nodes == 128 - 70 and room.changes == ("spines 16 -> 32", "a scalable unit")
+    assert room.nodes == 128 - 70 and room.changes == ("spines 16 -> 32", "new scalable unit")
 
 
-def test_no_headroom_line_for_three_tier_or_pinned_fabrics():
-    spec = _spec(CLUSTERS / "hokkaido-10k.yaml")
-    assert headroom(spec, "compute", plan_hosts(spec)) is None  # already three tiers
-    lab = _spec(CLUSTERS / "lab.yaml")
-    pinned = dataclasses.replace(lab, fabrics={**lab.fabrics, "compute": dataclasses.replace(
-        lab.fabrics["compute"], tiers=2)})
-    assert headroom(pinned, "compute", plan_hosts(pinned)) is None
+def test_service_hosts_past_a_full_three_tier_fabric_are_a_shown_cliff():
+    """511 DGX H100 and the UFM appliances fill 16 SUs (4 pods of 32 leaves): no node more fits without moving a
+    cable. The 512th sends the UFM ports to a leaf of their own, a fifth pod: 97 switches for four ports."""
+    spec = _spec(VALID / "fabric-superpod-h100.yaml", dgx=511)
+    room = headroom(spec, "compute", plan_hosts(spec))
+    assert room.nodes == 0 and room.added == 1 + 32 + 64
+    assert room.changes == ("spines 128 -> 160", "cores 64 -> 128", "service hosts moved to a leaf of their own")
+    from gpucloud.checks.fabric import service_leaf
+
+    [warning] = service_leaf(_spec(VALID / "fabric-superpod-h100.yaml", dgx=512))
+    assert "adds 97 switch(es)" in warning.message and "1 node slot(s) free" in warning.hint
 
 
 def _ndr200(spec):
