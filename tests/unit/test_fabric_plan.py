@@ -233,6 +233,27 @@ def test_planner_invariants(gpu, small, svc, su, taper, tiers, topology):
     assert (sh.leaves, sh.spines, sh.cores, sh.endpoints) == (fp.count(1), fp.count(2), fp.count(3),
                                                               len(fp.endpoints))
     assert sum(s.lids for s in fp.subnets) == len(fp.endpoints) + len(fp.switches)
+    if topology == "rail-optimized-fat-tree":
+        _non_blocking(fp)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gpu=st.integers(1, 400), small=st.integers(0, 40), svc=st.integers(0, 20), su=st.sampled_from([4, 8, 16, 32]),
+       taper=st.sampled_from(["1:1", "2:1"]), rate=st.sampled_from([None, "ndr200"]),
+       topology=st.sampled_from(["rail-optimized-fat-tree", "fat-tree"]))
+def test_headroom_is_the_real_cliff(gpu, small, svc, su, taper, rate, topology):
+    """Whatever the sizes and rates: growing by the headroom keeps every link, one node more moves some."""
+    model = "hgx-h100-8-ndr200" if rate else "hgx-h100-8"
+    spec = _spec(VALID / "fabric-mid.yaml", a=gpu, b=small, ctl=max(1, svc // 2), login=max(0, svc - svc // 2))
+    spec = dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, model=model) if p.name in ("a", "b") else p
+                                                 for p in spec.pools))
+    fabric = dataclasses.replace(spec.fabrics["compute"], scalable_unit=su, topology=topology, rate=rate,
+                                 oversubscription=(int(taper[0]), 1))
+    spec = dataclasses.replace(spec, fabrics={"compute": fabric})
+    room = headroom(spec, "compute", plan_hosts(spec))
+    before = link_set(_fabric(spec))
+    assert before <= link_set(_fabric(_grown(spec, room.pool, room.nodes)))
+    assert len(before - link_set(_fabric(_grown(spec, room.pool, room.nodes + 1)))) == room.moved > 0
 
 
 @pytest.mark.parametrize("name", ["lab", "ishikari", "abci3"])
