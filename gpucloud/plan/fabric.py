@@ -5,14 +5,20 @@ The compute fabric is a rail-optimized fat tree (docs/fabric.md has the reasonin
 * a scalable unit (SU) of ``scalable_unit`` node slots has one leaf per rail; HCA ``i`` of the node in slot ``s``
   goes to the rail-``i`` leaf of its SU on down port ``s + 1``. A node's slot is a pure function of its pool's
   first SU and its position, so growing a pool never moves a cable of an existing node;
+* pools are placed in the order of their ids, never of the spec's list; a pool gets leaves for its own rails only;
 * a leaf has ``ceil(SU / taper)`` uplinks on its top ports; spines are chosen so that every leaf has the same number
   of links to every spine it uses (the count divides the leaf's uplinks), and the same holds from spines to cores;
+* with split host ports (NDR200 on a QM9700: 128 logical ports) the uplinks still run at the switch's own rate on
+  whole ports (the first logical half of a 400G port), so a leaf needs half as many and spines and cores keep 64
+  ports; host ports end at a cage boundary (a twin-port cage takes straight cables or splitters, not both);
 * two tiers while a plane has at most ``k`` leaves (k^2/2 endpoints when non-blocking), else three tiers made of
   pods of ``k/2`` leaves, each pod with its own spines, and core groups joining spine ``j`` of every pod;
 * when one subnet would pass the unicast LID limit, every rail becomes its own subnet with its own spines and cores.
 
-Non-compute hosts (login, controllers, subnet managers) take the free down ports of the last SU from the top, and
-spill into service leaves when those run out. A ``fat-tree`` fabric (a storage fabric) fills leaves port by port.
+Non-compute hosts (login, controllers, subnet managers) take the free node slots of the last SU from the top (never
+ports beyond the SU's slots, so their leaf keeps the spec's taper), and spill into service leaves when those run out.
+``headroom`` says how far the last compute pool grows before any existing cable moves. A ``fat-tree`` fabric (a
+storage fabric) fills leaves port by port.
 
 Everything is kept in flat tuples and ``array``s of ints: the 100,000-GPU example has ~300,000 cables.
 """

@@ -277,9 +277,12 @@ networks:
   management: {cidr: 10.0.0.0/16, pool_prefix: 22}
   bmc: {cidr: 10.1.0.0/16, pool_prefix: 22}
 node_pools:
-  - {name: gpu, id: 0, model: h100-4, count: 240, hostname: "r{index:03}", roles: [compute], rack: {name: "rk{rack:02}", nodes_per_rack: 8}}
-  - {name: sm, id: 1, model: cpu-1u, count: 2, hostname: "sm{index}", roles: [subnet-manager, slurm-controller], rack: {name: "svc{rack:02}", nodes_per_rack: 4}}
-  - {name: login, id: 2, model: cpu-1u, count: 2, hostname: "login{index}", roles: [login], rack: {name: "svc{rack:02}", nodes_per_rack: 4, first_u: 20}}
+  - {name: gpu, id: 0, model: h100-4, count: 240, hostname: "r{index:03}", roles: [compute],
+     rack: {name: "rk{rack:02}", nodes_per_rack: 8}}
+  - {name: sm, id: 1, model: cpu-1u, count: 2, hostname: "sm{index}", roles: [subnet-manager, slurm-controller],
+     rack: {name: "svc{rack:02}", nodes_per_rack: 4}}
+  - {name: login, id: 2, model: cpu-1u, count: 2, hostname: "login{index}", roles: [login],
+     rack: {name: "svc{rack:02}", nodes_per_rack: 4, first_u: 20}}
 fabric:
   compute: {switch: qm9700, topology: rail-optimized-fat-tree, scalable_unit: 32, oversubscription: "1:1"}
 slurm:
@@ -417,7 +420,8 @@ def _reordered(spec):
     return dataclasses.replace(spec, pools=tuple(reversed(spec.pools)))
 
 
-@pytest.mark.parametrize("path", [VALID / "fabric-mid.yaml", CLUSTERS / "abci3.yaml", VALID / "fabric-superpod-h100.yaml"])
+@pytest.mark.parametrize("path", [VALID / "fabric-mid.yaml", CLUSTERS / "abci3.yaml",
+                                  VALID / "fabric-superpod-h100.yaml"])
 def test_reordering_pools_gives_the_same_fabric(path):
     spec = _spec(path)
     for name in spec.fabrics:
