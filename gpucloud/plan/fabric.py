@@ -757,17 +757,31 @@ def link_set(fp: FabricPlan) -> set[tuple]:
     return out
 
 
+def _link_codes(fp: FabricPlan, ids: dict[str, int]) -> set[int]:
+    """``link_set`` as ints, for counting at scale: a host link by its HCA GUID (stable under growth) and the
+    switch port, a switch link by both switch ports; switch names numbered through ``ids``, shared by both plans
+    (24 bits hold a switch port of 130,000 switches at radix 128)."""
+    sid = [ids.setdefault(s.name, len(ids)) for s in fp.switches]
+    k = fp.radix + 1
+    out = {(e.guid << 40) | (sid[e.leaf] * k + e.port) for e in fp.endpoints}
+    out.update(((sid[a] * k + ap) << 24 | (sid[b] * k + bp)) for a, ap, b, bp in zip(fp.lo, fp.lo_port, fp.hi,
+                                                                                    fp.hi_port))
+    return out
+
+
 def moved_links(spec: Spec, name: str, pools: tuple[PoolPlan, ...], pool: str, extra: int,
                 planned: FabricPlan | None = None) -> tuple[int, int]:
     """(existing links that growing ``pool`` by ``extra`` nodes moves or removes, existing links); ``planned`` is the
     fabric as planned from ``pools`` when the caller has it."""
     from gpucloud.plan.hosts import plan_pool
 
-    before = link_set(planned if planned is not None else plan_fabric(spec, pools, name))
+    ids: dict[str, int] = {}
+    before = _link_codes(planned if planned is not None else plan_fabric(spec, pools, name), ids)
+    total = len(before)
     grown = tuple(plan_pool(spec, replace(pp.pool, count=pp.pool.count + extra)) if pp.pool.name == pool else pp
                   for pp in pools)
-    after = link_set(plan_fabric(spec, grown, name))
-    return len(before - after), len(before)
+    before -= _link_codes(plan_fabric(spec, grown, name), ids)
+    return len(before), total
 
 
 def summary(fp: FabricPlan) -> dict:
