@@ -3,7 +3,8 @@
     python bench/bench_fabric.py [spec ...]      # default: clusters/colossus-100k.yaml
 
 Reports, per fabric: switches, cables, endpoints, plan time, render time (cabling.csv, topology.net, ...), bytes
-written, and the process's peak memory.
+written, the growth headroom plan.md shows (two-tier fabrics: a search with the planner's arithmetic, then the next
+node planned to count the cables it moves), and the process's peak memory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpucloud.plan.fabric import plan_fabric, summary  # noqa: E402
+from gpucloud.plan.fabric import headroom, plan_fabric, summary  # noqa: E402
 from gpucloud.plan.hosts import plan_hosts  # noqa: E402
 from gpucloud.render import fabric as render_fabric  # noqa: E402
 from gpucloud.render import slurm_topology  # noqa: E402
@@ -57,6 +58,11 @@ def bench(path: Path) -> None:
         size = sum(len(v) for v in files.values())
         print(f"    render {t['render']}: {len(files)} files, {size / 1e6:.1f} MB "
               f"(cabling.csv {len(files[f'fabric/{name}/cabling.csv']) / 1e6:.1f} MB)")
+        with timed(t, "headroom"):
+            room = headroom(spec, name, pools, planned=fp)
+        if room is not None:
+            print(f"    headroom {t['headroom']}: pool {room.pool} takes {room.nodes:,} more node(s); the next moves "
+                  f"{room.moved:,} of {room.links:,} links")
         if name == "compute":
             with timed(t, "topology"):
                 topo = slurm_topology.topology_conf(plan)

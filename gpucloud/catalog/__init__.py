@@ -257,6 +257,29 @@ OPTICS: dict[str, Optics] = {
                   "OSFP 800G DR4 single-mode", "MPO-12/APC single-mode fibre", "MPO-12/APC single-mode fibre"),
 }
 
+# Host-side cages, kept apart from the server table: adapter ports per transceiver cage on the host, where a server
+# carries more than one port in a cage. A DGX H100 brings its eight single-port ConnectX-7 out to four twin-port OSFP
+# cages ("Four OSFP ports serving eight single-port NVIDIA ConnectX-7 VPI", NVIDIA DGX BasePOD RA, core components;
+# DGX H100 User Guide, network modules table), and the DGX SuperPOD H100 RA counts 508 twin-port DGX transceivers for
+# 127 systems plus 4 single-port ones for UFM at 4 SUs. The DGX B200 has the same four OSFP cages for eight ports.
+# Models not listed take one transceiver per adapter port.
+HOST_PORTS_PER_CAGE: dict[tuple[str, str], int] = {
+    ("hgx-h100-8", "compute"): 2,
+    ("hgx-b200-8", "compute"): 2,
+}
+
+# The transceiver a twin-port host cage takes, by link rate (flat top: the host cage has no riding heat sink).
+HOST_TWIN_OPTICS: dict[str, str] = {
+    "ndr": "OSFP 2x400G twin-port SR4 multimode (flat top)",
+    "ndr200": "OSFP 2x400G twin-port SR4 multimode (flat top), each port at 200G",
+    "xdr": "OSFP 2x800G twin-port DR4 single-mode (flat top)",
+}
+
+
+def host_ports_per_cage(model: str, fabric: str) -> int:
+    return HOST_PORTS_PER_CAGE.get((model, fabric), 1)
+
+
 # Quantum-X800 is better known by its family name; both resolve to the same switch.
 SWITCH_ALIASES: dict[str, str] = {"quantum-x800": "q3400"}
 

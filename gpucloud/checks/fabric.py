@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from math import ceil
 from typing import Iterable
 
 from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.findings import Finding
-from gpucloud.plan.fabric import (DEFAULT_PKEY, LID_LIMIT, LID_WARN, STORAGE_PKEY, host_hcas, shape,
-                                  sm_pool_names)
+from gpucloud.plan.fabric import (DEFAULT_PKEY, LID_LIMIT, LID_WARN, STORAGE_PKEY, attached_pools, host_hcas,
+                                  pool_rate, positioned, shape, sm_pool_names)
+from gpucloud.plan.hosts import PoolPlan
 from gpucloud.spec.model import Spec
 
 
@@ -37,7 +39,8 @@ def rails(spec: Spec) -> Iterable[Finding]:
             if h and h != sh.rails:
                 yield Finding("fabric-rails", "warning", (*pool.path, "model"),
                               f"pool {pool.name} ({pool.model}) has {h} {sh.name} HCA(s) but the {sh.name} fabric has "
-                              f"{sh.rails} rails; rails {h}-{sh.rails - 1} of its scalable units stay empty",
+                              f"{sh.rails} rails; its scalable units get leaves for rails 0-{h - 1} only, so its "
+                              f"GPUs reach rails {h}-{sh.rails - 1} of other pools through the spines",
                               "put pools with different HCA counts on separate fabrics, or use the same server model")
 
 
@@ -72,24 +75,27 @@ def scalable_unit(spec: Spec) -> Iterable[Finding]:
     for sh in _shapes(spec):
         if not sh.rail_opt or not sh.model.radix(sh.rate):
             continue
-        if sh.su + sh.up > sh.radix:
-            best = sh.radix * sh.fabric.oversubscription[0] // (sh.fabric.oversubscription[0] + 1)
+        if sh.su > sh.down:
+            t = sh.fabric.oversubscription[0]
+            best = max(n for n in range(1, sh.radix + 1) if n + ceil(n / (t * sh.step)) * sh.step <= sh.radix)
             yield Finding("fabric-scalable-unit", "error", (*sh.fabric.path, "scalable_unit"),
                           f"a scalable unit of {sh.su} nodes needs {sh.su} down + {sh.up} up ports per leaf, but a "
-                          f"{sh.model.name} has {sh.radix} at {sh.rate}",
-                          f"use scalable_unit <= {best} at oversubscription {sh.fabric.oversubscription[0]}:1")
+                          f"{sh.model.name} has {sh.radix} at {sh.rate}"
+                          + (f" (uplinks run at {sh.model.rate} and take {sh.step} split ports each)"
+                             if sh.step > 1 else ""),
+                          f"use scalable_unit <= {best} at oversubscription {t}:1")
 
 
 @check("fabric-capacity")
 def capacity(spec: Spec) -> Iterable[Finding]:
     """The switch radix and tiers can connect every leaf: k leaves with two tiers, k pods of k/2 with three."""
     for sh in _shapes(spec):
-        if not sh.model.radix(sh.rate) or sh.su + sh.up > sh.radix:
+        if not sh.model.radix(sh.rate) or sh.su > sh.down:
             continue
         biggest = max(sh.planes, default=0)
         if biggest <= sh.max_leaves():
             continue
-        k = sh.radix
+        k = sh.switch_radix
         per_leaf = sh.down if not sh.rail_opt else sh.su
         reach = sh.max_leaves() * per_leaf
         formula = "k^2/2" if sh.tiers == 2 else "k^3/4"
@@ -193,3 +199,61 @@ def empty(spec: Spec) -> Iterable[Finding]:
             yield Finding("fabric-empty", "warning", sh.fabric.path,
                           f"no pool has {kind}, so the {sh.name} fabric plans no switches",
                           "remove the fabric, or add pools whose model has the adapters ('gpucloud catalog')")
+
+
+@check("fabric-mixed-rate")
+def mixed_rate(spec: Spec) -> Iterable[Finding]:
+    """Compute pools placed slot by slot on one fabric run at its port rate: no NDR node on a split NDR200 port, no
+    pool whose rate depends on which pool the spec lists first. Service hosts may differ (they use one port each)."""
+    for sh in _shapes(spec):
+        if not sh.model.radix(sh.rate):
+            continue  # fabric-rate says the switch has no such ports
+        pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools if p.model in catalog.SERVERS)
+        placed = [pp for pp in attached_pools(spec, pools, sh.name)
+                  if positioned(pp, sh.name) and "compute" in pp.pool.roles]
+        rates = sorted({pool_rate(pp, sh.name) for pp in placed})
+        for pp in placed:
+            got = pool_rate(pp, sh.name)
+            if got == sh.rate:
+                continue
+            if sh.fabric.rate:
+                why = f"the {sh.name} fabric's ports run at {sh.rate}"
+                hint = (f"give pool {pp.pool.name} a model with {sh.rate} adapters, or put it on a fabric of its own")
+            else:
+                why = f"pools on the {sh.name} fabric have {' and '.join(rates)} adapters"
+                hint = (f"set fabric.{sh.name}.rate, or put the pools with {got} adapters on a fabric of their own")
+            yield Finding("fabric-mixed-rate", "error", (*pp.pool.path, "model"),
+                          f"pool {pp.pool.name} ({pp.pool.model}) has {got} adapters but {why}; its links would "
+                          f"run at {catalog.link_rate(got, sh.rate)} on {sh.rate} ports", hint)
+
+
+@check("fabric-service-leaf")
+def service_leaf(spec: Spec) -> Iterable[Finding]:
+    """Service hosts that do not fit the free slots of the last scalable unit get leaves of their own: say what that
+    costs when those leaves push the fabric to more spines or tiers than its compute nodes need."""
+    for sh in _shapes(spec):
+        if not sh.svc_leaves or not sh.sus:
+            continue
+        without = sh.leaves - sh.svc_leaves
+        bare = _bare(spec, sh)
+        if bare is None or (bare.spines, bare.cores, bare.tiers) == (sh.spines, sh.cores, sh.tiers):
+            continue
+        extra = (sh.leaves + sh.spines + sh.cores) - (without + bare.spines + bare.cores)
+        slots = ceil(sh.svc_ports / max(1, sh.rails if sh.rail_opt else 1))
+        what = [f"{a} -> {b} {w}" for a, b, w in ((bare.spines, sh.spines, "spines"), (bare.cores, sh.cores, "cores"),
+                                                  (bare.tiers, sh.tiers, "tiers")) if a != b]
+        leaves = "a leaf" if sh.svc_leaves == 1 else f"{sh.svc_leaves} leaves"
+        yield Finding("fabric-service-leaf", "warning", sh.fabric.path,
+                      f"{sh.svc_ports} service host port(s) do not fit the last scalable unit and take {leaves} of "
+                      f"their own, which adds {extra} switch(es) to the {sh.name} fabric ({', '.join(what)})",
+                      f"leave {slots} node slot(s) free in the last scalable unit for the service hosts (the DGX "
+                      f"SuperPOD leaves one for its UFM appliances), e.g. {slots} node(s) fewer in the last compute "
+                      "pool")
+
+
+def _bare(spec: Spec, sh):
+    """The fabric's shape without its service hosts."""
+    pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools if p.model in catalog.SERVERS)
+    if len(pools) != len(spec.pools):
+        return None
+    return shape(spec, sh.name, tuple(pp for pp in pools if positioned(pp, sh.name)))

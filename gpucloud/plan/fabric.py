@@ -5,14 +5,20 @@ The compute fabric is a rail-optimized fat tree (docs/fabric.md has the reasonin
 * a scalable unit (SU) of ``scalable_unit`` node slots has one leaf per rail; HCA ``i`` of the node in slot ``s``
   goes to the rail-``i`` leaf of its SU on down port ``s + 1``. A node's slot is a pure function of its pool's
   first SU and its position, so growing a pool never moves a cable of an existing node;
+* pools are placed in the order of their ids, never of the spec's list; a pool gets leaves for its own rails only;
 * a leaf has ``ceil(SU / taper)`` uplinks on its top ports; spines are chosen so that every leaf has the same number
   of links to every spine it uses (the count divides the leaf's uplinks), and the same holds from spines to cores;
+* with split host ports (NDR200 on a QM9700: 128 logical ports) the uplinks still run at the switch's own rate on
+  whole ports (the first logical half of a 400G port), so a leaf needs half as many and spines and cores keep 64
+  ports; host ports end at a cage boundary (a twin-port cage takes straight cables or splitters, not both);
 * two tiers while a plane has at most ``k`` leaves (k^2/2 endpoints when non-blocking), else three tiers made of
   pods of ``k/2`` leaves, each pod with its own spines, and core groups joining spine ``j`` of every pod;
 * when one subnet would pass the unicast LID limit, every rail becomes its own subnet with its own spines and cores.
 
-Non-compute hosts (login, controllers, subnet managers) take the free down ports of the last SU from the top, and
-spill into service leaves when those run out. A ``fat-tree`` fabric (a storage fabric) fills leaves port by port.
+Non-compute hosts (login, controllers, subnet managers) take the free node slots of the last SU from the top (never
+ports beyond the SU's slots, so their leaf keeps the spec's taper), and spill into service leaves when those run out.
+``headroom`` says how far the last compute pool grows before any existing cable moves. A ``fat-tree`` fabric (a
+storage fabric) fills leaves port by port.
 
 Everything is kept in flat tuples and ``array``s of ints: the 100,000-GPU example has ~300,000 cables.
 """
@@ -114,13 +120,24 @@ class FabricPlan:
     subnets: tuple[Subnet, ...]
     spine_ports: int  # ports used on each spine
     core_ports: int
+    step: int = 1  # logical ports per full-rate port: 2 when host ports are split (NDR200 on a QM9700)
+    host_cages: tuple[tuple[int, int], ...] = ()  # (ports per cage, cages) of the hosts' adapters
 
     def count(self, tier: int) -> int:
         return sum(1 for s in self.switches if s.tier == tier)
 
+    def host_cables(self) -> int:
+        """Cables between hosts and leaves: one per host port, or one splitter per split switch port (a splitter
+        serves the two NDR200 halves of a 400G port)."""
+        if self.step == 1:
+            return len(self.endpoints)
+        step = self.step
+        return len({(e.leaf, (e.port - 1) // step) for e in self.endpoints})
+
     def cable_counts(self) -> dict[str, int]:
+        """Physical cables per tier, as bom.csv orders them."""
         up = self.hi_tier
-        return {"node_leaf": len(self.endpoints), "leaf_spine": up.count(2), "spine_core": up.count(3)}
+        return {"node_leaf": self.host_cables(), "leaf_spine": up.count(2), "spine_core": up.count(3)}
 
     @property
     def lid_total(self) -> int:
@@ -133,6 +150,14 @@ class FabricPlan:
     def labels(self) -> list[str]:
         """Front-panel label of every port, index = logical port number (0 unused)."""
         return [""] + [port_label(self.model, self.rate, p) for p in range(1, self.radix + 1)]
+
+    @cached_property
+    def full_rate_labels(self) -> list[str]:
+        """Labels of switch-to-switch ports, which are never split: cage/port (a full-rate port is the first of the
+        two logical halves when the host ports are split)."""
+        if self.step == 1:
+            return self.labels
+        return [lab.rsplit("/", 1)[0] if lab else lab for lab in self.labels]
 
 
 def port_label(model: catalog.SwitchModel, rate: str, port: int) -> str:
@@ -180,7 +205,8 @@ def host_hcas(model: catalog.ServerModel, fabric_name: str) -> int:
 
 
 def attached_pools(spec: Spec, pools: tuple[PoolPlan, ...], fabric_name: str) -> list[PoolPlan]:
-    """Pools with ports on the fabric: compute pools attached to it, or every pool with storage HCAs."""
+    """Pools with ports on the fabric: compute pools attached to it, or every pool with storage HCAs. Ordered by pool
+    id (then name), never by where a pool sits in the spec, so that reordering the spec's pools changes nothing."""
     out = []
     for pp in pools:
         if fabric_name == "compute":
@@ -188,7 +214,7 @@ def attached_pools(spec: Spec, pools: tuple[PoolPlan, ...], fabric_name: str) ->
                 out.append(pp)
         elif pp.model.storage_hcas:
             out.append(pp)
-    return out
+    return sorted(out, key=lambda pp: (pp.pool.id, pp.pool.name))
 
 
 def positioned(pp: PoolPlan, fabric_name: str) -> bool:
@@ -198,14 +224,27 @@ def positioned(pp: PoolPlan, fabric_name: str) -> bool:
     return True
 
 
+def pool_rate(pp: PoolPlan, fabric_name: str) -> str:
+    hcas = pp.model.compute_hcas if fabric_name == "compute" else pp.model.storage_hcas
+    return hcas[0].rate
+
+
 def fabric_rate(fabric: Fabric, pools: list[PoolPlan], fabric_name: str) -> str:
+    """The spec's rate, else the fastest adapter of the pools placed slot by slot (whatever their order; pools with
+    other rates are refused by the fabric-mixed-rate check), else the switch's own rate."""
     if fabric.rate:
         return fabric.rate
-    for pp in pools:
-        if positioned(pp, fabric_name):
-            hcas = pp.model.compute_hcas if fabric_name == "compute" else pp.model.storage_hcas
-            return hcas[0].rate
+    rates = {pool_rate(pp, fabric_name) for pp in pools if positioned(pp, fabric_name)}
+    if rates:
+        return max(rates, key=lambda r: (catalog.LINK_RATES_GBPS[r], r))
     return catalog.switch(fabric.switch).rate
+
+
+def split_factor(model: catalog.SwitchModel, rate: str) -> int:
+    """Logical ports per physical port at ``rate``: 2 when the switch's ports are split (NDR200 on a QM9700), else 1.
+    Switch-to-switch links always run at the switch's own rate on whole ports; only host ports are split."""
+    k = model.radix(rate)
+    return max(1, k // model.ports) if rate != model.rate and k else 1
 
 
 @dataclass
@@ -232,11 +271,16 @@ def _rack_of(prefix: str, what: str, n: int) -> tuple[str, int]:
 
 
 def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int, down: int, tiers: int,
-          pod_align: int) -> tuple[int, int]:
-    """Spines (and cores) over ``leaves``; returns the ports used per spine and per core."""
+          pod_align: int, step: int = 1) -> tuple[int, int]:
+    """Spines (and cores) over ``leaves``; returns the ports used per spine and per core.
+
+    ``k`` is the radix for switch-to-switch links (whole ports at the switch's own rate) and ``step`` the logical
+    ports each of them takes: 2 when the fabric's host ports are split, since a full-rate port is the first of its
+    two logical halves. Leaf uplinks sit on the top ports, above the ``down`` host ports."""
     n = len(leaves)
     if n == 0:
         return 0, 0
+    up_ports = [down + 1 + j * step for j in range(up)]
     if tiers == 2:
         spines = divisor_at_least(up, ceil(n * up / k))
         m = up // spines
@@ -245,13 +289,12 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
             rack, u = _rack_of(b.prefix + tag, "sp", s)
             ids.append(b.add(f"{b.prefix}-spine{tag}-{s + 1:03}", 2, subnet, 1, -1, rack, u))
         lo, lo_port, hi, hi_port = b.lo.extend, b.lo_port.extend, b.hi.extend, b.hi_port.extend
-        ports = range(down + 1, down + up + 1)
         targets = [ids[j % spines] for j in range(up)]
         for li, leaf in enumerate(leaves):
             lo([leaf] * up)
-            lo_port(ports)
+            lo_port(up_ports)
             hi(targets)
-            hi_port([li * m + j // spines + 1 for j in range(up)])
+            hi_port([(li * m + j // spines) * step + 1 for j in range(up)])
         b.hi_tier.extend([2] * (n * up))
         return n * m, 0
     half = k // 2
@@ -266,13 +309,14 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
         spine_ids.append(row)
         for li, leaf in enumerate(leaves[p * pod:(p + 1) * pod]):
             b.lo.extend([leaf] * up)
-            b.lo_port.extend(range(down + 1, down + up + 1))
+            b.lo_port.extend(up_ports)
             b.hi.extend(row)
-            b.hi_port.extend([li + 1] * up)
+            b.hi_port.extend([li * step + 1] * up)
             b.hi_tier.extend([2] * up)
     per_group = divisor_at_least(pod, ceil(pods * pod / k))
     m2 = pod // per_group
     seq = 0
+    spine_up = [(half + t) * step + 1 for t in range(pod)]
     for j in range(up):
         cores = []
         for c in range(per_group):
@@ -282,9 +326,9 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
         targets = [cores[t % per_group] for t in range(pod)]
         for p in range(pods):
             b.lo.extend([spine_ids[p][j]] * pod)
-            b.lo_port.extend(range(half + 1, half + pod + 1))
+            b.lo_port.extend(spine_up)
             b.hi.extend(targets)
-            b.hi_port.extend([p * m2 + t // per_group + 1 for t in range(pod)])
+            b.hi_port.extend([(p * m2 + t // per_group) * step + 1 for t in range(pod)])
             b.hi_tier.extend([3] * pod)
     return pod * 2, pods * m2
 
@@ -297,12 +341,12 @@ class Shape:
     fabric: Fabric
     model: catalog.SwitchModel
     rate: str
-    radix: int
+    radix: int  # logical ports of a switch at the fabric's rate (128 for a QM9700 split to NDR200)
     rail_opt: bool
     rails: int
-    su: int
-    up: int
-    down: int
+    su: int  # host slots per leaf: the SU's node slots (rail-optimized), a leaf's host ports (plain fat tree)
+    up: int  # uplinks per leaf, at the switch's own rate
+    down: int  # logical ports below the uplinks' cages, where hosts may go
     sus: int
     svc_ports: int
     svc_leaves: int
@@ -313,10 +357,19 @@ class Shape:
     pod: int  # leaves per pod (three tiers)
     spines: int
     cores: int
+    step: int = 1  # logical ports per full-rate port (2 when host ports are split)
+    pool_sus: tuple[tuple[str, int, int], ...] = ()  # per positioned pool: (name, SUs, leaves per SU)
+    svc_in_su: int = 0  # service HCA ports on the free slots of the last SU; the rest are on service leaves
+    uppers: tuple[tuple[int, int], ...] = ()  # per plane: (spines, cores)
 
     @property
     def leaves(self) -> int:
         return sum(self.planes)
+
+    @property
+    def switch_radix(self) -> int:
+        """Full-rate ports of a switch: the radix of the spine and core layers."""
+        return self.radix // self.step
 
     def lids_per_subnet(self) -> int:
         """The largest subnet's unicast LIDs (HCA ports shared evenly between per-rail subnets)."""
@@ -324,8 +377,9 @@ class Shape:
         return ceil(self.endpoints / n) + ceil((self.leaves + self.spines + self.cores) / n)
 
     def max_leaves(self) -> int:
-        """Leaves one plane can hold: k with two tiers, k pods of ``pod`` leaves with three."""
-        return self.radix if self.tiers == 2 else self.radix * self.pod
+        """Leaves one plane can hold: k with two tiers, k pods of ``pod`` leaves with three (k at full rate)."""
+        k = self.switch_radix
+        return k if self.tiers == 2 else k * self.pod
 
 
 def pod_size(k: int, align: int) -> int:
@@ -343,6 +397,24 @@ def _upper(n: int, up: int, k: int, tiers: int, pod: int) -> tuple[int, int]:
     return pods * up, up * divisor_at_least(pod, ceil(pods * pod / k))
 
 
+def leaf_ports(model: catalog.SwitchModel, rate: str, rail_opt: bool, su: int,
+               oversubscription: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(radix, step, uplinks, host ports) of a leaf. Uplinks run at the switch's own rate on whole ports, so a leaf
+    of NDR200 host ports needs half as many of them; host ports end at a cage boundary, because a twin-port cage
+    takes one transceiver: two straight cables or two splitters, never one of each."""
+    k = model.radix(rate) or model.ports
+    step = split_factor(model, rate)
+    per_cage = model.ports_per_cage * step
+    taper = max(1, oversubscription[0] // max(1, oversubscription[1]))
+    if rail_opt:
+        up = ceil(su / (taper * step))
+    else:
+        # Uplinks rounded down to an even count, so that a small spine count divides them.
+        up = max(1, (k // step) // (taper + 1) // 2 * 2)
+    down = max(1, k - ceil(up * step / per_cage) * per_cage)
+    return k, step, up, down
+
+
 def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> Shape | None:
     """None when the fabric names a switch or a pool names a model the catalog lacks (the catalog checks say so)."""
     fabric = spec.fabrics[name]
@@ -356,65 +428,64 @@ def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> S
         pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools)
     attached = attached_pools(spec, pools, name)
     rate = fabric_rate(fabric, attached, name)
-    k = model.radix(rate) or model.ports
-    taper = max(1, fabric.oversubscription[0] // max(1, fabric.oversubscription[1]))
     rail_opt = fabric.topology == "rail-optimized-fat-tree"
     pos = [pp for pp in attached if positioned(pp, name)]
     rails = max((host_hcas(pp.model, name) for pp in pos), default=1) if rail_opt else 1
-    if rail_opt:
-        su = fabric.scalable_unit
-        up = ceil(su / taper)
-        down = max(1, k - up)
-    else:
-        # Uplinks rounded down to an even count, so that a small spine count divides them.
-        up = max(1, k // (taper + 1) // 2 * 2)
-        down = k - up
-        su = down
-    sus = last_used = endpoints = 0
+    k, step, up, down = leaf_ports(model, rate, rail_opt, fabric.scalable_unit, fabric.oversubscription)
+    su = fabric.scalable_unit if rail_opt else down
+    kp = k // step
+    endpoints = 0
+    pool_sus = []
+    last_used = last_lanes = 0
     for pp in pos:
         h = host_hcas(pp.model, name)
-        hosts = pp.pool.count - len(pp.pool.exclude & set(pp.pool.indices))
-        endpoints += hosts * h
+        endpoints += (pp.pool.count - len(pp.pool.exclude & set(pp.pool.indices))) * h
         slots = pp.pool.count if rail_opt else pp.pool.count * h
+        lanes = h if rail_opt else 1
         n = ceil(slots / su)
-        sus += n
-        last_used = slots - (n - 1) * su
+        pool_sus.append((pp.pool.name, n, lanes))
+        if n:
+            last_used, last_lanes = slots - (n - 1) * su, lanes
+    sus = sum(n for _, n, _ in pool_sus)
     svc = 0
     for pp in attached:
         if not positioned(pp, name):
             svc += (pp.pool.count - len(pp.pool.exclude & set(pp.pool.indices))) * host_hcas(pp.model, name)
     endpoints += svc
-    free = (down - last_used) * (rails if rail_opt else 1) if sus else 0
-    svc_leaves = ceil(max(0, svc - free) / down)
-    leaves = sus * rails + svc_leaves
+    # Service hosts share the free slots of the last SU (within its slots, so the leaf stays as blocking as the
+    # spec says), and get leaves of their own only for what does not fit there.
+    free = max(0, su - last_used) * last_lanes
+    svc_in_su = min(svc, free)
+    svc_leaves = ceil((svc - svc_in_su) / su)
+    leaves = sum(n * lanes for _, n, lanes in pool_sus) + svc_leaves
     split = fabric.split
     if split == "auto":
         split = "per-rail" if rail_opt and rails > 1 and endpoints + leaves * 3 > LID_LIMIT else "none"
     if not rail_opt:
         split = "none"
     if split == "per-rail":
-        planes = tuple(sus + len(range(r, svc_leaves, rails)) for r in range(rails))
+        planes = tuple(sum(n for _, n, lanes in pool_sus if lanes > r) + len(range(r, svc_leaves, rails))
+                       for r in range(rails))
     else:
         planes = (leaves,)
     biggest = max(planes, default=0)
     if fabric.tiers in (2, 3):
         tiers = int(fabric.tiers)
     else:
-        tiers = 2 if biggest <= k else 3
-    pod = pod_size(k, 1 if split == "per-rail" else rails)
-    spines = cores = 0
-    for n in planes:
-        sp, co = _upper(n, up, k, tiers, pod)
-        spines, cores = spines + sp, cores + co
+        tiers = 2 if biggest <= kp else 3
+    pod = pod_size(kp, 1 if split == "per-rail" else rails)
+    uppers = tuple(_upper(n, up, kp, tiers, pod) for n in planes)
+    spines = sum(sp for sp, _ in uppers)
+    cores = sum(co for _, co in uppers)
     return Shape(name, fabric, model, rate, k, rail_opt, rails, su, up, down, sus, svc, svc_leaves, endpoints, split,
-                 planes, tiers, pod, spines, cores)
+                 planes, tiers, pod, spines, cores, step, tuple(pool_sus), svc_in_su, uppers)
 
 
 def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPlan:
     sh = shape(spec, name, pools)
     assert sh is not None  # the catalog checks stop unknown models before planning
     fabric, model, rate, k = sh.fabric, sh.model, sh.rate, sh.radix
-    rail_opt, rails, su, up, down = sh.rail_opt, sh.rails, sh.su, sh.up, sh.down
+    rail_opt, rails, su, up, down, step = sh.rail_opt, sh.rails, sh.su, sh.up, sh.down, sh.step
     attached = attached_pools(spec, pools, name)
     fid = FABRIC_ID.get(name, 2)
     prefix = FABRIC_PREFIX.get(name, name[:1])
@@ -441,9 +512,10 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
             leaf_order.append(got)
         return got
 
-    # Compute (positioned) pools: each starts on a fresh SU, slot = position.
+    # Compute (positioned) pools: each starts on a fresh SU, slot = position. A pool with fewer HCAs than the
+    # fabric has rails gets leaves for its own rails only.
     su_base = 0
-    last_used = 0  # slots used in the last SU
+    last_used = last_lanes = 0  # slots used in the last SU, and its leaves
     for pp in pos_pools:
         h = host_hcas(pp.model, name)
         off = device_offset(pp.model, name)
@@ -451,7 +523,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
         if rail_opt:
             sus = ceil(pp.pool.count / su)
             for s in range(sus):
-                for r in range(rails):
+                for r in range(h):
                     leaf(su_base + s + 1, r)
             for host in pp.hosts:
                 s_no, slot = divmod(host.position, su)
@@ -459,29 +531,30 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
                     endpoints.append(Endpoint(host.name, pp.pool.name, r, False, host.rack,
                                               hca_guid(fid, pid, host.index, r), leaf_of[(su_base + s_no + 1, r)],
                                               slot + 1, off + r))
-            last_used = pp.pool.count - (sus - 1) * su
+            used, lanes = pp.pool.count - (sus - 1) * su, h
         else:
-            sus = ceil(pp.pool.count * h / down)
+            sus = ceil(pp.pool.count * h / su)
             for s in range(sus):
                 leaf(su_base + s + 1, 0)
             for host in pp.hosts:
                 for r in range(h):
-                    s_no, slot = divmod(host.position * h + r, down)
+                    s_no, slot = divmod(host.position * h + r, su)
                     endpoints.append(Endpoint(host.name, pp.pool.name, r, False, host.rack,
                                               hca_guid(fid, pid, host.index, r), leaf_of[(su_base + s_no + 1, 0)],
                                               slot + 1, off + r))
-            last_used = pp.pool.count * h - (sus - 1) * down
+            used, lanes = pp.pool.count * h - (sus - 1) * su, 1
+        if sus:
+            last_used, last_lanes = used, lanes
         su_base += sus
     total_sus = su_base
 
-    # Service hosts: free slots of the last SU from the top of the leaves' down ports, rail by rail, then leaves of
-    # their own. Only the spare ports move if the last SU grows, never a compute node's.
+    # Service hosts: free slots of the last SU from its top slot down, rail by rail, then leaves of their own. The
+    # compute pool's headroom stops below them, so growing within it never moves them.
     svc = [(host, pp, r) for pp in svc_pools for host in pp.hosts for r in range(host_hcas(pp.model, name))]
     free: list[tuple[int, int]] = []
     if total_sus and svc:
-        lanes = rails if rail_opt else 1
-        for slot in range(down - 1, last_used - 1, -1):
-            for r in range(lanes):
+        for slot in range(su - 1, last_used - 1, -1):
+            for r in range(last_lanes):
                 free.append((leaf_of[(total_sus, r)], slot + 1))
                 if len(free) >= len(svc):
                     break
@@ -492,7 +565,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
             sw, port = free[i]
         else:
             j = i - len(free)
-            n, port0 = divmod(j, down)
+            n, port0 = divmod(j, su)
             key = (-(n + 1), 0)
             sw = leaf_of.get(key)
             if sw is None:
@@ -523,7 +596,7 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
     spine_ports = core_ports = 0
     for si, plane in enumerate(planes):
         tag = f"-r{si}" if split == "per-rail" else ""
-        sp, cp = _tree(b, plane, si, tag, k, up, down, tiers, 1 if split == "per-rail" else rails)
+        sp, cp = _tree(b, plane, si, tag, sh.switch_radix, up, down, tiers, 1 if split == "per-rail" else rails, step)
         spine_ports, core_ports = max(spine_ports, sp), max(core_ports, cp)
 
     switches = tuple(b.switches)
@@ -541,8 +614,19 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
         name=name, fabric=fabric, model=model, rate=rate, radix=k, rails=rails, su_size=su, leaf_up=up,
         leaf_down=down, tiers=tiers, split=split, sus=total_sus, switches=switches, endpoints=tuple(endpoints),
         lo=b.lo, lo_port=b.lo_port, hi=b.hi, hi_port=b.hi_port, hi_tier=b.hi_tier, subnets=subnets,
-        spine_ports=spine_ports, core_ports=core_ports,
+        spine_ports=spine_ports, core_ports=core_ports, step=step, host_cages=_host_cages(pos_pools + svc_pools, name),
     )
+
+
+def _host_cages(pools: list[PoolPlan], fabric_name: str) -> tuple[tuple[int, int], ...]:
+    """(ports per cage, cages) over the hosts' adapters on this fabric: a DGX H100 carries its eight compute ports in
+    four twin-port OSFP cages, so it takes four transceivers, not eight (catalog.HOST_PORTS_PER_CAGE)."""
+    cages: dict[int, int] = {}
+    for pp in pools:
+        h = host_hcas(pp.model, fabric_name)
+        per = catalog.host_ports_per_cage(pp.model.name, fabric_name)
+        cages[per] = cages.get(per, 0) + len(pp.hosts) * ceil(h / per)
+    return tuple(sorted((per, n) for per, n in cages.items() if n))
 
 
 def sm_pool_names(spec: Spec, fabric: Fabric) -> list[str]:
@@ -584,34 +668,55 @@ def port_rate(plan, name: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Headroom:
-    """How far the last compute pool of a two-tier fabric can grow before the fabric needs a third tier."""
+    """How far the last compute pool can grow without moving an existing cable, and what the next node beyond that
+    does to the fabric (the cliff)."""
     fabric: str
     pool: str
-    nodes: int  # more nodes that still fit on two tiers
+    nodes: int  # more nodes that fit without moving any existing cable
     su_nodes: int  # nodes in one scalable unit (plain fat trees: one leaf's down ports over the node's HCAs)
+    changes: tuple[str, ...] = ()  # what the next node changes: new SU, service hosts, spines, tiers
+    added: int = 0  # switches the next node adds
+    moved: int = 0  # existing links (host port or switch port pairs) the next node moves
+    links: int = 0  # existing links
 
 
-def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | None:
-    """None unless the fabric chose two tiers itself (tiers: auto) and has a pool placed slot by slot.
+def _stable_key(sh: Shape, grown: str, free_to_grow: bool) -> tuple:
+    """What existing cables depend on: tiers, subnets, spines (two tiers) or core groups (three), every pool's SUs,
+    and where the service hosts sit. The last pool may add SUs when nothing sits behind it (no service hosts)."""
+    sus = tuple((nm, None if (nm == grown and free_to_grow) else n, lanes) for nm, n, lanes in sh.pool_sus)
+    upper = tuple(sp if sh.tiers == 2 else co for sp, co in sh.uppers)
+    fits = max(sh.planes, default=0) <= sh.max_leaves()
+    return sh.tiers, sh.split, len(sh.planes), upper, sus, sh.svc_in_su, sh.svc_leaves, fits
 
-    Growing the pool past ``nodes`` adds leaves beyond what one spine layer can reach, so every leaf's uplinks are
-    re-cabled to a new layer: worth knowing before the purchase order, not after. Searches with ``shape``, the
-    planner's own arithmetic, which is independent of host names and costs one pass over the pools: doubling until
-    a size needs three tiers, then bisecting. A per-rail split (split: auto) can bring a much larger fabric back to
-    two tiers; the doubling stops at the first size that needs three, so the answer is the first crossing.
+
+def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = True,
+             planned: FabricPlan | None = None) -> Headroom | None:
+    """None unless the fabric has a pool placed slot by slot.
+
+    ``nodes`` is the most the pool can take with every existing cable staying where it is: the free slots of its
+    last SU below the service hosts, or more SUs while the spine count holds (a leaf's links to the spines are
+    balanced, so a new spine count moves them all; with three tiers, more pods while the cores per spine group hold).
+    Found with ``shape``, the planner's own arithmetic (one pass over
+    the pools per size): doubling, then bisecting. With ``cliff`` the next node is planned too, to say what it adds
+    and how many existing links it moves.
     """
     sh = shape(spec, name, pools)
-    if sh is None or sh.tiers != 2 or sh.fabric.tiers in (2, 3):
+    if sh is None or not sh.model.radix(sh.rate) or sh.su > sh.down:
         return None
     pos = [pp for pp in attached_pools(spec, pools, name) if positioned(pp, name)]
     if not pos:
         return None
     # The pool that grows: the last compute pool (on a storage fabric every pool is placed slot by slot).
     last = next((pp for pp in reversed(pos) if "compute" in pp.pool.roles), pos[-1])
+    free_to_grow = last is pos[-1] and sh.svc_ports == 0
+    base = _stable_key(sh, last.pool.name, free_to_grow)
+
+    def grown(extra: int) -> tuple[PoolPlan, ...]:
+        pp = PoolPlan(replace(last.pool, count=last.pool.count + extra), last.model, ())
+        return tuple(pp if p is last else p for p in pools)
 
     def fits(extra: int) -> bool:
-        grown = PoolPlan(replace(last.pool, count=last.pool.count + extra), last.model, ())
-        return shape(spec, name, tuple(grown if pp is last else pp for pp in pools)).tiers == 2
+        return _stable_key(shape(spec, name, grown(extra)), last.pool.name, free_to_grow) == base
 
     lo, hi = 0, 1
     while fits(hi) and hi < 1 << 24:
@@ -620,7 +725,63 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...]) -> Headroom | N
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     su_nodes = sh.su if sh.rail_opt else max(1, sh.su // max(1, host_hcas(last.model, name)))
-    return Headroom(name, last.pool.name, lo, su_nodes)
+    room = Headroom(name, last.pool.name, lo, su_nodes)
+    if not cliff:
+        return room
+    nxt = shape(spec, name, grown(lo + 1))
+    changes = []
+    if nxt.tiers != sh.tiers:
+        changes.append(f"tiers {sh.tiers} -> {nxt.tiers}")
+    if nxt.spines != sh.spines and nxt.tiers == sh.tiers:
+        changes.append(f"spines {sh.spines} -> {nxt.spines}")
+    if nxt.cores != sh.cores and nxt.tiers == sh.tiers:
+        changes.append(f"cores {sh.cores} -> {nxt.cores}")
+    if max(nxt.planes, default=0) > nxt.max_leaves():
+        changes.append("more leaves than the switches connect (fabric-capacity)")
+    if nxt.sus != sh.sus:
+        changes.append("new scalable unit")
+    if (nxt.svc_in_su, nxt.svc_leaves) != (sh.svc_in_su, sh.svc_leaves):
+        changes.append("service hosts moved" + (" to a leaf of their own" if nxt.svc_leaves > sh.svc_leaves
+                                                 else ""))
+    added = (nxt.leaves + nxt.spines + nxt.cores) - (sh.leaves + sh.spines + sh.cores)
+    moved, links = moved_links(spec, name, pools, last.pool.name, lo + 1, planned)
+    return replace(room, changes=tuple(changes), added=added, moved=moved, links=links)
+
+
+def link_set(fp: FabricPlan) -> set[tuple]:
+    """Every link by its two ends (device, port), independent of switch and host order (a splitter cable carries
+    two links)."""
+    sws = fp.switches
+    out: set[tuple] = {((e.host, e.device), (sws[e.leaf].name, e.port)) for e in fp.endpoints}
+    out.update(((sws[a].name, ap), (sws[b].name, bp)) for a, ap, b, bp in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port))
+    return out
+
+
+def _link_codes(fp: FabricPlan, ids: dict[str, int]) -> set[int]:
+    """``link_set`` as ints, for counting at scale: a host link by its HCA GUID (stable under growth) and the
+    switch port, a switch link by both switch ports; switch names numbered through ``ids``, shared by both plans
+    (24 bits hold a switch port of 130,000 switches at radix 128)."""
+    sid = [ids.setdefault(s.name, len(ids)) for s in fp.switches]
+    k = fp.radix + 1
+    out = {(e.guid << 40) | (sid[e.leaf] * k + e.port) for e in fp.endpoints}
+    out.update(((sid[a] * k + ap) << 24 | (sid[b] * k + bp)) for a, ap, b, bp in zip(fp.lo, fp.lo_port, fp.hi,
+                                                                                    fp.hi_port))
+    return out
+
+
+def moved_links(spec: Spec, name: str, pools: tuple[PoolPlan, ...], pool: str, extra: int,
+                planned: FabricPlan | None = None) -> tuple[int, int]:
+    """(existing links that growing ``pool`` by ``extra`` nodes moves or removes, existing links); ``planned`` is the
+    fabric as planned from ``pools`` when the caller has it."""
+    from gpucloud.plan.hosts import plan_pool
+
+    ids: dict[str, int] = {}
+    before = _link_codes(planned if planned is not None else plan_fabric(spec, pools, name), ids)
+    total = len(before)
+    grown = tuple(plan_pool(spec, replace(pp.pool, count=pp.pool.count + extra)) if pp.pool.name == pool else pp
+                  for pp in pools)
+    before -= _link_codes(plan_fabric(spec, grown, name), ids)
+    return len(before), total
 
 
 def summary(fp: FabricPlan) -> dict:
@@ -637,7 +798,7 @@ def summary(fp: FabricPlan) -> dict:
         # per switch (the busiest of its tier) and in total per tier
         "ports_used": {"leaf_down": down_used, "leaf_up": fp.leaf_up if fp.count(2) else 0,
                        "spine": fp.spine_ports, "core": fp.core_ports},
-        "ports_in_use": {"leaf": counts["node_leaf"] + counts["leaf_spine"],
+        "ports_in_use": {"leaf": len(fp.endpoints) + counts["leaf_spine"],
                          "spine": counts["leaf_spine"] + counts["spine_core"], "core": counts["spine_core"]},
         "radix": fp.radix, "rate": fp.rate, "switch": fp.model.name, "tiers": fp.tiers,
         "rails": fp.rails, "scalable_unit": fp.su_size, "scalable_units": fp.sus,

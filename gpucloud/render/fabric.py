@@ -35,29 +35,36 @@ def section(plan: Plan) -> dict:
 
 
 def cabling_csv(fp: FabricPlan) -> bytes:
+    """One row per link. With split host ports each host link is one leg of a splitter: the legs on the same switch
+    port (``cage/port`` of ``cage/port/leg``) are one cable, which is how bom.csv counts them."""
     opt = catalog.OPTICS.get(fp.rate)
     host_cable = opt.host_cable if opt else ""
     sw_cable = opt.switch_cable if opt else ""
     sws = fp.switches
     label = fp.labels
     rows = [CABLING_HEADER]
+    if fp.step > 1 and host_cable:
+        legs = [""] + [f"{host_cable} leg {(p - 1) % fp.step + 1} of {fp.step}" for p in range(1, fp.radix + 1)]
+    else:
+        legs = [host_cable] * (fp.radix + 1)
     for e in fp.endpoints:
         leaf = sws[e.leaf]
-        rows.append(f"{e.host},{e.device},{leaf.name},{label[e.port]},node_leaf,{e.rack},{leaf.rack},"
-                    f"{host_cable}")
+        rows.append(f"{e.host},{e.device},{leaf.name},{label[e.port]},node_leaf,{e.rack},{leaf.rack},{legs[e.port]}")
     tiers = ("", "", "leaf_spine", "spine_core")
+    full = fp.full_rate_labels
     for lo, lp, hi, hp, t in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port, fp.hi_tier):
         a, b = sws[lo], sws[hi]
-        rows.append(f"{a.name},{label[lp]},{b.name},{label[hp]},{tiers[t]},{a.rack},{b.rack},{sw_cable}")
+        rows.append(f"{a.name},{full[lp]},{b.name},{full[hp]},{tiers[t]},{a.rack},{b.rack},{sw_cable}")
     rows.append("")
     return "\n".join(rows).encode()
 
 
 def bom_csv(fp: FabricPlan) -> bytes:
-    """Switches by model, cables and transceivers by type; a twin-port cage counts once, by what it faces."""
+    """Switches by model, cables and transceivers by type. A twin-port switch cage takes one transceiver, facing hosts
+    or facing switches (never both); host transceivers are counted per host cage (catalog.HOST_PORTS_PER_CAGE)."""
     model = fp.model
     opt = catalog.OPTICS.get(fp.rate)
-    per_cage = model.ports_per_cage if fp.rate == model.rate else model.ports_per_cage * 2
+    per_cage = model.ports_per_cage * fp.step
     stride = model.cages + 1
     host_cages = {e.leaf * stride + (e.port - 1) // per_cage for e in fp.endpoints}
     up_cages = {s * stride + (p - 1) // per_cage for s, p in zip(fp.lo, fp.lo_port)}
@@ -78,7 +85,9 @@ def bom_csv(fp: FabricPlan) -> bytes:
         rows.append(("transceiver", opt.switch_down, "switch cage to hosts", len(host_cages)))
         if up_cages:
             rows.append(("transceiver", opt.switch_up, "switch cage to switches", len(up_cages)))
-        rows.append(("transceiver", opt.hca, "host adapter", len(fp.endpoints)))
+        for per, n in fp.host_cages or ((1, len(fp.endpoints)),):
+            item = opt.hca if per == 1 else catalog.HOST_TWIN_OPTICS.get(fp.rate, opt.hca)
+            rows.append(("transceiver", item, "host adapter" if per == 1 else "host cage", n))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("category", "item", "tier", "quantity"))

@@ -157,14 +157,16 @@ def _fabric(plan: Plan) -> list[str]:
                    f"{counts[2]:,} | {counts[3]:,} | {fp.sus} x {fp.su_size} | {fp.rails} | {fp.split} | "
                    f"{len(fp.subnets)} | {sum(fp.cable_counts().values()):,} |")
     out += ["", f"Cabling plan, switch lists and subnet-manager files: `fabric/`. Diagram: [{FABRIC_SVG}]({FABRIC_SVG})."]
-    growth = [h for h in (headroom(plan.spec, fp.name, plan.pools) for fp in fabrics) if h is not None]
+    growth = [h for h in (headroom(plan.spec, fp.name, plan.pools, planned=fp) for fp in fabrics) if h is not None]
     if growth:
         out.append("")
     for h in growth:
-        # Past this point the spine layer is rebuilt and every leaf's uplinks move: say so before anyone orders nodes.
-        near = "**Within one scalable unit of a third tier.** " if h.nodes < h.su_nodes else ""
-        out.append(f"- {near}{h.fabric}: pool {md.code(h.pool)} can grow by {h.nodes:,} node(s) on two tiers; one more "
-                   "needs a third switch tier (a new layer, every leaf's uplinks re-cabled).")
+        # Past this point existing cables move (hardware work on a live fabric): say so before anyone orders nodes.
+        near = "**Within one scalable unit of a re-cabling.** " if h.nodes < h.su_nodes else ""
+        what = f" ({', '.join(h.changes)})" if h.changes else ""
+        out.append(f"- {near}{h.fabric}: pool {md.code(h.pool)} can take {h.nodes:,} more node(s) without moving an existing "
+                   f"cable; one more changes the fabric{what}: {h.added:+,} switch(es), {h.moved:,} of {h.links:,} "
+                   "existing links moved.")
     return out
 
 

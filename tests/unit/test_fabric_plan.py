@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from collections import Counter
 
 import pytest
 
 from conftest import CLUSTERS, ROOT
 from gpucloud.plan import build_plan
-from gpucloud.plan.fabric import LID_LIMIT, headroom, plan_fabric, shape, summary
+from gpucloud.plan.fabric import LID_LIMIT, headroom, link_set, plan_fabric, shape, summary
 from gpucloud.plan.hosts import plan_hosts
 from gpucloud.spec import load
 
@@ -115,10 +117,38 @@ def test_rail_alignment_and_service_ports():
     # pool a (6 nodes) fills SU 1 and half of SU 2; pool b starts on a fresh SU 3
     su_of = {(e.host, e.hca): sws[e.leaf].group for e in fp.endpoints}
     assert su_of[("a01", 0)] == 1 and su_of[("a05", 7)] == 2 and su_of[("b01", 0)] == 3
-    # service hosts take the free top ports of the last SU's leaves, rail by rail
+    # pool b fills SU 3, so the service hosts get a leaf of their own rather than ports beyond the SU's slots
     svc = sorted((e.host, sws[e.leaf].name, e.port) for e in fp.endpoints if e.service)
-    assert svc == [("ctl01", "c-leaf-su003-r0", 60), ("ctl02", "c-leaf-su003-r1", 60),
-                   ("login01", "c-leaf-su003-r2", 60)]
+    assert svc == [("ctl01", "c-leaf-svc01", 1), ("ctl02", "c-leaf-svc01", 2), ("login01", "c-leaf-svc01", 3)]
+    _non_blocking(fp)
+
+
+def test_service_hosts_share_the_last_su_from_the_top():
+    fp = _fabric(_spec(VALID / "fabric-mid.yaml", b=3))
+    sws = fp.switches
+    svc = sorted((e.host, sws[e.leaf].name, e.port) for e in fp.endpoints if e.service)
+    assert svc == [("ctl01", "c-leaf-su003-r0", 4), ("ctl02", "c-leaf-su003-r1", 4), ("login01", "c-leaf-su003-r2", 4)]
+    _non_blocking(fp)
+
+
+def _non_blocking(fp):
+    """No leaf has more host links than uplinks (at 1:1), counted in bandwidth: a split host port is half a port."""
+    down = Counter(e.leaf for e in fp.endpoints)
+    up = Counter(fp.lo[i] for i in range(len(fp.lo)) if fp.hi_tier[i] == 2)
+    taper = fp.fabric.oversubscription[0]
+    for leaf, n in down.items():
+        assert n <= up[leaf] * taper * fp.step, f"{fp.switches[leaf].name}: {n} host links, {up[leaf]} uplinks"
+
+
+@pytest.mark.parametrize("path", [CLUSTERS / "lab.yaml", CLUSTERS / "ishikari.yaml", CLUSTERS / "abci3.yaml",
+                                  VALID / "fabric-superpod-h100.yaml", VALID / "fabric-mid.yaml"])
+def test_leaves_with_service_hosts_stay_non_blocking(path):
+    """The lab's leaves had 3 host links and 2 uplinks: service hosts took ports beyond the SU's slots."""
+    spec = _spec(path)
+    for name in spec.fabrics:
+        fp = _fabric(spec, name)
+        if fp.fabric.oversubscription[0] == 1:
+            _non_blocking(fp)
 
 
 def test_growing_a_pool_moves_no_existing_cable():
@@ -168,7 +198,8 @@ def test_plan_json_section_has_integer_summary():
     assert all(isinstance(s[k], int) for k in ("leaf", "spine", "core"))
     assert set(s["cables"]) == {"node_leaf", "leaf_spine", "spine_core"}
     assert s["ports_used"]["leaf_up"] == 2 and s["cables"]["node_leaf"] == 2 * 8 + 2
-    assert s["ports_in_use"] == {"leaf": 18 + 16, "spine": 16, "core": 0}
+    # 8 rail leaves and a service leaf for ctl01 and login01, each with 2 uplinks
+    assert s["ports_in_use"] == {"leaf": 18 + 18, "spine": 18, "core": 0}
 
 
 def test_port_labels_follow_the_osfp_cages():
@@ -202,6 +233,27 @@ def test_planner_invariants(gpu, small, svc, su, taper, tiers, topology):
     assert (sh.leaves, sh.spines, sh.cores, sh.endpoints) == (fp.count(1), fp.count(2), fp.count(3),
                                                               len(fp.endpoints))
     assert sum(s.lids for s in fp.subnets) == len(fp.endpoints) + len(fp.switches)
+    if topology == "rail-optimized-fat-tree":
+        _non_blocking(fp)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gpu=st.integers(1, 400), small=st.integers(0, 40), svc=st.integers(0, 20), su=st.sampled_from([4, 8, 16, 32]),
+       taper=st.sampled_from(["1:1", "2:1"]), rate=st.sampled_from([None, "ndr200"]),
+       topology=st.sampled_from(["rail-optimized-fat-tree", "fat-tree"]))
+def test_headroom_is_the_real_cliff(gpu, small, svc, su, taper, rate, topology):
+    """Whatever the sizes and rates: growing by the headroom keeps every link, one node more moves some."""
+    model = "hgx-h100-8-ndr200" if rate else "hgx-h100-8"
+    spec = _spec(VALID / "fabric-mid.yaml", a=gpu, b=small, ctl=max(1, svc // 2), login=max(0, svc - svc // 2))
+    spec = dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, model=model) if p.name in ("a", "b") else p
+                                                 for p in spec.pools))
+    fabric = dataclasses.replace(spec.fabrics["compute"], scalable_unit=su, topology=topology, rate=rate,
+                                 oversubscription=(int(taper[0]), 1))
+    spec = dataclasses.replace(spec, fabrics={"compute": fabric})
+    room = headroom(spec, "compute", plan_hosts(spec))
+    before = link_set(_fabric(spec))
+    assert before <= link_set(_fabric(_grown(spec, room.pool, room.nodes)))
+    assert len(before - link_set(_fabric(_grown(spec, room.pool, room.nodes + 1)))) == room.moved > 0
 
 
 @pytest.mark.parametrize("name", ["lab", "ishikari", "abci3"])
@@ -214,25 +266,200 @@ def test_every_switch_has_its_own_rack_unit(name):
         assert min(s.u for s in fabric.switches) >= 1, fabric.name
 
 
-@pytest.mark.parametrize("name, fabric", [("lab", "compute"), ("ishikari", "compute"), ("ishikari", "storage")])
-def test_headroom_is_exactly_where_the_planner_adds_a_third_tier(name, fabric):
-    spec = _spec(CLUSTERS / f"{name}.yaml")
-    room = headroom(spec, fabric, plan_hosts(spec))
-    assert room is not None and room.nodes > 0
-    pool = next(p for p in spec.pools if p.name == room.pool)
-    at_limit = _spec(CLUSTERS / f"{name}.yaml", **{pool.name: pool.count + room.nodes})
-    past = _spec(CLUSTERS / f"{name}.yaml", **{pool.name: pool.count + room.nodes + 1})
-    assert _fabric(at_limit, fabric).tiers == 2
-    assert _fabric(past, fabric).tiers == 3
-    # A scalable unit in nodes: rail-optimised, the SU size; plain fat tree, a leaf's down ports over the node's HCAs.
-    assert room.su_nodes == {("lab", "compute"): 2, ("ishikari", "compute"): 32, ("ishikari", "storage"): 16}[
-        (name, fabric)]
+def _grown(spec, pool, extra):
+    return dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, count=p.count + extra) if p.name == pool
+                                                 else p for p in spec.pools))
 
 
-def test_no_headroom_line_for_three_tier_or_pinned_fabrics():
-    spec = _spec(CLUSTERS / "hokkaido-10k.yaml")
-    assert headroom(spec, "compute", plan_hosts(spec)) is None  # already three tiers
-    lab = _spec(CLUSTERS / "lab.yaml")
-    pinned = dataclasses.replace(lab, fabrics={**lab.fabrics, "compute": dataclasses.replace(
-        lab.fabrics["compute"], tiers=2)})
-    assert headroom(pinned, "compute", plan_hosts(pinned)) is None
+TSUBAME = """
+name: tsubame-like
+networks:
+  management: {cidr: 10.0.0.0/16, pool_prefix: 22}
+  bmc: {cidr: 10.1.0.0/16, pool_prefix: 22}
+node_pools:
+  - {name: gpu, id: 0, model: h100-4, count: 240, hostname: "r{index:03}", roles: [compute],
+     rack: {name: "rk{rack:02}", nodes_per_rack: 8}}
+  - {name: sm, id: 1, model: cpu-1u, count: 2, hostname: "sm{index}", roles: [subnet-manager, slurm-controller],
+     rack: {name: "svc{rack:02}", nodes_per_rack: 4}}
+  - {name: login, id: 2, model: cpu-1u, count: 2, hostname: "login{index}", roles: [login],
+     rack: {name: "svc{rack:02}", nodes_per_rack: 4, first_u: 20}}
+fabric:
+  compute: {switch: qm9700, topology: rail-optimized-fat-tree, scalable_unit: 32, oversubscription: "1:1"}
+slurm:
+  partitions:
+    - {name: all, pools: [gpu], default: true}
+"""
+
+
+@pytest.fixture
+def tsubame(tmp_path):
+    path = tmp_path / "tsubame.yaml"
+    path.write_text(TSUBAME)
+    return _spec(path)
+
+
+def test_filling_the_last_su_is_the_cliff_not_hidden(tsubame):
+    """240 nodes of 4 GPUs fill 7.5 SUs; the 4 service hosts share the last SU's top slot. The pool can take 15 more
+    without moving a cable; the 256th node fills the slot the service hosts use, so they move to a leaf of their
+    own, the 33rd leaf takes the spines from 16 to 32 and every leaf's uplinks move, OpenSM hosts included."""
+    room = headroom(tsubame, "compute", plan_hosts(tsubame))
+    assert room.nodes == 15 and room.pool == "gpu"
+    before = link_set(_fabric(tsubame))
+    assert before <= link_set(_fabric(_grown(tsubame, "gpu", 15)))
+    after = link_set(_fabric(_grown(tsubame, "gpu", 16)))
+    moved = before - after
+    assert {a[0] for a, _ in moved if isinstance(a[0], str) and a[0].startswith("sm")} == {"sm1", "sm2"}
+    assert len(moved) == room.moved and room.links == len(before) == 240 * 4 + 4 + 32 * 32
+    assert "spines 16 -> 32" in room.changes and room.added == 1 + 16
+
+
+@pytest.mark.parametrize("path, pool_counts", [
+    (CLUSTERS / "lab.yaml", {}), (CLUSTERS / "ishikari.yaml", {}), (VALID / "fabric-mid.yaml", {"b": 2}),
+    (VALID / "fabric-superpod-h100.yaml", {"dgx": 70}), (VALID / "fabric-superpod-b200.yaml", {"dgx": 70}),
+    (VALID / "fabric-superpod-b300-xdr.yaml", {"dgx": 100}), (CLUSTERS / "hokkaido-10k.yaml", {}),
+    (VALID / "fabric-superpod-b200.yaml", {"dgx": 600}), (CLUSTERS / "abci3.yaml", {})])
+def test_growing_within_headroom_moves_no_cable_and_one_more_does(path, pool_counts):
+    spec = _spec(path, **pool_counts)
+    for name in spec.fabrics:
+        room = headroom(spec, name, plan_hosts(spec))
+        if room is None:
+            continue
+        before = link_set(_fabric(spec, name))
+        at_limit = link_set(_fabric(_grown(spec, room.pool, room.nodes), name))
+        past = link_set(_fabric(_grown(spec, room.pool, room.nodes + 1), name))
+        assert before <= at_limit, f"{name}: growing by {room.nodes} moved {len(before - at_limit)} cables"
+        assert len(before - past) == room.moved > 0, f"{name}: the headroom stops before the real cliff"
+        assert room.su_nodes == {"lab": 2, "ishikari": 32 if name == "compute" else 16, "mid": 4}.get(
+            spec.name, room.su_nodes)
+
+
+def test_without_service_hosts_a_pool_grows_by_whole_sus_while_the_spines_hold():
+    """B200 SuperPOD at 3 SUs has 16 spines, as at 4 SUs: the fourth SU only adds cables; the fifth needs 32."""
+    spec = _spec(VALID / "fabric-superpod-b200.yaml", dgx=70)
+    room = headroom(spec, "compute", plan_hosts(spec))
+    assert room.nodes == 128 - 70 and room.changes == ("spines 16 -> 32", "new scalable unit")
+
+
+def test_service_hosts_past_a_full_three_tier_fabric_are_a_shown_cliff():
+    """511 DGX H100 and the UFM appliances fill 16 SUs (4 pods of 32 leaves): no node more fits without moving a
+    cable. The 512th sends the UFM ports to a leaf of their own, a fifth pod: 97 switches for four ports."""
+    spec = _spec(VALID / "fabric-superpod-h100.yaml", dgx=511)
+    room = headroom(spec, "compute", plan_hosts(spec))
+    assert room.nodes == 0 and room.added == 1 + 32 + 64
+    assert room.changes == ("spines 128 -> 160", "cores 64 -> 128", "service hosts moved to a leaf of their own")
+    from gpucloud.checks.fabric import service_leaf
+
+    [warning] = service_leaf(_spec(VALID / "fabric-superpod-h100.yaml", dgx=512))
+    assert "adds 97 switch(es)" in warning.message and "1 node slot(s) free" in warning.hint
+
+
+def _ndr200(spec):
+    """The DGX SuperPOD H100 layout with NDR200 adapters on split QM9700 ports."""
+    pools = tuple(dataclasses.replace(p, model="hgx-h100-8-ndr200") if p.name == "dgx" else p for p in spec.pools)
+    fabric = dataclasses.replace(spec.fabrics["compute"], rate="ndr200")
+    return dataclasses.replace(spec, pools=pools, fabrics={"compute": fabric})
+
+
+def _bom(fp):
+    from gpucloud.render.fabric import bom_csv
+
+    rows = list(csv.DictReader(io.StringIO(bom_csv(fp).decode())))
+    return {(r["category"], r["tier"]): int(r["quantity"]) for r in rows}
+
+
+def test_split_host_ports_keep_full_rate_uplinks_and_count_splitters():
+    """At NDR200 only host ports are split: a leaf of 32 NDR200 hosts needs 16 uplinks at 400G (512 leaf-spine
+    cables at 4 SUs, not 1,024 at 200G), and a splitter serves two host ports, so 1,020 host links are 512 cables."""
+    fp = _fabric(_ndr200(_spec(VALID / "fabric-superpod-h100.yaml")))
+    assert fp.rate == "ndr200" and fp.step == 2 and fp.leaf_up == 16
+    assert (fp.count(1), fp.count(2), fp.count(3)) == (32, 8, 0)
+    assert len(fp.endpoints) == 127 * 8 + 4
+    assert fp.cable_counts() == {"node_leaf": 512, "leaf_spine": 512, "spine_core": 0}
+    _balanced(fp)
+    _ports_unique(fp)
+    _non_blocking(fp)
+    # uplinks take whole 400G ports (the first logical half, odd numbers) in cages of their own, above the hosts
+    assert all(p % 2 == 1 and p > fp.leaf_down for p in fp.lo_port) and all(p % 2 == 1 for p in fp.hi_port)
+    bom = _bom(fp)
+    assert bom[("cable", "node_leaf")] == 512 and bom[("cable", "leaf_spine")] == 512
+    # 16 host ports (8 cages) and 16 uplinks (8 cages) per leaf; 64 full-rate ports (32 cages) per spine
+    assert bom[("transceiver", "switch cage to hosts")] == 32 * 8
+    assert bom[("transceiver", "switch cage to switches")] == 32 * 8 + 8 * 32
+    assert bom[("transceiver", "host adapter")] == 127 * 8 + 4
+
+
+def test_dgx_transceivers_are_counted_per_twin_port_cage():
+    """DGX SuperPOD H100 RA, 4 SUs: 508 twin-port transceivers for 127 DGX H100 (four OSFP cages for eight ports)
+    plus 4 for the UFM appliances, not 1,020."""
+    bom = _bom(_fabric(_spec(VALID / "fabric-superpod-h100.yaml")))
+    assert bom[("transceiver", "host cage")] == 508 and bom[("transceiver", "host adapter")] == 4
+    assert bom[("cable", "node_leaf")] == 1020 and bom[("cable", "leaf_spine")] == 1024
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_cabling_bom_and_plan_md_agree(split):
+    from gpucloud.render.fabric import cabling_csv
+    from gpucloud.render.plan_md import _bom as plan_bom
+
+    spec = _spec(VALID / "fabric-superpod-h100.yaml", dgx=95)
+    spec = _ndr200(spec) if split else spec
+    plan = build_plan(spec)
+    fp = plan.fabrics[0]
+    rows = list(csv.DictReader(io.StringIO(cabling_csv(fp).decode())))
+    # legs of one splitter share the switch's cage/port
+    cables = {t: len({(r["b_device"], r["b_port"].rsplit("/", 1)[0] if split else r["b_port"]) if t == "node_leaf"
+                      else (r["a_device"], r["a_port"]) for r in rows if r["tier"] == t})
+              for t in ("node_leaf", "leaf_spine", "spine_core")}
+    bom = _bom(fp)
+    assert cables == {t: bom.get(("cable", t), 0) for t in cables}
+    line = next(ln for ln in plan_bom(plan) if ln.startswith("| cables (compute fabric)"))
+    assert f"| {sum(cables.values()):,} |" in line
+
+
+def _reordered(spec):
+    return dataclasses.replace(spec, pools=tuple(reversed(spec.pools)))
+
+
+@pytest.mark.parametrize("path", [VALID / "fabric-mid.yaml", CLUSTERS / "abci3.yaml",
+                                  VALID / "fabric-superpod-h100.yaml"])
+def test_reordering_pools_gives_the_same_fabric(path):
+    spec = _spec(path)
+    for name in spec.fabrics:
+        a, b = _fabric(spec, name), _fabric(_reordered(spec), name)
+        assert [s.name for s in a.switches] == [s.name for s in b.switches]
+        assert link_set(a) == link_set(b) and a.rate == b.rate and a.rails == b.rails
+
+
+def _mixed(rails: bool):
+    spec = _spec(VALID / "fabric-mid.yaml")
+    model = "h100-4" if rails else "hgx-h100-8-ndr200"
+    return dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, model=model) if p.name == "b" else p
+                                                 for p in spec.pools))
+
+
+def test_mixed_rates_are_refused_at_the_pool_whatever_the_order():
+    from gpucloud.checks.fabric import mixed_rate
+
+    for spec in (_mixed(False), _reordered(_mixed(False))):
+        found = list(mixed_rate(spec))
+        assert [(f.check, f.level, f.path) for f in found] == [
+            ("fabric-mixed-rate", "error", (*spec.pool("b").path, "model"))]
+        assert "ndr200" in found[0].message and "set fabric.compute.rate" in found[0].hint
+        assert _fabric(spec).rate == "ndr"  # the fastest adapter, never the first pool's
+    # NDR nodes on split NDR200 ports are refused too
+    spec = _spec(VALID / "fabric-mid.yaml")
+    spec = dataclasses.replace(spec, fabrics={"compute": dataclasses.replace(spec.fabrics["compute"], rate="ndr200")})
+    assert {f.path[1] for f in mixed_rate(spec)} == {0, 1}
+
+
+def test_mixed_rails_plan_leaves_only_for_used_rails():
+    """A 4-HCA pool on an 8-rail fabric gets 4 leaves per SU, not 8 with 4 empty ones that still take uplinks."""
+    fp = _fabric(_mixed(True))
+    used = {e.leaf for e in fp.endpoints}
+    assert all(i in used for i, s in enumerate(fp.switches) if s.tier == 1)
+    su3 = sorted(s.name for s in fp.switches if s.tier == 1 and s.group == 3)
+    assert su3 == [f"c-leaf-su003-r{r}" for r in range(4)]
+    sh = shape(_mixed(True), "compute")
+    assert (sh.leaves, sh.spines) == (fp.count(1), fp.count(2))
+    _balanced(fp)
+    _ports_unique(fp)

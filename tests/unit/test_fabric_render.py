@@ -74,12 +74,13 @@ def test_bom_counts_twin_port_cages():
     plan = _plan("lab")
     rows = list(csv.DictReader(io.StringIO(render_fabric.bom_csv(plan.fabrics[0]).decode())))
     by = {(r["category"], r["tier"]): int(r["quantity"]) for r in rows}
-    assert by[("switch", "leaf")] == 8 and by[("switch", "spine")] == 1
-    # each lab leaf: hosts on ports 1-2 (cage 1) and maybe 62 (cage 31), uplinks on 63-64 (cage 32); the spine
-    # takes 16 links in 8 cages
-    assert by[("transceiver", "switch cage to switches")] == 8 + 8
-    assert by[("transceiver", "switch cage to hosts")] == 8 + 2
-    assert by[("transceiver", "host adapter")] == 18
+    # 8 rail leaves and a service leaf for ctl01 and login01 (the gpu nodes fill the SU's two slots)
+    assert by[("switch", "leaf")] == 9 and by[("switch", "spine")] == 1
+    # each leaf: hosts on ports 1-2 (cage 1), uplinks on 63-64 (cage 32); the spine takes 18 links in 9 cages
+    assert by[("transceiver", "switch cage to switches")] == 9 + 9
+    assert by[("transceiver", "switch cage to hosts")] == 9
+    # a DGX H100-class node carries its 8 compute ports in 4 twin-port cages; ctl01 and login01 take one each
+    assert by[("transceiver", "host cage")] == 2 * 4 and by[("transceiver", "host adapter")] == 2
 
 
 def test_topology_conf_attaches_every_compute_node_once():
@@ -129,8 +130,8 @@ def test_verify_missing_cable_and_switch():
     gone = "\n\n".join(blk for blk in blocks if 'Switch\t64 "c-spine-002"' not in blk)
     gone = "\n".join(ln for ln in gone.splitlines() if '"c-spine-002"' not in ln)
     result = compare(fp, gone)
-    assert result.absent_devices == [("c-spine-002", 48)] and len(result.missing) == 48
-    assert "absent: c-spine-002 is not in the fabric (48 planned cable(s) missing with it)" in report(result)
+    assert result.absent_devices == [("c-spine-002", 50)] and len(result.missing) == 50
+    assert "absent: c-spine-002 is not in the fabric (50 planned cable(s) missing with it)" in report(result)
 
 
 def test_fabric_verify_cli_exit_codes(tmp_path):
