@@ -61,9 +61,11 @@ def of_folder(folder: Path, fabrics) -> dict[str, set[str]] | None:
     return out
 
 
-def _moved(old: dict, new: dict) -> dict[str, tuple[list[str], dict[tuple[str, str], str]]]:
-    """Per fabric: the old links that are gone although both their devices are still in the fabric (the cable is
-    moved), and where each of their ends is cabled now."""
+def _moved(old: dict, new: dict, removed: frozenset[str] = frozenset()
+           ) -> dict[str, tuple[list[str], dict[tuple[str, str], str]]]:
+    """Per fabric: the old links that are gone while one of their devices is still in the fabric (the cable is moved,
+    or pulled from a switch that goes away), and where each of their ends is cabled now. A link of a ``removed``
+    host goes with the host and is not counted here."""
     out = {}
     for name in sorted(set(old) & set(new)):
         o, n = old[name], new[name]
@@ -78,7 +80,7 @@ def _moved(old: dict, new: dict) -> dict[str, tuple[list[str], dict[tuple[str, s
         moved, ends = [], set()
         for link in sorted(gone):
             a, ap, b, bp = link.split("\t")
-            if a in devices and b in devices:
+            if (a in devices or b in devices) and a not in removed and b not in removed:
                 moved.append(link)
                 ends.update(((a, ap), (b, bp)))
         if not moved:
@@ -100,7 +102,9 @@ def moved_links(old_side, new_side) -> dict[str, tuple[list[str], dict[tuple[str
     key = id(old_side)
     if key not in cache:
         o, n = old_side.doc.get(LINKS), new_side.doc.get(LINKS)
-        cache[key] = _moved(o, n) if isinstance(o, dict) and isinstance(n, dict) else {}
+        removed = frozenset({h["name"] for h in old_side.doc.get("hosts", ())}
+                            - {h["name"] for h in new_side.doc.get("hosts", ())})
+        cache[key] = _moved(o, n, removed) if isinstance(o, dict) and isinstance(n, dict) else {}
     return cache[key]
 
 

@@ -221,15 +221,23 @@ def test_ipoib_mode_touches_only_hosts_on_the_fabric(tmp_path):
 
 
 def test_growth_that_moves_existing_cables_is_recabling_not_new_hosts_only(tmp_path):
-    # The lab's scalable unit is two nodes and its controller and login node sit on the free ports of the last SU.
-    # A third GPU node opens SU 2, and the planner moves both service hosts' cables to the SU 2 leaves.
+    # The lab's scalable unit is two nodes, full with gpu01-02; ctl01 and login01 sit on a service leaf. A third GPU
+    # node opens SU 2, whose free ports take the service hosts: their cables move and the service leaf with its two
+    # uplinks goes. The same 4 links the plan's headroom line announces (plan.md: "4 of 36 existing links moved").
     diff = changed("lab", lambda d: pool(d, "gpu").update(count=3), tmp_path)
     c = only(diff, section="fabric", field="existing links")
     assert c.impact is Impact.HARDWARE and c.step == 2 and c.action == "change"
-    assert c.note.startswith("recables 2 existing link(s): ctl01 mlx5_0: c-leaf-su001-r0 31/2 -> c-leaf-su002-r0 ")
+    assert c.note.startswith("recables 4 existing link(s): ctl01 mlx5_0: c-leaf-svc01 1/1 -> c-leaf-su002-r0 1/2; ")
+    assert "c-spine-001 9/1: c-leaf-svc01 32/1 -> c-leaf-su002-r0 32/1" in c.note
     assert c.hosts == "ctl01,login01" and c.host_count == 2
     grow = only(diff, section="pools", subject="pool gpu", field="hosts")
-    assert "new hosts only" not in grow.note and "2 existing fabric link(s) are recabled" in grow.note
+    assert "new hosts only" not in grow.note and "4 existing fabric link(s) are recabled" in grow.note
+
+
+def test_removed_hosts_take_their_cables_with_them(tmp_path):
+    """Shrinking a pool inside its scalable unit pulls the removed hosts' cables; no existing cable moves."""
+    diff = changed("ishikari", lambda d: pool(d, "gpu").update(count=248), tmp_path)
+    assert not [c for c in diff.changes if c.field == "existing links"]
 
 
 def test_growth_inside_a_scalable_unit_moves_no_cable(tmp_path):
@@ -295,5 +303,5 @@ def test_plan_folder_cabling_gives_the_same_links_as_the_spec(tmp_path):
     for rel, data in render_fabric.render(plan).items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(data)
-    assert of_folder(tmp_path, ["compute"]) == of_plan(plan) and len(of_plan(plan)["compute"]) == 34
+    assert of_folder(tmp_path, ["compute"]) == of_plan(plan) and len(of_plan(plan)["compute"]) == 36
     assert of_folder(tmp_path, ["storage"]) is None  # no cabling plan: the diff says links were not compared
