@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from gpucloud.findings import Finding, choices_hint, did_you_mean
 
@@ -46,21 +46,22 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _leaf_errors(errors: Iterable) -> list:
-    """Descend into oneOf/anyOf/if-then errors so users see the concrete problem, not 'is not valid under any'."""
-    out = []
+def _leaf_errors(errors: Iterable) -> Iterator:
+    """Descend into oneOf/anyOf/if-then errors so users see the concrete problem, not 'is not valid under any'.
+
+    A generator: each error becomes a finding and is dropped before the next is made (an error object holds a few
+    KB; 190,000 of them at once took 600 MB)."""
     for err in errors:
         if err.validator in ("oneOf", "anyOf") and err.context:
             # Keep the alternatives that got furthest (deepest path), like jsonschema's best_match.
             depth = max(len(e.absolute_path) for e in err.context)
             deepest = [e for e in err.context if len(e.absolute_path) == depth]
             if depth > len(err.absolute_path):
-                out.extend(_leaf_errors(deepest))
+                yield from _leaf_errors(deepest)
             else:
-                out.append(err)
+                yield err
         else:
-            out.append(err)
-    return out
+            yield err
 
 
 def _property_names(subschema: dict) -> list[str]:
