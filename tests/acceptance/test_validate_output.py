@@ -35,3 +35,52 @@ def test_json_lists_every_finding(tmp_path):
     (result,) = json.loads(proc.stdout)["results"]
     assert len(result["findings"]) == 45 and result["valid"] is False
     assert {f["path"] for f in result["findings"]} == {f"$.tenants[0].users[{i}]" for i in range(45)}
+
+
+PASSWORD = "Hunter2-Sup3r-Secret"
+DB_PASSWORD = "mariadb-pa55-LITERAL"
+
+
+def test_a_long_list_is_not_echoed_in_the_message(tmp_path):
+    pools = "".join(f'  - {{name: p{i}, id: {i}, model: cpu-1u, count: 1, hostname: "p{i}n{{index}}"}}\n'
+                    for i in range(300))
+    spec = tmp_path / "pools.yaml"
+    spec.write_text("name: many\nnetworks:\n  management: {cidr: 10.0.0.0/16}\n  bmc: {cidr: 10.1.0.0/16}\n"
+                    f"node_pools:\n{pools}")
+    text = run_cli("validate", str(spec))
+    assert text.returncode == 1 and "Traceback" not in text.stderr
+    assert "$.node_pools: the list has 300 entries; at most 256 are allowed" in text.stderr
+    assert max(len(line) for line in text.stderr.splitlines()) < 200
+    js = json.loads(run_cli("validate", "--output", "json", str(spec)).stdout)
+    (finding,) = [f for f in js["results"][0]["findings"] if f["path"] == "$.node_pools"]
+    assert len(finding["message"]) < 100 and "p299" not in finding["message"]
+
+
+def test_a_literal_password_is_never_echoed(tmp_path):
+    spec = tmp_path / "secrets.yaml"
+    spec.write_text(_flow_provider(LAB))
+    outputs = {}
+    outputs["validate"] = run_cli("validate", str(spec))
+    outputs["validate json"] = run_cli("validate", "--output", "json", str(spec))
+    outputs["plan"] = run_cli("plan", str(spec), "--out", str(tmp_path / "plan"))
+    outputs["diff"] = run_cli("diff", str(CLUSTERS / "lab.yaml"), str(spec))
+    for name, proc in outputs.items():
+        assert "Traceback" not in proc.stderr, name
+        assert proc.returncode == (1 if name.startswith("validate") else 2), (name, proc.stderr)
+        both = proc.stdout + proc.stderr
+        assert PASSWORD not in both and DB_PASSWORD not in both, name
+    shown = outputs["validate"].stderr
+    # Both literal passwords are reported at their place, and a finding on the password's line shows it masked.
+    assert "$.provider.password: expected a mapping, got a literal value" in shown
+    assert "$.slurm.accounting.database_password: expected a mapping" in shown
+    assert "$.provider.username" in shown and "password: " + "*" * (len(PASSWORD) + 2) in shown
+    assert not (tmp_path / "plan").exists()
+
+
+def _flow_provider(lab: str) -> str:
+    """The lab spec with literal passwords, the BMC one on the same line as a user name that breaks the schema."""
+    start = lab.index("provider:\n")
+    spec = lab[:start] + f'provider: {{kind: redfish, username: "Admin User", password: "{PASSWORD}"}}\n'
+    spec = spec.replace("database_password: {secret: slurmdbd-db-password}", f"database_password: {DB_PASSWORD}")
+    assert PASSWORD in spec and DB_PASSWORD in spec
+    return spec
