@@ -84,3 +84,15 @@ def _flow_provider(lab: str) -> str:
     spec = spec.replace("database_password: {secret: slurmdbd-db-password}", f"database_password: {DB_PASSWORD}")
     assert PASSWORD in spec and DB_PASSWORD in spec
     return spec
+
+
+def test_examples_have_no_warnings():
+    """Every example in clusters/ is clean: a spec people copy must not teach them to ignore warnings."""
+    examples = sorted(str(p) for p in CLUSTERS.glob("*.yaml"))
+    proc = run_cli("validate", "--output", "json", "--fail-on", "warning", *examples)
+    results = json.loads(proc.stdout)["results"]
+    assert [r["file"] for r in results] == examples
+    noisy = {r["file"]: [(f["check"], f["line"], f["message"]) for f in r["findings"] if f["level"] != "info"]
+             for r in results}
+    assert noisy == {f: [] for f in examples}
+    assert proc.returncode == 0
