@@ -233,5 +233,20 @@ def validate(data: Any, raw: Mapping[tuple, str] | None = None) -> list[Finding]
     return list(findings.values())
 
 
-__all__ = ["validate", "schema", "schema_text", "did_you_mean", "secret_positions", "secret_position", "hides",
+def broken_sections(data: Mapping, findings: Iterable[Finding]) -> frozenset[str]:
+    """The top-level keys of the spec that an error falls in, or that are required and missing; '*' when an error
+    concerns the whole document. Everything else is schema-valid and can be checked."""
+    required = schema().get("required", [])
+    out = {key for key in required if key not in data}
+    for f in findings:
+        if f.level != "error":
+            continue
+        if f.path:
+            out.add(str(f.path[0]))
+        elif not f.message.startswith("missing required key"):
+            out.add("*")
+    return frozenset(out)
+
+
+__all__ = ["validate", "broken_sections", "schema", "schema_text", "did_you_mean", "secret_positions", "secret_position", "hides",
            "shorten"]

@@ -96,3 +96,33 @@ def test_examples_have_no_warnings():
              for r in results}
     assert noisy == {f: [] for f in examples}
     assert proc.returncode == 0
+
+
+def test_every_mistake_is_reported_in_one_run(tmp_path):
+    """Seven mistakes across the schema and five domains, each reported in the first run, and nothing else: no
+    follow-on finding from the unknown model, no check silenced by a mistake in another section."""
+    spec = tmp_path / "seven.yaml"
+    spec.write_text(LAB
+                    .replace('  cuda: "12.4"', "  cuda: 12.4")                                   # schema (software)
+                    .replace("  password: {secret: bmc-password}",
+                             '  password: {secret: bmc-password}\n  verify_tls: "no"')       # schema (provider)
+                    .replace("model: hgx-h100-8", "model: hgx-h100-9")                        # catalog
+                    .replace("bmc: {cidr: 10.101.0.0/22", "bmc: {cidr: 10.100.0.0/22")        # networks
+                    .replace("{name: debug, pools: [gpu],", "{name: debug, pools: [gpu], default: true,")  # slurm
+                    .replace("mount: /scratch,", "mount: /home,")                             # storage
+                    .replace("{name: teaching, partitions: [debug]", "{name: teaching, partitions: [GPU]"))  # tenants
+    proc = run_cli("validate", "--output", "json", str(spec))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    findings = json.loads(proc.stdout)["results"][0]["findings"]
+    assert sorted((f["check"], f["path"]) for f in findings) == [
+        ("catalog-model", "$.node_pools[0].model"),
+        ("filesystem-duplicate-mount", "$.storage[1].mount"),
+        ("network-overlap", "$.networks.management.cidr"),
+        ("reference-partition", "$.tenants[1].partitions[0]"),
+        ("schema", "$.provider.verify_tls"),
+        ("schema", "$.software.cuda"),
+        ("slurm-default-partition", "$.slurm.partitions[1].default"),
+    ]
+    hints = {f["check"]: f["hint"] for f in findings}
+    assert hints["catalog-model"] == "did you mean 'hgx-h100-8'?"
+    assert hints["reference-partition"] == "did you mean 'gpu'?"  # case ignored
