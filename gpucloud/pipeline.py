@@ -36,9 +36,10 @@ FIELD_SOURCES: dict[str, frozenset[str]] = {
     "name": frozenset({"name"}),
     "metadata": frozenset({"metadata"}),
     "networks": frozenset({"networks"}),
-    "pools": frozenset({"node_pools", "fabric"}),  # a pool's default fabric depends on the fabrics defined
+    # A pool's default fabric and Slurm's default topology depend on whether a compute fabric is defined.
+    "pools": frozenset({"node_pools", "fabric names"}),
     "fabrics": frozenset({"fabric"}),
-    "slurm": frozenset({"slurm", "name", "fabric"}),
+    "slurm": frozenset({"slurm", "name", "fabric names"}),
     "storage": frozenset({"storage"}),
     "tenants": frozenset({"tenants"}),
     "software": frozenset({"software"}),
@@ -47,6 +48,24 @@ FIELD_SOURCES: dict[str, frozenset[str]] = {
 }
 # What a required key that failed is replaced by, so the rest of the model can still be built.
 _STAND_INS = {"name": "invalid", "networks": {}, "node_pools": []}
+_STAND_IN_FABRIC = {"switch": "qm9700"}
+
+
+def _repaired(data: dict, broken: frozenset[str]) -> tuple[dict, frozenset[str]]:
+    """The data without its broken sections, with stand-ins where the model needs a value, and the parts of the
+    spec (FIELD_SOURCES' terms) that the model therefore does not reflect."""
+    repaired = {k: v for k, v in data.items() if k not in broken}
+    for key, stand_in in _STAND_INS.items():
+        repaired.setdefault(key, stand_in)
+    missing = set(broken)
+    fabric = data.get("fabric")
+    if "fabric" in broken:
+        if isinstance(fabric, dict):
+            # Pools and Slurm ask only whether a compute fabric exists; a stand-in keeps that answer.
+            repaired["fabric"] = {"compute": _STAND_IN_FABRIC} if "compute" in fabric else {}
+        else:
+            missing.add("fabric names")
+    return repaired, frozenset(missing)
 
 
 def _check_model(loaded: Loaded) -> tuple[Spec | None, frozenset[str]]:
@@ -68,9 +87,7 @@ def _check_model(loaded: Loaded) -> tuple[Spec | None, frozenset[str]]:
         return None, frozenset()
     else:
         broken = loaded.broken
-    repaired = {k: v for k, v in data.items() if k not in broken}
-    for key, stand_in in _STAND_INS.items():
-        repaired.setdefault(key, stand_in)
+    repaired, missing = _repaired(data, broken)
     if "compute" in repaired.get("fabric", {}):
         repaired["node_pools"] = [
             {**p, "fabric": "compute"} if p.get("model") not in catalog.SERVERS and "fabric" not in p else p
@@ -79,7 +96,7 @@ def _check_model(loaded: Loaded) -> tuple[Spec | None, frozenset[str]]:
         model = build(repaired, source=loaded.file)
     except Exception:  # a part left out that the rest cannot do without: check nothing rather than crash
         return None, frozenset()
-    return model, frozenset(f for f, sources in FIELD_SOURCES.items() if sources & broken)
+    return model, frozenset(f for f, sources in FIELD_SOURCES.items() if sources & missing)
 
 
 def check_spec(path: str | Path, ignore: tuple[str, ...] = ()) -> Checked:

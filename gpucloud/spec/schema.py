@@ -76,8 +76,15 @@ def secret_positions() -> tuple[tuple[str, ...], ...]:
     return tuple(sorted(found))
 
 
+@lru_cache(maxsize=1)
+def _secret_heads() -> frozenset:
+    return frozenset(pos[0] for pos in secret_positions() if pos)
+
+
 def secret_position(path: Sequence[str | int]) -> tuple | None:
     """The secret reference position at or above ``path``, or None when the path is not inside one."""
+    if not path or (path[0] not in _secret_heads() and "*" not in _secret_heads()):
+        return None
     for pos in secret_positions():
         if len(path) >= len(pos) and all(p == "*" or p == q for p, q in zip(pos, path)):
             return pos

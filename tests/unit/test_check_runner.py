@@ -3,11 +3,21 @@ the catalog lacks) says nothing rather than something misleading."""
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
+from pathlib import Path
+
 from conftest import CLUSTERS, EXAMPLES, ROOT
 from gpucloud.checks import _guarded, _run_one, all_checks, run_checks
 from gpucloud.findings import choices_hint, did_you_mean
-from gpucloud.pipeline import check_spec
-from gpucloud.spec import load
+from gpucloud.pipeline import FIELD_SOURCES, check_spec
+from gpucloud.spec import Spec, load
+
+def _write(text: str) -> Path:
+    path = Path(tempfile.mkdtemp()) / "spec.yaml"
+    path.write_text(text)
+    return path
+
 
 SPECS = [*EXAMPLES, *sorted((ROOT / "tests" / "specs" / "valid").glob("*.yaml")),
          *sorted((ROOT / "tests" / "specs" / "invalid").glob("*.yaml"))]
@@ -42,16 +52,21 @@ def test_schema_errors_do_not_stop_the_checks_of_other_sections(tmp_path):
     assert checked.spec is None  # nothing is planned from a spec with schema errors
 
 
-def test_a_broken_section_others_are_built_from_silences_their_checks(tmp_path):
-    """The fabric section decides every pool's default fabric: with it broken, no check that reads pools runs."""
+def test_a_broken_fabric_section_silences_the_checks_that_read_it():
     lab = (CLUSTERS / "lab.yaml").read_text()
-    spec = tmp_path / "fabric.yaml"
-    spec.write_text(lab.replace("    scalable_unit: 2\n", "    scalable_unit: two\n")
-                    .replace("{name: debug, pools: [gpu],", "{name: debug, pools: [gpus],"))
-    checks = {f.check for f in check_spec(spec).findings}
-    assert "schema" in checks
-    assert "reference-pool" not in checks  # reads pools, built with the broken fabric section
-    assert not {c for c in checks if c.startswith(("fabric-", "slurm-topology", "internal"))}
+    two_defaults = lab.replace("{name: debug, pools: [gpu],", "{name: debug, pools: [gpu], default: true,")
+    checks = {f.check for f in check_spec(_write(two_defaults.replace("    scalable_unit: 2\n",
+                                                                      "    scalable_unit: two\n"))).findings}
+    # Slurm and the pools only ask whether a compute fabric exists, which a broken fabric mapping still says.
+    assert checks == {"schema", "slurm-default-partition"}
+    start, end = two_defaults.index("fabric:\n"), two_defaults.index("slurm:\n")
+    unreadable = two_defaults[:start] + "fabric: [compute]\n" + two_defaults[end:]
+    checks = {f.check for f in check_spec(_write(unreadable)).findings}
+    assert checks == {"schema"}  # which fabrics exist is unknown now: Slurm's and the pools' checks wait
+
+
+def test_every_field_of_the_model_has_its_sources():
+    assert set(FIELD_SOURCES) == {f.name for f in dataclasses.fields(Spec)}
 
 
 def test_an_unknown_model_brings_no_follow_on_findings(tmp_path):
