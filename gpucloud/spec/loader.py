@@ -103,6 +103,7 @@ class _Builder:
         if node.tag not in (_MAP, _SEQ):
             self._error("yaml-tag", node, path, f"unsupported YAML tag {node.tag}",
                         "remove the explicit !tag; specs use plain YAML mappings and lists")
+            self._hide_unbuilt(node, path)
             return None
         self._open.add(id(node))
         try:
@@ -138,11 +139,29 @@ class _Builder:
                 self._error("yaml-duplicate-key", key_node, (*path, key),
                             f"duplicate key {key!r} (first defined on line {seen[key]})",
                             "remove one of the two; YAML would silently keep only the last")
+                self._hide_unbuilt(value_node, (*path, key))
                 continue
             seen[key] = key_node.start_mark.line + 1
             self.locations[(*path, key)] = self._mark(key_node)
             out[key] = self.build(value_node, (*path, key))
         return out
+
+    def _hide_unbuilt(self, node: yaml.Node, path: Path) -> None:
+        """Mask the values under a node that is reported but not built (a duplicate key's value, a tagged
+        collection): the source line is still shown, and a password written there must not be."""
+        if self.hide is None:
+            return
+        stack, seen = [(node, path)], 0
+        while stack and seen < MAX_NODES:
+            node, path = stack.pop()
+            seen += 1
+            if isinstance(node, yaml.ScalarNode):
+                if self.hide(path, node.value):
+                    self.hidden.append((node.start_mark, node.end_mark))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend((v, (*path, str(k.value))) for k, v in node.value if isinstance(k, yaml.ScalarNode))
 
     def _scalar_value(self, node: yaml.Node, path: Path) -> Any:
         value = self._scalar_of(node, path)

@@ -178,3 +178,12 @@ def test_hidden_values_are_masked_in_the_shown_text_keeping_columns():
     assert shown[0] == 'provider: {kind: redfish, username: "é", password: *********, verify_tls: false}'
     assert shown[3:] == ["    ***", "    *****", "last: 1"]
     assert loader.load_text(text, "x.yaml").text == text
+
+
+def test_a_repeated_or_tagged_secret_is_masked_too():
+    text = "provider:\n  password: {secret: bmc}\n  password: hunter2\nslurm:\n  pw: !!omap [{a: swordfish}]\n"
+    hide = lambda path, value: path[:2] in (("provider", "password"), ("slurm", "pw"))  # noqa: E731
+    result = loader.load_text(text, "x.yaml", hide)
+    assert {f.check for f in result.findings} == {"yaml-duplicate-key", "yaml-tag"}
+    assert "hunter2" not in result.text and "swordfish" not in result.text
+    assert "  password: {secret: ***}\n" in result.text  # the hide rule given here masks names too
