@@ -137,9 +137,6 @@ def _extravars(items: list[str]) -> tuple[dict, list[str]]:
 
 def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_vars: list[str],
             checked_or_exit: Callable, plan: Path | None = None) -> int:
-    from gpucloud.pipeline import plan_files
-    from gpucloud.write import write_tree
-
     try:
         values, files = _extravars(extra_vars)
     except ValueError as exc:
@@ -149,7 +146,20 @@ def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_
         print(f"error: inventory {inventory} does not exist", file=sys.stderr)
         print("  hint: write it with `gpucloud render SPEC`, or leave out --inventory to use the plan's", file=sys.stderr)
         return 2
+    # The run folder holds a plan copy and ansible-runner's env/extravars (the -e values): it is private (mkdtemp
+    # makes it 0700) and removed however the run ends, so nothing a run was given stays behind on the disk.
     work = Path(tempfile.mkdtemp(prefix="gpucloud-converge-"))
+    try:
+        return _converge(spec, limit, tags, check, inventory, values, files, checked_or_exit, plan, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _converge(spec: Path, limit, tags, check: bool, inventory: Path | None, values: dict, files: list[str],
+              checked_or_exit: Callable, plan: Path | None, work: Path) -> int:
+    from gpucloud.pipeline import plan_files
+    from gpucloud.write import write_tree
+
     if plan is None:
         checked = checked_or_exit(spec)
         plan = work / "plan"
@@ -159,7 +169,7 @@ def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_
         print("  hint: write one with `gpucloud plan SPEC --out DIR`", file=sys.stderr)
         return 2
     inventory = Path(inventory) if inventory is not None else Path(plan) / "inventory"
-    print(f"converging {spec} with the plan in {plan}; run files in {work}", file=sys.stderr)
+    print(f"converging {spec} with the plan in {plan}", file=sys.stderr)
     result = run(Path(plan), inventory, limit=limit, tags=tags, check=check, extravars=values, extra_args=files,
                  work=work)
     summary(result, sys.stdout)

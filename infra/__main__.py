@@ -11,7 +11,9 @@ import pulumi
 
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
-from gpucloud.stack import layout, program
+from gpucloud.render import render_all
+from gpucloud.stack import graph, layout, program
+from gpucloud.write import write_tree
 
 # Pulumi runs this program from infra/; the spec path in the config is relative to the project.
 PROJECT = Path(__file__).resolve().parent.parent
@@ -21,7 +23,11 @@ checked = check_spec(spec)
 if checked.fails("error"):
     raise pulumi.RunError(f"the spec has errors; run `gpucloud validate {spec}`")
 plan = build_plan(checked.spec, tuple(checked.findings))
-stacks = {data["stack"]: data for data in layout.stack_inputs(plan, layout.rendered_files(plan))}
+files = render_all(plan)
+# The configuration layers run the playbooks with the plan folder's inventory: the plan must be on disk, and it is
+# the same plan whose files the layer triggers hash.
+write_tree(PROJECT / graph.plan_path(plan.spec.name), files)
+stacks = {data["stack"]: data for data in layout.stack_inputs(plan, files)}
 name = config.get("stack") or pulumi.get_stack()
 if name not in stacks:
     raise pulumi.RunError(f"stack {name!r} is not part of {plan.spec.name}'s plan; its stacks: {', '.join(stacks)}")

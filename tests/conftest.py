@@ -8,6 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests must not pass or fail by chance: the same examples on every run and machine (derandomize derives the
+# seed from the test), no example database carried between runs, and no check that depends on the machine's speed
+# (deadline, too_slow). GPUCLOUD_HYPOTHESIS_PROFILE=hunt draws fresh random examples to look for new failures; a
+# failure found that way becomes an @example of its test.
+settings.register_profile("deterministic", derandomize=True, database=None, deadline=None, max_examples=100,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("hunt", derandomize=False, deadline=None, max_examples=2000,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile(os.environ.get("GPUCLOUD_HYPOTHESIS_PROFILE", "deterministic"))
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS = ROOT / "clusters"

@@ -4,6 +4,7 @@ hostnames (well-formed, unique across pools)."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 
 from gpucloud.checks import check
@@ -14,6 +15,7 @@ from gpucloud.findings import Finding, json_path
 _SPACE_PADDED = re.compile(r"\{(index|rack):([1-9])\}")
 _PADDED = re.compile(r"\{index:0([0-9])\}")
 MAX_LABEL = 63  # RFC 1035 label length
+MAX_NAME = 253  # RFC 1035 name length, written without the final dot
 
 
 def _duplicates(items, key, path_of, check_id, what, hint):
@@ -67,8 +69,9 @@ def filesystem_names(spec):
 
 @check("filesystem-duplicate-mount")
 def mount_points(spec):
-    """Two filesystems mounted at the same place."""
-    yield from _duplicates(spec.storage, lambda f: f.mount.rstrip("/") or "/", lambda f: (*f.path, "mount"),
+    """Two filesystems mounted at the same place (paths compared as the model normalises them: /scratch/. is
+    /scratch)."""
+    yield from _duplicates(spec.storage, lambda f: f.mount, lambda f: (*f.path, "mount"),
                            "filesystem-duplicate-mount", "mount point", "mount every filesystem at its own path")
 
 
@@ -95,6 +98,15 @@ def hostname_format(spec):
             yield Finding("hostname-format", "error", (*pool.path, "hostname"),
                           f"hostnames like {last!r} end with '-', which DNS does not allow",
                           "end the pattern with a letter, a digit or the {index} field")
+    # The longest full name on a network: the longest hostname (each pool's last index) plus the domain.
+    names = [pool.hostname_for(pool.start + pool.count - 1) for pool in spec.pools
+             if not _SPACE_PADDED.search(pool.hostname)]
+    longest = max(names, key=len, default="")
+    for net in spec.networks.values():
+        if net.domain and longest and len(longest) + 1 + len(net.domain) > MAX_NAME:
+            yield Finding("hostname-format", "error", (*net.path, "domain"),
+                          f"{longest}.{net.domain[:20]}... is {len(longest) + 1 + len(net.domain)} characters; a DNS "
+                          f"name holds {MAX_NAME}", f"use a domain of at most {MAX_NAME - 1 - len(longest)} characters")
 
 
 @check("hostname-width")
@@ -113,21 +125,28 @@ def hostname_width(spec):
 
 
 class _Group:
-    """Pools sharing one hostname pattern, ordered by their first index, for index -> pool lookups."""
+    """Pools sharing one hostname pattern, ordered by their first index, for index -> pools lookups.
+
+    Pools of one pattern may overlap (that is a collision of its own, reported by _same_pattern), so the pool that
+    starts last at or before an index is not the only candidate: every earlier pool whose range still reaches the
+    index is one too. ``reach[i]`` is the largest end among pools[0..i], so the walk back stops at the first pool
+    whose predecessors all end before the index; without overlaps that is one step."""
 
     def __init__(self, pattern: str, pools: list) -> None:
         self.pattern = pattern
         self.pools = sorted(pools, key=lambda p: (p.start, p.path))
         self.starts = [p.start for p in self.pools]
+        self.reach = list(itertools.accumulate((p.start + p.count for p in self.pools), max))
         self.hosts = sum(p.count for p in pools)
 
-    def owner(self, index: int):
+    def owners(self, index: int):
+        """Every pool of the group that builds ``index``."""
         i = bisect.bisect_right(self.starts, index) - 1
-        if i >= 0:
+        while i >= 0 and self.reach[i] > index:
             pool = self.pools[i]
             if index < pool.start + pool.count and index not in pool.exclude:
-                return pool
-        return None
+                yield pool
+            i -= 1
 
     def names(self):
         for pool in self.pools:
@@ -157,10 +176,10 @@ def _across_patterns(a: _Group, b: _Group):
     seen = set()
     for pool, name in small.names():
         index = parse(name, large.pattern, "index")
-        other = large.owner(index) if index is not None else None
-        if other is not None and (id(pool), id(other)) not in seen:
-            seen.add((id(pool), id(other)))
-            yield pool, other, name
+        for other in large.owners(index) if index is not None else ():
+            if (id(pool), id(other)) not in seen:
+                seen.add((id(pool), id(other)))
+                yield pool, other, name
 
 
 @check("hostname-collision")

@@ -1,4 +1,5 @@
-"""Checks: rack placement. Two machines in the same rack units, and hosts above the top of a standard rack.
+"""Checks: rack placement. Two machines in the same rack units, and hosts above the top of a standard rack; both
+are errors, since the racks could not be built as planned.
 
 A pool fills racks ``first .. first + ceil(count / nodes_per_rack) - 1`` with the same slot layout in every rack but
 the last (maybe partly filled), so two pools are compared by their rack-number ranges, not rack by rack.
@@ -101,8 +102,8 @@ def collisions(spec):
         if (first.order, later.order) in reported:
             continue
         reported.add((first.order, later.order))
-        # A warning: the plan is still consistent, but the racks cannot be built as written.
-        yield Finding("rack-collision", "warning", (*later.pool.path, "rack"),
+        # An error: the plan gives two machines one place, so the racks cannot be built or cabled as written.
+        yield Finding("rack-collision", "error", (*later.pool.path, "rack"),
                       f"pools {first.pool.name} and {later.pool.name} both use units {lo}-{hi} of rack {rack}",
                       "move one pool to other racks ('rack: {first: ...}' or 'name') or other units ('first_u')")
 
@@ -118,7 +119,10 @@ def height(spec):
         top = pool.rack.first_u + in_rack * model.rack_units - 1
         if top > RACK_UNITS:
             fit = max((RACK_UNITS - pool.rack.first_u + 1) // model.rack_units, 0)
-            yield Finding("rack-height", "warning", (*pool.path, "rack"),
+            # An error like a collision: the plan places machines in units that do not exist. A site with taller
+            # racks skips the check by name (--ignore rack-height).
+            yield Finding("rack-height", "error", (*pool.path, "rack"),
                           f"{in_rack} x {model.rack_units}U from unit {pool.rack.first_u} reach unit {top}; "
                           f"a standard rack has {RACK_UNITS}",
-                          f"at most {fit} per rack from unit {pool.rack.first_u}: lower nodes_per_rack or first_u")
+                          f"at most {fit} per rack from unit {pool.rack.first_u}: lower nodes_per_rack or first_u "
+                          "(racks taller than 48U: --ignore rack-height)")

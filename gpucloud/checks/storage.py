@@ -1,4 +1,8 @@
-"""Checks: storage. Quotas against capacity, LNet reachability, MGS NIDs, local NVMe, job scratch, project ids."""
+"""Checks: storage. Quotas against capacity, LNet reachability, MGS NIDs, local NVMe, job scratch, project ids,
+mount points and exports on system directories, filesystems mounted inside one another.
+
+Paths are compared in the model's one spelling (``normal_path``: '/scratch/.' is '/scratch', '/x/../etc' is '/etc').
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,36 @@ from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 from gpucloud.plan.storage import lustre_via, project_id
+
+
+# Directories of the operating system. A mount point at or below one hides (or is hidden by) what the node needs;
+# see docs/storage.md for the reasons. "/" itself is refused too.
+SYSTEM_DIRS = {
+    "/bin": "the operating system's programs", "/sbin": "the operating system's programs",
+    "/usr": "the operating system's programs and libraries", "/lib": "the operating system's libraries",
+    "/lib32": "the operating system's libraries", "/lib64": "the operating system's libraries",
+    "/libx32": "the operating system's libraries", "/boot": "the kernel and the boot loader",
+    "/etc": "the node's configuration", "/dev": "device files (devtmpfs)", "/proc": "the kernel's process table",
+    "/sys": "the kernel's sysfs", "/run": "runtime state on a tmpfs emptied at every boot",
+    "/root": "root's home, with the SSH keys that let the playbooks in",
+    "/tmp": "temporary files, which systemd-tmpfiles ages out and Slurm's job_container/tmpfs replaces per job",
+    "/var": "daemon state: the Slurm spool, munge, logs, container storage",
+}
+# An export is a path on the NFS server, which the plan does not build: data below /var (/var/nfs/home, a common
+# layout) is allowed there, but not /var itself nor its system subdirectories.
+EXPORT_DIRS = {**{d: why for d, why in SYSTEM_DIRS.items() if d != "/var"},
+               **{d: "daemon state" for d in ("/var/cache", "/var/lib", "/var/lock", "/var/log", "/var/run",
+                                                "/var/spool", "/var/tmp")}}
+
+
+def system_dir(path: str, dirs: dict[str, str]) -> str | None:
+    """The system directory that ``path`` (normalised) is, or lies below; "/" for the root itself."""
+    if path == "/":
+        return "/"
+    for d in dirs:
+        if path == d or path.startswith(d + "/"):
+            return d
+    return None
 
 
 def _model(spec, pool_name):
@@ -143,3 +177,68 @@ def nfs_quota(spec):
             yield Finding("storage-nfs-quota", "info", (*fs.path, "name"),
                           f"quotas of {', '.join(sorted(set(holders)))} on NFS {fs.name!r} are reported, not enforced",
                           "set quotas: xfs-project when the server exports XFS with project quotas")
+
+
+@check("storage-system-path")
+def system_paths(spec):
+    """Mount points or NFS exports on the root or a system directory (/etc, /var, /usr, /tmp, ...)."""
+    hint = "mount it at a path of its own, e.g. /scratch, /local, /lustre/<name>, /home or /opt/<name>"
+    for fs in spec.storage:
+        hit = system_dir(fs.mount, SYSTEM_DIRS)
+        if hit == "/":
+            yield Finding("storage-system-path", "error", (*fs.path, "mount"),
+                          f"{fs.name!r} would be mounted over the root filesystem", hint)
+        elif hit is not None:
+            where = "at" if fs.mount == hit else f"at {fs.mount}, inside"
+            yield Finding("storage-system-path", "error", (*fs.path, "mount"),
+                          f"{fs.name!r} would be mounted {where} {hit}, which holds {SYSTEM_DIRS[hit]}", hint)
+        export = fs.settings.get("export") if fs.kind == "nfs" else None
+        if export is None:
+            continue
+        hit = "/var" if export == "/var" else system_dir(export, EXPORT_DIRS)
+        if hit is not None:
+            what = "the server's root filesystem" if hit == "/" else \
+                f"{export}" + ("" if export == hit else f", inside {hit}") + " of the server"
+            yield Finding("storage-system-path", "error", (*fs.path, "export"),
+                          f"{fs.name!r} exports {what}: every client could read (and root write) its system files",
+                          "export a data directory of its own, e.g. /export/<name> or /srv/nfs/<name>")
+
+
+def _mounted_by(spec, fs) -> set[str]:
+    """Pools that mount ``fs``, or a superset: listed pools, else every pool (local scratch: the GPU pools whose
+    model has an NVMe data drive, as the storage planner chooses them)."""
+    if fs.pools is not None:
+        return set(fs.pools)
+    if fs.kind != "local":
+        return {p.name for p in spec.pools}
+    out = set()
+    for pool in spec.pools:
+        model = catalog.SERVERS.get(pool.model)
+        if model is None or (model.gpus and model.nvme_drives):
+            out.add(pool.name)
+    return out
+
+
+@check("storage-mount-nested")
+def nested_mounts(spec):
+    """A filesystem mounted inside another one on the same nodes: the roles mount them in their own order, so the
+    outer mount may hide the inner one, and the inner mount point would have to exist on the outer filesystem."""
+    by_mount = {}
+    for fs in spec.storage:
+        by_mount.setdefault(fs.mount, fs)  # the same path twice is filesystem-duplicate-mount
+    for fs in spec.storage:
+        if by_mount[fs.mount] is not fs or fs.mount == "/":
+            continue
+        parent = fs.mount
+        # Each ancestor but / (a filesystem on / is storage-system-path): linear in the depth of the path.
+        while parent := parent.rsplit("/", 1)[0]:
+            outer = by_mount.get(parent)
+            shared = sorted(_mounted_by(spec, fs) & _mounted_by(spec, outer)) if outer is not None else []
+            if shared:
+                more = f" and {len(shared) - 1} more" if len(shared) > 1 else ""
+                yield Finding("storage-mount-nested", "error", (*fs.path, "mount"),
+                              f"{fs.name!r} at {fs.mount} is inside {outer.name!r} at {outer.mount} on pool "
+                              f"{shared[0]}{more}",
+                              f"mount {fs.name} outside {outer.mount} (a path of its own, e.g. /scratch or "
+                              "/lustre/<name>), or list pools: so that no pool mounts both")
+                break

@@ -69,9 +69,8 @@ def pool_vars(plan: Plan, pool: str) -> dict:
     local = [s for s in st.local if s.pool == pool]
     if local:
         out.update(_local_vars(local[0]))
-        if local[0].md_device:  # Debian and Ubuntu read /etc/mdadm/mdadm.conf, the RHEL family /etc/mdadm.conf
-            rhel = plan.spec.software.os.startswith(("rocky", "rhel"))
-            out["local_scratch_mdadm_conf"] = "/etc/mdadm.conf" if rhel else "/etc/mdadm/mdadm.conf"
+        if local[0].md_device:  # the Debian family (every software.os the schema accepts) reads this one
+            out["local_scratch_mdadm_conf"] = "/etc/mdadm/mdadm.conf"
         if local[0].job_scratch:
             scripts = job_scratch_scripts(plan)
             out.update({"local_scratch_prolog": scripts[PROLOG].decode(), "local_scratch_epilog": scripts[EPILOG].decode(),

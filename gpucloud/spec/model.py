@@ -6,6 +6,7 @@ Each object keeps ``path``: where it came from in the spec, so checks and planne
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -26,6 +27,14 @@ def parse_size(text: str) -> int:
         raise ValueError(f"not a size: {text!r}")
     # Exact arithmetic: float() would round 1.1PB and overflow on a 400-digit number.
     return int(Fraction(m.group(1)) * SIZE_UNITS[m.group(2)])
+
+
+def normal_path(text: str) -> str:
+    """An absolute path in one spelling: '/scratch/.', '/scratch/', '//scratch' and '/x/../scratch' are '/scratch'.
+
+    posixpath.normpath, except that a leading '//' (which POSIX leaves to the system) is '/' as on Linux."""
+    path = posixpath.normpath(text)
+    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 def parse_duration_minutes(text: str) -> int | None:
@@ -158,7 +167,8 @@ class Filesystem:
     capacity: int | None  # bytes
     options: tuple[str, ...]
     path: Path
-    # kind-specific settings, as written (lustre: fsname, mgs, lnet, bandwidth; nfs: server, export, version, ...)
+    # kind-specific settings, as written (lustre: fsname, mgs, lnet, bandwidth; nfs: server, export, version, ...),
+    # except nfs export, normalised like mount
     settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -309,12 +319,15 @@ def _slurm(name: str, raw: dict, has_fabric: bool) -> Slurm:
 
 def _filesystem(i: int, raw: dict) -> Filesystem:
     common = {"name", "kind", "mount", "pools", "capacity", "options"}
+    settings = {k: v for k, v in sorted(raw.items()) if k not in common}
+    if isinstance(settings.get("export"), str):
+        settings["export"] = normal_path(settings["export"])
+    # Paths in one spelling, so that checks compare them and every planner and renderer writes the same one.
     return Filesystem(
-        name=raw["name"], kind=raw["kind"], mount=raw["mount"],
+        name=raw["name"], kind=raw["kind"], mount=normal_path(raw["mount"]),
         pools=tuple(raw["pools"]) if "pools" in raw else None,
         capacity=parse_size(raw["capacity"]) if "capacity" in raw else None,
-        options=tuple(raw.get("options", ())), path=("storage", i),
-        settings={k: v for k, v in sorted(raw.items()) if k not in common},
+        options=tuple(raw.get("options", ())), path=("storage", i), settings=settings,
     )
 
 

@@ -66,8 +66,15 @@ def layer_command(inventory: str, playbook: str, limit: str | None) -> str:
     return cmd + (f" --limit {limit}" if limit else "")
 
 
+def plan_path(cluster: str) -> str:
+    """Where the Pulumi program writes the cluster's plan before the layers run (as `gpucloud plan --out` would)."""
+    return f"plans/{cluster}"
+
+
 def inventory_path(cluster: str) -> str:
-    return f"inventory/{cluster}/hosts.yml"
+    # The plan folder's own inventory: its gpucloud_plan_dir ({{ inventory_dir }}/..) is the plan folder, where the
+    # roles find slurm/, fabric/ and storage/. inventory/<cluster>/ in the repository holds no such files.
+    return f"{plan_path(cluster)}/inventory/hosts.yml"
 
 
 def pool_kind(raw: dict[str, Any]) -> str:

@@ -103,17 +103,22 @@ def lustre_vars(tmp_path, **extra) -> dict:
     return v
 
 
-def test_lustre_client_skips_without_hca(tmp_path):
+def test_lustre_client_fails_without_hca(tmp_path):
+    """The plan mounts Lustre here: no HCA is a failed host, not a skipped role that reports ok."""
     need("ansible-playbook")
     if any(Path("/sys/class/infiniband").glob("*")):
         pytest.skip("this host has an InfiniBand HCA")
     result = converge(tmp_path, "lustre_client", lustre_vars(tmp_path))
+    assert result.rc != 0 and result.failed == 1, result.out[-3000:]
+    assert "the plan mounts scratch on this host but it cannot: no InfiniBand HCA" in result.out
+    assert not (tmp_path / "lustre.conf").exists() and not (tmp_path / "fstab").exists()
+    # A stand-in test host says so explicitly; only then are the hardware steps skipped.
+    result = converge(tmp_path, "lustre_client", lustre_vars(tmp_path, gpucloud_hardware_optional=True), 2)
     assert (result.rc, result.changed) == (0, 0), result.out[-3000:]
     assert "lustre_client: skipped, no InfiniBand HCA on this host" in result.out
-    assert not (tmp_path / "lustre.conf").exists() and not (tmp_path / "fstab").exists()
 
 
-def test_lustre_client_skips_without_module(tmp_path):
+def test_lustre_client_fails_without_module(tmp_path):
     need("ansible-playbook")
     sysfs_ib, sysfs_net = tmp_path / "sys-ib", tmp_path / "sys-net"
     (sysfs_ib / "mlx5_8").mkdir(parents=True)
@@ -123,11 +128,11 @@ def test_lustre_client_skips_without_module(tmp_path):
         pytest.skip("this host has the Lustre client module")
     v = lustre_vars(tmp_path, lustre_client_sysfs_infiniband=str(sysfs_ib), lustre_client_sysfs_net=str(sysfs_net))
     result = converge(tmp_path, "lustre_client", v)
-    assert (result.rc, result.changed) == (0, 0), result.out[-3000:]
-    assert "lustre_client: skipped, no Lustre client module" in result.out
+    assert result.rc != 0 and result.failed == 1, result.out[-3000:]
+    assert "but it cannot: no Lustre client module for this kernel" in result.out
     (sysfs_net / "ib9").rmdir()
     result = converge(tmp_path, "lustre_client", v, 2)
-    assert "LNet interface(s) ib9 missing" in result.out
+    assert result.rc != 0 and "but it cannot: LNet interface(s) ib9 missing" in result.out
 
 
 def test_lustre_client_configure_only_writes_the_plan(tmp_path):

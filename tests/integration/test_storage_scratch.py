@@ -137,11 +137,15 @@ def test_refuses_a_drive_with_another_filesystem(tmp_path, loops):
     assert sh("blkid", "-p", "-o", "value", "-s", "LABEL", loops[0]).stdout.strip() == "precious"
 
 
-def test_skips_where_the_drives_are_missing(tmp_path):
+def test_fails_where_the_drives_are_missing(tmp_path):
+    """Planned drives that are not there fail the host; only a stand-in test host may skip them, and says so."""
     need("ansible-playbook")
     v = pool_vars("lab", "gpu")
     v.update({"local_scratch_devices": [str(tmp_path / "nvme2n1")], "local_scratch_fstab": str(tmp_path / "fstab")})
     result = converge(tmp_path, "local_scratch", v)
+    assert result.rc != 0 and f"there is no block device at {tmp_path}/nvme2n1" in result.out, result.out[-3000:]
+    assert not (tmp_path / "fstab").exists()
+    result = converge(tmp_path, "local_scratch", {**v, "gpucloud_hardware_optional": True}, 2)
     assert (result.rc, result.changed) == (0, 0)
     assert f"skipped, no block device at {tmp_path}/nvme2n1" in result.out
     assert not (tmp_path / "fstab").exists()

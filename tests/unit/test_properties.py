@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,12 @@ def test_mutated_text_gives_findings_not_exceptions(name, draw):
 def test_examples_pass_the_pipeline_unchanged():
     for data in EXAMPLES.values():
         assert not [f for f in run_pipeline(copy.deepcopy(data)) if f.level == "error"]
+
+
+def test_property_tests_draw_the_same_examples_on_every_run():
+    """CI must not pass or fail by chance: the profile tests/conftest.py loads is derandomized and keeps no database."""
+    if os.environ.get("GPUCLOUD_HYPOTHESIS_PROFILE", "deterministic") != "deterministic":
+        pytest.skip("GPUCLOUD_HYPOTHESIS_PROFILE asks for a hunt with fresh random examples")
+    current = settings.default
+    assert current.derandomize is True and current.database is None and current.deadline is None
+    assert HealthCheck.too_slow in current.suppress_health_check

@@ -90,7 +90,7 @@ def test_layers_run_in_order_after_the_machines(lab_mocked):
     for before, after in zip(names, names[1:]):
         assert res[f"lab-layers-{after}"]["dependencies"] == [f"lab-layers-{before}"]
     slurm = res["lab-layers-slurm"]["inputs"]
-    assert slurm["create"] == "ansible-playbook -i inventory/lab/hosts.yml playbooks/slurm.yml"
+    assert slurm["create"] == "ansible-playbook -i plans/lab/inventory/hosts.yml playbooks/slurm.yml"
     assert res["lab-layers-slurm"]["options"]["replace_on_changes"] == ["triggers[*]"]
 
 
@@ -312,6 +312,11 @@ def test_infra_program_declares_the_planned_stack(lab):
                       for r in graph.stack_graph(data))
     # Same resources, and the same layer triggers as the plan's dry-run: preview agrees with the plan.
     assert declared == expected
+    # The layers' inventory is the plan folder's own, so the roles find the plan's files through gpucloud_plan_dir.
+    written = ROOT / graph.plan_path("lab")
+    assert (written / "plan.json").is_file() and (written / "storage" / "vars").is_dir()
+    assert (written / "inventory" / "hosts.yml").is_file()
+    assert "gpucloud_plan_dir: '{{ inventory_dir }}/..'" in (written / "inventory" / "group_vars" / "all.yml").read_text()
 
 
 def test_tls_settings():

@@ -1,0 +1,38 @@
+"""``gpucloud converge`` leaves nothing behind: its run folder (plan copy, -e values) is removed however it ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CLUSTERS
+from gpucloud import converge
+
+
+def _checked(spec):
+    from gpucloud.pipeline import check_spec
+
+    return check_spec(spec)
+
+
+@pytest.mark.parametrize("outcome", ["ok", "failed", "crash"])
+def test_run_folder_is_removed(monkeypatch, capsys, outcome):
+    seen = {}
+
+    def fake_run(plan_dir, inventory, *, work, extravars, **_kw):
+        seen["work"], seen["plan"], seen["vars"] = work, plan_dir, extravars
+        assert work.is_dir() and (plan_dir / "plan.json").is_file()  # the plan copy exists while Ansible runs
+        if outcome == "crash":
+            raise RuntimeError("ansible-runner died")
+        stats = {"ok": {"gpu01": 3}, "failures": {"gpu01": 1} if outcome == "failed" else {}}
+        return converge.Result(rc=0 if outcome == "ok" else 2, hosts=converge._stats(stats))
+
+    monkeypatch.setattr(converge, "run", fake_run)
+    args = (CLUSTERS / "lab.yaml", None, None, False, None, ["vault_slurmdbd_db_password=s3cret'pw"], _checked)
+    if outcome == "crash":
+        with pytest.raises(RuntimeError):
+            converge.run_cli(*args)
+    else:
+        assert converge.run_cli(*args) == (0 if outcome == "ok" else 1)
+    assert seen["vars"] == {"vault_slurmdbd_db_password": "s3cret'pw"}
+    assert not seen["work"].exists(), "the run folder with the plan copy and the -e values was left behind"
+    assert "s3cret" not in capsys.readouterr().err
