@@ -64,7 +64,10 @@ def text(findings: Iterable[Finding], sources: dict[str, str], out: TextIO, colo
         shown[key] += 1
         level = f"{_COLOURS[f.level]}{f.level}\033[0m" if colour else f.level
         where = f"{f.file}:{f.line}:{f.col}" if f.line else f.file
-        out.write(f"{where}: {level}[{f.check}] {f.json_path}: {f.message}\n")
+        path = f.json_path
+        if len(path) > MAX_SHOWN:  # a key of thousands of characters
+            path = path[:MAX_SHOWN - 3] + "..."
+        out.write(f"{where}: {level}[{f.check}] {path}: {f.message}\n")
         src = lines.line(f.file, f.line)
         if src is not None:
             shown_src, col = _window(src.expandtabs(1), f.col)

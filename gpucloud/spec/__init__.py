@@ -64,7 +64,7 @@ def _values(data: dict) -> list[Finding]:
 
 
 def load(path: str | FsPath) -> Loaded:
-    raw = loader.load_file(path, schema.hides)
+    raw = loader.load_file(path, schema.hides, schema.hides_key)
     result = Loaded(file=raw.file, spec=None, locations=raw.locations, data=raw.data, text=raw.text)
     result.findings.extend(raw.findings)
     if not raw.ok or raw.data is None:

@@ -41,6 +41,8 @@ _SEQ = "tag:yaml.org,2002:seq"
 
 # (path, value) -> whether the scalar may be a secret that reports must not show.
 Hide = Callable[[Path, Any], bool]
+# path -> whether the last key of the path may itself be a secret ('password: {S3cret}' is a mapping).
+HideKey = Callable[[Path], bool]
 
 
 @dataclass
@@ -69,9 +71,10 @@ class _TooLarge(Exception):
 class _Builder:
     """Turns a composed YAML node graph into dicts/lists/scalars with a location map."""
 
-    def __init__(self, file: str, hide: Hide | None = None) -> None:
+    def __init__(self, file: str, hide: Hide | None = None, hide_key: HideKey | None = None) -> None:
         self.file = file
         self.hide = hide
+        self.hide_key = hide_key
         self.hidden: list[tuple[yaml.Mark, yaml.Mark]] = []  # spans of the values to mask in the shown text
         self.locations: dict[Path, tuple[int, int]] = {}
         self.findings: list[Finding] = []
@@ -130,6 +133,8 @@ class _Builder:
                             "use a plain string as the key")
                 continue
             key = key_node.value if key_node.tag == _STR else str(key_node.value)
+            if self.hide_key is not None and self.hide_key((*path, key)):
+                self.hidden.append((key_node.start_mark, key_node.end_mark))
             if key_node.tag in (_BOOL, _NULL):
                 self._error("yaml-key-type", key_node, (*path, key),
                             f"key {key!r} is read by YAML as {'a boolean' if key_node.tag == _BOOL else 'null'}",
@@ -161,7 +166,11 @@ class _Builder:
             elif isinstance(node, yaml.SequenceNode):
                 stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
             elif isinstance(node, yaml.MappingNode):
-                stack.extend((v, (*path, str(k.value))) for k, v in node.value if isinstance(k, yaml.ScalarNode))
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode):
+                        if self.hide_key is not None and self.hide_key((*path, str(k.value))):
+                            self.hidden.append((k.start_mark, k.end_mark))
+                        stack.append((v, (*path, str(k.value))))
 
     def _scalar_value(self, node: yaml.Node, path: Path) -> Any:
         value = self._scalar_of(node, path)
@@ -259,7 +268,7 @@ def _masked(text: str, spans: list[tuple[yaml.Mark, yaml.Mark]]) -> str:
     return "".join(lines)
 
 
-def load_text(text: str, file: str, hide: Hide | None = None) -> Loaded:
+def load_text(text: str, file: str, hide: Hide | None = None, hide_key: HideKey | None = None) -> Loaded:
     result = Loaded(file=file, text=text)
     tab_findings = _tabs(text, file)
     if tab_findings:
@@ -307,7 +316,7 @@ def load_text(text: str, file: str, hide: Hide | None = None) -> Loaded:
                                        "start the file with 'name: <cluster>' and the other top-level keys",
                                        file, line, col))
         return result
-    builder = _Builder(file, hide)
+    builder = _Builder(file, hide, hide_key)
     builder.locations[()] = (1, 1)
     try:
         result.data = builder.build(node, ())
@@ -335,7 +344,7 @@ def load_text(text: str, file: str, hide: Hide | None = None) -> Loaded:
     return result
 
 
-def load_file(path: str | FsPath, hide: Hide | None = None) -> Loaded:
+def load_file(path: str | FsPath, hide: Hide | None = None, hide_key: HideKey | None = None) -> Loaded:
     file = str(path)
     try:
         # Read at most one byte past the limit: a size from stat() means nothing for /dev/zero or a pipe.
@@ -352,4 +361,4 @@ def load_file(path: str | FsPath, hide: Hide | None = None) -> Loaded:
     text, bad = _decode(raw, file)
     if bad:
         return Loaded(file=file, findings=[bad])
-    return load_text(text, file, hide)
+    return load_text(text, file, hide, hide_key)

@@ -106,6 +106,12 @@ def hides(path: Sequence[str | int], value: Any) -> bool:
     return not (rest == ("secret",) and isinstance(value, str) and _secret_name().fullmatch(value) is not None)
 
 
+def hides_key(path: Sequence[str | int]) -> bool:
+    """Whether the last key of ``path`` lies inside a secret reference and is not its ``secret`` key."""
+    pos = secret_position(path)
+    return pos is not None and len(path) > len(pos) and tuple(path[len(pos):]) != ("secret",)
+
+
 def shorten(text: str, limit: int = MAX_VALUE) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -156,6 +162,15 @@ def _size_message(v: str, inst: Any, bound: int) -> str:
            f" {bound:,} {'is' if bound == 1 else 'are'} allowed"
 
 
+def _unknown_key(path: tuple, key: str, allowed: list[str]) -> Finding:
+    if hides_key((*path, key)):
+        # '{S3cret}' is a mapping whose key is the password: neither the message nor the path may name it.
+        return Finding("schema", "error", path, "a key other than 'secret' (not shown: this is a secret's place)",
+                       "write a reference, {secret: <name>}, and keep the value itself in the secret store")
+    return Finding("schema", "error", (*path, key), f"unknown key {shorten(repr(key))}",
+                   choices_hint(key, allowed, "keys here"))
+
+
 def _finding(err, raw: Mapping[tuple, str] | None = None) -> Finding:
     """A finding for one schema error. Messages are built here, never taken from jsonschema: its messages quote the
     whole instance (a 50 KB list of pools, or a mapping holding a password)."""
@@ -166,9 +181,7 @@ def _finding(err, raw: Mapping[tuple, str] | None = None) -> Finding:
     if v == "additionalProperties":
         allowed = _property_names(err.schema)
         extras = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
-        key = extras[0] if extras else "?"
-        return Finding("schema", "error", (*path, key), f"unknown key {shorten(repr(key))}",
-                       choices_hint(key, allowed, "keys here"))
+        return _unknown_key(path, extras[0] if extras else "?", allowed)
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else "?"
         desc = err.schema.get("properties", {}).get(missing, {}).get("description", "")
@@ -232,8 +245,7 @@ def validate(data: Any, raw: Mapping[tuple, str] | None = None) -> list[Finding]
             # One finding per unknown key, each pointing at its own line.
             allowed = _property_names(err.schema)
             for key in sorted(set(err.instance) - set(allowed)):
-                g = Finding("schema", "error", (*tuple(err.absolute_path), key), f"unknown key {shorten(repr(key))}",
-                            choices_hint(key, allowed, "keys here"))
+                g = _unknown_key(tuple(err.absolute_path), key, allowed)
                 findings.setdefault((g.path, g.message), g)
             continue
         findings.setdefault((f.path, f.message), f)
@@ -255,5 +267,5 @@ def broken_sections(data: Mapping, findings: Iterable[Finding]) -> frozenset[str
     return frozenset(out)
 
 
-__all__ = ["validate", "broken_sections", "schema", "schema_text", "did_you_mean", "secret_positions", "secret_position", "hides",
-           "shorten"]
+__all__ = ["validate", "broken_sections", "schema", "schema_text", "did_you_mean", "secret_positions", "secret_position",
+           "hides", "hides_key", "shorten"]

@@ -63,3 +63,12 @@ def test_each_source_is_split_once_however_many_findings():
     report.text(_findings("schema", 500), {"spec.yaml": source}, out, per_check=0)
     assert CountingText.splits == 1
     assert "  500 |   - U499\n" in out.getvalue()
+
+
+def test_a_very_long_path_is_shortened_in_text():
+    out = io.StringIO()
+    key = "k" * 5000
+    report.text([Finding("schema", "error", ("metadata", key), "unknown key", "remove it", "spec.yaml", 3, 1)], {},
+                out)
+    first = out.getvalue().splitlines()[0]
+    assert len(first) < 200 and first.startswith("spec.yaml:3:1: error[schema] $.metadata.kkk")

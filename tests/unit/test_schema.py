@@ -161,3 +161,14 @@ def test_a_literal_password_is_not_quoted_in_schema_findings(tmp_path):
     assert password and "secret" in password[0].hint
     for f in findings:
         assert "12345678" not in f.message + f.hint
+
+
+def test_a_password_written_as_a_key_is_not_named(tmp_path):
+    """'password: {S3cretPass}' is a mapping whose only key is the password."""
+    spec = tmp_path / "key.yaml"
+    spec.write_text((ROOT / "tests" / "specs" / "valid" / "minimal.yaml").read_text()
+                    + "provider: {kind: redfish, username: admin, password: {S3cretPass}}\n")
+    loaded = load(spec)
+    assert loaded.findings and all("S3cretPass" not in f.message + f.hint + f.json_path for f in loaded.findings)
+    assert any(f.json_path == "$.provider.password" for f in loaded.findings)
+    assert "S3cretPass" not in loaded.text and "password: {**********}" in loaded.text
