@@ -4,7 +4,6 @@ the catalog lacks) says nothing rather than something misleading."""
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 from conftest import CLUSTERS, EXAMPLES, ROOT
@@ -13,8 +12,9 @@ from gpucloud.findings import choices_hint, did_you_mean
 from gpucloud.pipeline import FIELD_SOURCES, check_spec
 from gpucloud.spec import Spec, load
 
-def _write(text: str) -> Path:
-    path = Path(tempfile.mkdtemp()) / "spec.yaml"
+
+def _write(folder: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = folder / name
     path.write_text(text)
     return path
 
@@ -52,16 +52,16 @@ def test_schema_errors_do_not_stop_the_checks_of_other_sections(tmp_path):
     assert checked.spec is None  # nothing is planned from a spec with schema errors
 
 
-def test_a_broken_fabric_section_silences_the_checks_that_read_it():
+def test_a_broken_fabric_section_silences_the_checks_that_read_it(tmp_path):
     lab = (CLUSTERS / "lab.yaml").read_text()
     two_defaults = lab.replace("{name: debug, pools: [gpu],", "{name: debug, pools: [gpu], default: true,")
-    checks = {f.check for f in check_spec(_write(two_defaults.replace("    scalable_unit: 2\n",
-                                                                      "    scalable_unit: two\n"))).findings}
+    broken_value = two_defaults.replace("    scalable_unit: 2\n", "    scalable_unit: two\n")
+    checks = {f.check for f in check_spec(_write(tmp_path, broken_value)).findings}
     # Slurm and the pools only ask whether a compute fabric exists, which a broken fabric mapping still says.
     assert checks == {"schema", "slurm-default-partition"}
     start, end = two_defaults.index("fabric:\n"), two_defaults.index("slurm:\n")
     unreadable = two_defaults[:start] + "fabric: [compute]\n" + two_defaults[end:]
-    checks = {f.check for f in check_spec(_write(unreadable)).findings}
+    checks = {f.check for f in check_spec(_write(tmp_path, unreadable, "list.yaml")).findings}
     assert checks == {"schema"}  # which fabrics exist is unknown now: Slurm's and the pools' checks wait
 
 
