@@ -60,7 +60,7 @@ def _root(
     """gpucloud turns a cluster spec into hosts, fabric, Slurm, Ansible and Pulumi plans."""
 
 
-def _print_findings(checked_list, output: Output) -> None:
+def _print_findings(checked_list, output: Output, per_check: int | None = None) -> None:
     from gpucloud import report
 
     if output is Output.json:
@@ -75,7 +75,8 @@ def _print_findings(checked_list, output: Output) -> None:
         return
     colour = sys.stderr.isatty()
     for c in checked_list:
-        report.text(c.findings, {c.loaded.file: c.loaded.text}, sys.stderr, colour)
+        report.text(c.findings, {c.loaded.file: c.loaded.text}, sys.stderr, colour,
+                    report.PER_CHECK if per_check is None else per_check)
 
 
 def _summary(checked) -> str:
@@ -92,12 +93,15 @@ def validate(
     output: Output = typer.Option(Output.text, "--output", "-o", help="text or json."),
     fail_on: FailOn = typer.Option(FailOn.error, "--fail-on", help="Lowest finding level that fails validation."),
     ignore: List[str] = typer.Option([], "--ignore", help="Check id to skip (repeatable); see 'gpucloud checks'."),
+    max_per_check: int = typer.Option(20, "--max-per-check", min=0,
+                                      help="Findings of one check shown per file in text output, the rest counted "
+                                           "(0: all). JSON output lists every finding."),
 ) -> None:
     """Validate specs: schema, then semantic checks. Every mistake is reported at once."""
     from gpucloud.pipeline import check_spec
 
     checked = [check_spec(path, tuple(ignore)) for path in specs]
-    _print_findings(checked, output)
+    _print_findings(checked, output, max_per_check)
     if output is Output.text:
         for c in checked:
             typer.echo(_summary(c))

@@ -67,11 +67,17 @@ class Finding:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """A 'did you mean' hint, or '' when nothing is close."""
+    """A 'did you mean' hint, or '' when nothing is close. Case is ignored: 'GPU' finds 'gpu'."""
     options = sorted({str(c) for c in candidates})
-    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
+    folded: dict[str, str] = {}
+    for option in options:
+        folded.setdefault(option.casefold(), option)
+    key = str(word).casefold()
+    if key in folded and folded[key] != word:
+        return f"did you mean '{folded[key]}'?"
+    close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
+    if close and folded[close[0]] != word:
+        return f"did you mean '{folded[close[0]]}'?"
     return ""
 
 

@@ -23,6 +23,8 @@ class Loaded:
     locations: dict[Path, tuple[int, int]] = field(default_factory=dict)
     data: Any = None
     text: str = ""
+    # Top-level keys of data with a schema or value error (or required and missing); '*' for the whole document.
+    broken: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -62,16 +64,18 @@ def _values(data: dict) -> list[Finding]:
 
 
 def load(path: str | FsPath) -> Loaded:
-    raw = loader.load_file(path)
+    raw = loader.load_file(path, schema.hides, schema.hides_key)
     result = Loaded(file=raw.file, spec=None, locations=raw.locations, data=raw.data, text=raw.text)
     result.findings.extend(raw.findings)
     if not raw.ok or raw.data is None:
         return result
     problems = schema.validate(raw.data, raw.scalars)
-    if not problems:
-        problems = _values(raw.data)
+    broken = schema.broken_sections(raw.data, problems)
+    if "*" not in broken:  # the value checks of the sections the schema accepted
+        problems += _values({k: v for k, v in raw.data.items() if k not in broken})
     result.findings.extend(f.located(raw.file, raw.locations) for f in problems)
     if problems:
+        result.broken = broken | schema.broken_sections(raw.data, problems)
         return result
     try:
         result.spec = build(raw.data, source=raw.file)

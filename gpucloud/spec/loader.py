@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -39,12 +39,20 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
+# (path, value) -> whether the scalar may be a secret that reports must not show.
+Hide = Callable[[Path, Any], bool]
+# path -> whether the last key of the path may itself be a secret ('password: {S3cret}' is a mapping).
+HideKey = Callable[[Path], bool]
+
+
 @dataclass
 class Loaded:
     file: str
     data: Any = None
     locations: dict[Path, tuple[int, int]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    # The source as reports show it: the characters of every value that ``hide`` marks are replaced by '*' (same
+    # length, so columns still point at the right place).
     text: str = ""
     # The source text of every scalar YAML did not read as a string (12.10 is read as 12.1): hints quote it as written.
     scalars: dict[Path, str] = field(default_factory=dict)
@@ -63,8 +71,11 @@ class _TooLarge(Exception):
 class _Builder:
     """Turns a composed YAML node graph into dicts/lists/scalars with a location map."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, hide: Hide | None = None, hide_key: HideKey | None = None) -> None:
         self.file = file
+        self.hide = hide
+        self.hide_key = hide_key
+        self.hidden: list[tuple[yaml.Mark, yaml.Mark]] = []  # spans of the values to mask in the shown text
         self.locations: dict[Path, tuple[int, int]] = {}
         self.findings: list[Finding] = []
         self.scalars: dict[Path, str] = {}
@@ -95,6 +106,7 @@ class _Builder:
         if node.tag not in (_MAP, _SEQ):
             self._error("yaml-tag", node, path, f"unsupported YAML tag {node.tag}",
                         "remove the explicit !tag; specs use plain YAML mappings and lists")
+            self._hide_unbuilt(node, path)
             return None
         self._open.add(id(node))
         try:
@@ -121,6 +133,8 @@ class _Builder:
                             "use a plain string as the key")
                 continue
             key = key_node.value if key_node.tag == _STR else str(key_node.value)
+            if self.hide_key is not None and self.hide_key((*path, key)):
+                self.hidden.append((key_node.start_mark, key_node.end_mark))
             if key_node.tag in (_BOOL, _NULL):
                 self._error("yaml-key-type", key_node, (*path, key),
                             f"key {key!r} is read by YAML as {'a boolean' if key_node.tag == _BOOL else 'null'}",
@@ -130,13 +144,41 @@ class _Builder:
                 self._error("yaml-duplicate-key", key_node, (*path, key),
                             f"duplicate key {key!r} (first defined on line {seen[key]})",
                             "remove one of the two; YAML would silently keep only the last")
+                self._hide_unbuilt(value_node, (*path, key))
                 continue
             seen[key] = key_node.start_mark.line + 1
             self.locations[(*path, key)] = self._mark(key_node)
             out[key] = self.build(value_node, (*path, key))
         return out
 
+    def _hide_unbuilt(self, node: yaml.Node, path: Path) -> None:
+        """Mask the values under a node that is reported but not built (a duplicate key's value, a tagged
+        collection): the source line is still shown, and a password written there must not be."""
+        if self.hide is None:
+            return
+        stack, seen = [(node, path)], 0
+        while stack and seen < MAX_NODES:
+            node, path = stack.pop()
+            seen += 1
+            if isinstance(node, yaml.ScalarNode):
+                if self.hide(path, node.value):
+                    self.hidden.append((node.start_mark, node.end_mark))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
+            elif isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode):
+                        if self.hide_key is not None and self.hide_key((*path, str(k.value))):
+                            self.hidden.append((k.start_mark, k.end_mark))
+                        stack.append((v, (*path, str(k.value))))
+
     def _scalar_value(self, node: yaml.Node, path: Path) -> Any:
+        value = self._scalar_of(node, path)
+        if self.hide is not None and self.hide(path, value):
+            self.hidden.append((node.start_mark, node.end_mark))
+        return value
+
+    def _scalar_of(self, node: yaml.Node, path: Path) -> Any:
         tag = node.tag
         if tag == _STR:
             return node.value
@@ -211,7 +253,22 @@ def _too_deep(text: str, file: str) -> Finding | None:
     return None
 
 
-def load_text(text: str, file: str) -> Loaded:
+def _masked(text: str, spans: list[tuple[yaml.Mark, yaml.Mark]]) -> str:
+    """The text with every non-blank character inside the spans replaced by '*'."""
+    if not spans:
+        return text
+    lines = text.splitlines(keepends=True)
+    for start, end in spans:
+        for n in range(start.line, min(end.line, len(lines) - 1) + 1):
+            line = lines[n]
+            body = line.rstrip("\r\n\x85\u2028\u2029")
+            a = start.column if n == start.line else 0
+            b = end.column if n == end.line else len(body)
+            lines[n] = body[:a] + "".join(c if c.isspace() else "*" for c in body[a:b]) + body[b:] + line[len(body):]
+    return "".join(lines)
+
+
+def load_text(text: str, file: str, hide: Hide | None = None, hide_key: HideKey | None = None) -> Loaded:
     result = Loaded(file=file, text=text)
     tab_findings = _tabs(text, file)
     if tab_findings:
@@ -259,11 +316,12 @@ def load_text(text: str, file: str) -> Loaded:
                                        "start the file with 'name: <cluster>' and the other top-level keys",
                                        file, line, col))
         return result
-    builder = _Builder(file)
+    builder = _Builder(file, hide, hide_key)
     builder.locations[()] = (1, 1)
     try:
         result.data = builder.build(node, ())
     except _TooLarge as exc:
+        result.text = _masked(text, builder.hidden)
         # Point at the top-level key whose value blew up: that is where the multiplying aliases are used.
         where = exc.path[:1]
         line, col = builder.locations.get(where, (1, 1))
@@ -274,17 +332,19 @@ def load_text(text: str, file: str) -> Loaded:
         result.data = None
         return result
     except RecursionError:
+        result.text = _masked(text, builder.hidden)
         result.findings.append(Finding("yaml-too-deep", "error", (), "the document is nested too deeply",
                                        "a spec is a handful of levels deep; check for recursive aliases", file, 1, 1))
         result.data = None
         return result
     result.locations = builder.locations
     result.scalars = builder.scalars
+    result.text = _masked(text, builder.hidden)
     result.findings.extend(builder.findings)
     return result
 
 
-def load_file(path: str | FsPath) -> Loaded:
+def load_file(path: str | FsPath, hide: Hide | None = None, hide_key: HideKey | None = None) -> Loaded:
     file = str(path)
     try:
         # Read at most one byte past the limit: a size from stat() means nothing for /dev/zero or a pipe.
@@ -301,4 +361,4 @@ def load_file(path: str | FsPath) -> Loaded:
     text, bad = _decode(raw, file)
     if bad:
         return Loaded(file=file, findings=[bad])
-    return load_text(text, file)
+    return load_text(text, file, hide, hide_key)

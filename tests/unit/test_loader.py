@@ -165,3 +165,25 @@ def test_endless_input_is_cut_at_the_size_limit():
         pytest.skip("no /dev/zero here")
     (f,) = loader.load_file("/dev/zero").findings
     assert f.check == "spec-too-large"
+
+
+def test_hidden_values_are_masked_in_the_shown_text_keeping_columns():
+    text = ('provider: {kind: redfish, username: "é", password: "hunter2", verify_tls: false}\n'
+            "other:\n  secret: |\n    two\n    lines\nlast: 1\n")
+    hide = lambda path, value: path in (("provider", "password"), ("other", "secret"))  # noqa: E731
+    result = loader.load_text(text, "x.yaml", hide)
+    assert result.data["provider"]["password"] == "hunter2"  # the data is untouched
+    assert "hunter2" not in result.text and "two" not in result.text and "lines" not in result.text
+    shown = result.text.splitlines()
+    assert shown[0] == 'provider: {kind: redfish, username: "é", password: *********, verify_tls: false}'
+    assert shown[3:] == ["    ***", "    *****", "last: 1"]
+    assert loader.load_text(text, "x.yaml").text == text
+
+
+def test_a_repeated_or_tagged_secret_is_masked_too():
+    text = "provider:\n  password: {secret: bmc}\n  password: hunter2\nslurm:\n  pw: !!omap [{a: swordfish}]\n"
+    hide = lambda path, value: path[:2] in (("provider", "password"), ("slurm", "pw"))  # noqa: E731
+    result = loader.load_text(text, "x.yaml", hide)
+    assert {f.check for f in result.findings} == {"yaml-duplicate-key", "yaml-tag"}
+    assert "hunter2" not in result.text and "swordfish" not in result.text
+    assert "  password: {secret: ***}\n" in result.text  # the hide rule given here masks names too

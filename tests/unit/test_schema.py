@@ -125,3 +125,50 @@ def test_every_mistake_is_reported_at_once():
     paths = sorted(str(f.path) for f in schema.validate(data))
     assert paths == sorted(str(p) for p in [("name",), ("networks",), ("networks", "management", "vlan"),
                                             ("node_pools", 0, "count")])
+
+
+def test_secret_positions_come_from_the_schema():
+    """Every place the schema puts a secret reference, found through its $refs, not from a hand-kept list."""
+    positions = schema.secret_positions()
+    assert ("provider", "password") in positions
+    assert ("slurm", "accounting", "database_password") in positions
+    refs = json.dumps(schema.schema()).count('"$ref": "#/$defs/secret_ref"')
+    assert len(positions) >= refs
+
+
+def test_hides_values_inside_a_secret_reference_but_not_its_name():
+    assert schema.hides(("provider", "password"), "hunter2")
+    assert schema.hides(("slurm", "accounting", "database_password", "value"), "hunter2")
+    assert schema.hides(("provider", "password", "secret"), "Not a Name!")
+    assert not schema.hides(("provider", "password", "secret"), "bmc-password")
+    assert not schema.hides(("provider", "username"), "admin")
+
+
+def test_long_values_are_shortened_in_messages(tmp_path):
+    spec = tmp_path / "long.yaml"
+    spec.write_text((ROOT / "tests" / "specs" / "valid" / "minimal.yaml").read_text().replace(
+        "name: minimal", "name: " + "x" * 5000))
+    (finding,) = [f for f in load(spec).findings if f.path == ("name",)]
+    assert len(finding.message) < 120 and "..." in finding.message
+
+
+def test_a_literal_password_is_not_quoted_in_schema_findings(tmp_path):
+    spec = tmp_path / "pw.yaml"
+    spec.write_text((ROOT / "tests" / "specs" / "valid" / "minimal.yaml").read_text()
+                    + "provider: {kind: redfish, username: admin, password: 12345678, extra: 1}\n")
+    findings = load(spec).findings
+    password = [f for f in findings if f.path == ("provider", "password")]
+    assert password and "secret" in password[0].hint
+    for f in findings:
+        assert "12345678" not in f.message + f.hint
+
+
+def test_a_password_written_as_a_key_is_not_named(tmp_path):
+    """'password: {S3cretPass}' is a mapping whose only key is the password."""
+    spec = tmp_path / "key.yaml"
+    spec.write_text((ROOT / "tests" / "specs" / "valid" / "minimal.yaml").read_text()
+                    + "provider: {kind: redfish, username: admin, password: {S3cretPass}}\n")
+    loaded = load(spec)
+    assert loaded.findings and all("S3cretPass" not in f.message + f.hint + f.json_path for f in loaded.findings)
+    assert any(f.json_path == "$.provider.password" for f in loaded.findings)
+    assert "S3cretPass" not in loaded.text and "password: {**********}" in loaded.text
