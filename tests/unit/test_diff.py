@@ -263,7 +263,7 @@ def test_new_tenant_restarts_opensm_for_its_pkey_and_runs_the_scripts(tmp_path):
     assert main.impact is Impact.RECONFIGURE and "tenants.sh" in main.note
     assert set(expand(main.hosts)) == {"ctl01", "gpu01", "gpu02", "login01"}
     pkey = only(diff, section="tenants", subject="tenant vision", field="pkey")
-    assert pkey.impact is Impact.RESTART and pkey.hosts == "ctl01" and "partitions.conf" in pkey.note
+    assert pkey.impact is Impact.RESTART and pkey.hosts == "ctl01,login01" and "partitions.conf" in pkey.note
     quota = only(diff, section="tenants", subject="tenant vision", field="storage_quota.home")
     assert "storage/quota/home.sh" in quota.note
 
