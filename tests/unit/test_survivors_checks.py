@@ -1,4 +1,5 @@
-"""Rack boundaries the rest of the fast suite let through: a rack filled exactly to its top unit.
+"""Check boundaries the rest of the fast suite let through: a rack filled exactly to its top unit, overlapping
+networks after a smaller one and at a broadcast address, an exclude one past a pool's end, a 63-character hostname.
 
 Each test fails under a one-line bug listed in scripts/mutants.py.
 """
@@ -31,7 +32,8 @@ def heights(pools):
 ])
 def test_rack_filled_exactly_to_its_top_unit_is_fine(model, per_rack, first_u, top):
     assert RACK_UNITS == top
-    pool = {"name": "p", "model": model, "count": per_rack * 2, "rack": {"nodes_per_rack": per_rack, "first_u": first_u}}
+    pool = {"name": "p", "model": model, "count": per_rack * 2,
+            "rack": {"nodes_per_rack": per_rack, "first_u": first_u}}
     assert heights([pool]) == []
 
 
@@ -41,3 +43,44 @@ def test_one_unit_over_the_top_warns(model, per_rack, first_u, top):
     pool = {"name": "p", "model": model, "count": per_rack, "rack": {"nodes_per_rack": per_rack, "first_u": first_u}}
     (f,) = heights([pool])
     assert f.level == "warning" and f"reach unit {top}" in f.message and f.path[-1] == "rack"
+
+
+# --- networks, pools and names ---
+
+def ids(spec, check_id):
+    return [f for f in run_checks(spec) if f.check == check_id]
+
+
+def test_overlap_with_a_network_after_a_small_earlier_one_is_found():
+    # Sorted by start: management, bmc, storage. storage lies inside bmc, not inside the first network seen.
+    data = {"name": "t", "node_pools": [{"name": "gpu", "model": "hgx-h100-8", "count": 2}],
+            "networks": {"management": {"cidr": "10.0.0.0/24"}, "bmc": {"cidr": "10.1.0.0/16"},
+                         "storage": {"cidr": "10.1.5.0/24"}}}
+    assert schema.validate(data) == []
+    (f,) = ids(build(data), "network-overlap")
+    assert f.path == ("networks", "storage", "cidr") and "bmc" in f.message
+
+
+@pytest.mark.parametrize("offset, warns", [(0, False), (1, False), (2, True), (-1, True)])
+def test_excluded_index_one_past_the_last_is_outside_the_pool(offset, warns):
+    # start 5, count 2: indices 5 and 6; exclude 5 + 2 = 7 is one past the end.
+    pool = {"name": "gpu", "model": "hgx-h100-8", "count": 2, "start": 5, "exclude": [5 + offset]}
+    assert bool(ids(spec_of([pool]), "pool-exclude-range")) is warns
+
+
+@pytest.mark.parametrize("length, refused", [(63, False), (64, True)])
+def test_hostname_of_exactly_63_characters_is_a_dns_label(length, refused):
+    pattern = "n" * (length - 2) + "{index:02}"
+    spec = spec_of([{"name": "gpu", "model": "hgx-h100-8", "count": 2, "hostname": pattern}])
+    assert len(spec.pools[0].hostname_for(2)) == length
+    assert bool([f for f in ids(spec, "hostname-format") if "DNS label" in f.message]) is refused
+
+
+def test_a_host_network_at_the_broadcast_address_of_another_overlaps():
+    data = {"name": "t", "node_pools": [{"name": "gpu", "model": "hgx-h100-8", "count": 2}],
+            "networks": {"management": {"cidr": "10.0.0.0/24"}, "bmc": {"cidr": "10.0.0.255/32"}}}
+    assert schema.validate(data) == []
+    (f,) = ids(build(data), "network-overlap")
+    assert f.path == ("networks", "bmc", "cidr")
+    data["networks"]["bmc"]["cidr"] = "10.0.1.0/32"
+    assert ids(build(data), "network-overlap") == []

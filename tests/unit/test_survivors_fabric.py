@@ -1,5 +1,6 @@
 """Fabric details the rest of the fast suite let through: the order of fabrics in the spec, partition keys with the
-membership bit set, and a hyphenated tenant name in OpenSM's partitions.conf.
+membership bit set, a hyphenated tenant name in OpenSM's partitions.conf, leaf uplinks rounded up, divisors, and the
+rails of service leaves.
 
 Each test fails under a one-line bug listed in scripts/mutants.py.
 """
@@ -99,3 +100,43 @@ def test_hyphenated_tenant_gets_a_plain_word_partition_name():
     assert "llm_lab" in names and "llm-lab" not in text.replace("# tenant llm-lab", "")
     assert all(re.fullmatch(r"\w+", n) for n in names), names
     assert render_fabric._pname("univ-a.b c") == "univ_a_b_c"
+
+
+# --- leaf uplinks round up, and the smallest divisor at least a bound is the bound itself when it divides ---
+
+@pytest.mark.parametrize("su, ratio, up", [(3, "2:1", 2), (4, "3:1", 2), (2, "1:1", 2), (6, "2:1", 3)])
+def test_leaf_uplinks_round_up(tmp_path, su, ratio, up):
+    from gpucloud.plan.fabric import shape
+
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    data["fabric"]["compute"].update(scalable_unit=su, oversubscription=ratio)
+    checked = check_spec(_write(tmp_path, "spec", data))
+    assert not checked.fails("error"), [f.message for f in checked.findings if f.level == "error"]
+    sh = shape(checked.spec, "compute")
+    assert (sh.su, sh.up) == (su, up)
+
+
+def test_divisor_at_least():
+    from gpucloud.plan.fabric import divisor_at_least
+
+    assert [divisor_at_least(8, low) for low in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 4, 4, 8, 8, 8]
+    assert divisor_at_least(12, 5) == 6 and divisor_at_least(7, 3) == 7 and divisor_at_least(6, 0) == 1
+
+
+def test_service_leaves_beyond_the_free_ports_take_the_rails_in_turn():
+    # 16 x 8 rail-leaf ports hold GPU HCAs; the other 8 x 60 free ports and then 62-port service leaves take the
+    # 700 single-HCA service hosts: 4 service leaves, spread over the rails so that no plane gets them all.
+    data = {"name": "t",
+            "networks": {"management": {"cidr": "10.0.0.0/16", "pool_prefix": 22},
+                         "bmc": {"cidr": "10.1.0.0/16", "pool_prefix": 22},
+                         "ipoib": {"cidr": "10.64.0.0/12", "rail_prefix": 15, "pool_prefix": 22}},
+            "node_pools": [{"name": "gpu", "model": "hgx-h100-8", "count": 2, "roles": ["compute"]},
+                           {"name": "svc", "model": "cpu-1u", "count": 700, "roles": ["login"],
+                            "hostname": "svc{index:03}", "rack": {"name": "s{rack:02}", "nodes_per_rack": 40}}],
+            "fabric": {"compute": {"switch": "qm9700", "topology": "rail-optimized-fat-tree", "scalable_unit": 2,
+                                   "oversubscription": "1:1"}}}
+    assert schema.validate(data) == []
+    fp = build_plan(build(data)).fabrics[0]
+    svc = [(s.name, s.rail) for s in fp.switches if "-leaf-svc" in s.name]
+    assert svc == [("c-leaf-svc01", 0), ("c-leaf-svc02", 1), ("c-leaf-svc03", 2), ("c-leaf-svc04", 3)]
+    assert sum(e.service for e in fp.endpoints) == 700

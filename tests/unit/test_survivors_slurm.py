@@ -1,5 +1,6 @@
 """Slurm boundaries the rest of the fast suite let through: the RealMemory floor, DefCpuPerGPU/DefMemPerGPU over
-pools of different shapes, default_time equal to max_time, and topology/block on exactly Slurm 23.11.
+pools of different shapes, default_time equal to max_time, topology/block on exactly Slurm 23.11 (and tree without a
+fabric), and AllowAccounts for the owners of a dedicated pool.
 
 Each test fails under a one-line bug listed in scripts/mutants.py.
 """
@@ -131,3 +132,34 @@ def test_block_topology_before_23_11_is_refused(tmp_path):
         spec = lab(tmp_path, _block(version)).spec
         (f,) = [f for f in run_checks(spec) if f.check == "slurm-topology"]
         assert f.level == "error" and "23.11" in f.message, version
+
+
+# --- AllowAccounts: owners of a dedicated pool reach every partition over it ---
+
+def test_dedicated_pool_owner_is_allowed_on_every_partition_over_the_pool(tmp_path):
+    def edit(data):
+        data["tenants"].append({"name": "owners", "pools": ["gpu"], "users": ["dave"]})
+    conf = slurm_conf(lab(tmp_path, edit).spec)
+    assert partition_line(conf, "gpu")["AllowAccounts"] == "owners,research"
+    assert partition_line(conf, "debug")["AllowAccounts"] == "owners,research,teaching"
+
+
+# --- topology: tree needs a fabric to describe, block does not ---
+
+def _no_fabric(topology, version="23.11.10"):
+    def edit(data):
+        data.pop("fabric")
+        data["slurm"]["topology"] = topology
+        data["software"]["slurm"] = version
+    return edit
+
+
+def test_tree_topology_without_a_fabric_is_refused(tmp_path):
+    spec = lab(tmp_path, _no_fabric("tree")).spec
+    assert [f.level for f in run_checks(spec) if f.check == "slurm-topology" and "planned fabric" in f.message] == [
+        "error"]
+
+
+def test_block_topology_without_a_fabric_is_not_asked_for_one(tmp_path):
+    spec = lab(tmp_path, _no_fabric("block")).spec
+    assert [f for f in run_checks(spec) if f.check == "slurm-topology"] == []

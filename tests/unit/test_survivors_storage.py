@@ -1,4 +1,5 @@
-"""Local scratch written without ``raid:``: the documented raid0 default, in the plan and in the checks.
+"""Defaults and boundaries of storage: local scratch without ``raid:`` (raid0, in the plan and in the checks),
+Lustre without ``lnet:`` (the storage fabric when there is one), and quotas adding up to exactly the capacity.
 
 Each test here fails under a one-line bug of scripts/mutants.py that the rest of the fast suite let through.
 """
@@ -69,3 +70,50 @@ def test_one_drive_model_gets_the_raid0_note_whether_raid0_is_written_or_left_de
         assert local.md_device is None  # what the note says: no array over a single drive
     none = lab_spec(tmp_path, "none")
     assert [f for f in run_checks(none) if f.check == "storage-local-drives"] == []
+
+
+# --- Lustre goes over the storage fabric when there is one, else over the compute fabric ---
+
+def test_lustre_defaults_to_the_storage_fabric_when_the_spec_has_one(tmp_path):
+    from gpucloud.plan.storage import lustre_via
+
+    data = yaml.safe_load((CLUSTERS / "abci3.yaml").read_text())
+    specs = []
+    for written in (True, False):
+        for fs in data["storage"]:
+            if fs["kind"] == "lustre":
+                fs.pop("lnet", None)
+                if written:
+                    fs["lnet"] = "storage"
+        path = tmp_path / f"abci3-{written}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        checked = check_spec(path)
+        assert not checked.fails("error"), [f.message for f in checked.findings if f.level == "error"]
+        specs.append(checked.spec)
+    default = specs[1]
+    lustre = [fs for fs in default.storage if fs.kind == "lustre"]
+    assert lustre and {lustre_via(default, fs) for fs in lustre} == {"storage"}
+    # Left out, the same LNet as written out.
+    plans = [plan_storage(s, plan_hosts(s)) for s in specs]
+    assert plans[0].lnet == plans[1].lnet and plans[1].lnet
+    # Without a storage fabric, the compute fabric carries it.
+    compute_only = dataclasses.replace(default, fabrics={"compute": default.fabrics["compute"]})
+    assert {lustre_via(compute_only, fs) for fs in lustre} == {"compute"}
+
+
+# --- tenant quotas may add up to exactly the capacity ---
+
+def _quotas(tmp_path, research, teaching):
+    data = yaml.safe_load(yaml.safe_dump(LAB))
+    for tenant, quota in zip(data["tenants"], (research, teaching)):
+        tenant["storage_quota"] = {"home": quota}
+    path = tmp_path / "quota.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return [f for f in check_spec(path).findings if f.check == "storage-overcommit"]
+
+
+def test_quotas_adding_up_to_exactly_the_capacity_are_accepted(tmp_path):
+    assert next(f for f in LAB["storage"] if f["name"] == "home")["capacity"] == "20TiB"
+    assert _quotas(tmp_path, "12TiB", "8TiB") == []
+    (f,) = _quotas(tmp_path, "12TiB", "9TiB")
+    assert f.level == "error" and f.path[-1] == "capacity"
