@@ -9,7 +9,7 @@ records whether a test failed (killed) or all passed (survived). A survivor is a
     nice -n 19 python scripts/mutants.py            # every mutant, the score at the end; exit 1 below --min
     python scripts/mutants.py --list                # the sample, and whether each line still exists
     python scripts/mutants.py slurm-realmemory-floor verify-drain-flag   # some mutants only
-    python scripts/mutants.py --all-tests ...       # every fast test for each mutant (slower, finds fewer gaps)
+    python scripts/mutants.py --all-tests ...       # every fast test for each mutant (slower)
     python scripts/mutants.py --tests tests/unit/test_x.py ID ...   # does this file alone kill these mutants?
 
 A mutant whose original line is no longer in its file is reported as stale and fails the run: edit its entry when
@@ -35,8 +35,10 @@ AREAS = {
     "checks": ["tests/unit/test_checks.py", "tests/unit/test_survivors_checks.py"],
     "slurm": ["tests/unit/test_slurm_plan.py", "tests/golden/test_slurm_golden.py", "tests/unit/test_slurm_impact.py",
               "tests/unit/test_survivors_slurm.py"],
-    "slurm-checks": ["tests/unit/test_checks.py", "tests/unit/test_slurm_plan.py", "tests/unit/test_survivors_slurm.py"],
-    "fabric": ["tests/unit/test_fabric_plan.py", "tests/unit/test_fabric_render.py", "tests/unit/test_survivors_fabric.py"],
+    "slurm-checks": ["tests/unit/test_checks.py", "tests/unit/test_slurm_plan.py",
+                     "tests/unit/test_survivors_slurm.py"],
+    "fabric": ["tests/unit/test_fabric_plan.py", "tests/unit/test_fabric_render.py",
+               "tests/unit/test_survivors_fabric.py"],
     "fabric-checks": ["tests/unit/test_checks.py", "tests/unit/test_fabric_plan.py",
                       "tests/unit/test_survivors_fabric.py"],
     "storage": ["tests/unit/test_storage_plan.py", "tests/golden/storage/test_storage_golden.py",
@@ -69,8 +71,8 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
      "reserve = int(mem * MEMORY_RESERVE_FRACTION)", "slurm"),
     ("slurm-realmemory-round", "gpucloud/plan/slurm.py", "real = (mem - reserve) // 1024 * 1024",
      "real = mem - reserve", "slurm"),
-    ("slurm-allow-accounts", "gpucloud/plan/slurm.py", "if allowed or p.name in users_of:",
-     "if p.name in users_of:", "slurm"),
+    ("slurm-allow-owners", "gpucloud/plan/slurm.py", "allowed = {o for name in p.pools for o in owners.get(name, ())}",
+     "allowed: set[str] = set()", "slurm"),
     ("slurm-partition-gpus", "gpucloud/plan/slurm.py", "gpus=sum(g.count * g.gpus for g in members)",
      "gpus=sum(g.gpus for g in members)", "slurm"),
     ("slurm-accounts-sorted", "gpucloud/plan/slurm.py", "return tuple(sorted(out, key=lambda a: a.name))",
@@ -95,6 +97,9 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
     ("networks-overlap-edge", "gpucloud/checks/networks.py",
      "if furthest is not None and int(net.cidr.network_address) <= int(furthest.cidr.broadcast_address):",
      "if furthest is not None and int(net.cidr.network_address) < int(furthest.cidr.broadcast_address):", "checks"),
+    ("networks-overlap-furthest", "gpucloud/checks/networks.py",
+     "if furthest is None or int(net.cidr.broadcast_address) > int(furthest.cidr.broadcast_address):",
+     "if furthest is None:", "checks"),
     ("networks-last-block", "gpucloud/checks/networks.py", "if pool.id + 1 >= blocks:", "if pool.id + 1 > blocks:",
      "checks"),
     ("networks-block-full", "gpucloud/checks/networks.py", "elif pool.count > capacity:",
@@ -114,7 +119,7 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
     ("fabric-rail-of-port", "gpucloud/plan/fabric.py", "rail = n % rails if rail_opt else -1",
      "rail = n // rails if rail_opt else -1", "fabric"),
     ("fabric-divisor-range", "gpucloud/plan/fabric.py", "for d in range(max(1, low), n + 1):",
-     "for d in range(max(1, low), n):", "fabric"),
+     "for d in range(max(1, low) + 1, n + 1):", "fabric"),
     ("fabric-default-pkey", "gpucloud/plan/fabric.py", "DEFAULT_PKEY = 0x7FFF", "DEFAULT_PKEY = 0xFFFF", "fabric"),
     ("fabric-pkey-membership-bit", "gpucloud/checks/fabric.py",
      "if tenant.pkey is not None and (tenant.pkey & 0x7FFF) in reserved:",
@@ -123,8 +128,8 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
      "if sh.su + sh.up >= sh.radix:", "fabric-checks"),
     ("fabric-partition-name", "gpucloud/render/fabric.py", 'c.isalnum() or c == "_" else "_"',
      'c.isalnum() or c in "_-" else "_"', "fabric"),
-    ("fabric-spec-order", "gpucloud/spec/model.py", 'for name, raw in sorted(data.get("fabric", {}).items())}',
-     'for name, raw in data.get("fabric", {}).items()}', "review"),
+    ("fabric-spec-order", "gpucloud/plan/fabric.py", "for name in sorted(spec.fabrics)", "for name in spec.fabrics",
+     "review"),
     # plan/storage.py, checks/storage.py
     ("storage-raid-default", "gpucloud/plan/storage.py", 'raid=fs.settings.get("raid", "raid0")',
      'raid=fs.settings.get("raid", "none")', "storage"),
@@ -143,8 +148,8 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
      '"cluster_name": (Impact.RESTART, _CTL,', "diff"),
     ("diff-mtu", "gpucloud/diff/intent.py", '"mtu": (Impact.DRAIN_REBOOT, _ALL,', '"mtu": (Impact.RESTART, _ALL,',
      "diff"),
-    ("diff-vlan", "gpucloud/diff/intent.py", '"vlan": (Impact.DRAIN_REBOOT, _ALL,', '"vlan": (Impact.RECONFIGURE, _ALL,',
-     "diff"),
+    ("diff-vlan", "gpucloud/diff/intent.py", '"vlan": (Impact.DRAIN_REBOOT, _ALL,',
+     '"vlan": (Impact.RECONFIGURE, _ALL,', "diff"),
     ("diff-ipoib-mode", "gpucloud/diff/intent.py", '"mode": (Impact.DRAIN_REBOOT, _ALL,',
      '"mode": (Impact.RESTART, _ALL,', "diff"),
     # verify/compare.py
@@ -201,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("ids", nargs="*", help="mutant ids to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list the sample and check every original line exists")
     ap.add_argument("--all-tests", action="store_true", help="run every fast test for each mutant, not its area's")
-    ap.add_argument("--tests", nargs="+", metavar="PATH", help="run these test files for every mutant instead")
+    ap.add_argument("--tests", action="append", metavar="PATH",
+                    help="run this test file for every mutant instead of its area's (repeatable)")
     ap.add_argument("--min", type=float, default=90.0, help="lowest acceptable score in percent (default 90)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per mutant before it counts as killed")
     ap.add_argument("--no-baseline", action="store_true", help="skip the run of the unmutated tests")
