@@ -39,10 +39,10 @@ def test_rack_filled_exactly_to_its_top_unit_is_fine(model, per_rack, first_u, t
 
 @pytest.mark.parametrize("model, per_rack, first_u, top", [
     ("hgx-h100-8", 6, 2, 49), ("cpu-1u", 2, 48, 49), ("cpu-2u", 23, 4, 49)])
-def test_one_unit_over_the_top_warns(model, per_rack, first_u, top):
+def test_one_unit_over_the_top_is_refused(model, per_rack, first_u, top):
     pool = {"name": "p", "model": model, "count": per_rack, "rack": {"nodes_per_rack": per_rack, "first_u": first_u}}
     (f,) = heights([pool])
-    assert f.level == "warning" and f"reach unit {top}" in f.message and f.path[-1] == "rack"
+    assert f.level == "error" and f"reach unit {top}" in f.message and f.path[-1] == "rack"
 
 
 # --- networks, pools and names ---
