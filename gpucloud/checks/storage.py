@@ -134,7 +134,7 @@ def local_drives(spec):
                 yield Finding("storage-local-drives", "error", (*fs.path, "pools", j),
                               f"pool {name} gets local scratch {fs.name!r}, but model {model.name} has no NVMe "
                               "data drive", "drop the pool from pools:")
-            elif model is not None and model.nvme_drives == 1 and fs.settings.get("raid") == "raid0":
+            elif model is not None and model.nvme_drives == 1 and fs.settings.get("raid", "raid0") == "raid0":
                 yield Finding("storage-local-drives", "info", (*fs.path, "raid"),
                               f"model {model.name} of pool {name} has one NVMe drive: RAID0 is skipped and the "
                               "drive is used directly", "set raid: none to say so")
