@@ -124,19 +124,20 @@ def test_divisor_at_least():
 
 
 def test_service_leaves_beyond_the_free_ports_take_the_rails_in_turn():
-    # 16 x 8 rail-leaf ports hold GPU HCAs; the other 8 x 60 free ports and then 62-port service leaves take the
-    # 700 single-HCA service hosts: 4 service leaves, spread over the rails so that no plane gets them all.
+    # 2 of the 32 node slots of the one SU hold GPU nodes; the other 30 slots x 8 rails and then service leaves of one
+    # SU's slots each (32 hosts, as blocking as a rail leaf) take the 368 single-HCA service hosts: 4 service leaves,
+    # spread over the rails so that no plane gets them all.
     data = {"name": "t",
             "networks": {"management": {"cidr": "10.0.0.0/16", "pool_prefix": 22},
                          "bmc": {"cidr": "10.1.0.0/16", "pool_prefix": 22},
                          "ipoib": {"cidr": "10.64.0.0/12", "rail_prefix": 15, "pool_prefix": 22}},
             "node_pools": [{"name": "gpu", "model": "hgx-h100-8", "count": 2, "roles": ["compute"]},
-                           {"name": "svc", "model": "cpu-1u", "count": 700, "roles": ["login"],
+                           {"name": "svc", "model": "cpu-1u", "count": 368, "roles": ["login"],
                             "hostname": "svc{index:03}", "rack": {"name": "s{rack:02}", "nodes_per_rack": 40}}],
-            "fabric": {"compute": {"switch": "qm9700", "topology": "rail-optimized-fat-tree", "scalable_unit": 2,
+            "fabric": {"compute": {"switch": "qm9700", "topology": "rail-optimized-fat-tree", "scalable_unit": 32,
                                    "oversubscription": "1:1"}}}
     assert schema.validate(data) == []
     fp = build_plan(build(data)).fabrics[0]
     svc = [(s.name, s.rail) for s in fp.switches if "-leaf-svc" in s.name]
     assert svc == [("c-leaf-svc01", 0), ("c-leaf-svc02", 1), ("c-leaf-svc03", 2), ("c-leaf-svc04", 3)]
-    assert sum(e.service for e in fp.endpoints) == 700
+    assert sum(e.service for e in fp.endpoints) == 368
