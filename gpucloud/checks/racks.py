@@ -13,6 +13,7 @@ from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.checks.patterns import may_share, parse
 from gpucloud.findings import Finding
+from gpucloud.spec.model import Rack
 
 RACK_UNITS = 48
 
@@ -103,9 +104,13 @@ def collisions(spec):
             continue
         reported.add((first.order, later.order))
         # An error: the plan gives two machines one place, so the racks cannot be built or cabled as written.
+        hint = "move one pool to other racks ('rack: {first: ...}' or 'name') or other units ('first_u')"
+        if first.pool.rack == later.pool.rack == Rack():
+            # Neither pool says where it stands: every such pool starts at the same place by default.
+            hint = (f"pools without a 'rack:' layout all start at unit {Rack().first_u} of rack {rack}; give "
+                    f"{later.pool.name} racks of its own, e.g. rack: {{name: \"{later.pool.name}{{rack:02}}\"}}")
         yield Finding("rack-collision", "error", (*later.pool.path, "rack"),
-                      f"pools {first.pool.name} and {later.pool.name} both use units {lo}-{hi} of rack {rack}",
-                      "move one pool to other racks ('rack: {first: ...}' or 'name') or other units ('first_u')")
+                      f"pools {first.pool.name} and {later.pool.name} both use units {lo}-{hi} of rack {rack}", hint)
 
 
 @check("rack-height")

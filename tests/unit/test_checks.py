@@ -200,6 +200,17 @@ def test_rack_collision_of_many_hosts_is_an_error():
     assert f.level == "error" and f.path == ("node_pools", 1, "rack") and "units 30-33 of rack r001" in f.message
 
 
+def test_pools_without_a_rack_layout_are_told_to_get_one():
+    """Every pool without 'rack:' starts at unit 2 of r001: the hint names that, not just 'move one pool'."""
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 4},
+                               {"name": "login", "model": "cpu-1u", "count": 1}])
+    (f,) = found(spec, "rack-collision")
+    assert "without a 'rack:' layout all start at unit 2 of rack r001" in f.hint and 'login{rack:02}' in f.hint
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 4},
+                               {"name": "login", "model": "cpu-1u", "count": 1, "rack": {"name": "login{rack:02}"}}])
+    assert found(spec, "rack-collision") == []
+
+
 @pytest.mark.parametrize("per_rack, errs", [(5, False), (6, True)])
 def test_rack_height(per_rack, errs):
     # 5 x 8U from unit 2 reach unit 41; 6 reach 49.
