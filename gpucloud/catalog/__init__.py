@@ -122,6 +122,8 @@ class SwitchModel:
 
 _H100_SOURCE = "NVIDIA H100 Tensor Core GPU data sheet (SXM5: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
 _H200_SOURCE = "NVIDIA H200 Tensor Core GPU data sheet (SXM: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
+_H100_NVL_SOURCE = ("NVIDIA H100 NVL data sheet (per GPU: 3,341 TFLOPS FP8 and 1,671 TFLOPS BF16 with sparsity, i.e. "
+                    "dense 1,670.5/835.5; 94 GB HBM3 at 3.9 TB/s; 350-400 W configurable)")
 _B200_SOURCE = "NVIDIA HGX B200 data sheet (8 GPUs: 18 PFLOPS BF16 and 36 PFLOPS FP8 dense, i.e. per GPU 2,250/4,500)"
 _B300_SOURCE = ("NVIDIA HGX B300 data sheet (8 GPUs: 36 PFLOPS BF16 and 72 PFLOPS FP8 with sparsity, i.e. dense per GPU "
                 "2,250/4,500; 288 GB HBM3e at 8 TB/s)")
@@ -129,6 +131,7 @@ _B300_SOURCE = ("NVIDIA HGX B300 data sheet (8 GPUs: 36 PFLOPS BF16 and 72 PFLOP
 
 GPUS: dict[str, GPU] = {key: replace(gpu, key=key) for key, gpu in {
     "h100-sxm5-80gb": GPU("NVIDIA H100 SXM5 80GB", 80, 3.35, 989.4, 1978.9, 700, _H100_SOURCE),
+    "h100-nvl-94gb": GPU("NVIDIA H100 NVL 94GB", 94, 3.9, 835.5, 1670.5, 400, _H100_NVL_SOURCE),
     "h200-sxm-141gb": GPU("NVIDIA H200 SXM 141GB", 141, 4.8, 989.4, 1978.9, 700, _H200_SOURCE),
     "b200-sxm-180gb": GPU("NVIDIA B200 180GB", 180, 8.0, 2250.0, 4500.0, 1000, _B200_SOURCE),
     "b300-sxm-288gb": GPU("NVIDIA B300 288GB", 288, 8.0, 2250.0, 4500.0, 1100, _B300_SOURCE),

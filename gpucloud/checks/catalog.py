@@ -45,3 +45,13 @@ def rails_per_gpu(spec):
                       f"pool {pool.name}: {model.gpus} GPUs but {model.rails} compute adapters; a rail-optimized "
                       "fabric gives each GPU an adapter of its own",
                       "set gpu.count and compute_hcas.count to the machine's real numbers")
+
+
+@check("catalog-switch")
+def unknown_switches(spec):
+    """A fabric names a switch that is not in the catalog."""
+    for fabric in spec.fabrics.values():
+        if fabric.switch not in catalog.SWITCHES and fabric.switch not in catalog.SWITCH_ALIASES:
+            yield Finding("catalog-switch", "error", (*fabric.path, "switch"),
+                          f"unknown switch model {fabric.switch!r}",
+                          choices_hint(fabric.switch, catalog.switch_names(), "switches"))
