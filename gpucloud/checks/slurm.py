@@ -99,6 +99,15 @@ def _built(pool) -> int:
     return pool.count - len(pool.exclude & set(pool.indices))
 
 
+def _reaches_lustre(spec: Spec, fs, pool) -> bool:
+    """The storage planner's rule for which pools mount a Lustre filesystem by default."""
+    from types import SimpleNamespace
+
+    from gpucloud.plan.storage import lnet_interfaces, lustre_via
+
+    return bool(lnet_interfaces(SimpleNamespace(pool=pool, model=pool.hardware), lustre_via(spec, fs)))
+
+
 def _shared_filesystems(spec: Spec) -> list[str]:
     return [fs.name for fs in spec.storage if fs.kind in ("nfs", "lustre")]
 
@@ -136,6 +145,11 @@ def state_save(spec: Spec) -> Iterable[Finding]:
             yield Finding("slurm-state-save", "error", path,
                           f"controller pool {pool.name!r} does not mount filesystem {fs.name!r}, where slurmctld "
                           "keeps its state", f"add {pool.name!r} to the pools of filesystem {fs.name!r}")
+        elif fs.pools is None and fs.kind == "lustre" and pool.hardware is not None and not _reaches_lustre(spec, fs,
+                                                                                                          pool):
+            yield Finding("slurm-state-save", "error", path,
+                          f"controller pool {pool.name!r} cannot reach Lustre filesystem {fs.name!r} (no adapter on "
+                          "its LNet), so it does not mount it", "name an NFS filesystem the controllers mount")
 
 
 @check("slurm-dbd-ha")

@@ -290,3 +290,14 @@ def test_two_slurmdbd_hosts_say_why_one_runs(tmp_path):
     (f,) = found["slurm-dbd-ha"]
     assert f.level == "info" and "DbdBackupHost" in f.message
     assert "slurm-dbd-ha" not in _findings(tmp_path, lambda d: None)
+
+
+def test_state_on_a_lustre_the_controllers_cannot_reach(tmp_path):
+    def edit(d):
+        d["node_pools"][1].update(count=2, fabric="none")
+        d["storage"].append({"name": "fast", "kind": "lustre", "fsname": "fast", "mgs": ["10.102.0.21@o2ib"],
+                             "mount": "/lustre/fast"})
+        d["slurm"]["state_save"] = {"filesystem": "fast"}
+
+    (f,) = _findings(tmp_path, edit)["slurm-state-save"]
+    assert "cannot reach Lustre" in f.message
