@@ -73,11 +73,11 @@ def gres(spec: Spec) -> Iterable[Finding]:
             yield Finding("slurm-gres", "error", (*pool.path, "model"),
                           f"model '{model.name}' has {model.gpus} GPUs but socket affinity for "
                           f"{len(model.gpu_socket)}; gres.conf would list the wrong number of devices",
-                          "fix gpu_socket of the model in the catalog")
+                          "set hardware gpu.sockets: one CPU socket per GPU")
         elif any(s >= model.sockets for s in model.gpu_socket):
             yield Finding("slurm-gres", "error", (*pool.path, "model"),
                           f"model '{model.name}' attaches a GPU to a CPU socket it does not have",
-                          "fix gpu_socket of the model in the catalog")
+                          "set hardware gpu.sockets: one CPU socket per GPU")
 
 
 @check("slurm-daemons")
