@@ -33,7 +33,9 @@ IMPACT: dict[str, tuple[str, str]] = {
     "SlurmdPort": (RESTART_SLURMD, _BOTH),
     "SlurmUser": (RESTART_SLURMCTLD, _CTLD),
     "AuthType": (RESTART_SLURMD, _BOTH),
-    "StateSaveLocation": (RESTART_SLURMCTLD, _CTLD),
+    # Moving it (e.g. onto the shared filesystem of slurm.state_save): stop slurmctld, copy the folder, start it.
+    "StateSaveLocation": (RESTART_SLURMCTLD, "read when slurmctld starts (slurm.conf(5)); stop slurmctld and copy the "
+                                             "saved state to the new folder before starting it, or the queue is lost"),
     "SlurmdSpoolDir": (RESTART_SLURMD, "read when slurmd starts"),
     "SchedulerType": (RESTART_SLURMCTLD, _CTLD),
     "SelectType": (RESTART_SLURMD, _BOTH),

@@ -204,7 +204,10 @@ def role_vars(plan: Plan) -> dict[str, dict]:
     out: dict[str, dict] = {}
     sp = plan.slurm
     if sp.controllers:  # every SlurmctldHost, primary first (Slurm takes any number of backups)
-        out["slurm-controller"] = {"slurm_controller_hosts": list(sp.controllers)}
+        out["slurm-controller"] = {"slurm_controller_hosts": list(sp.controllers),
+                                   "slurm_controller_state_dir": sp.state_save}
+        if sp.state_save_mount:  # shared state: the role refuses to start slurmctld where it is not mounted
+            out["slurm-controller"]["slurm_controller_state_mount"] = sp.state_save_mount
     acc = plan.spec.slurm.accounting
     if sp.dbd_host and acc.enabled:  # slurm.conf's AccountingStorageHost: the one host that runs slurmdbd
         out["slurmdbd"] = {"slurmdbd_host": sp.dbd_host}
@@ -239,13 +242,15 @@ def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
         "gpucloud_pool": pool.name,
         "gpucloud_model": model.name,
         "gpucloud_gpus": model.gpus,
-        # Compute rails: HCA mlx5_<rail>, IPoIB interface ib<rail>, all at the same link rate (Gb/s).
+        # Compute rails: IPoIB interface ib<rail>, all at the same link rate (Gb/s); RDMA device names below.
         "gpucloud_ib_rails": len(hcas),
         "gpucloud_mounts": _mounts(plan, pool.name),
         "nvidia_driver_fabric_manager": model.nvswitch,
         "rdma_expected_hcas": len(model.compute_hcas) + len(model.storage_hcas) if pool.fabric != "none" else 0,
     })
     if hcas:
+        # The model's device name per rail (mlx5_<rail> unless the model names them, as a DGX H100's mlx5_0,3,4,...).
+        out["gpucloud_ib_devices"] = list(model.devices("compute"))
         # What the port trains to: the slower of adapter and switch port (NDR adapters on an NDR200 fabric: 200).
         port = port_rate(plan, pool.fabric)
         rates = {LINK_RATES_GBPS[link_rate(h.rate, port)] for h in hcas}

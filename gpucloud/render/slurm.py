@@ -31,10 +31,12 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
     out = _header(sp, "slurm.conf")
     out += [f"ClusterName={sp.cluster_name}"]
     out += [f"SlurmctldHost={h}" for h in sp.controllers]
+    if sp.state_save_mount:
+        out += [f"# Every SlurmctldHost mounts {sp.state_save_mount}: a backup takes over the state the primary saved"]
     out += [
         "SlurmUser=slurm", "AuthType=auth/munge",
         f"SlurmctldPort={sp.port('slurmctld')}", f"SlurmdPort={sp.port('slurmd')}",
-        "StateSaveLocation=/var/spool/slurmctld", "SlurmdSpoolDir=/var/spool/slurmd",
+        f"StateSaveLocation={sp.state_save}", "SlurmdSpoolDir=/var/spool/slurmd",
         "SlurmctldPidFile=/run/slurmctld.pid", "SlurmdPidFile=/run/slurmd.pid",
         "SlurmctldLogFile=/var/log/slurm/slurmctld.log", "SlurmdLogFile=/var/log/slurm/slurmd.log",
         "ReturnToService=2", "MpiDefault=none",
