@@ -119,7 +119,7 @@ def test_removing_a_filesystem_destroys_data(tmp_path):
             t.get("storage_quota", {}).pop("home", None)
         # the two controllers keep their shared state on home: it moves to an export of its own
         d["storage"].append({"name": "ctl-state", "kind": "nfs", "server": "10.18.0.10", "export": "/export/slurm",
-                             "mount": "/var/spool/slurmctld-shared", "pools": ["ctl"]})
+                             "mount": "/srv/slurm-state", "pools": ["ctl"]})
         d["slurm"]["state_save"] = {"filesystem": "ctl-state"}
 
     diff = changed("ishikari", edit, tmp_path)
