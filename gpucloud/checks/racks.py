@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.checks.patterns import may_share, parse
 from gpucloud.findings import Finding
@@ -38,7 +37,7 @@ class _Layout:
 def _layouts(spec) -> list[_Layout]:
     out = []
     for order, pool in enumerate(spec.pools):
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None:
             continue
         per, h, lo = pool.rack.nodes_per_rack, model.rack_units, pool.rack.first_u
@@ -117,7 +116,7 @@ def collisions(spec):
 def height(spec):
     """Hosts above the top unit of a 48U rack."""
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None:
             continue
         in_rack = min(pool.rack.nodes_per_rack, pool.count)

@@ -606,3 +606,19 @@ def test_every_server_model_has_one_compute_link_rate():
 
     for name, model in catalog.SERVERS.items():
         assert len({h.rate for h in model.compute_hcas}) <= 1, name
+
+
+@pytest.mark.parametrize("where", ["model", "override"])
+def test_checks_see_the_resolved_hardware(where):
+    """A spec's own model and a pool's override reach the checks that read hardware: 5 machines of 12U from unit 2
+    reach unit 61, which rack-height refuses; as the catalog's 8U HGX they reach unit 41 and pass (the checks used
+    to look the model's name up in the catalog, and skipped a spec's own model altogether)."""
+    pool = {"name": "gpu", "model": "hgx-h100-8", "count": 5, "rack": {"nodes_per_rack": 5}}
+    extra = {}
+    if where == "model":
+        extra["hardware"] = {"models": {"tall-h100": {"base": "hgx-h100-8", "rack_units": 12}}}
+        pool["model"] = "tall-h100"
+    else:
+        pool["hardware"] = {"rack_units": 12}
+    (f,) = found(spec_of(node_pools=[pool], **extra), "rack-height")
+    assert f.level == "error" and "5 x 12U from unit 2 reach unit 61" in f.message
