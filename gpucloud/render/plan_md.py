@@ -16,7 +16,7 @@ from gpucloud import markdown as md
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
-from gpucloud.stack.layout import estimates
+from gpucloud.plan.stacks import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 
 # GPT-3-class training run: 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are Few-Shot

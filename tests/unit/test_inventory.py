@@ -15,6 +15,7 @@ import yaml
 from conftest import CLUSTERS, EXAMPLES, ROOT
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
+from gpucloud.plan.groups import group_name
 from gpucloud.plan.hosts import plan_pool
 from gpucloud.render import inventory as inv
 
@@ -53,7 +54,7 @@ def test_every_role_group_declared_even_when_empty():
     data = yaml.safe_load(inv.render(_plan("lab"))["inventory/hosts.yml"])
     groups = data["all"]["children"]
     for role in inv.ROLES:
-        assert inv.group_name("role", role) in groups
+        assert group_name("role", role) in groups
     assert groups["role_storage_server"] is None or groups["role_storage_server"] == {}
     assert groups["role_compute"]["children"] == {"pool_gpu": {}}
 
