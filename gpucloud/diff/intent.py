@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from gpucloud.diff import external
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.model import Change
 from gpucloud.diff.side import Side
 from gpucloud.hostlist import compress

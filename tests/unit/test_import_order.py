@@ -11,7 +11,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "gpucloud"
 # spec < plan < checks (they may ask the pure planners) < render < pipeline < the stages that act on a plan < CLI.
 STAGES = {
-    "catalog": 0, "findings": 0, "jsonout": 0, "markdown": 0,
+    "catalog": 0, "findings": 0, "impact": 0, "jsonout": 0, "markdown": 0,
     "spec": 1, "hostlist": 1,
     "plan": 2,
     "checks": 3,
