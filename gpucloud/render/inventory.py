@@ -101,9 +101,27 @@ def _pool_tenants(plan: Plan) -> dict[str, list[str]]:
     return out
 
 
+def _local_scratch(plan: Plan, pool: str):
+    """The pool's planned local NVMe scratch, or None (the storage planner decides which pools get one)."""
+    return next((s for s in (plan.storage.local if plan.storage else ()) if s.pool == pool), None)
+
+
 def _mounts(plan: Plan, pool: str) -> list[str]:
-    """Mount points of the file systems the pool mounts (their details are in the plan's storage/ files)."""
-    return sorted(fs.mount for fs in plan.spec.storage if fs.pools is None or pool in fs.pools)
+    """Mount points of the file systems the pool mounts (their details are in the plan's storage/ files): shared
+    filesystems by their pools, local scratch only where the storage planner put one."""
+    shared = [fs.mount for fs in plan.spec.storage if fs.kind != "local" and (fs.pools is None or pool in fs.pools)]
+    local = _local_scratch(plan, pool)
+    return sorted(shared + ([local.mount] if local else []))
+
+
+def _containers(plan: Plan, pool: str) -> dict:
+    """enroot's data and cache on the pool's local scratch (never the root disk or NFS); without one, enroot's own
+    defaults under the user's home apply."""
+    local = _local_scratch(plan, pool)
+    if local is None or not (plan.spec.slurm.enroot or plan.spec.slurm.pyxis):
+        return {}
+    return {"enroot_pyxis_data_path": f"{local.mount}/enroot/data/user-$(id -u)",
+            "enroot_pyxis_cache_path": f"{local.mount}/enroot/cache/group-$(id -g)"}
 
 
 def hosts_yml(plan: Plan) -> bytes:
@@ -233,6 +251,7 @@ def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
         # Compute rails: IPoIB interface ib<rail>, all at the same link rate (Gb/s); RDMA device names below.
         "gpucloud_ib_rails": len(hcas),
         "gpucloud_mounts": _mounts(plan, pool.name),
+        **_containers(plan, pool.name),
         "nvidia_driver_fabric_manager": model.nvswitch,
         "rdma_expected_hcas": len(model.compute_hcas) + len(model.storage_hcas) if pool.fabric != "none" else 0,
     })

@@ -144,9 +144,17 @@ def slurmdbd_conf(sp: SlurmPlan) -> bytes:
     return _lines(out)
 
 
+# Where pyxis's plugin is: its Makefile installs $(libdir)/slurm/spank_pyxis.so, and a Debian-family package of it
+# is built with prefix=/usr and the multiarch libdir, so that it sits beside the distribution's Slurm plugins
+# (/usr/lib/x86_64-linux-gnu/slurm); a source build with the Makefile's defaults puts it in /usr/local/lib/slurm
+# instead. The enroot_pyxis role reads the path from this line of the plan and fails when the installed package did
+# not put the plugin there, since a missing `required` plugin fails every srun.
+PYXIS_PLUGIN = "/usr/lib/x86_64-linux-gnu/slurm/spank_pyxis.so"
+
+
 def plugstack_conf(sp: SlurmPlan) -> bytes:
     out = _header(sp, "plugstack.conf")
-    out += ["required /usr/local/lib/slurm/spank_pyxis.so runtime_path=/run/pyxis container_scope=job"]
+    out += [f"required {PYXIS_PLUGIN} runtime_path=/run/pyxis container_scope=job"]
     return _lines(out)
 
 
