@@ -227,10 +227,20 @@ def tenants_script(sp: SlurmPlan) -> bytes:
     return _lines(out)
 
 
+def task_prolog_conf(plan: Plan) -> bytes:
+    """The TaskProlog key, appended to slurm.conf when the plan renders slurm/task_prolog.sh (render/task_prolog.py)."""
+    from gpucloud.render import task_prolog
+
+    if not task_prolog.render(plan):
+        return b""
+    return _lines(["", "# Job environment: the InfiniBand partition key of the job's tenant (slurm/task_prolog.sh)",
+                   f"TaskProlog={task_prolog.INSTALLED}"])
+
+
 def render(plan: Plan) -> dict[str, bytes]:
     sp: SlurmPlan = plan.slurm
     files = {
-        "slurm/slurm.conf": slurm_conf(sp),
+        "slurm/slurm.conf": slurm_conf(sp) + task_prolog_conf(plan),
         "slurm/gres.conf": gres_conf(sp),
         "slurm/cgroup.conf": cgroup_conf(sp),
     }
