@@ -227,20 +227,16 @@ def tenants_script(sp: SlurmPlan) -> bytes:
     return _lines(out)
 
 
-def task_prolog_conf(plan: Plan) -> bytes:
-    """The TaskProlog key, appended to slurm.conf when the plan renders slurm/task_prolog.sh (render/task_prolog.py)."""
-    from gpucloud.render import task_prolog
-
-    if not task_prolog.render(plan):
-        return b""
+def task_prolog_conf() -> bytes:
+    """The TaskProlog key, appended to slurm.conf: render/slurm_task_prolog.py writes the script for every plan."""
     return _lines(["", "# Job environment: the InfiniBand partition key of the job's tenant (slurm/task_prolog.sh)",
-                   f"TaskProlog={task_prolog.INSTALLED}"])
+                   f"TaskProlog={CONF_DIR}/task_prolog.sh"])
 
 
 def render(plan: Plan) -> dict[str, bytes]:
     sp: SlurmPlan = plan.slurm
     files = {
-        "slurm/slurm.conf": slurm_conf(sp) + task_prolog_conf(plan),
+        "slurm/slurm.conf": slurm_conf(sp) + task_prolog_conf(),
         "slurm/gres.conf": gres_conf(sp),
         "slurm/cgroup.conf": cgroup_conf(sp),
     }

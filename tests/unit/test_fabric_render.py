@@ -12,7 +12,7 @@ import pytest
 from conftest import CLUSTERS, ROOT, assert_golden, run_cli
 from gpucloud.plan import build_plan
 from gpucloud.render import fabric as render_fabric
-from gpucloud.render import slurm_topology
+from gpucloud.render import slurm_task_prolog, slurm_topology
 from gpucloud.spec import load
 from gpucloud.verify.fabric import compare, report
 
@@ -28,8 +28,9 @@ def _plan(name):
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_golden_fabric_files(name):
     plan = _plan(name)
-    files = {**render_fabric.render(plan), **slurm_topology.render(plan)}
-    assert files == {**render_fabric.render(plan), **slurm_topology.render(plan)}, "rendering is not deterministic"
+    files = {**render_fabric.render(plan), **slurm_topology.render(plan), **slurm_task_prolog.render(plan)}
+    assert files == {**render_fabric.render(plan), **slurm_topology.render(plan), **slurm_task_prolog.render(plan)}, \
+        "rendering is not deterministic"
     for path, data in sorted(files.items()):
         assert_golden(GOLDEN / name / path, data)
 
