@@ -94,9 +94,9 @@ def pkey_shared(spec):
         if len(keys.tenants) > 1:
             names = [t for t, _ in keys.tenants]
             first = next(t for t in spec.tenants if t.name == names[0])
-            yield Finding("tenant-pkey-shared", "warning", (*first.path, "pkey"),
+            yield Finding("tenant-pkey-shared", "info", (*first.path, "pkey"),
                           f"tenants {', '.join(names)} all run on pool {name}: its nodes are full members of every "
                           "one of their InfiniBand partitions, so the partition keys do not isolate these tenants "
                           "from each other (a job can use any key the node holds)",
-                          "dedicate pools to tenants that must be isolated on the fabric ('pools'), or accept "
-                          "the shared pool as shared")
+                          "give tenants that must be isolated from each other pools of their own ('pools'); "
+                          "tenants that share a pool share its network")
