@@ -70,8 +70,9 @@ class Twin:
 # Variants of the mid spec: forced three tiers (a core layer over one pod), one subnet per rail (rail 3 loaded), and
 # 128 HCA nodes (1,027 HCA ports in one subnet) whose partition lines OpenSM once cut at 4,096 bytes.
 VARIANTS = {"mid-3tier": ("mid", {"tiers": 3}, ""), "mid-per-rail": ("mid", {"split": "per-rail"}, "rail3/"),
-            "mid-1k": ("mid", {"scalable_unit": 16}, "")}
+            "mid-1k": ("mid", {"scalable_unit": 16}, ""), "mid-storage": ("mid", {}, "")}
 POOL_COUNTS = {"mid-1k": {"a": 96, "b": 32}}
+POOL_ROLES = {"mid-storage": {"login": ("storage-server",)}}  # the login pool stands in for Lustre servers
 
 
 def _write_plan(name: str, tmp_path: Path):
@@ -80,10 +81,11 @@ def _write_plan(name: str, tmp_path: Path):
     if fabric_changes:
         fabric = dataclasses.replace(spec.fabrics["compute"], **fabric_changes)
         spec = dataclasses.replace(spec, fabrics={"compute": fabric})
-    counts = POOL_COUNTS.get(name, {})
-    if counts:
-        spec = dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, count=counts.get(p.name, p.count))
-                                                     for p in spec.pools))
+    counts, roles = POOL_COUNTS.get(name, {}), POOL_ROLES.get(name, {})
+    if counts or roles:
+        spec = dataclasses.replace(spec, pools=tuple(
+            dataclasses.replace(p, count=counts.get(p.name, p.count), roles=roles.get(p.name, p.roles))
+            for p in spec.pools))
     plan = build_plan(spec)
     files = render(plan)
     for rel, data in files.items():
@@ -190,16 +192,17 @@ def _planned_keys(plan, host: str) -> set[int]:
 
 
 @needs_ibsim
-@pytest.mark.parametrize("routed_twin", ["mid"], indirect=True)
+@pytest.mark.parametrize("routed_twin", ["mid", "mid-storage"], indirect=True)
 def test_pkey_tables_match_the_tenants(routed_twin):
     plan, fp, twin = routed_twin
     lids = _lids(twin.tool("ibnetdiscover").stdout)
     alpha, beta = 0x0A01, 0x0B02
     tables = {d: _pkey_table(twin, lids[d]) for d in ("a01 mlx5_3", "b02 mlx5_5", "ctl01 mlx5_0", "login01 mlx5_0")}
+    server = "storage-server" in plan.spec.pool("login").roles
     for desc, table in tables.items():
         assert set(table) - {0} == _planned_keys(plan, desc.split()[0]), (desc, [hex(k) for k in table if k])
-        # the storage partition sits at index 0: IPoIB interfaces (and LNet over them) use it
-        assert table[0] == STORAGE_PKEY | (FULL if "storage" in desc else 0)
+        # the storage partition sits at index 0 (IPoIB interfaces and LNet over them use it): servers full
+        assert table[0] == STORAGE_PKEY | (FULL if server and desc.startswith("login") else 0), desc
     # tenant nodes are full members of their own partition and hold no other tenant's key
     assert alpha | FULL in tables["a01 mlx5_3"] and not {beta, beta | FULL} & set(tables["a01 mlx5_3"])
     assert beta | FULL in tables["b02 mlx5_5"] and not {alpha, alpha | FULL} & set(tables["b02 mlx5_5"])
