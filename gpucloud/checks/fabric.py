@@ -8,8 +8,8 @@ from typing import Iterable
 from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.findings import Finding
-from gpucloud.plan.fabric import (DEFAULT_PKEY, LID_LIMIT, LID_WARN, STORAGE_PKEY, attached_pools, host_hcas,
-                                  pool_rate, positioned, shape, sm_pool_names)
+from gpucloud.plan.fabric import (DEFAULT_PKEY, LID_LIMIT, LID_WARN, SHARED_PKEY, STORAGE_PKEY, attached_pools,
+                                  host_hcas, pool_rate, positioned, shape, sm_pool_names)
 from gpucloud.plan.hosts import PoolPlan
 from gpucloud.spec.model import Spec
 
@@ -168,10 +168,10 @@ def subnet_manager(spec: Spec) -> Iterable[Finding]:
 
 @check("fabric-pkey")
 def pkeys(spec: Spec) -> Iterable[Finding]:
-    """Tenant partition keys stay clear of the default and storage partitions."""
+    """Tenant partition keys stay clear of the default, shared and storage partitions."""
     if not spec.fabrics:
         return
-    reserved = {DEFAULT_PKEY: "default", STORAGE_PKEY: "storage"}
+    reserved = {DEFAULT_PKEY: "default", SHARED_PKEY: "shared", STORAGE_PKEY: "storage"}
     for tenant in spec.tenants:
         if tenant.pkey is not None and (tenant.pkey & 0x7FFF) in reserved:
             yield Finding("fabric-pkey", "error", (*tenant.path, "pkey"),

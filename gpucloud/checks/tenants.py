@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpucloud.checks import built_hosts, check
 from gpucloud.findings import Finding
+from gpucloud.plan.fabric import PKEY_TABLE_SIZE, partition_keys
 
 
 @check("tenant-duplicate-pkey")
@@ -65,3 +66,37 @@ def no_access(spec):
             yield Finding("tenant-no-access", "warning", (*tenant.path, "name"),
                           f"tenant {tenant.name} has neither dedicated pools nor partitions",
                           "add 'pools' or 'partitions' so its users can run jobs")
+
+
+def _keyed(spec) -> dict:
+    """partition_keys of the compute fabric, or {} when the spec has none (no partition keys are programmed)."""
+    fabric = spec.fabrics.get("compute")
+    return partition_keys(spec) if fabric is not None and fabric.kind == "infiniband" else {}
+
+
+@check("tenant-pkey-limit")
+def pkey_limit(spec):
+    """An HCA port holds at most 128 partition keys: Default, storage, shared and one per tenant that runs there."""
+    for name, keys in _keyed(spec).items():
+        if keys.count > PKEY_TABLE_SIZE:
+            pool = spec.pool(name)
+            yield Finding("tenant-pkey-limit", "error", (*pool.path, "name"),
+                          f"the ports of pool {name} would hold {keys.count} partition keys ({len(keys.tenants)} "
+                          f"tenants run there) but an HCA port's P_Key table has {PKEY_TABLE_SIZE} entries",
+                          "give fewer tenants with a pkey access to this pool (dedicated pools, or partitions over "
+                          "other pools); tenants sharing nodes are not isolated by their keys anyway")
+
+
+@check("tenant-pkey-shared")
+def pkey_shared(spec):
+    """Tenants with partition keys that share nodes: the keys cannot isolate them from each other there."""
+    for name, keys in _keyed(spec).items():
+        if len(keys.tenants) > 1:
+            names = [t for t, _ in keys.tenants]
+            first = next(t for t in spec.tenants if t.name == names[0])
+            yield Finding("tenant-pkey-shared", "info", (*first.path, "pkey"),
+                          f"tenants {', '.join(names)} all run on pool {name}: its nodes are full members of every "
+                          "one of their InfiniBand partitions, so the partition keys do not isolate these tenants "
+                          "from each other (a job can use any key the node holds)",
+                          "give tenants that must be isolated from each other pools of their own ('pools'); "
+                          "tenants that share a pool share its network")

@@ -38,7 +38,10 @@ from gpucloud.spec.model import Fabric, Spec
 LID_LIMIT = 49151  # unicast LIDs 0x0001-0xbfff
 LID_WARN = 0.8
 STORAGE_PKEY = 0x7FFD  # the storage partition; tenant pkeys must not use it (checks/fabric.py)
+SHARED_PKEY = 0x7FFE  # compute ports that no tenant's partition key claims (partition_keys below)
 DEFAULT_PKEY = 0x7FFF
+# P_Key table entries per HCA port: PartitionCap of ConnectX-4 and later adapters (docs/fabric.md, "Partitions")
+PKEY_TABLE_SIZE = 128
 TIER_NAMES = ("node", "leaf", "spine", "core")
 CABLE_TIERS = ("node_leaf", "leaf_spine", "spine_core")
 FABRIC_PREFIX = {"compute": "c", "storage": "s"}
@@ -804,3 +807,54 @@ def summary(fp: FabricPlan) -> dict:
         "rails": fp.rails, "scalable_unit": fp.su_size, "scalable_units": fp.sus,
         "endpoints": len(fp.endpoints), "split": fp.split,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKeys:
+    """The partitions a pool's compute-fabric ports are full members of (besides Default and storage, limited)."""
+
+    pool: str
+    tenants: tuple[tuple[str, int], ...]  # (tenant, pkey) of every tenant with a pkey that can run on the pool
+    shared: bool  # also a full member of SHARED_PKEY: someone without a pkey of their own runs here
+
+    @property
+    def count(self) -> int:
+        """P_Key table entries a port of the pool needs: Default, storage, its tenants' keys and shared."""
+        return 2 + len(self.tenants) + int(self.shared)
+
+
+def tenant_reach(spec: Spec) -> dict[str, set[str]]:
+    """Tenant -> the pools its jobs can run on: its dedicated pools and the pools of its Slurm partitions."""
+    part_pools = {p.name: set(p.pools) for p in spec.slurm.partitions}
+    out = {}
+    for t in spec.tenants:
+        pools = set(t.pools)
+        for part in t.partitions:
+            pools |= part_pools.get(part, set())
+        out[t.name] = pools
+    return out
+
+
+def partition_keys(spec: Spec) -> dict[str, PoolKeys]:
+    """Per pool attached to the compute fabric, the partition keys its ports hold as a full member.
+
+    A tenant with a pkey makes the pools it can run on full members of its partition. A compute pool that some job
+    without a pkey of its own can reach (no tenant claims it, a tenant without a pkey runs there, or it sits in a
+    Slurm partition open to every account) is also a full member of the shared partition, so those jobs have a
+    partition in which two nodes can talk. Per pool, never per host.
+    """
+    reach = tenant_reach(spec)
+    owners = {p for t in spec.tenants for p in t.pools}
+    listed = {part for t in spec.tenants for part in t.partitions}
+    open_pools = {name for p in spec.slurm.partitions if p.name not in listed and not owners & set(p.pools)
+                  for name in p.pools}
+    out = {}
+    for pool in spec.pools:
+        if pool.fabric != "compute":
+            continue
+        keyed = tuple((t.name, t.pkey) for t in spec.tenants if t.pkey is not None and pool.name in reach[t.name])
+        unkeyed = any(t.pkey is None and pool.name in reach[t.name] for t in spec.tenants)
+        shared = "compute" in pool.roles and (not keyed or unkeyed or pool.name in open_pools)
+        if keyed or shared:
+            out[pool.name] = PoolKeys(pool.name, keyed, shared)
+    return out

@@ -95,6 +95,7 @@ IMPACT: dict[str, tuple[Effect, str]] = {
     "TCPTimeout": (RECONFIGURE, _LIVE), "MinJobAge": (RECONFIGURE, _LIVE),
     "HealthCheckProgram": (RECONFIGURE, _LIVE), "HealthCheckInterval": (RECONFIGURE, _LIVE),
     "HealthCheckNodeState": (RECONFIGURE, _LIVE), "Prolog": (RECONFIGURE, _LIVE), "Epilog": (RECONFIGURE, _LIVE),
+    "TaskProlog": (RECONFIGURE, _LIVE),
     "ReturnToService": (RECONFIGURE, _LIVE), "EnforcePartLimits": (RECONFIGURE, _LIVE), "JobAcctGatherFrequency": (RECONFIGURE, _LIVE),
     "PriorityWeightQOS": (RECONFIGURE, _LIVE), "PriorityWeightFairshare": (RECONFIGURE, _LIVE),
     "PriorityWeightAge": (RECONFIGURE, _LIVE),
@@ -107,6 +108,7 @@ IMPACT: dict[str, tuple[Effect, str]] = {
     "plugstack.conf": (RESTART_SLURMD, "SPANK plugins are loaded when slurmd and the job steps start"),
     "slurmdbd.conf": (RESTART_SLURMDBD, "slurmdbd reads its configuration when it starts"),
     "tenants.sh": (NONE, "accounts and QOS change live when the script runs"),
+    "task_prolog.sh": (NONE, "slurmd runs the installed script before every new task; running tasks keep their keys"),
 }
 
 DEFAULT = (RESTART_SLURMD, "not in the table: restart slurmctld and every slurmd to be safe")

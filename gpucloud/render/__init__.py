@@ -21,6 +21,7 @@ RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.pulumi", "render"),
     ("gpucloud.render.storage", "render"),
     ("gpucloud.render.slurm", "render"),
+    ("gpucloud.render.slurm_task_prolog", "render"),
     ("gpucloud.render.inventory", "render"),
     ("gpucloud.render.plan_md", "render"),  # last: it reads pulumi/stacks.json and lists the folders
 )

@@ -10,7 +10,8 @@ import csv
 import io
 from gpucloud import catalog
 from gpucloud.plan import Plan
-from gpucloud.plan.fabric import DEFAULT_PKEY, STORAGE_PKEY, TIER_NAMES, FabricPlan, summary
+from gpucloud.plan.fabric import (DEFAULT_PKEY, SHARED_PKEY, STORAGE_PKEY, TIER_NAMES, FabricPlan, partition_keys,
+                                  summary)
 
 CABLING_HEADER = "a_device,a_port,b_device,b_port,tier,a_rack,b_rack,cable"
 SM_PRIORITY_PRIMARY = 15
@@ -144,46 +145,67 @@ def subnet_has_io(fp: FabricPlan, subnet) -> bool:
     return any(e.service and sws[e.leaf].subnet == subnet.index for e in fp.endpoints)
 
 
-def _tenant_hosts(plan: Plan) -> list[tuple[str, int, set[str]]]:
-    spec = plan.spec
-    part_pools = {p.name: set(p.pools) for p in spec.slurm.partitions}
-    out = []
-    for t in spec.tenants:
-        if t.pkey is None:
-            continue
-        pools = set(t.pools)
-        for part in t.partitions:
-            pools |= part_pools.get(part, set())
-        out.append((t.name, t.pkey, pools))
-    return out
+# OpenSM reads partitions.conf with fgets into a 4,096-byte buffer: a longer line is cut, often inside a GUID, the
+# whole file is rejected ("bad PortGUID") and every port falls back to full membership of the default partition.
+# A definition may span lines (it ends at ';'), so member lists are wrapped, a few GUIDs to a line.
+MEMBERS_PER_LINE = 4
+
+
+def _definition(header: str, members: list[str]) -> list[str]:
+    """``header :`` then the members, MEMBERS_PER_LINE to a line, each line ending in ',' and the last in ';'."""
+    if not members:
+        return [header + " : ;"]
+    rows = [", ".join(members[i:i + MEMBERS_PER_LINE]) for i in range(0, len(members), MEMBERS_PER_LINE)]
+    return [header + " :"] + [f"  {r}," for r in rows[:-1]] + [f"  {rows[-1]};"]
 
 
 def partitions_conf(plan: Plan, fp: FabricPlan, subnet, endpoints=None) -> bytes:
+    """Default, storage, one partition per tenant key and the shared one; docs/fabric.md ("Partitions") says why."""
     if endpoints is None:
         endpoints = [e for e in fp.endpoints if fp.switches[e.leaf].subnet == subnet.index]
-    eps = endpoints
-    service = [_hex(e.guid + 1) for e in eps if e.service]
-    compute = [_hex(e.guid + 1) for e in eps if not e.service]
+    spec = plan.spec
+    sm = set(subnet.sm_hosts)
+    servers = {p.name for p in spec.pools if "storage-server" in p.roles}
     lines = [
-        f"# Partitions of the {fp.name} fabric ({subnet.name or 'single subnet'}), cluster {plan.spec.name}.",
-        "# Default: compute ports are limited members, so tenants cannot reach each other over it; service hosts,",
-        "# switches and the SM are full members, so every node still reaches them.",
+        f"# Partitions of the {fp.name} fabric ({subnet.name or 'single subnet'}), cluster {spec.name}, rendered by "
+        "gpucloud.",
+        "# Limited members of a partition cannot talk to each other, only to its full members. Jobs use the",
+        "# partition of their tenant (slurm/task_prolog.sh exports NCCL_IB_PKEY and UCX_IB_PKEY for it).",
+        "#",
+        "# Default: every HCA port limited, so it reaches the subnet administrator; switches and subnet managers full.",
     ]
-    members = ["ALL_SWITCHES=full", "SELF=full"] + [g + "=full" for g in service] + [g + "=limited" for g in compute]
-    lines.append(f"Default={DEFAULT_PKEY:#06x}, ipoib, defmember=limited : " + ", ".join(members) + ";")
+    lines += _definition(f"Default={DEFAULT_PKEY:#06x}, ipoib, defmember=limited",
+                         ["ALL_CAS=limited", "ALL_SWITCHES=full", "SELF=full"]
+                         + [_hex(e.guid + 1) + "=full" for e in endpoints if e.host in sm])
+    lines += ["# storage: at P_Key index 0, so the IPoIB interfaces (and LNet over them) use it; storage servers full,",
+              "# every other port limited: all nodes reach the servers, no two clients reach each other."]
+    lines += _definition(f"storage={STORAGE_PKEY:#06x}, ipoib, indx0, defmember=limited",
+                         ["ALL_CAS=limited"] + [_hex(e.guid + 1) + "=full" for e in endpoints if e.pool in servers])
+    if fp.name != "compute":
+        lines.append("")
+        return "\n".join(lines).encode()
+    keys = partition_keys(spec)
     by_pool: dict[str, list[str]] = {}
-    for e in eps:
-        by_pool.setdefault(e.pool, []).append(_hex(e.guid + 1))
-    for name, pkey, pools in _tenant_hosts(plan):
-        guids = [g for p in sorted(pools) for g in by_pool.get(p, ())]
-        if not guids:
-            lines.append(f"# tenant {name} ({pkey:#06x}) has no ports on this subnet")
+    for e in endpoints:
+        if e.pool in keys:
+            by_pool.setdefault(e.pool, []).append(_hex(e.guid + 1) + "=full")
+    for t in spec.tenants:
+        if t.pkey is None:
             continue
-        lines.append(f"# tenant {name}: its nodes are full members")
-        lines.append(f"{_pname(name)}={pkey:#06x}, ipoib, defmember=full : " + ", ".join(guids) + ";")
-    lines.append("# storage: storage and service hosts full, compute limited: tenants reach storage, not each other")
-    st = ["SELF=full"] + [g + "=full" for g in service] + [g + "=limited" for g in compute]
-    lines.append(f"storage={STORAGE_PKEY:#06x}, ipoib, defmember=limited : " + ", ".join(st) + ";")
+        pools = [name for name, k in keys.items() if any(n == t.name for n, _ in k.tenants)]
+        members = [g for name in pools for g in by_pool.get(name, ())]
+        if not members:
+            lines.append(f"# tenant {t.name} ({t.pkey:#06x}) has no ports on this subnet")
+            continue
+        shared_with = sorted({n for name in pools for n, _ in keys[name].tenants} - {t.name})
+        note = f"; shares nodes with {', '.join(shared_with)}, so it is not isolated from them" if shared_with else ""
+        lines.append(f"# tenant {t.name} (pools {', '.join(pools)}): its nodes are full members{note}")
+        lines += _definition(f"{_pname(t.name)}={t.pkey:#06x}, ipoib, defmember=full", members)
+    shared = [g for name, k in keys.items() if k.shared for g in by_pool.get(name, ())]
+    if shared:
+        names = ", ".join(name for name, k in keys.items() if k.shared)
+        lines.append(f"# shared: compute ports that jobs without a tenant key of their own run on (pools {names})")
+        lines += _definition(f"shared={SHARED_PKEY:#06x}, ipoib, defmember=full", shared)
     lines.append("")
     return "\n".join(lines).encode()
 

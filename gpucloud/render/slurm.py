@@ -235,10 +235,16 @@ def tenants_script(sp: SlurmPlan) -> bytes:
     return _lines(out)
 
 
+def task_prolog_conf() -> bytes:
+    """The TaskProlog key, appended to slurm.conf: render/slurm_task_prolog.py writes the script for every plan."""
+    return _lines(["", "# Job environment: the InfiniBand partition key of the job's tenant (slurm/task_prolog.sh)",
+                   f"TaskProlog={CONF_DIR}/task_prolog.sh"])
+
+
 def render(plan: Plan) -> dict[str, bytes]:
     sp: SlurmPlan = plan.slurm
     files = {
-        "slurm/slurm.conf": slurm_conf(sp),
+        "slurm/slurm.conf": slurm_conf(sp) + task_prolog_conf(),
         "slurm/gres.conf": gres_conf(sp),
         "slurm/cgroup.conf": cgroup_conf(sp),
     }

@@ -206,6 +206,10 @@ class SlurmHarness:
         ]
         if not has_topology:
             overrides.append("TopologyPlugin=topology/none")
+        prolog = self.plan_dir / "task_prolog.sh"  # where the slurmd role installs it, /etc/slurm, is not ours
+        if prolog.exists():
+            prolog.chmod(0o755)
+            overrides.append(f"TaskProlog={prolog}")
         text = f"include {self.plan_dir}/slurm.conf\n# test-machine overrides (later values win)\n"
         self.conf.write_text(text + "\n".join(overrides) + "\n")
         if (self.plan_dir / "slurmdbd.conf").exists():

@@ -19,6 +19,8 @@ import pytest
 
 from conftest import CLUSTERS, ROOT, run_cli, stop_process
 from gpucloud.plan import build_plan
+from gpucloud.plan.fabric import DEFAULT_PKEY, SHARED_PKEY, STORAGE_PKEY, partition_keys
+from gpucloud.render import render_all
 from gpucloud.render.fabric import render
 from gpucloud.spec import load
 from gpucloud.verify.fabric import compare
@@ -65,8 +67,12 @@ class Twin:
         self.log.close()
 
 
-# Variants of the mid spec: forced three tiers (a core layer over one pod), and one subnet per rail (rail 3 loaded).
-VARIANTS = {"mid-3tier": ("mid", {"tiers": 3}, ""), "mid-per-rail": ("mid", {"split": "per-rail"}, "rail3/")}
+# Variants of the mid spec: forced three tiers (a core layer over one pod), one subnet per rail (rail 3 loaded), and
+# 128 HCA nodes (1,027 HCA ports in one subnet) whose partition lines OpenSM once cut at 4,096 bytes.
+VARIANTS = {"mid-3tier": ("mid", {"tiers": 3}, ""), "mid-per-rail": ("mid", {"split": "per-rail"}, "rail3/"),
+            "mid-1k": ("mid", {"scalable_unit": 16}, ""), "mid-storage": ("mid", {}, "")}
+POOL_COUNTS = {"mid-1k": {"a": 96, "b": 32}}
+POOL_ROLES = {"mid-storage": {"login": ("storage-server",)}}  # the login pool stands in for Lustre servers
 
 
 def _write_plan(name: str, tmp_path: Path):
@@ -75,6 +81,11 @@ def _write_plan(name: str, tmp_path: Path):
     if fabric_changes:
         fabric = dataclasses.replace(spec.fabrics["compute"], **fabric_changes)
         spec = dataclasses.replace(spec, fabrics={"compute": fabric})
+    counts, roles = POOL_COUNTS.get(name, {}), POOL_ROLES.get(name, {})
+    if counts or roles:
+        spec = dataclasses.replace(spec, pools=tuple(
+            dataclasses.replace(p, count=counts.get(p.name, p.count), roles=roles.get(p.name, p.roles))
+            for p in spec.pools))
     plan = build_plan(spec)
     files = render(plan)
     for rel, data in files.items():
@@ -110,9 +121,14 @@ def _switches_on_path(twin: Twin, src: int, dst: int) -> list[str]:
     return re.findall(r'-> switch port \{\w+\}\[\d+\] lid [\d-]+ "([^"]+)"', trace)
 
 
-def _pkeys(twin: Twin, lid: int) -> set[int]:
+def _pkey_table(twin: Twin, lid: int) -> list[int]:
+    """The port's P_Key table in index order, as the subnet manager programmed it (smpquery pkeys)."""
     out = twin.tool("smpquery", "pkeys", str(lid)).stdout
-    return {int(v, 16) for v in re.findall(r"0x[0-9a-f]{4}", out)} - {0}
+    return [int(v, 16) for v in re.findall(r"0x[0-9a-f]{4}", out)]
+
+
+def _pkeys(twin: Twin, lid: int) -> set[int]:
+    return set(_pkey_table(twin, lid)) - {0}
 
 
 @pytest.fixture
@@ -160,22 +176,84 @@ def test_opensm_routes_the_planned_fabric(routed_twin, tmp_path):
         assert len(path) == 3 and "-spine" in path[1], path
 
 
+FULL = 0x8000  # the membership bit of a P_Key table entry
+
+
+def _planned_keys(plan, host: str) -> set[int]:
+    """The P_Keys the plan gives the compute-fabric ports of ``host``, membership bit included."""
+    pool = next(pp.pool for pp in plan.pools if any(h.name == host for h in pp.hosts))
+    sm = {h for s in plan.fabrics[0].subnets for h in s.sm_hosts}
+    keys = {DEFAULT_PKEY | (FULL if host in sm else 0),
+            STORAGE_PKEY | (FULL if "storage-server" in pool.roles else 0)}
+    got = partition_keys(plan.spec).get(pool.name)
+    if got:
+        keys |= {pkey | FULL for _, pkey in got.tenants} | ({SHARED_PKEY | FULL} if got.shared else set())
+    return keys
+
+
 @needs_ibsim
-@pytest.mark.parametrize("routed_twin", ["mid"], indirect=True)
+@pytest.mark.parametrize("routed_twin", ["mid", "mid-storage"], indirect=True)
 def test_pkey_tables_match_the_tenants(routed_twin):
     plan, fp, twin = routed_twin
     lids = _lids(twin.tool("ibnetdiscover").stdout)
-    alpha, beta, default, storage = 0x0A01, 0x0B02, 0x7FFF, 0x7FFD
-    full = 0x8000
-    a01 = _pkeys(twin, lids["a01 mlx5_3"])
-    b02 = _pkeys(twin, lids["b02 mlx5_5"])
-    ctl = _pkeys(twin, lids["ctl01 mlx5_0"])
-    # tenant nodes are full members of their own partition and of no other tenant's
-    assert alpha | full in a01 and not {beta, beta | full} & a01
-    assert beta | full in b02 and not {alpha, alpha | full} & b02
-    # compute ports are limited members of default and storage; service hosts are full members
-    assert {default, storage} <= a01 and not {default | full, storage | full} & a01
-    assert {default | full, storage | full} <= ctl and not {alpha | full, beta | full} & ctl
+    alpha, beta = 0x0A01, 0x0B02
+    tables = {d: _pkey_table(twin, lids[d]) for d in ("a01 mlx5_3", "b02 mlx5_5", "ctl01 mlx5_0", "login01 mlx5_0")}
+    server = "storage-server" in plan.spec.pool("login").roles
+    for desc, table in tables.items():
+        assert set(table) - {0} == _planned_keys(plan, desc.split()[0]), (desc, [hex(k) for k in table if k])
+        # the storage partition sits at index 0 (IPoIB interfaces and LNet over them use it): servers full
+        assert table[0] == STORAGE_PKEY | (FULL if server and desc.startswith("login") else 0), desc
+    # tenant nodes are full members of their own partition and hold no other tenant's key
+    assert alpha | FULL in tables["a01 mlx5_3"] and not {beta, beta | FULL} & set(tables["a01 mlx5_3"])
+    assert beta | FULL in tables["b02 mlx5_5"] and not {alpha, alpha | FULL} & set(tables["b02 mlx5_5"])
+    # compute and login ports are limited members of Default (they reach the SA, not each other); the SM host full
+    assert DEFAULT_PKEY in tables["a01 mlx5_3"] and DEFAULT_PKEY in tables["login01 mlx5_0"]
+    assert DEFAULT_PKEY | FULL in tables["ctl01 mlx5_0"]
+
+
+def _task_env(plan, tmp_path: Path, tables: dict[str, list[int]], account: str) -> dict[str, str]:
+    """Run the rendered TaskProlog as Slurm would, over a sysfs tree holding ``tables``; the exports it prints."""
+    sysfs = tmp_path / f"sysfs-{account}"
+    for dev, table in tables.items():
+        d = sysfs / dev / "ports" / "1" / "pkeys"
+        d.mkdir(parents=True)
+        for i, key in enumerate(table):
+            (d / str(i)).write_text(f"0x{key:04x}\n")
+    script = tmp_path / "task_prolog.sh"
+    script.write_bytes(render_all(plan)["slurm/task_prolog.sh"])
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ACCOUNT": account, "GPUCLOUD_IB_SYSFS": str(sysfs)}
+    out = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    return dict(ln.removeprefix("export ").split("=", 1) for ln in out.splitlines() if ln.startswith("export "))
+
+
+@needs_ibsim
+@pytest.mark.parametrize("routed_twin", ["mid-1k"], indirect=True)
+def test_partitions_hold_on_a_thousand_port_fabric(routed_twin, tmp_path):
+    """1,027 HCA ports in one subnet: every tenant line is far past OpenSM's 4,096-byte read buffer unless wrapped."""
+    plan, fp, twin = routed_twin
+    assert len(fp.endpoints) >= 1000
+    conf = (tmp_path / "partitions.conf").read_text()
+    assert conf.count("0x") > 1000  # the members are listed, not folded into a keyword
+    log = (tmp_path / "opensm.log").read_text()
+    assert "PARSE ERROR" not in log and "default config" not in log, log[-2000:]
+    lids = _lids(twin.tool("ibnetdiscover").stdout)
+    alpha, beta = 0x0A01, 0x0B02
+    # two nodes of tenant alpha in different scalable units, and one of beta: every rail, exactly the planned keys
+    tables = {}
+    for host in ("a01", "a96", "b32"):
+        for rail in range(8):
+            table = _pkey_table(twin, lids[f"{host} mlx5_{rail}"])
+            assert set(table) - {0} == _planned_keys(plan, host), (host, rail, [hex(k) for k in table if k])
+            tables[host, rail] = table
+    for rail in range(8):
+        assert alpha | FULL in tables["a01", rail] and alpha | FULL in tables["a96", rail]
+        assert not {alpha, alpha | FULL} & set(tables["b32", rail]) and beta | FULL in tables["b32", rail]
+        assert not {beta, beta | FULL} & set(tables["a01", rail])
+    # the TaskProlog reads the same tables on the node: alpha's jobs get alpha's index (NCCL) and value (UCX)
+    a01 = {f"mlx5_{r}": tables["a01", r] for r in range(8)}
+    env = _task_env(plan, tmp_path, a01, "alpha")
+    assert env == {"NCCL_IB_PKEY": str(a01["mlx5_0"].index(alpha | FULL)), "UCX_IB_PKEY": "0x0a01"}
+    assert _task_env(plan, tmp_path, a01, "beta") == {}  # beta holds no key on alpha's nodes
 
 
 def _miswired(tmp_path: Path, net: str, fp) -> str:

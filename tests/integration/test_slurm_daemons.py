@@ -403,3 +403,21 @@ def test_backup_controller_takes_over_with_the_shared_state(lab, tmp_path, share
     finally:
         h.cancel_jobs()
         h.stop()
+
+
+def test_task_prolog_exports_the_tenants_partition_key(lab, tmp_path):
+    """slurmd runs the plan's TaskProlog before every task: on HCAs that hold both lab tenants' keys as a full
+    member, each account's task gets its own key's P_Key index (NCCL) and value (UCX)."""
+    h, _, _, _ = lab
+    sysfs = tmp_path / "infiniband"
+    for dev in ("mlx5_0", "mlx5_1"):
+        pkeys = sysfs / dev / "ports" / "1" / "pkeys"
+        pkeys.mkdir(parents=True)
+        for i, key in enumerate((0x7FFD, 0x7FFF, 0x8101, 0x8102, 0x0000)):
+            (pkeys / str(i)).write_text(f"0x{key:04x}\n")
+    show = ["sh", "-c", 'echo "${NCCL_IB_PKEY:-unset} ${UCX_IB_PKEY:-unset}"']
+    for account, want in (("research", ["2", "0x0101"]), ("teaching", ["3", "0x0102"])):
+        r = h.run("srun", "-p", "debug", "-A", account, "-N1", "--gres=gpu:1", *show,
+                  env={"GPUCLOUD_IB_SYSFS": str(sysfs)}, timeout=90)
+        assert r.returncode == 0, r.stderr + h.logs()
+        assert r.stdout.split() == want, r.stdout

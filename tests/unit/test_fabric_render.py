@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import re
 
 import pytest
 
 from conftest import CLUSTERS, ROOT, assert_golden, run_cli
 from gpucloud.plan import build_plan
 from gpucloud.render import fabric as render_fabric
-from gpucloud.render import slurm_topology
+from gpucloud.render import slurm_task_prolog, slurm_topology
 from gpucloud.spec import load
 from gpucloud.verify.fabric import compare, report
 
@@ -26,8 +28,9 @@ def _plan(name):
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_golden_fabric_files(name):
     plan = _plan(name)
-    files = {**render_fabric.render(plan), **slurm_topology.render(plan)}
-    assert files == {**render_fabric.render(plan), **slurm_topology.render(plan)}, "rendering is not deterministic"
+    files = {**render_fabric.render(plan), **slurm_topology.render(plan), **slurm_task_prolog.render(plan)}
+    assert files == {**render_fabric.render(plan), **slurm_topology.render(plan), **slurm_task_prolog.render(plan)}, \
+        "rendering is not deterministic"
     for path, data in sorted(files.items()):
         assert_golden(GOLDEN / name / path, data)
 
@@ -47,17 +50,59 @@ def test_cabling_csv_matches_the_plan():
     assert a01[0]["a_rack"] == "ra01" and a01[0]["b_rack"] == "c-su001"
 
 
+def _definitions(text: str) -> dict[str, str]:
+    """Partition name -> its whole definition, joined over the lines it spans (comments dropped)."""
+    body = " ".join(ln for ln in text.splitlines() if ln and not ln.startswith("#"))
+    return {d.split("=", 1)[0].strip(): d for d in body.split(";") if d.strip()}
+
+
 def test_partitions_isolate_tenants():
     plan = _plan("mid")
     fp = plan.fabrics[0]
     text = render_fabric.partitions_conf(plan, fp, fp.subnets[0]).decode()
-    lines = {ln.split("=", 1)[0]: ln for ln in text.splitlines() if ln and not ln.startswith("#")}
+    parts = _definitions(text)
     guid = {(e.host, e.hca): f"0x{e.guid + 1:016x}" for e in fp.endpoints}
-    assert guid[("a01", 3)] in lines["alpha"] and guid[("a01", 3)] not in lines["beta"]
-    assert guid[("b04", 0)] in lines["beta"] and guid[("b04", 0)] not in lines["alpha"]
-    assert guid[("a01", 0)] + "=limited" in lines["storage"] and guid[("ctl01", 0)] + "=full" in lines["storage"]
-    assert guid[("a01", 0)] + "=limited" in lines["Default"] and guid[("login01", 0)] + "=full" in lines["Default"]
+    assert guid[("a01", 3)] + "=full" in parts["alpha"] and guid[("a01", 3)] not in parts["beta"]
+    assert guid[("b04", 0)] + "=full" in parts["beta"] and guid[("b04", 0)] not in parts["alpha"]
+    # every HCA port limited in Default and storage; only the subnet managers full in Default, no storage server here
+    assert "ALL_CAS=limited" in parts["Default"] and "ALL_CAS=limited" in parts["storage"]
+    assert guid[("ctl01", 0)] + "=full" in parts["Default"] and guid[("login01", 0)] not in parts["Default"]
+    assert guid[("a01", 0)] not in parts["Default"] and "=full" not in parts["storage"]
+    assert "indx0" in parts["storage"] and "indx0" not in parts["alpha"]
+    assert "shared" not in parts  # every compute pool belongs to a tenant with a key
     assert "alpha=0x0a01" in text and "storage=0x7ffd" in text and "Default=0x7fff" in text
+
+
+def test_partition_lines_stay_short():
+    """OpenSM reads partitions.conf in 4,096-byte lines; a definition spans lines, each ending in ',' until ';'."""
+    plan = build_plan(load(CLUSTERS / "abci3.yaml").spec)
+    fp = plan.fabrics[0]
+    text = render_fabric.partitions_conf(plan, fp, fp.subnets[0]).decode()
+    lines = text.splitlines()
+    assert max(map(len, lines)) < 200
+    members = [ln for ln in lines if ln.startswith("  ")]
+    assert members and all(ln.endswith((",", ";")) for ln in members)
+    parts = _definitions(text)
+    # 766 nodes x 8 rails, shared by the three tenants: each tenant's definition lists them all
+    assert len(re.findall(r"0x[0-9a-f]{16}=full", parts["gaa50000"])) == 766 * 8
+
+
+def test_shared_partition_and_storage_servers():
+    """Compute pools no tenant key claims get the shared key; storage servers are full storage members."""
+    from gpucloud.plan.fabric import partition_keys
+
+    spec = load(SPECS["mid"]).spec
+    pools = tuple(dataclasses.replace(p, roles=("storage-server",)) if p.name == "login" else p for p in spec.pools)
+    spec = dataclasses.replace(spec, pools=pools, tenants=spec.tenants[:1])
+    keys = partition_keys(spec)
+    assert keys["a"].tenants == (("alpha", 0x0A01),) and not keys["a"].shared
+    assert keys["b"].tenants == () and keys["b"].shared and keys["b"].count == 3
+    plan = build_plan(spec)
+    fp = plan.fabrics[0]
+    parts = _definitions(render_fabric.partitions_conf(plan, fp, fp.subnets[0]).decode())
+    guid = {(e.host, e.hca): f"0x{e.guid + 1:016x}" for e in fp.endpoints}
+    assert guid[("b01", 0)] + "=full" in parts["shared"] and guid[("a01", 0)] not in parts["shared"]
+    assert guid[("login01", 0)] + "=full" in parts["storage"]
 
 
 def test_opensm_ha_pair_priorities():
