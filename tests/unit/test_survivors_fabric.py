@@ -96,8 +96,10 @@ def test_hyphenated_tenant_gets_a_plain_word_partition_name():
     plan = build_plan(load(CLUSTERS / "ishikari.yaml").spec)
     fp = plan.fabrics[0]
     text = render_fabric.partitions_conf(plan, fp, fp.subnets[0]).decode()
-    names = [ln.split("=", 1)[0] for ln in text.splitlines() if ln and not ln.startswith("#")]
-    assert "llm_lab" in names and "llm-lab" not in text.replace("# tenant llm-lab", "")
+    # Definitions start at the line's beginning; members follow on indented lines; comments may name the tenant.
+    body = [ln for ln in text.splitlines() if ln and not ln.lstrip().startswith("#")]
+    names = [ln.split("=", 1)[0] for ln in body if not ln[0].isspace()]
+    assert "llm_lab" in names and not any("llm-lab" in ln for ln in body)
     assert all(re.fullmatch(r"\w+", n) for n in names), names
     assert render_fabric._pname("univ-a.b c") == "univ_a_b_c"
 
