@@ -95,3 +95,15 @@ def test_pyxis_plugin_must_be_where_the_plan_loads_it(tmp_path):
     conf = (tmp_path / "enroot.conf").read_text()
     assert "ENROOT_DATA_PATH /local/enroot/data/user-$(id -u)\n" in conf
     assert "# ENROOT_CACHE_PATH: enroot default (no local scratch)\n" in conf
+
+
+def test_rdma_fails_where_planned_adapters_are_missing(tmp_path):
+    need("ansible-playbook")
+    sysfs = tmp_path / "sys-ib"
+    sysfs.mkdir()
+    v = {"rdma_sys_class_dir": str(sysfs), "rdma_expected_hcas": 8, "gpucloud_ib_rails": 8}
+    result = converge(tmp_path, "rdma", v)
+    assert result.rc != 0 and "the plan gives localhost 8 InfiniBand adapter(s) but there is none" in result.out, \
+        result.out[-3000:]
+    result = converge(tmp_path, "rdma", {**v, "rdma_expected_hcas": 0, "gpucloud_ib_rails": 0}, 2)
+    assert (result.rc, result.failed) == (0, 0), result.out[-3000:]
