@@ -47,6 +47,18 @@ def spec_section(plan: Plan) -> dict:
                              "priority": t.priority, "pkey": f"0x{t.pkey:04x}" if t.pkey is not None else None,
                              "storage_quota": dict(t.storage_quota), "inode_quota": dict(t.inode_quota)}
                     for t in spec.tenants},
-        "software": {k: getattr(spec.software, k) for k in sorted(vars(spec.software))},
+        "software": _software(spec),
         "provider": {k: getattr(spec.provider, k) for k in sorted(vars(spec.provider))},
     }
+
+
+def _software(spec) -> dict:
+    """Pins, plus the mirror and repositories where the spec has them (so older plans compare unchanged)."""
+    sw = spec.software
+    out = {k: getattr(sw, k) for k in sorted(vars(sw)) if k not in ("mirror", "repositories")}
+    if sw.mirror:
+        out["mirror"] = sw.mirror
+    if sw.repositories:
+        out["repositories"] = {r.name: {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(r).items())
+                                        if k != "name"} for r in sw.repositories}
+    return out
