@@ -48,8 +48,11 @@ def pool_pins(spec: Spec, gpus: int, nvswitch: bool, hcas: int, roles: tuple[str
         for role, packages in SLURM_ROLE_PACKAGES.items():
             if role in roles:
                 out.update(dict.fromkeys(packages, sw.slurm))
-    if "compute" in roles and (spec.slurm.enroot or spec.slurm.pyxis) and sw.enroot:
-        out.update(dict.fromkeys(("enroot", "enroot+caps"), sw.enroot))
+    if "compute" in roles and (spec.slurm.enroot or spec.slurm.pyxis):
+        if sw.enroot:
+            out.update(dict.fromkeys(("enroot", "enroot+caps"), sw.enroot))
+        if sw.pyxis:
+            out["nvslurm-plugin-pyxis"] = sw.pyxis
     return dict(sorted(out.items()))
 
 

@@ -270,6 +270,8 @@ def test_an_unsigned_repository_is_not_used(rig, tmp_path):
     assert "Failed to update apt cache" in res.stdout, res.stdout[-3000:]
     assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" in rig["node"].run(
         ["cat", "/etc/apt/sources.list.d/gpucloud-standin.sources"]).stdout
-    # apt's own words for why: the repository's key is not the one the sources name.
+    # apt's own words for why: the repository's key is not the one the sources name, so its new index is not used
+    # (apt-get itself only warns and keeps the lists it had; the role fails the host).
     update = rig["node"].run(["apt-get", "update"])
-    assert update.returncode != 0 and "NO_PUBKEY" in update.stdout + update.stderr, update.stdout + update.stderr
+    assert "NO_PUBKEY" in update.stdout + update.stderr and "The repository is not updated" in update.stderr, \
+        update.stdout + update.stderr

@@ -55,6 +55,7 @@ def test_pins_follow_each_pools_hardware_and_roles():
     assert gpu["nvidia-fabricmanager-550"] == "550.90.07"  # HGX: NVSwitch
     assert gpu["datacenter-gpu-manager"] == "3.3.7" and gpu["doca-ofed"] == "2.7.0"
     assert gpu["slurmd"] == gpu["slurm-client"] == "23.11.10" and gpu["enroot"] == "3.5.0"
+    assert gpu["nvslurm-plugin-pyxis"] == "0.20.0"
     assert list(gpu) == sorted(gpu)
     others = {name: pins(name) for name in by_pool if name != "gpu"}
     assert all("nvidia-driver-550-server" not in p and "slurmd" not in p for p in others.values())
