@@ -56,12 +56,10 @@ def spec_section(plan: Plan) -> dict:
 
 
 def _software(spec) -> dict:
-    """Pins, plus the mirror and repositories where the spec has them (so older plans compare unchanged)."""
+    """Pins, the mirror and the repositories by name; None where the spec has none, as a plan from before these
+    settings reads (a missing key), so that it compares unchanged."""
     sw = spec.software
-    out = {k: getattr(sw, k) for k in sorted(vars(sw)) if k not in ("mirror", "repositories")}
-    if sw.mirror:
-        out["mirror"] = sw.mirror
-    if sw.repositories:
-        out["repositories"] = {r.name: {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(r).items())
-                                        if k != "name"} for r in sw.repositories}
+    out = {k: getattr(sw, k) for k in sorted(vars(sw)) if k != "repositories"}
+    out["repositories"] = {r.name: {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(r).items())
+                                    if k != "name"} for r in sw.repositories} or None
     return out

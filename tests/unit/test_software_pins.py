@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,10 @@ def test_repository_and_mirror_changes_restart_nothing(tmp_path):
     found = {c.field: c for c in diff.changes if c.section == "software"}
     assert set(found) == {"mirror", "repositories"}, [c.as_dict() for c in diff.changes]
     assert all(c.impact is Impact.NONE for c in found.values())
-    # A spec that never had repositories compares unchanged against its older plans.
+    # A spec that never had repositories compares unchanged against its plans from before these settings.
     plain = document_of(check_spec(CLUSTERS / "lab.yaml"))
-    assert "repositories" not in plain["spec"]["software"] and "mirror" not in plain["spec"]["software"]
+    older = copy.deepcopy(plain)
+    for key in ("mirror", "repositories"):
+        assert plain["spec"]["software"][key] is None
+        del older["spec"]["software"][key]
+    assert [c for c in compare(older, plain, "old", "new").changes if c.section == "software"] == []
