@@ -43,6 +43,9 @@ SOFTWARE: dict[str, Rule] = {
                                                               if fs.get("kind") == "lustre"
                                                               for p in s.mount_pools(fs)}),
                       "kernel modules: unmount Lustre, so drain and reboot"),
+    # Where packages come from, not which version: apt sources are rewritten and nothing restarts.
+    "mirror": (Impact.NONE, _ALL, "apt sources point at the new mirror; installed packages stay as they are"),
+    "repositories": (Impact.NONE, _ALL, "apt sources rewritten; installed packages stay as they are"),
 }
 
 NETWORK: dict[str, Rule] = {

@@ -199,6 +199,9 @@ def all_vars(plan: Plan) -> dict:
                 "slurm_version": sw.slurm, "enroot_pyxis_enroot_version": sw.enroot,
                 "enroot_pyxis_pyxis_version": sw.pyxis}
     out.update({k: v for k, v in versions.items() if v})
+    if spec.software.repositories:  # apt sources for the pinned packages, the mirror applied
+        from gpucloud.plan.software import repositories
+        out["repositories_list"] = repositories(spec)
     return out
 
 

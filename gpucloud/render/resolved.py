@@ -50,6 +50,16 @@ def spec_section(plan: Plan) -> dict:
                              "storage_quota": dict(t.storage_quota), "inode_quota": dict(t.inode_quota),
                              "project_id": t.project_id}
                     for t in spec.tenants},
-        "software": {k: getattr(spec.software, k) for k in sorted(vars(spec.software))},
+        "software": _software(spec),
         "provider": {k: getattr(spec.provider, k) for k in sorted(vars(spec.provider))},
     }
+
+
+def _software(spec) -> dict:
+    """Pins, the mirror and the repositories by name; None where the spec has none, as a plan from before these
+    settings reads (a missing key), so that it compares unchanged."""
+    sw = spec.software
+    out = {k: getattr(sw, k) for k in sorted(vars(sw)) if k != "repositories"}
+    out["repositories"] = {r.name: {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(r).items())
+                                    if k != "name"} for r in sw.repositories} or None
+    return out

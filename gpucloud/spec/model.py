@@ -200,6 +200,17 @@ class Tenant:
 
 
 @dataclass(frozen=True)
+class Repository:
+    name: str
+    url: str
+    suite: str
+    components: tuple[str, ...]
+    key: str | None  # keyring path on the node
+    fingerprint: str | None
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Software:
     os: str = "ubuntu-22.04"
     nvidia_driver: str | None = None
@@ -211,6 +222,8 @@ class Software:
     enroot: str | None = None
     pyxis: str | None = None
     lustre_client: str | None = None
+    mirror: str | None = None  # base URL of a site mirror for every repository
+    repositories: tuple[Repository, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -403,7 +416,12 @@ def build(data: dict, source: str = "") -> Spec:
         storage=tuple(_filesystem(i, raw) for i, raw in enumerate(data.get("storage", ()))),
         tenants=tuple(_tenant(i, raw) for i, raw in enumerate(data.get("tenants", ()))),
         software=Software(**{"os": "ubuntu-22.04", **sw,
-                             "fabric_manager": sw.get("fabric_manager", sw.get("nvidia_driver"))}),
+                             "fabric_manager": sw.get("fabric_manager", sw.get("nvidia_driver")),
+                             "repositories": tuple(
+                                 Repository(name=r["name"], url=r["url"], suite=r["suite"],
+                                            components=tuple(r.get("components", ())), key=r.get("key"),
+                                            fingerprint=r.get("fingerprint"), packages=tuple(r["packages"]))
+                                 for r in sw.get("repositories", ()))}),
         provider=Provider(kind=prov.get("kind", "none"), username=prov.get("username"),
                           password=(prov.get("password") or {}).get("secret"),
                           verify_tls=prov.get("verify_tls", True), ca_bundle=prov.get("ca_bundle"),

@@ -53,6 +53,10 @@ def collectors(pe: PoolExpect, node: str) -> list[tuple[str, str]]:
         out.append((f"service:{service}", f"pgrep -x {service}"))
     if pe.slurm_node:
         out.append(("slurm", f"scontrol show node -o {shlex.quote(node)}"))
+    if pe.packages:
+        # Exit 1 when a package is unknown to dpkg; the names it knows are still listed.
+        out.append(("packages", "dpkg-query -W -f='${Package}\\t${Version}\\t${db:Status-Abbrev}\\n' "
+                    + " ".join(shlex.quote(name) for name, _ in pe.packages)))
     return out
 
 

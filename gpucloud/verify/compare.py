@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from typing import Iterator
 
+from gpucloud.plan.software import upstream
 from gpucloud.verify import parse
 from gpucloud.verify.collect import Collected, Section
 from gpucloud.verify.expect import GPU_MEMORY_TOLERANCE, HostExpect
@@ -20,7 +21,8 @@ BAD_SLURM_STATES = ("DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING", "
                     "INVALID", "UNKNOWN", "FUTURE", "NO_RESPOND")
 # Tools and their section names, for collector errors.
 TOOLS = {"gpus": "nvidia-smi", "nvlink": "nvidia-smi nvlink", "ibstat": "ibstat", "ibstatus": "ibstatus",
-         "addresses": "ip", "mounts": "findmnt", "slurm": "scontrol", "kernel": "uname", "hostname": "hostname"}
+         "addresses": "ip", "mounts": "findmnt", "slurm": "scontrol", "kernel": "uname", "hostname": "hostname",
+         "packages": "dpkg-query"}
 
 
 class _Host:
@@ -228,6 +230,22 @@ def check_hostname(h: _Host, sections: dict[str, Section]) -> None:
         h.add("hostname", "answers with another hostname", f"'{answered}' at {h.he.address}")
 
 
+def check_packages(h: _Host, sections: dict[str, Section]) -> None:
+    """Every package the spec pins is installed at the pinned upstream version (software.*; plan/software.py)."""
+    sec = sections.get("packages")
+    if sec is not None and sec.rc == 1:  # dpkg-query: some name unknown, the others listed
+        sec = Section(sec.out, "", 0)
+    if not _usable(h, "packages", sec):
+        return
+    installed = parse.packages(sec.out)
+    for name, pinned in h.he.pool.packages:
+        version = installed.get(name)
+        if version is None:
+            h.add("package-missing", f"{name} not installed, pinned {pinned}")
+        elif upstream(version) != pinned:
+            h.add("package-version", f"{name} {upstream(version)}, pinned {pinned}", f"installed {version}")
+
+
 def compare(he: HostExpect, collected: Collected) -> HostResult:
     h = _Host(he, collected.timed_out)
     s = collected.sections
@@ -246,6 +264,8 @@ def compare(he: HostExpect, collected: Collected) -> HostResult:
     check_services(h, s)
     if pe.slurm_node:
         check_slurm(h, s)
+    if pe.packages:
+        check_packages(h, s)
     kernel = None
     ks = s.get("kernel")
     if _usable(h, "kernel", ks):

@@ -13,6 +13,7 @@ from gpucloud import catalog
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import port_rate
 from gpucloud.plan.hosts import Host, PoolPlan
+from gpucloud.plan.software import pool_pins
 
 # nvidia-smi reports marketing memory less the driver's reservation (81559 MiB on an "80GB" H100): allow that.
 GPU_MEMORY_TOLERANCE = 0.03
@@ -54,6 +55,7 @@ class PoolExpect:
     mounts: tuple[MountExpect, ...]
     services: tuple[str, ...]  # process names that must run
     slurm_node: bool
+    packages: tuple[tuple[str, str], ...] = ()  # (Debian package, pinned upstream version), from plan/software.py
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ def pool_expect(plan: Plan, pp: PoolPlan) -> PoolExpect:
         services.append("slurmdbd")
     ipoib = spec.networks.get("ipoib")
     gpu = model.gpu if model.gpus else None
+    ports = _ports(plan, pp)
     return PoolExpect(
         pool=pool.name,
         gpus=model.gpus,
@@ -165,11 +168,12 @@ def pool_expect(plan: Plan, pp: PoolPlan) -> PoolExpect:
         gpu_memory_mib=gpu.memory_gib * 1024 if gpu else None,
         driver=spec.software.nvidia_driver if gpu else None,
         nvswitch=model.nvswitch,
-        ports=_ports(plan, pp),
+        ports=ports,
         ipoib_prefix=ipoib.rail_prefix if ipoib is not None else None,
         mounts=_mounts(plan, pp),
         services=tuple(services),
         slurm_node=slurm_node,
+        packages=tuple(pool_pins(spec, model.gpus, model.nvswitch, len(ports), pool.roles).items()),
     )
 
 

@@ -23,6 +23,9 @@ HINTS: dict[str, str] = {
     "gpu-model": "the node carries other GPUs than its pool's model: fix the spec's pool model or move the node",
     "gpu-memory": "memory differs from the model: check for MIG mode or a different GPU SKU",
     "gpu-driver": "install the driver version pinned in software.nvidia_driver",
+    "package-missing": "converge the node (gpucloud converge); check software.repositories if apt cannot find it",
+    "package-version": "converge the node to install the pinned version (a lower pin needs "
+                       "-e gpucloud_allow_downgrade=true); check that no one pinned it by hand (apt-mark showhold)",
     "gpu-persistence": "enable persistence (nvidia-persistenced) so that jobs do not pay driver init time",
     "gpu-ecc-mode": "enable ECC (nvidia-smi -e 1) and reboot",
     "gpu-ecc-uncorrected": "drain the node; reset the GPU or reboot to trigger row remapping, and replace the GPU if "

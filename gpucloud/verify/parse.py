@@ -200,3 +200,17 @@ def scontrol_node(text: str) -> dict[str, str] | None:
     if reason:
         fields["Reason"] = reason.strip()
     return fields
+
+
+def packages(text: str) -> dict[str, str]:
+    """Installed package -> Debian version, from ``dpkg-query -W -f='${Package}\\t${Version}\\t${db:Status-Abbrev}\\n'``.
+
+    Only packages dpkg reports as installed (status ``ii``); removed ones that left their configuration behind do not
+    count.
+    """
+    out = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[2].strip() == "ii" and parts[1]:
+            out[parts[0].split(":", 1)[0]] = parts[1]  # name:arch for multi-arch packages
+    return out

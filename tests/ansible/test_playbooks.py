@@ -80,6 +80,15 @@ TEMPLATES = [  # (role, template, host, extra vars)
     ("rdma", "ipoib-netplan.yaml.j2", "ctl01", {}),
     ("common", "sysctl.conf.j2", "gpu01", {}),
     ("common", "limits.conf.j2", "gpu01", {}),
+    # One entry of repositories_list as plan/software.py writes it (a spec with repositories: test_software_pins).
+    ("repositories", "repository.sources.j2", "gpu01", {"item": {
+        "name": "slurm", "uris": "http://mirror.site.example/apt/slurm/", "suites": "jammy", "components": "main",
+        "signed_by": "/usr/share/keyrings/site.gpg 0123456789ABCDEF0123456789ABCDEF01234567",
+        "packages": ["slurmctld", "slurmd"]}}),
+    ("repositories", "repository.sources.j2", "ctl01", {"item": {
+        "name": "cuda", "uris": "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2204/x86_64/",
+        "suites": "/", "signed_by": "/usr/share/keyrings/cuda-archive-keyring.gpg",
+        "packages": ["datacenter-gpu-manager"]}}),
 ]
 
 

@@ -115,6 +115,9 @@ def prepare(rig):
         "common_sysctl_apply": False,
         "common_hosts_entries": {name: addr for name, (addr, _g) in HOSTS.items()},
         "enroot_pyxis_enabled": False,
+        # The roles install software.slurm's version; this machine's repositories carry Debian's Slurm, so the test
+        # pins what Debian has (the roles then check it is exactly that version).
+        "slurm_version": _debian_slurm(),
         "node_health_packages": [],  # NHC is not packaged for Debian 12; its config is golden-tested
         "node_health_command": gpu_check,
         "gpucloud_batch": 3,
@@ -132,6 +135,14 @@ def prepare(rig):
     }
     (root / "test-vars.yml").write_text(yaml.safe_dump(test_vars))
     return plan, inv, root / "test-vars.yml"
+
+
+def _debian_slurm() -> str:
+    from gpucloud.plan.software import upstream
+
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "slurmd"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout, f"slurmd is not installed: {res.stderr}"
+    return upstream(res.stdout)
 
 
 def _node_lines(plan: Path, taken: set[int]) -> list[str]:

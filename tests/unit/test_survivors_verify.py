@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
 RECORDED = FIXTURES / "recorded" / "h100"
 FILES = {"hostname": "hostname", "kernel": "uname-r", "gpus": "nvidia-smi-query", "nvlink": "nvidia-smi-nvlink",
          "ibstat": "ibstat", "ibstatus": "ibstatus", "addresses": "ip-addr.json", "mounts": "findmnt.json",
-         "slurm": "scontrol-node"}
+         "slurm": "scontrol-node", "packages": "dpkg-query"}
 
 
 @pytest.fixture(scope="module")

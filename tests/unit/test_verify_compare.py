@@ -19,7 +19,7 @@ RECORDED = FIXTURES / "recorded"
 # section -> recorded file
 FILES = {"hostname": "hostname", "kernel": "uname-r", "gpus": "nvidia-smi-query", "nvlink": "nvidia-smi-nvlink",
          "ibstat": "ibstat", "ibstatus": "ibstatus", "addresses": "ip-addr.json", "mounts": "findmnt.json",
-         "slurm": "scontrol-node"}
+         "slurm": "scontrol-node", "packages": "dpkg-query"}
 BASE = {"gpu": "h100", "hgpu": "h200", "login": "cpu-2u", "ctl": "cpu-1u"}
 
 
@@ -61,10 +61,29 @@ def test_healthy_recorded_nodes_conform(hosts, name):
 def test_collectors_follow_the_plan(hosts):
     names = [n for n, _ in collectors(hosts["gpu01"].pool, "gpu01")]
     assert names == ["hostname", "kernel", "gpus", "nvlink", "ibstat", "ibstatus", "addresses", "mounts",
-                     "service:munged", "service:slurmd", "slurm"]
+                     "service:munged", "service:slurmd", "slurm", "packages"]
     login = [n for n, _ in collectors(hosts["login01"].pool, "login01")]
     assert "gpus" not in login and "slurm" not in login and "service:munged" in login
     assert [n for n, _ in collectors(hosts["ctl01"].pool, "ctl01")][-2:] == ["service:munged", "service:slurmctld"]
+
+
+def test_pinned_packages_are_read_back_and_compared(hosts):
+    gpu = hosts["gpu01"]
+    assert gpu.pool.packages == (("nvidia-driver-550-server", "550.90.07"), ("nvidia-fabricmanager-550", "550.90.07"),
+                                 ("nvidia-utils-550-server", "550.90.07"))
+    command = dict(collectors(gpu.pool, "gpu01"))["packages"]
+    assert command.endswith(" nvidia-driver-550-server nvidia-fabricmanager-550 nvidia-utils-550-server")
+    assert hosts["login01"].pool.packages == ()  # the site pins no Slurm version: nothing to compare there
+    # An older driver than the pin, and Fabric Manager removed (its configuration left behind, status rc).
+    result = compare(gpu, sections(gpu, {"packages": "broken/h100-old-driver-dpkg-query"}))
+    assert sorted((f.check, f.message, f.detail) for f in result.findings) == [
+        ("package-missing", "nvidia-fabricmanager-550 not installed, pinned 550.90.07", ""),
+        ("package-version", "nvidia-driver-550-server 550.54.15, pinned 550.90.07", "installed 550.54.15-0ubuntu1")]
+    # dpkg-query exits 1 when it knows none of a name: the names it knows still count; other errors are errors.
+    result = compare(gpu, sections(gpu, {"packages": "broken/h100-old-driver-dpkg-query"}, {"packages": 1}))
+    assert checks(result) == ["package-missing", "package-version"]
+    result = compare(gpu, sections(gpu, rcs={"packages": 2}))
+    assert [(f.check, f.message) for f in result.findings] == [("collector", "dpkg-query failed")]
 
 
 def test_expected_rates_and_mounts(hosts):
