@@ -156,19 +156,22 @@ def accept(slurm: Slurm, nodes: tuple[AcceptNode, ...], opts: Options,
                 v = verdicts[n.name]
                 v.checks = checks
                 if ok:
-                    v.result = "pass"
+                    v.result = "checked"  # not "pass" until the pair runs are done too
                 else:
                     fail(v, reason)
-            passed = [n for n in held if verdicts[n.name].result == "pass"]
+            checked = [n for n in held if verdicts[n.name].result == "checked"]
             if opts.pairs:
-                _pairs(slurm, opts, passed, verdicts, pool, fail)
+                _pairs(slurm, opts, checked, verdicts, pool, fail)
         for v in verdicts.values():
-            if v.result == "pass":
+            if v.result == "checked":
+                v.result = "pass"
                 say(f"{v.node.name}: passed")
     finally:
         # A node resumed into the reservation without a verdict must not leave it in service.
         unjudged = [n.name for n in held if verdicts[n.name].result not in ("pass", "fail")]
         if unjudged:
+            for name in unjudged:
+                verdicts[name].result, verdicts[name].reason = "untested", INTERRUPTED_REASON
             slurm.drain(compress(unjudged), INTERRUPTED_REASON)
         slurm.unreserve(RESERVATION)
     return list(verdicts.values())
