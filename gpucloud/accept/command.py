@@ -31,12 +31,20 @@ def run_cli(spec: Path, limit: str | None, parallel: int, report: Path, hold: bo
     from gpucloud.plan import build_plan
     from gpucloud.plan.acceptance import acceptance_nodes
 
+    from ClusterShell.NodeSet import NodeSetException
+
+    from gpucloud.hostlist import HostlistTooLarge
+
     only = None
     if limit is not None:
+        shown = limit if len(limit) <= 80 else limit[:77] + "..."
         try:
             only = expand(limit)
-        except ValueError as exc:
-            say(f"error: --limit {limit!r} is not a hostlist: {exc}")
+        except HostlistTooLarge as exc:
+            say(f"error: --limit {shown!r} is too large: {exc}; hint: name the hosts to test, e.g. gpu[0001-0128]")
+            return EXIT_USAGE
+        except (NodeSetException, ValueError, OverflowError) as exc:
+            say(f"error: --limit {shown!r} is not a hostlist: {exc}; hint: write e.g. gpu[001-016]")
             return EXIT_USAGE
     checked = checked_or_exit(spec)
     plan = build_plan(checked.spec)

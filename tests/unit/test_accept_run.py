@@ -116,3 +116,16 @@ def test_reports_are_deterministic(nodes):
     assert run.report_json("lab", a) == run.report_json("lab", b)
     md = run.report_markdown("lab", a).decode()
     assert "| gpu02 | gpu | 1 | fail | accept: ib mlx5_3 Down/Polling |" in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "gpu[01-"], "is not a hostlist"),
+    (["--limit", "gpu[1-99999999]"], "is too large"),
+    (["--limit", "login01"], "not compute nodes of lab: login01"),
+])
+def test_cli_usage_errors_exit_2_before_touching_slurm(args, message):
+    from conftest import run_cli
+
+    res = run_cli("accept", str(CLUSTERS / "lab.yaml"), *args)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
