@@ -117,8 +117,8 @@ def run_pair(slurm: Slurm, opts: Options, a: AcceptNode, b: AcceptNode) -> tuple
     if got["wrong"]:
         return False, {**record, "ok": False, "reason": f"nccl pair {got['wrong']} wrong values"}
     if gate is not None and got["busbw"] < gate.value:
-        return False, {**record, "ok": False,
-                       "reason": f"nccl pair busbw {node_checks.fmt(got['busbw'])} < {node_checks.fmt(gate.value)} GB/s"}
+        got_s, want_s = node_checks.fmt(got["busbw"]), node_checks.fmt(gate.value)
+        return False, {**record, "ok": False, "reason": f"nccl pair busbw {got_s} < {want_s} GB/s"}
     return True, {**record, "ok": True}
 
 

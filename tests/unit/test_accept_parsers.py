@@ -36,9 +36,9 @@ def test_dcgm_4_top_key_and_text_around_the_json():
 
 
 def test_dcgm_skip_and_warn_are_not_failures():
+    results = [{"gpu_id": "0", "status": "Skip"}, {"gpu_id": "1", "status": "Warn", "warnings": [{"warning": "x"}]}]
     data = {"DCGM GPU Diagnostic": {"test_categories": [{"category": "Stress", "tests": [
-        {"name": "Targeted Power", "results": [{"gpu_id": "0", "status": "Skip"}, {"gpu_id": "1", "status": "Warn",
-                                                                                   "warnings": [{"warning": "x"}]}]}]}]}}
+        {"name": "Targeted Power", "results": results}]}]}}
     assert node.parse_dcgm(json.dumps(data)) == []
 
 

@@ -146,3 +146,14 @@ def test_spec_overrides_and_models_without_nvswitch():
     assert thresholds_for(catalog.server("h100-4"), "ndr").nccl_busbw is None
     cpu = thresholds_for(catalog.server("cpu-1u"), "ndr200")
     assert cpu.nccl_busbw is None and cpu.nccl_pair_busbw is None and cpu.ib_write_bw.value == 180.0
+
+
+def test_resume_gate_arguments_come_from_the_catalog(capsys):
+    from gpucloud.accept import gate
+
+    assert gate.main(["--model", "hgx-h200-8-ndr200", "--rate-gbps", "200"]) == 0
+    args = __import__("json").loads(capsys.readouterr().out)
+    assert args == ["--gpus", "8", "--dcgm-level", "2", "--nccl-min", "360", "--devices",
+                    ",".join(f"mlx5_{i}" for i in range(8)), "--rate", "200", "--width", "2X", "--ib-min", "180"]
+    assert gate.gate_args("hgx-h100-8", 400, {"nccl_busbw_gbs": 300})[5] == "300"
+    assert gate.main(["--model", "no-such-model"]) == 2
