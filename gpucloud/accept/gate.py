@@ -30,7 +30,7 @@ def gate_args(model_name: str, rate_gbps: int, overrides: dict | None = None) ->
         rate = own if catalog.LINK_RATES_GBPS[own] == rate_gbps else next(
             (r for r in ("ndr200", "hdr", "ndr", "xdr") if catalog.LINK_RATES_GBPS[r] == rate_gbps), None)
     gates = thresholds_for(model, rate, overrides)
-    devices = tuple(f"mlx5_{i}" for i in range(model.rails)) if rate else ()
+    devices = model.devices("compute") if rate else ()
     return node_args(AcceptNode(model_name, "", 0, model.gpus, devices, gates, None))
 
 

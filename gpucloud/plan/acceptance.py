@@ -28,7 +28,7 @@ class AcceptNode:
     pool: str
     su: int  # 0: not on a compute fabric (or a service port)
     gpus: int
-    devices: tuple[str, ...]  # compute HCAs, rail order
+    devices: tuple[str, ...]  # compute HCAs in rail order, as the kernel names them (the model's devices)
     thresholds: Thresholds
     partition: str | None  # a partition holding the node, for the test jobs
 
@@ -59,7 +59,7 @@ def acceptance_nodes(plan, overrides: Mapping[str, object] | None = None,
         rates = {catalog.link_rate(h.rate, port) for h in model.compute_hcas}
         rate = min(rates, key=lambda r: catalog.LINK_RATES_GBPS[r]) if rates and port is not None else None
         gates = thresholds_for(model, rate, overrides)
-        devices = tuple(f"mlx5_{i}" for i in range(model.rails)) if rate else ()
+        devices = model.devices("compute") if rate else ()
         for h in pp.hosts:
             if wanted is None or h.name in wanted:
                 out.append(AcceptNode(h.name, pp.pool.name, su_of.get(h.name, 0), model.gpus, devices, gates,

@@ -157,3 +157,20 @@ def test_resume_gate_arguments_come_from_the_catalog(capsys):
                     ",".join(f"mlx5_{i}" for i in range(8)), "--rate", "200", "--width", "2X", "--ib-min", "180"]
     assert gate.gate_args("hgx-h100-8", 400, {"nccl_busbw_gbs": 300})[5] == "300"
     assert gate.main(["--model", "no-such-model"]) == 2
+
+
+def test_devices_follow_the_models_rdma_names(tmp_path):
+    """A DGX H100 names its compute rails mlx5_0, 3-6, 9-11: the checks look at those, not at mlx5_0-7."""
+    import yaml
+
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    dgx = ["mlx5_0", "mlx5_3", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_9", "mlx5_10", "mlx5_11"]
+    data["hardware"] = {"models": {"dgx-h100": {"base": "hgx-h100-8", "compute_hcas": {"devices": dgx},
+                                                "storage_hcas": {"devices": ["mlx5_1", "mlx5_2"]}}}}
+    data["node_pools"][0]["model"] = "dgx-h100"
+    spec = tmp_path / "dgx.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    checked = check_spec(spec)
+    assert not checked.fails(), [f.message for f in checked.findings]
+    (n, _) = acceptance_nodes(build_plan(checked.spec))
+    assert n.devices == tuple(dgx)
