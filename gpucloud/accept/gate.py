@@ -16,12 +16,23 @@ import sys
 from gpucloud import catalog
 
 
-def gate_args(model_name: str, rate_gbps: int, overrides: dict | None = None) -> list[str]:
+def _stand_in(gpus: int, rails: int, rate_gbps: int) -> catalog.ServerModel:
+    """A model the catalog does not know (one of the spec's own): the inventory's GPU and rail counts, no GPU type,
+    so there is no single-node NCCL gate unless an override gives one."""
+    from dataclasses import replace
+
+    rate = next((r for r in ("ndr", "ndr200", "hdr", "xdr") if catalog.LINK_RATES_GBPS[r] == rate_gbps), "ndr")
+    return replace(catalog.server("cpu-1u"), name="spec-defined", gpu=None, gpus=gpus, nvswitch=False,
+                   compute_hcas=(catalog.HCA("spec-defined", rate),) * rails, compute_devices=())
+
+
+def gate_args(model_name: str, rate_gbps: int, overrides: dict | None = None, gpus: int = 0,
+              rails: int = 0) -> list[str]:
     from gpucloud.accept.run import node_args
     from gpucloud.catalog.acceptance import thresholds_for
     from gpucloud.plan.acceptance import AcceptNode
 
-    model = catalog.server(model_name)
+    model = catalog.SERVERS.get(model_name) or _stand_in(gpus, rails, rate_gbps)
     # The inventory gives the link rate in Gb/s; the HCAs' own generation when it runs at that rate (an NDR HCA on
     # an NDR200 fabric links at NDR200).
     rate = None
@@ -38,18 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gpucloud.accept.gate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--rate-gbps", type=int, default=0)
+    ap.add_argument("--gpus", type=int, default=0, help="for a model of the spec's own (not in the catalog)")
+    ap.add_argument("--rails", type=int, default=0, help="for a model of the spec's own (not in the catalog)")
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    try:
-        catalog.server(args.model)
-    except KeyError:
-        sys.stderr.write(f"unknown node model {args.model!r}; `gpucloud catalog` lists them\n")
-        return 2
+    if args.model not in catalog.SERVERS:
+        if not args.gpus and not args.rails:
+            sys.stderr.write(f"unknown node model {args.model!r} and no --gpus/--rails; `gpucloud catalog` lists "
+                             "the catalog's models\n")
+            return 2
+        sys.stderr.write(f"{args.model} is not in the catalog: gates from --gpus/--rails and the link rate only\n")
     overrides = {}
     for item in args.override:
         key, _, value = item.partition("=")
         overrides[key] = float(value)
-    sys.stdout.write(json.dumps(gate_args(args.model, args.rate_gbps, overrides)) + "\n")
+    sys.stdout.write(json.dumps(gate_args(args.model, args.rate_gbps, overrides, args.gpus, args.rails)) + "\n")
     return 0
 
 

@@ -174,3 +174,13 @@ def test_devices_follow_the_models_rdma_names(tmp_path):
     assert not checked.fails(), [f.message for f in checked.findings]
     (n, _) = acceptance_nodes(build_plan(checked.spec))
     assert n.devices == tuple(dgx)
+
+
+def test_resume_gate_for_a_model_of_the_specs_own(capsys):
+    from gpucloud.accept import gate
+
+    assert gate.main(["--model", "epyc-h100nvl-4", "--rate-gbps", "400", "--gpus", "4", "--rails", "4"]) == 0
+    args = __import__("json").loads(capsys.readouterr().out)
+    assert "--nccl-min" not in args  # no GPU type known: measured and reported, not gated
+    assert args[args.index("--devices") + 1] == "mlx5_0,mlx5_1,mlx5_2,mlx5_3"
+    assert args[args.index("--ib-min") + 1] == "360"
