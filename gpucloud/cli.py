@@ -395,6 +395,30 @@ def apply(
     raise typer.Exit(run_cli(spec, stack, backend, preview, _checked_or_exit, lambda m: typer.echo(m, err=True)))
 
 
+@app.command()
+def accept(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    limit: Optional[str] = typer.Option(None, "--limit", help="Only these hosts (hostlist, e.g. gpu[001-016])."),
+    parallel: int = typer.Option(8, "--parallel", min=1, max=256,
+                                 help="Test jobs at once, so a wave of reboots cannot start a fleet-wide storm."),
+    report: Path = typer.Option(Path("accept-report"), "--report", help="Folder for accept.json and accept.md."),
+    hold: bool = typer.Option(False, "--hold", help="Only drain the nodes with reason 'accept: pending' (for a "
+                                                    "repaired or reinstalled node), test nothing."),
+    account: Optional[str] = typer.Option(None, "--account", help="Slurm account for the test jobs."),
+    srun_arg: List[str] = typer.Option([], "--srun-arg", help="Extra srun argument for every test job "
+                                                              "(repeatable, e.g. --mpi=pmix)."),
+    pairs: bool = typer.Option(True, "--pairs/--no-pairs", help="Two-node NCCL runs within each scalable unit."),
+) -> None:
+    """Test held nodes as Slurm jobs (DCGM, NCCL, HCA links, ib_write_bw, then NCCL in pairs per scalable unit);
+    resume those that pass, keep the others drained with the failing test as the reason.
+
+    Exit 0 when every tested node passed, 1 when any failed, 2 when acceptance cannot run."""
+    from gpucloud.accept.command import run_cli
+
+    raise typer.Exit(run_cli(spec, limit, parallel, report, hold, account, list(srun_arg), pairs, _checked_or_exit,
+                             lambda m: typer.echo(m, err=True)))
+
+
 def main() -> None:
     """Run the command line. A user mistake exits 1 or 2 from inside a command; an exception that escapes a command
     is a bug in gpucloud, reported with its traceback and exit code 70 (never 1, which means findings)."""

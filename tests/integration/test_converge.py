@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CLUSTERS, run_cli
+from conftest import CLUSTERS, ROOT, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,9 @@ def _summary(stdout: str) -> dict[str, dict[str, int]]:
             rows[m.group(1)] = dict(zip(("ok", "changed", "failed", "unreachable", "skipped"),
                                         map(int, m.groups()[1:])))
     return rows
+
+
+ACCEPT_FIXTURES = ROOT / "tests" / "fixtures" / "accept"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +123,12 @@ def prepare(rig):
         "slurm_version": _debian_slurm(),
         "node_health_packages": [],  # NHC is not packaged for Debian 12; its config is golden-tested
         "node_health_command": gpu_check,
+        # The resume gate's checks run the stand-in GPU and InfiniBand tools (tests/fixtures/accept, written in
+        # the tools' output formats, not recorded on hardware).
+        "slurmd_accept_script": str(root / "gpucloud-accept-node"),
+        "slurmd_accept_environment": {"PATH": f"{ACCEPT_FIXTURES / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                              "/usr/bin:/sbin:/bin",
+                                      "GPUCLOUD_ACCEPT_SYSFS": str(ACCEPT_FIXTURES / "sysfs")},
         "gpucloud_batch": 3,
         "gpucloud_max_fail_percentage": 50,
         "slurmdbd_mariadb_port": ports["mysql"],
@@ -263,6 +272,8 @@ def test_disruptive_change_drains_and_resumes_and_skips_the_unreachable_node(rig
             break
         time.sleep(1)
     assert states == {"gpu01": "IDLE", "gpu02": "IDLE"}, states
+    # the resume gate installed and ran the acceptance checks (they passed: the nodes are idle again)
+    assert (rig.root / "gpucloud-accept-node").read_bytes() == (ROOT / "gpucloud" / "accept" / "node.py").read_bytes()
 
 
 def test_a_gpu_job_runs_from_the_login_node(rig, setup):

@@ -1,0 +1,1 @@
+../../../../gpucloud/accept/node.py
