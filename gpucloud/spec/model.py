@@ -214,6 +214,21 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class Provisioning:
+    ssh_keys: tuple[str, ...] = ()
+    mirror: str = "http://archive.ubuntu.com/ubuntu"
+    http_port: int = 8080
+    disk: str = "largest"
+
+
+@dataclass(frozen=True)
+class HostHardware:
+    """What a node's BMC reported (clusters/<name>.hardware.yaml): the MAC the node boots from and all of its MACs."""
+    mac: str
+    macs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     metadata: dict[str, Any]
@@ -226,6 +241,9 @@ class Spec:
     software: Software
     provider: Provider
     source: str = ""
+    provisioning: Provisioning = Provisioning()
+    # Discovered hardware by host name, from the file beside the spec (gpucloud.spec.hardware); empty without one.
+    hardware: dict[str, HostHardware] = field(default_factory=dict, hash=False, compare=False)
 
     def pool(self, name: str) -> NodePool | None:
         for p in self.pools:
@@ -350,6 +368,7 @@ def build(data: dict, source: str = "") -> Spec:
     has_compute = "compute" in fabrics
     sw = data.get("software", {})
     prov = data.get("provider", {})
+    inst = data.get("provisioning", {})
     return Spec(
         name=data["name"],
         metadata=dict(data.get("metadata", {})),
@@ -366,4 +385,5 @@ def build(data: dict, source: str = "") -> Spec:
                           verify_tls=prov.get("verify_tls", True), ca_bundle=prov.get("ca_bundle"),
                           pod_size=prov.get("pod_size")),
         source=source,
+        provisioning=Provisioning(**{**inst, "ssh_keys": tuple(inst.get("ssh_keys", ()))}),
     )
