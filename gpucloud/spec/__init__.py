@@ -86,7 +86,7 @@ def load(path: str | FsPath) -> Loaded:
 
 
 def _hardware(result: Loaded) -> None:
-    """Attach the discovered-hardware file beside the spec (clusters/<name>.hardware.yaml) when there is one."""
+    """Attach the discovered-hardware file beside the spec (clusters/hardware/<name>.yaml) when there is one."""
     from dataclasses import replace
 
     from gpucloud.spec import hardware

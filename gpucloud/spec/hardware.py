@@ -1,4 +1,6 @@
-"""The discovered-hardware file beside a spec: ``clusters/<name>.hardware.yaml``.
+"""The discovered-hardware file of a spec: ``clusters/hardware/<name>.yaml`` for ``clusters/<name>.yaml``.
+
+It lives in a folder of its own so that ``clusters/*.yaml`` still means the specs.
 
 The spec says what a cluster should be; this file records what the machines are: the MAC addresses each node's BMC
 reports (Redfish ``EthernetInterfaces``). The provisioning plan reads it for its DHCP reservations, because a MAC is a
@@ -34,9 +36,9 @@ MAX_BYTES = 64 << 20  # 12,500 hosts with 8 ports each is ~2.5 MiB
 
 
 def path_beside(spec_file: str | Path) -> Path:
-    """``clusters/lab.yaml`` -> ``clusters/lab.hardware.yaml``."""
+    """``clusters/lab.yaml`` -> ``clusters/hardware/lab.yaml``."""
     p = Path(spec_file)
-    return p.with_name(p.name[: -len(p.suffix)] + ".hardware.yaml" if p.suffix else p.name + ".hardware.yaml")
+    return p.parent / "hardware" / (p.stem + ".yaml")
 
 
 def normal_mac(value: str) -> str:

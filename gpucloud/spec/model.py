@@ -223,7 +223,7 @@ class Provisioning:
 
 @dataclass(frozen=True)
 class HostHardware:
-    """What a node's BMC reported (clusters/<name>.hardware.yaml): the MAC the node boots from and all of its MACs."""
+    """What a node's BMC reported (clusters/hardware/<name>.yaml): the MAC the node boots from and all of its MACs."""
     mac: str
     macs: tuple[str, ...]
 
