@@ -20,7 +20,8 @@ from gpucloud.stack import layers
 MAX_RESOURCES = 2000
 PROJECT = "gpucloud"
 # Pools with any of these roles live in the shared stack: they serve the whole cluster.
-SHARED_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server"})
+SHARED_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server",
+                          "provisioner"})
 CONTROL_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring"})
 # Hosts whose loss destroys data: their node resources are protected.
 STATEFUL_ROLES = frozenset({"slurmdbd", "storage-server"})
