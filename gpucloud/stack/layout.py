@@ -22,7 +22,7 @@ PROJECT = "gpucloud"
 # Pools with any of these roles live in the shared stack: they serve the whole cluster.
 SHARED_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server",
                           "provisioner"})
-CONTROL_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring"})
+CONTROL_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "provisioner"})
 # Hosts whose loss destroys data: their node resources are protected.
 STATEFUL_ROLES = frozenset({"slurmdbd", "storage-server"})
 # Resources per host (BareMetalNode component + its Redfish resource) and per stack (cluster, pool, control plane,

@@ -295,3 +295,32 @@ def test_known_hosts_store_creates_the_file(tmp_path):
     store.replace_host(Node("a", "10.0.0.1"), ["10.0.0.1,a ssh-ed25519 AAAA"])
     store.replace_host(Node("a", "10.0.0.1"), ["10.0.0.1,a ssh-ed25519 BBBB"])
     assert (tmp_path / "kh").read_text() == "10.0.0.1,a ssh-ed25519 BBBB\n"
+
+
+# -- the commands
+
+
+def test_provision_commands_refuse_what_they_cannot_do_with_exit_2(tmp_path, monkeypatch):
+    from conftest import run_cli
+
+    no_role = lab_copy(tmp_path, spec_edit=lambda s: s.replace(", provisioner]", "]"))
+    proc = run_cli("provision", "serve", str(no_role), "--root", str(tmp_path), "--known-hosts", str(tmp_path / "kh"))
+    assert proc.returncode == 2 and "provisioner role" in proc.stderr
+    proc = run_cli("provision", "serve", str(LAB), "--root", str(tmp_path), "--known-hosts", str(tmp_path / "kh"))
+    assert proc.returncode == 2 and "not a rendered provision/http folder" in proc.stderr
+    monkeypatch.delenv("GPUCLOUD_SECRET_BMC_PASSWORD", raising=False)
+    proc = run_cli("provision", "discover", str(LAB))
+    assert proc.returncode == 2 and "GPUCLOUD_SECRET_BMC_PASSWORD" in proc.stderr
+    assert not (tmp_path / "hardware").exists()
+
+
+def test_a_provisioner_pool_is_a_shared_cluster_service_with_an_inventory_group(tmp_path):
+    from gpucloud.render import inventory
+    from gpucloud.stack.layout import CONTROL_ROLES, _is_shared
+
+    spec = lab_copy(tmp_path, spec_edit=lambda s: s.replace("roles: [login, subnet-manager]", "roles: [provisioner]"))
+    plan = lab_plan(spec)
+    login = plan.pool("login")
+    assert _is_shared(login) and "provisioner" in CONTROL_ROLES
+    groups = yaml.safe_load(inventory.render(plan)["inventory/hosts.yml"])["all"]["children"]
+    assert groups["role_provisioner"]["children"] == {"pool_ctl": {}, "pool_login": {}}
