@@ -17,15 +17,12 @@ def _planned_names(spec) -> set[str]:
 
 @check("provisioning-server")
 def server(spec):
-    """The provisioner role needs a management network to serve on; ssh keys need someone to install them."""
+    """One install service per cluster; SSH keys with no service to install them."""
     pools = spec.pools_with_role(ROLE)
-    if pools and "management" not in spec.networks:
-        yield Finding("provisioning-server", "error", pools[0].path + ("roles",),
-                      f"pool {pools[0].name} has the {ROLE} role but there is no management network to serve on",
-                      "add networks.management, or remove the role")
     if len(pools) > 1:
         first = min(pools, key=lambda p: p.id)
-        yield Finding("provisioning-server", "warning", ("node_pools",),
+        other = next(p for p in pools if p is not first)
+        yield Finding("provisioning-server", "warning", other.path + ("roles",),
                       f"{len(pools)} pools have the {ROLE} role; only the first host of pool {first.name} serves",
                       f"keep the {ROLE} role on one pool")
     if not pools and spec.provisioning.ssh_keys:
