@@ -33,7 +33,7 @@ def pulumi_pod_stack(root: Path) -> str:
         f"sys.path.insert(0, {str(root)!r})\n"
         "from gpucloud.pipeline import check_spec\n"
         "from gpucloud.plan import build_plan\n"
-        "from gpucloud.stack import layout, dryrun\n"
+        "from gpucloud.plan import stacks as layout\nfrom gpucloud.stack import dryrun\n"
         f"plan = build_plan(check_spec({str(root / 'clusters' / 'colossus-100k.yaml')!r}).spec)\n"
         "inputs = layout.stack_inputs(plan, {})\n"
         "pod = [d for d in inputs if not d['shared']][0]\n"

@@ -130,13 +130,55 @@ def checks() -> None:
 
 
 @app.command()
-def catalog() -> None:
-    """List the hardware models and switches specs can name."""
+def catalog(
+    model: Optional[str] = typer.Argument(None, help="One server model: every field, as hardware.models takes it."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="Also the models of this spec (resolved)."),
+    output: Output = typer.Option(Output.text, "--output", "-o", help="text or json."),
+) -> None:
+    """List the hardware models, GPUs and switches specs can name, with every field of each server model."""
     from gpucloud import catalog as cat
 
+    servers = dict(cat.SERVERS)
+    if spec is not None:
+        servers.update(_checked_or_exit(spec).spec.models)
+    if model is not None and model not in servers:
+        from gpucloud.findings import choices_hint
+
+        typer.echo(f"error: unknown model {model!r}; {choices_hint(model, servers, 'models')}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    names = [model] if model is not None else sorted(servers)
+    fields = {name: cat.model_fields(servers[name]) for name in names}
+    if output is Output.json:
+        from gpucloud import jsonout
+
+        data = {"servers": fields}
+        if model is None:
+            data["gpus"] = {k: {"name": g.name, "memory_gib": g.memory_gib, "tdp_w": g.tdp_w}
+                            for k, g in sorted(cat.GPUS.items())}
+            data["switches"] = {k: {"description": s.description, "rate": s.rate, "ports": s.ports}
+                                for k, s in sorted(cat.SWITCHES.items())}
+        sys.stdout.write(jsonout.dumps(data))
+        return
     typer.echo("servers:")
-    for name, m in sorted(cat.SERVERS.items()):
-        typer.echo(f"  {name:20} {m.description}")
+    for name, f in fields.items():
+        gpu, cpu = f["gpu"], f["cpu"]
+        hcas = [f"{g['count']} x {g['rate']} ({', '.join(g['devices'])})" for g in (f["compute_hcas"],)
+                if g["count"]] + [f"storage {g['count']} x {g['rate']} ({', '.join(g['devices'])})"
+                                  for g in (f["storage_hcas"],) if g["count"]]
+        typer.echo(f"  {name:20} {f['description']}")
+        typer.echo(f"  {'':20} cpu {cpu['sockets']} x {cpu['cores_per_socket']} cores x {cpu['threads_per_core']} "
+                   f"threads ({cpu['model']}), {f['memory_gib']} GiB; "
+                   + (f"gpu {gpu['count']} x {gpu['model']} {gpu['memory_gib']} GiB on sockets "
+                      f"{','.join(map(str, gpu['sockets']))}{', nvswitch' if f['nvswitch'] else ''}; " if gpu["count"]
+                      else "")
+                   + (f"hcas {'; '.join(hcas)}; " if hcas else "")
+                   + f"nvme {f['nvme']['drives']} x {f['nvme']['drive_tb']} TB; {f['rack_units']}U, "
+                     f"{f['power_kw']} kW")
+    if model is not None:
+        return
+    typer.echo("gpus:")
+    for name, g in sorted(cat.GPUS.items()):
+        typer.echo(f"  {name:20} {g.name}, {g.memory_gib} GiB, {g.tdp_w} W")
     typer.echo("switches:")
     for name, s in sorted(cat.SWITCHES.items()):
         typer.echo(f"  {name:20} {s.description}")
@@ -306,7 +348,7 @@ def provision_discover(
     accept_changes: bool = typer.Option(False, "--accept-changes",
                                         help="Record a boot MAC that changed (a replaced board)."),
 ) -> None:
-    """Read every host's MAC addresses from its BMC (Redfish) into clusters/hardware/<name>.yaml beside the spec.
+    """Read every host's MAC addresses from its BMC (Redfish) into clusters/discovered/<name>.yaml beside the spec.
 
     The BMC password comes from the environment variable GPUCLOUD_SECRET_<SECRET NAME> (bmc-password ->
     GPUCLOUD_SECRET_BMC_PASSWORD). Exit 1 when a boot MAC changed and --accept-changes was not given."""

@@ -1,7 +1,7 @@
-"""``gpucloud provision discover``: read each host's MACs from its BMC into the hardware file beside the spec.
+"""``gpucloud provision discover``: read each host's MACs from its BMC into the discovered-MAC file beside the spec.
 
 The MACs are what the Redfish provider reads (``gpucloud.stack.redfish.Client.state``, the system's
-EthernetInterfaces). A boot MAC the BMC no longer lists is a finding (``hardware-mac-changed``), and the record keeps
+EthernetInterfaces). A boot MAC the BMC no longer lists is a finding (``discovered-mac-changed``), and the record keeps
 the old MAC until ``--accept-changes``: a replaced board is not installed until an operator says it is the machine
 meant to be in that slot.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from gpucloud.checks.provisioning import mac_changes
-from gpucloud.spec import hardware
+from gpucloud.spec import discovered
 from gpucloud.spec.model import HostHardware
 
 PARALLEL = 32
@@ -33,7 +33,7 @@ def merge(recorded: dict[str, HostHardware], reported: dict[str, list[str]], acc
     for host, macs in reported.items():
         if host in changed and not accept_changes:
             continue
-        rec = hardware.record(recorded.get(host), macs)
+        rec = discovered.record(recorded.get(host), macs)
         if rec is not None:
             out[host] = rec
     return out, findings
@@ -79,9 +79,9 @@ def run_cli(spec: Path, limit: list[str], accept_changes: bool, checked_or_exit,
         echo(f"--limit names hosts the plan has no BMC for: {', '.join(unknown[:5])}")
         return 2
     reported, errors = read_bmcs(hosts, s.provider, password)
-    records, findings = merge(dict(s.hardware), reported, accept_changes)
-    target = hardware.path_beside(checked.loaded.file)
-    hardware.write(target, s.name, records)
+    records, findings = merge(dict(s.discovered), reported, accept_changes)
+    target = discovered.path_beside(checked.loaded.file)
+    discovered.write(target, s.name, records)
     for line in errors:
         echo(f"error: {line}")
     for f in findings:

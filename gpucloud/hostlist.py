@@ -8,12 +8,13 @@ a typed expression such as ``gpu[0-99999999999]`` is refused instead of filling 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ClusterShell.NodeSet import NodeSet
 from ClusterShell.RangeSet import RangeSet
 
-from gpucloud.spec.model import NodePool
+if TYPE_CHECKING:  # a leaf module: the spec model only for the annotation
+    from gpucloud.spec.model import NodePool
 
 _FIELD = re.compile(r"\{index(?::0?([0-9]))?\}")
 

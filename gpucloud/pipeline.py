@@ -37,7 +37,10 @@ FIELD_SOURCES: dict[str, frozenset[str]] = {
     "metadata": frozenset({"metadata"}),
     "networks": frozenset({"networks"}),
     # A pool's default fabric and Slurm's default topology depend on whether a compute fabric is defined.
-    "pools": frozenset({"node_pools", "fabric names"}),
+    # ... and a pool's hardware on the spec's own models (hardware.models) as well as its overrides.
+    "pools": frozenset({"node_pools", "fabric names", "hardware"}),
+    "models": frozenset({"hardware"}),
+    "hardware_errors": frozenset({"hardware", "node_pools"}),
     "fabrics": frozenset({"fabric"}),
     "slurm": frozenset({"slurm", "name", "fabric names"}),
     "storage": frozenset({"storage"}),
@@ -46,7 +49,7 @@ FIELD_SOURCES: dict[str, frozenset[str]] = {
     "provider": frozenset({"provider"}),
     "source": frozenset(),
     "provisioning": frozenset({"provisioning"}),
-    "hardware": frozenset(),
+    "discovered": frozenset(),
 }
 # What a required key that failed is replaced by, so the rest of the model can still be built.
 _STAND_INS = {"name": "invalid", "networks": {}, "node_pools": []}

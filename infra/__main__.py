@@ -12,7 +12,8 @@ import pulumi
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.render import render_all
-from gpucloud.stack import graph, layout, program
+from gpucloud.plan import stacks as layout
+from gpucloud.stack import graph, program
 from gpucloud.write import write_tree
 
 # Pulumi runs this program from infra/; the spec path in the config is relative to the project.

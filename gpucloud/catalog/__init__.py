@@ -8,7 +8,8 @@ matters for training estimates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 # Link rates by InfiniBand generation name, in Gb/s per port.
 LINK_RATES_GBPS: dict[str, int] = {"hdr": 200, "ndr200": 200, "ndr": 400, "xdr": 800}
@@ -36,6 +37,7 @@ class GPU:
     fp8_dense_tflops: float
     tdp_w: int
     source: str
+    key: str = ""  # the catalog key ('h100-sxm5-80gb'), set for every catalog GPU
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,21 @@ class ServerModel:
     # Which CPU socket each GPU hangs off, for gres.conf Cores= affinity; len == gpus.
     gpu_socket: tuple[int, ...] = ()
     power_kw: float = 1.0
+    # RDMA device names of the compute and storage adapters, in adapter order, where they are not the default
+    # mlx5_<n> numbering (compute adapters first). A DGX H100 names its rails mlx5_0,3,4,5,6,9,10,11.
+    compute_devices: tuple[str, ...] = ()
+    storage_devices: tuple[str, ...] = ()
 
     @property
     def rails(self) -> int:
         return len(self.compute_hcas)
+
+    def devices(self, which: str) -> tuple[str, ...]:
+        """RDMA device names of the 'compute' or 'storage' adapters."""
+        if which == "compute":
+            return self.compute_devices or tuple(f"mlx5_{i}" for i in range(len(self.compute_hcas)))
+        first = len(self.compute_hcas)
+        return self.storage_devices or tuple(f"mlx5_{first + i}" for i in range(len(self.storage_hcas)))
 
     @property
     def cores(self) -> int:
@@ -109,17 +122,20 @@ class SwitchModel:
 
 _H100_SOURCE = "NVIDIA H100 Tensor Core GPU data sheet (SXM5: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
 _H200_SOURCE = "NVIDIA H200 Tensor Core GPU data sheet (SXM: 989 TFLOPS BF16, 1,979 TFLOPS FP8, dense)"
+_H100_NVL_SOURCE = ("NVIDIA H100 NVL data sheet (per GPU: 3,341 TFLOPS FP8 and 1,671 TFLOPS BF16 with sparsity, i.e. "
+                    "dense 1,670.5/835.5; 94 GB HBM3 at 3.9 TB/s; 350-400 W configurable)")
 _B200_SOURCE = "NVIDIA HGX B200 data sheet (8 GPUs: 18 PFLOPS BF16 and 36 PFLOPS FP8 dense, i.e. per GPU 2,250/4,500)"
 _B300_SOURCE = ("NVIDIA HGX B300 data sheet (8 GPUs: 36 PFLOPS BF16 and 72 PFLOPS FP8 with sparsity, i.e. dense per GPU "
                 "2,250/4,500; 288 GB HBM3e at 8 TB/s)")
 
 
-GPUS: dict[str, GPU] = {
+GPUS: dict[str, GPU] = {key: replace(gpu, key=key) for key, gpu in {
     "h100-sxm5-80gb": GPU("NVIDIA H100 SXM5 80GB", 80, 3.35, 989.4, 1978.9, 700, _H100_SOURCE),
+    "h100-nvl-94gb": GPU("NVIDIA H100 NVL 94GB", 94, 3.9, 835.5, 1670.5, 400, _H100_NVL_SOURCE),
     "h200-sxm-141gb": GPU("NVIDIA H200 SXM 141GB", 141, 4.8, 989.4, 1978.9, 700, _H200_SOURCE),
     "b200-sxm-180gb": GPU("NVIDIA B200 180GB", 180, 8.0, 2250.0, 4500.0, 1000, _B200_SOURCE),
     "b300-sxm-288gb": GPU("NVIDIA B300 288GB", 288, 8.0, 2250.0, 4500.0, 1100, _B300_SOURCE),
-}
+}.items()}
 
 CX7_NDR = HCA("ConnectX-7 NDR 400G OSFP", "ndr")
 CX7_NDR200 = HCA("ConnectX-7 NDR200 200G", "ndr200")
@@ -286,6 +302,150 @@ SWITCH_ALIASES: dict[str, str] = {"quantum-x800": "q3400"}
 
 def server(name: str) -> ServerModel:
     return SERVERS[name]
+
+
+# --- models of a spec: catalog models with fields changed, or described in full ---------------------------------
+
+HCA_MODELS: dict[str, str] = {"hdr": CX6_HDR.model, "ndr200": CX7_NDR200.model, "ndr": CX7_NDR.model,
+                              "xdr": CX8_XDR.model}
+
+
+class HardwareError(ValueError):
+    """A spec's hardware fields that cannot make a model; ``where`` is the path below the fields' object."""
+
+    def __init__(self, where: tuple, message: str, hint: str):
+        super().__init__(message)
+        self.where, self.message, self.hint = where, message, hint
+
+
+def _even_sockets(gpus: int, sockets: int) -> tuple[int, ...]:
+    """GPUs split evenly over the sockets in order (the first half on socket 0 of a two-socket server)."""
+    return tuple(min(i * sockets // max(gpus, 1), sockets - 1) for i in range(gpus))
+
+
+def _hcas(base: tuple[HCA, ...], devices: tuple[str, ...], raw: dict, kind: str) -> tuple[tuple[HCA, ...], tuple]:
+    count = raw.get("count", len(base))
+    proto = base[0] if base else None
+    rate = raw.get("rate", proto.rate if proto else None)
+    if count and rate is None:
+        raise HardwareError((f"{kind}_hcas",), f"{kind} adapters without a rate", "add rate: ndr (or hdr, ndr200, xdr)")
+    model = raw.get("model") or (proto.model if proto and proto.rate == rate else HCA_MODELS.get(rate or "", ""))
+    hcas = (HCA(model, rate),) * count if count else ()
+    devs = tuple(raw["devices"]) if "devices" in raw else (devices if len(devices) == count else ())
+    if devs and len(devs) != count:
+        raise HardwareError((f"{kind}_hcas", "devices"),
+                            f"{len(devs)} device name(s) for {count} {kind} adapter(s)",
+                            f"list one RDMA device name per adapter ({count}), or set count to {len(devs)}")
+    return hcas, devs
+
+
+def apply_fields(base: ServerModel, name: str, raw: dict[str, Any]) -> ServerModel:
+    """``base`` with the fields of a spec (schema: $defs/hardware_fields) changed. Raises HardwareError."""
+    cpu = raw.get("cpu", {})
+    gpu_raw = raw.get("gpu", {})
+    gpu = base.gpu
+    if "model" in gpu_raw:
+        if gpu_raw["model"] not in GPUS:
+            from gpucloud.findings import choices_hint
+
+            raise HardwareError(("gpu", "model"), f"unknown GPU model {gpu_raw['model']!r}",
+                                choices_hint(gpu_raw["model"], GPUS, "GPUs"))
+        gpu = GPUS[gpu_raw["model"]]
+    if "memory_gib" in gpu_raw:
+        if gpu is None:
+            raise HardwareError(("gpu", "memory_gib"), "GPU memory given but no GPU model",
+                                "add gpu.model (a catalog GPU such as h100-sxm5-80gb)")
+        gpu = replace(gpu, memory_gib=gpu_raw["memory_gib"])
+    gpus = gpu_raw.get("count", base.gpus if gpu is not None else 0)
+    if gpus and gpu is None:
+        raise HardwareError(("gpu",), f"{gpus} GPUs but no GPU model", "add gpu.model (a catalog GPU)")
+    sockets = cpu.get("sockets", base.sockets)
+    if "sockets" in gpu_raw:
+        gpu_socket = tuple(gpu_raw["sockets"])
+    elif len(base.gpu_socket) == gpus and all(s < sockets for s in base.gpu_socket):
+        gpu_socket = base.gpu_socket
+    else:
+        gpu_socket = _even_sockets(gpus, sockets)
+    if len(gpu_socket) != gpus:
+        raise HardwareError(("gpu", "sockets"), f"socket affinity for {len(gpu_socket)} GPU(s) but {gpus} GPUs",
+                            f"list one CPU socket per GPU ({gpus} entries)")
+    if any(s >= sockets for s in gpu_socket):
+        raise HardwareError(("gpu", "sockets"), f"a GPU hangs off CPU socket {max(gpu_socket)} of a "
+                            f"{sockets}-socket server", f"use sockets 0 to {sockets - 1}")
+    compute, compute_devs = _hcas(base.compute_hcas, base.compute_devices, raw.get("compute_hcas", {}), "compute")
+    storage, storage_devs = _hcas(base.storage_hcas, base.storage_devices, raw.get("storage_hcas", {}), "storage")
+    nvme = raw.get("nvme", {})
+    model = replace(
+        base, name=name, description=raw.get("description", base.description),
+        vendor_reference=raw.get("vendor_reference", base.vendor_reference),
+        rack_units=raw.get("rack_units", base.rack_units), power_kw=raw.get("power_kw", base.power_kw),
+        cpu_model=cpu.get("model", base.cpu_model), sockets=sockets,
+        cores_per_socket=cpu.get("cores_per_socket", base.cores_per_socket),
+        threads_per_core=cpu.get("threads_per_core", base.threads_per_core),
+        memory_gib=raw.get("memory_gib", base.memory_gib), gpu=gpu if gpus else None, gpus=gpus,
+        gpu_socket=gpu_socket, nvswitch=raw.get("nvswitch", base.nvswitch and gpus > 0),
+        compute_hcas=compute, compute_devices=compute_devs, storage_hcas=storage, storage_devices=storage_devs,
+        nvme_drives=nvme.get("drives", base.nvme_drives), nvme_drive_tb=nvme.get("drive_tb", base.nvme_drive_tb),
+        nvme_first=nvme.get("first", base.nvme_first),
+    )
+    taken = set(model.devices("compute")) & set(model.devices("storage"))
+    if taken:
+        raise HardwareError(("storage_hcas", "devices"),
+                            f"device {sorted(taken)[0]} is named for a compute and a storage adapter",
+                            "give every adapter its own RDMA device name")
+    return model
+
+
+# A model described in full starts from nothing; these are the fields it must set.
+_BLANK = ServerModel(name="", description="", vendor_reference="defined in the cluster spec", rack_units=0,
+                     cpu_model="", sockets=0, cores_per_socket=0, threads_per_core=1, memory_gib=0)
+FULL_MODEL_FIELDS = (("rack_units",), ("memory_gib",), ("cpu", "sockets"), ("cpu", "cores_per_socket"))
+
+
+def spec_model(name: str, raw: dict[str, Any], known: dict[str, ServerModel]) -> ServerModel:
+    """A model of the spec's hardware.models: ``base`` (a catalog model or one in ``known``) with fields changed,
+    or a model described in full. Raises HardwareError."""
+    if name in SERVERS:
+        raise HardwareError((), f"model {name!r} is already in the catalog",
+                            f"give it another name (with base: {name}), or override fields on the pool")
+    fields = {k: v for k, v in raw.items() if k != "base"}
+    if "base" in raw:
+        base = known.get(raw["base"]) or SERVERS.get(raw["base"])
+        if base is None:
+            from gpucloud.findings import choices_hint
+
+            raise HardwareError(("base",), f"unknown base model {raw['base']!r}",
+                                choices_hint(raw["base"], [*SERVERS, *known], "models"))
+        return apply_fields(base, name, fields)
+    missing = [".".join(f) for f in FULL_MODEL_FIELDS
+               if (raw.get(f[0], {}).get(f[1]) if len(f) == 2 else raw.get(f[0])) is None]
+    if missing:
+        raise HardwareError((), f"model {name!r} has no base and lacks {', '.join(missing)}",
+                            "set base: <a catalog model> to start from, or give every one of " +
+                            ", ".join(".".join(f) for f in FULL_MODEL_FIELDS))
+    return apply_fields(_BLANK, name, fields)
+
+
+def model_fields(model: ServerModel) -> dict[str, Any]:
+    """Every field of a model in the spec's shape (what hardware.models takes), for ``gpucloud catalog``."""
+    def hcas(group: tuple[HCA, ...], devices: tuple[str, ...]) -> dict[str, Any]:
+        return {"count": len(group), "rate": group[0].rate if group else None,
+                "model": group[0].model if group else None, "devices": list(devices)}
+
+    return {
+        "name": model.name, "description": model.description, "vendor_reference": model.vendor_reference,
+        "rack_units": model.rack_units, "power_kw": model.power_kw,
+        "cpu": {"model": model.cpu_model, "sockets": model.sockets, "cores_per_socket": model.cores_per_socket,
+                "threads_per_core": model.threads_per_core},
+        "memory_gib": model.memory_gib,
+        "gpu": {"model": model.gpu.key or model.gpu.name if model.gpu else None,
+                "memory_gib": model.gpu.memory_gib if model.gpu else None, "count": model.gpus,
+                "sockets": list(model.gpu_socket)},
+        "nvswitch": model.nvswitch,
+        "compute_hcas": hcas(model.compute_hcas, model.devices("compute")),
+        "storage_hcas": hcas(model.storage_hcas, model.devices("storage")),
+        "nvme": {"drives": model.nvme_drives, "drive_tb": model.nvme_drive_tb, "first": model.nvme_first},
+    }
 
 
 def switch(name: str) -> SwitchModel:

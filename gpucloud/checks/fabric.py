@@ -30,7 +30,7 @@ def rails(spec: Spec) -> Iterable[Finding]:
         if not sh.rail_opt:
             continue
         for pool in spec.pools:
-            model = catalog.SERVERS.get(pool.model)
+            model = pool.hardware
             if model is None or "compute" not in pool.roles:
                 continue
             if sh.name == "compute" and pool.fabric != "compute":
@@ -48,7 +48,7 @@ def rails(spec: Spec) -> Iterable[Finding]:
 def no_hcas(spec: Spec) -> Iterable[Finding]:
     """A pool attached to the compute fabric whose model has no compute HCAs."""
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None or pool.fabric != "compute" or model.rails:
             continue
         yield Finding("fabric-no-hcas", "error", (*pool.path, "fabric"),
@@ -139,7 +139,7 @@ def subnet_manager(spec: Spec) -> Iterable[Finding]:
         ports = 0
         hosts = 0
         for pool in spec.pools:
-            model = catalog.SERVERS.get(pool.model)
+            model = pool.hardware
             if pool.name not in names or model is None:
                 continue
             h = host_hcas(model, sh.name) if (sh.name != "compute" or pool.fabric == "compute") else 0
@@ -208,7 +208,7 @@ def mixed_rate(spec: Spec) -> Iterable[Finding]:
     for sh in _shapes(spec):
         if not sh.model.radix(sh.rate):
             continue  # fabric-rate says the switch has no such ports
-        pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools if p.model in catalog.SERVERS)
+        pools = tuple(PoolPlan(p, p.hardware, ()) for p in spec.pools if p.hardware is not None)
         placed = [pp for pp in attached_pools(spec, pools, sh.name)
                   if positioned(pp, sh.name) and "compute" in pp.pool.roles]
         rates = sorted({pool_rate(pp, sh.name) for pp in placed})
@@ -253,7 +253,7 @@ def service_leaf(spec: Spec) -> Iterable[Finding]:
 
 def _bare(spec: Spec, sh):
     """The fabric's shape without its service hosts."""
-    pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools if p.model in catalog.SERVERS)
+    pools = tuple(PoolPlan(p, p.hardware, ()) for p in spec.pools if p.hardware is not None)
     if len(pools) != len(spec.pools):
         return None
     return shape(spec, sh.name, tuple(pp for pp in pools if positioned(pp, sh.name)))

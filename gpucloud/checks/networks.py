@@ -6,7 +6,6 @@ the network and ``count`` positions fit in the block; excluded hosts keep their 
 
 from __future__ import annotations
 
-from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 from gpucloud.plan.hosts import block_capacity, blocks_in
@@ -29,7 +28,7 @@ def overlapping(spec):
 
 def _ipoib_pools(spec):
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is not None and model.rails and pool.fabric == "compute":
             yield pool, model
 

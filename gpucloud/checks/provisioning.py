@@ -31,28 +31,28 @@ def server(spec):
                       f"add {ROLE} to the roles of the pool that runs the install service")
 
 
-@check("hardware-unknown-host")
+@check("discovered-unknown-host")
 def unknown_hosts(spec):
-    """A host in the hardware file that the spec does not plan (renamed, excluded or removed)."""
-    if not spec.hardware:
+    """A host in the discovered-MAC file that the spec does not plan (renamed, excluded or removed)."""
+    if not spec.discovered:
         return
-    extra = sorted(set(spec.hardware) - _planned_names(spec))
+    extra = sorted(set(spec.discovered) - _planned_names(spec))
     if extra:
         shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-        yield Finding("hardware-unknown-host", "warning", ("node_pools",),
-                      f"the hardware file records {len(extra)} host(s) the spec does not plan: {shown}",
-                      "remove them from the hardware file, or run gpucloud discover again")
+        yield Finding("discovered-unknown-host", "warning", ("node_pools",),
+                      f"the discovered-MAC file records {len(extra)} host(s) the spec does not plan: {shown}",
+                      "remove them from the discovered-MAC file, or run gpucloud discover again")
 
 
-@check("hardware-duplicate-mac")
+@check("discovered-duplicate-mac")
 def duplicate_macs(spec):
     """Two hosts that boot from one MAC: DHCP cannot tell them apart (and Kea refuses the configuration)."""
     owner: dict[str, str] = {}
-    for host in sorted(spec.hardware):
-        mac = spec.hardware[host].mac
+    for host in sorted(spec.discovered):
+        mac = spec.discovered[host].mac
         if mac in owner:
-            yield Finding("hardware-duplicate-mac", "error", ("node_pools",),
-                          f"hosts {owner[mac]} and {host} both boot from MAC {mac} in the hardware file",
+            yield Finding("discovered-duplicate-mac", "error", ("node_pools",),
+                          f"hosts {owner[mac]} and {host} both boot from MAC {mac} in the discovered-MAC file",
                           "correct the mac of one of them (its BMC lists its own ports)")
         else:
             owner[mac] = host
@@ -69,7 +69,7 @@ def mac_changes(recorded: dict[str, HostHardware], reported: dict[str, list[str]
         now = sorted({m.strip().lower().replace("-", ":") for m in reported[host]})
         if now and recorded[host].mac not in now:
             out.append(Finding(
-                "hardware-mac-changed", "warning", ("hardware", host),
+                "discovered-mac-changed", "warning", ("discovered", host),
                 f"host {host}: its BMC reports MACs {', '.join(now)}, not the recorded {recorded[host].mac}",
                 "if the board was replaced, run gpucloud discover --accept-changes to record it; otherwise check "
                 "the host's BMC address"))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.checks.patterns import may_share, parse
 from gpucloud.findings import Finding
+from gpucloud.spec.model import Rack
 
 RACK_UNITS = 48
 
@@ -37,7 +37,7 @@ class _Layout:
 def _layouts(spec) -> list[_Layout]:
     out = []
     for order, pool in enumerate(spec.pools):
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None:
             continue
         per, h, lo = pool.rack.nodes_per_rack, model.rack_units, pool.rack.first_u
@@ -103,16 +103,20 @@ def collisions(spec):
             continue
         reported.add((first.order, later.order))
         # An error: the plan gives two machines one place, so the racks cannot be built or cabled as written.
+        hint = "move one pool to other racks ('rack: {first: ...}' or 'name') or other units ('first_u')"
+        if first.pool.rack == later.pool.rack == Rack():
+            # Neither pool says where it stands: every such pool starts at the same place by default.
+            hint = (f"pools without a 'rack:' layout all start at unit {Rack().first_u} of rack {rack}; give "
+                    f"{later.pool.name} racks of its own, e.g. rack: {{name: \"{later.pool.name}{{rack:02}}\"}}")
         yield Finding("rack-collision", "error", (*later.pool.path, "rack"),
-                      f"pools {first.pool.name} and {later.pool.name} both use units {lo}-{hi} of rack {rack}",
-                      "move one pool to other racks ('rack: {first: ...}' or 'name') or other units ('first_u')")
+                      f"pools {first.pool.name} and {later.pool.name} both use units {lo}-{hi} of rack {rack}", hint)
 
 
 @check("rack-height")
 def height(spec):
     """Hosts above the top unit of a 48U rack."""
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None:
             continue
         in_rack = min(pool.rack.nodes_per_rack, pool.count)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping
 
-from gpucloud import catalog
 from gpucloud.checks import check
-from gpucloud.findings import Finding
+from gpucloud.findings import Finding, choices_hint
 from gpucloud.spec.model import Spec, parse_duration_minutes
 
 # Slurm's own releases as (major, minor); topology/block arrived in 23.11.
@@ -67,18 +66,18 @@ def partition_time(spec: Spec) -> Iterable[Finding]:
 def gres(spec: Spec) -> Iterable[Finding]:
     """GPU servers list one CPU socket per GPU, so gres.conf gets one device file per GPU."""
     for pool in _compute_pools(spec).values():
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None or not model.gpus:
             continue
         if model.gpu_socket and len(model.gpu_socket) != model.gpus:
             yield Finding("slurm-gres", "error", (*pool.path, "model"),
                           f"model '{model.name}' has {model.gpus} GPUs but socket affinity for "
                           f"{len(model.gpu_socket)}; gres.conf would list the wrong number of devices",
-                          "fix gpu_socket of the model in the catalog")
+                          "set hardware gpu.sockets: one CPU socket per GPU")
         elif any(s >= model.sockets for s in model.gpu_socket):
             yield Finding("slurm-gres", "error", (*pool.path, "model"),
                           f"model '{model.name}' attaches a GPU to a CPU socket it does not have",
-                          "fix gpu_socket of the model in the catalog")
+                          "set hardware gpu.sockets: one CPU socket per GPU")
 
 
 @check("slurm-daemons")
@@ -88,11 +87,86 @@ def daemons(spec: Spec) -> Iterable[Finding]:
         return
     if not any("slurm-controller" in p.roles and p.count for p in spec.pools):
         yield Finding("slurm-daemons", "error", ("slurm",), "no pool has the 'slurm-controller' role",
-                      "add 'slurm-controller' to the roles of a service pool (two hosts for fail-over)")
+                      "add 'slurm-controller' to the roles of a service pool (two hosts and slurm.state_save for "
+                      "fail-over)")
     if spec.slurm.accounting.enabled and not any("slurmdbd" in p.roles and p.count for p in spec.pools):
         yield Finding("slurm-daemons", "error", ("slurm", "accounting", "enabled"),
                       "accounting is enabled but no pool has the 'slurmdbd' role",
                       "add 'slurmdbd' to the roles of a service pool, or disable accounting")
+
+
+def _built(pool) -> int:
+    return pool.count - len(pool.exclude & set(pool.indices))
+
+
+def _reaches_lustre(spec: Spec, fs, pool) -> bool:
+    """The storage planner's rule for which pools mount a Lustre filesystem by default."""
+    from types import SimpleNamespace
+
+    from gpucloud.plan.storage import lnet_interfaces, lustre_via
+
+    return bool(lnet_interfaces(SimpleNamespace(pool=pool, model=pool.hardware), lustre_via(spec, fs)))
+
+
+def _shared_filesystems(spec: Spec) -> list[str]:
+    return [fs.name for fs in spec.storage if fs.kind in ("nfs", "lustre")]
+
+
+@check("slurm-state-save")
+def state_save(spec: Spec) -> Iterable[Finding]:
+    """A backup slurmctld takes over from the state the primary saved, so with more than one controller that state
+    lives on a filesystem every controller mounts (slurm.state_save), never on each one's local disk."""
+    controllers = [p for p in spec.pools if "slurm-controller" in p.roles and _built(p)]
+    ss = spec.slurm.state_save
+    if ss is None:
+        hosts = sum(_built(p) for p in controllers)
+        if hosts > 1 and spec.slurm.partitions:
+            shared = _shared_filesystems(spec)
+            yield Finding("slurm-state-save", "error", (*controllers[0].path, "roles"),
+                          f"{hosts} hosts run slurmctld but slurm.state_save names no shared filesystem: each would "
+                          "keep its state on its own disk, and the backup would take over from stale or empty state",
+                          "set slurm.state_save: {filesystem: <an nfs or lustre filesystem the controllers mount>}" +
+                          (f" (here: {', '.join(shared)})" if shared else "; add one under storage") +
+                          ", or run slurmctld on one host")
+        return
+    path = ("slurm", "state_save", "filesystem")
+    fs = next((f for f in spec.storage if f.name == ss.filesystem), None)
+    if fs is None:
+        yield Finding("slurm-state-save", "error", path, f"state_save names unknown filesystem {ss.filesystem!r}",
+                      choices_hint(ss.filesystem, _shared_filesystems(spec), "shared filesystems"))
+        return
+    if fs.kind not in ("nfs", "lustre"):
+        yield Finding("slurm-state-save", "error", path,
+                      f"filesystem {fs.name!r} is {fs.kind}: each controller would see its own disk",
+                      "name an nfs or lustre filesystem that every controller mounts")
+        return
+    for pool in controllers:
+        if fs.pools is not None and pool.name not in fs.pools:
+            yield Finding("slurm-state-save", "error", path,
+                          f"controller pool {pool.name!r} does not mount filesystem {fs.name!r}, where slurmctld "
+                          "keeps its state", f"add {pool.name!r} to the pools of filesystem {fs.name!r}")
+        elif fs.pools is None and fs.kind == "lustre" and pool.hardware is not None and not _reaches_lustre(spec, fs,
+                                                                                                          pool):
+            yield Finding("slurm-state-save", "error", path,
+                          f"controller pool {pool.name!r} cannot reach Lustre filesystem {fs.name!r} (no adapter on "
+                          "its LNet), so it does not mount it", "name an NFS filesystem the controllers mount")
+
+
+@check("slurm-dbd-ha")
+def dbd_backup(spec: Spec) -> Iterable[Finding]:
+    """slurmdbd runs on one host: the plan gives each slurmdbd host a MariaDB of its own, and a backup slurmdbd
+    (DbdBackupHost) would write accounting into a different database than the primary."""
+    if not spec.slurm.accounting.enabled:
+        return
+    pools = [p for p in spec.pools if "slurmdbd" in p.roles and _built(p)]
+    hosts = sum(_built(p) for p in pools)
+    if hosts > 1:
+        yield Finding("slurm-dbd-ha", "info", (*pools[0].path, "roles"),
+                      f"{hosts} hosts have the slurmdbd role but slurmdbd runs on the first only, without "
+                      "DbdBackupHost/AccountingStorageBackupHost: each host's MariaDB is its own, so a backup "
+                      "slurmdbd would write to another database (slurmctld keeps accounting records while slurmdbd "
+                      "is down and sends them when it is back)",
+                      "nothing to do for a single slurmdbd; see docs/slurm.md for a replicated database")
 
 
 @check("slurm-accounting")

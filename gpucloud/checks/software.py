@@ -12,7 +12,7 @@ _PATH = ("software",)
 
 def _gpu_pools(spec):
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is not None and model.gpus:
             yield pool, model
 
@@ -96,7 +96,7 @@ def doca_ofed(spec):
         return  # software-unchecked says so
     devices, source = row
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None:
             continue
         for hca in (*model.compute_hcas, *model.storage_hcas):

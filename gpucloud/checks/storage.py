@@ -6,7 +6,6 @@ Paths are compared in the model's one spelling (``normal_path``: '/scratch/.' is
 
 from __future__ import annotations
 
-from gpucloud import catalog
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 from gpucloud.plan.storage import lustre_via, project_id
@@ -44,7 +43,7 @@ def system_dir(path: str, dirs: dict[str, str]) -> str | None:
 
 def _model(spec, pool_name):
     pool = spec.pool(pool_name)
-    return (pool, catalog.SERVERS.get(pool.model)) if pool is not None else (None, None)
+    return (pool, pool.hardware) if pool is not None else (None, None)
 
 
 def _human(n: int) -> str:
@@ -213,7 +212,7 @@ def _mounted_by(spec, fs) -> set[str]:
         return {p.name for p in spec.pools}
     out = set()
     for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
+        model = pool.hardware
         if model is None or (model.gpus and model.nvme_drives):
             out.add(pool.name)
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from gpucloud import catalog
 from gpucloud.checks import built_hosts, check
 from gpucloud.findings import Finding
 
@@ -35,12 +34,9 @@ def dedicated(spec):
             owner.setdefault(pool, tenant.name)
 
 
-def _pool_gpus(spec) -> dict[str, int]:
-    out = {}
-    for pool in spec.pools:
-        model = catalog.SERVERS.get(pool.model)
-        out[pool.name] = built_hosts(pool) * (model.gpus if model else 0)
-    return out
+def _pool_gpus(spec) -> dict[str, int | None]:
+    """GPUs per pool; None where the pool's hardware did not resolve (the catalog checks report that)."""
+    return {pool.name: built_hosts(pool) * pool.hardware.gpus if pool.hardware else None for pool in spec.pools}
 
 
 @check("tenant-gpu-limit")
@@ -52,6 +48,8 @@ def gpu_limit(spec):
         reach = set(tenant.pools)
         for part in tenant.partitions:
             reach.update(partitions.get(part, ()))
+        if any(gpus.get(p, 0) is None for p in reach):
+            continue  # a pool of unknown hardware: no figure to compare with
         total = sum(gpus.get(p, 0) for p in reach)
         if reach and tenant.gpu_limit is not None and tenant.gpu_limit > total:
             yield Finding("tenant-gpu-limit", "warning", (*tenant.path, "gpu_limit"),

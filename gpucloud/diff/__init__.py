@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gpucloud.diff.derived import derived_changes
 from gpucloud.diff.hosts import pool_changes
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.inputs import comparable_stacks
 from gpucloud.diff.intent import (fabric_changes, fabric_layout_changes, metadata_changes, network_changes,
                                   provider_changes, slurm_changes, software_changes, storage_changes, tenant_changes)

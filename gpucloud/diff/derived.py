@@ -9,7 +9,7 @@ import json
 from collections import Counter
 from typing import Any, Iterator
 
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.model import Change
 
 # Sections the diff reads itself (or that are not plan content).

@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from gpucloud.diff import external, links
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.model import Change
 from gpucloud.diff.side import Side
 from gpucloud.hostlist import compress

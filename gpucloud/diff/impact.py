@@ -7,38 +7,7 @@ is imaged) but last for removals (drain and take it out of Slurm before unpluggi
 
 from __future__ import annotations
 
-from enum import Enum
-
-
-class Impact(str, Enum):
-    NONE = "none"
-    RECONFIGURE = "reconfigure"
-    RESTART = "restart"
-    DRAIN_REBOOT = "drain-reboot"
-    REIMAGE = "reimage"
-    HARDWARE = "hardware"
-    DESTROYS_DATA = "destroys-data"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    @property
-    def label(self) -> str:
-        return LABELS[self]
-
-
-_RANK = {impact: i for i, impact in enumerate(Impact)}
-
-LABELS = {
-    Impact.NONE: "none",
-    Impact.RECONFIGURE: "reconfigure (scontrol reconfigure)",
-    Impact.RESTART: "restart a daemon",
-    Impact.DRAIN_REBOOT: "drain + reboot",
-    Impact.REIMAGE: "reimage",
-    Impact.HARDWARE: "hardware / cabling work",
-    Impact.DESTROYS_DATA: "destroys data",
-}
+from gpucloud.impact import Impact
 
 # (step, title, what the operator does). Additions and changes follow steps 1-7; removals wait for step 8.
 STEPS: tuple[tuple[int, str, str], ...] = (

@@ -26,7 +26,7 @@ class InputProblem(Exception):
 
 def _stacks_of_plan(plan) -> list[dict] | None:
     """The Pulumi stack split of a plan, without running Pulumi (resource counts are the layout's estimate)."""
-    from gpucloud.stack.layout import estimates
+    from gpucloud.plan.stacks import estimates
 
     return estimates(plan) or None
 

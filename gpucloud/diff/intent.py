@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from gpucloud.diff import external
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.model import Change
 from gpucloud.diff.side import Side
 from gpucloud.hostlist import compress
@@ -60,6 +60,7 @@ FABRIC: dict[str, Rule] = {
     key: (Impact.HARDWARE, Side.hca_pools, "the switch layout and cabling change; see fabric/ for the new plan")
     for key in ("kind", "switch", "rate", "topology", "scalable_unit", "oversubscription", "tiers", "split")
 }
+FABRIC_SM_KEYS = ("kind", "routing_engine", "pool")  # fabric.<name>.subnet_manager.<key>
 FABRIC_SM: Rule = (Impact.RESTART, Side.sm_pools, "subnet manager restarts with the new settings; routes are "
                                                   "recomputed, traffic pauses briefly")
 
@@ -76,12 +77,19 @@ SLURM: dict[str, Rule] = {
                            "AccountingStorageType is read when slurmctld starts"),
     "accounting.database_password": (Impact.RESTART, _DBD, "slurmdbd reads the password when it starts"),
     "accounting.retention_months": (Impact.RESTART, _DBD, "purge settings are read when slurmdbd starts"),
+    "state_save": (Impact.RESTART, _CTL, "StateSaveLocation moves: stop slurmctld on every controller, copy the "
+                                         "saved state to the new folder, then start them, or the queue is lost"),
+    "state_save.filesystem": (Impact.RESTART, _CTL, "StateSaveLocation moves: stop slurmctld on every controller, "
+                                                    "copy the saved state to the new folder, then start them"),
+    "state_save.directory": (Impact.RESTART, _CTL, "StateSaveLocation moves: stop slurmctld on every controller, "
+                                                   "copy the saved state to the new folder, then start them"),
 }
 # Spec settings -> the slurm.conf key or file they become, to ask gpucloud.plan.slurm_impact first.
 SLURM_KEYS = {"topology": "TopologyPlugin", "gres_autodetect": "gres.conf", "enroot": "plugstack.conf",
               "pyxis": "plugstack.conf", "health_check_interval": "HealthCheckInterval",
               "accounting.enabled": "AccountingStorageType", "accounting.database_password": "slurmdbd.conf",
-              "accounting.retention_months": "slurmdbd.conf"}
+              "accounting.retention_months": "slurmdbd.conf", "state_save": "StateSaveLocation",
+              "state_save.filesystem": "StateSaveLocation", "state_save.directory": "StateSaveLocation"}
 PARTITION: Rule = (Impact.RECONFIGURE, _NONE, "partition settings apply with scontrol reconfigure")
 PARTITION_FIELD = {"max_time": "MaxTime", "default_time": "DefaultTime", "priority_tier": "PriorityTier",
                    "exclusive": "OverSubscribe", "default": "Default", "pools": "Nodes"}
@@ -107,7 +115,28 @@ TENANT: dict[str, Rule] = {
     "pkey": (Impact.RESTART, Side.sm_pools, "the subnet manager reloads partitions.conf; the tenant's jobs lose "
                                             "their old partition key"),
 }
-TENANT_DEFAULT: Rule = (Impact.NONE, _NONE, "sacctmgr or quota change, applied live")
+_LIVE_ACCOUNTING: Rule = (Impact.NONE, _NONE, "sacctmgr change through tenants.sh, applied live")
+TENANT.update({
+    "users": _LIVE_ACCOUNTING, "gpu_limit": _LIVE_ACCOUNTING, "max_time": _LIVE_ACCOUNTING,
+    "priority": _LIVE_ACCOUNTING,
+    "description": (Impact.NONE, _NONE, "plan.md and the account's description only"),
+    "inode_quota": (Impact.NONE, _NONE, "the quota script sets the new inode limits, live"),
+    "project_id": (Impact.NONE, _NONE, "the quota script re-tags every file of the tenant with the new project id: "
+                                       "live, but it walks the whole tree (hours on a large filesystem)"),
+})
+TENANT_DEFAULT: Rule | None = None  # every tenant setting has its own class (tests/unit/test_impact_coverage.py)
+
+PROVIDER: dict[str, Rule] = {
+    key: (Impact.NONE, _NONE, "how machines are provisioned; nothing on the hosts changes")
+    for key in ("kind", "username", "password", "verify_tls", "ca_bundle")
+}
+PROVIDER["pod_size"] = (Impact.REIMAGE, _ALL, "hosts move between Pulumi stacks: move their state first (`pulumi "
+                                              "state move`), or the old stack deletes the machines and the new one "
+                                              "provisions them again")
+METADATA: dict[str, Rule] = {
+    key: (Impact.NONE, _NONE, "plan.md and plan.json only; nothing on the cluster changes")
+    for key in ("description", "site", "owner", "contact", "labels")
+}
 
 
 def _flat(record: dict, prefix: str = "") -> dict:
@@ -191,7 +220,7 @@ def fabric_changes(old: Side, new: Side) -> Iterator[Change]:
                           note="the fabric's switches and cables are taken out")
         else:
             rules = {**FABRIC, **{f"subnet_manager.{k}": (FABRIC_SM[0], lambda s, f=fn[name]: s.sm_pools(f),
-                                                          FABRIC_SM[2]) for k in ("kind", "routing_engine", "pool")}}
+                                                          FABRIC_SM[2]) for k in FABRIC_SM_KEYS}}
             yield from _fields("fabric", subject, fo[name], fn[name], rules, None, new)
 
 
@@ -335,10 +364,9 @@ def metadata_changes(old: Side, new: Side) -> Iterator[Change]:
     nothing on the cluster does."""
     mo = old.doc.get("cluster", {}).get("metadata") or {}
     mn = new.doc.get("cluster", {}).get("metadata") or {}
-    yield from _fields("metadata", "metadata", mo, mn, {},
-                       (Impact.NONE, _NONE, "plan.md and plan.json only; nothing on the cluster changes"), new)
+    yield from _fields("metadata", "metadata", mo, mn, METADATA, METADATA["description"], new)
 
 
 def provider_changes(old: Side, new: Side) -> Iterator[Change]:
-    yield from _fields("provider", "provider", old.spec.get("provider", {}), new.spec.get("provider", {}), {},
-                       (Impact.NONE, _NONE, "how machines are provisioned; nothing on the hosts changes"), new)
+    yield from _fields("provider", "provider", old.spec.get("provider", {}), new.spec.get("provider", {}), PROVIDER,
+                       None, new)

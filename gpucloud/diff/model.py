@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpucloud.diff.impact import STEPS, Impact, step_for, worst
+from gpucloud.diff.impact import STEPS, step_for, worst
+from gpucloud.impact import Impact
 
 EXIT_SAME, EXIT_CHANGED, EXIT_DESTROYS = 0, 1, 3
 

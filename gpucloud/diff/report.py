@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gpucloud import jsonout
 from gpucloud import markdown as md
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.model import Change, Diff
 
 HOSTS_WIDTH = 100

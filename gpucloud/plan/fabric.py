@@ -423,9 +423,9 @@ def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> S
     except KeyError:
         return None
     if pools is None:
-        if any(p.model not in catalog.SERVERS for p in spec.pools):
+        if any(p.hardware is None for p in spec.pools):
             return None
-        pools = tuple(PoolPlan(p, catalog.SERVERS[p.model], ()) for p in spec.pools)
+        pools = tuple(PoolPlan(p, p.hardware, ()) for p in spec.pools)
     attached = attached_pools(spec, pools, name)
     rate = fabric_rate(fabric, attached, name)
     rail_opt = fabric.topology == "rail-optimized-fat-tree"

@@ -71,7 +71,7 @@ def _ip(value: int) -> str:
 
 
 def plan_pool(spec: Spec, pool: NodePool) -> PoolPlan:
-    model = catalog.server(pool.model)
+    model = pool.hardware or catalog.server(pool.model)  # resolved: the spec's models and overrides applied
     nets = spec.networks
     mgmt = nets.get("management")
     bmc = nets.get("bmc")

@@ -6,7 +6,7 @@ The model (docs/provisioning.md has the walk-through):
   address: a DHCP server (Kea), an HTTP server for iPXE scripts, kernels, initrds and install data, and the
   phone-home receiver. No pool with the role: nothing is planned;
 * one DHCP reservation per host (the server itself excepted: it is installed by hand) whose MAC is recorded in the discovered-hardware file beside the spec
-  (``gpucloud.spec.hardware``): that MAC, the host's planned management address and its name. The subnet has no
+  (``gpucloud.spec.discovered``): that MAC, the host's planned management address and its name. The subnet has no
   dynamic pool, so a machine whose MAC is not recorded gets no address and no boot file: nothing installs on a
   machine the plan does not know;
 * the firmware loads iPXE (Debian's ``ipxe`` package: ``ipxe.efi`` by UEFI HTTP boot, or ``ipxe.efi`` /
@@ -76,7 +76,7 @@ def plan_provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | N
     if mgmt is None or not servers or servers[0].hosts[0].management is None:
         return None  # checks.provisioning reports a provisioner role without a management network
     server = servers[0].hosts[0]
-    hardware = spec.hardware
+    hardware = spec.discovered
     reservations: list[Reservation] = []
     installs: list[PoolInstall] = []
     unrecorded = 0

@@ -15,8 +15,12 @@ from gpucloud.plan.hosts import PoolPlan
 from gpucloud.spec.model import Spec, parse_duration_minutes
 
 # Keep back for the kernel, slurmd and the page cache: a node that reports less memory than RealMemory is drained.
+# Firmware and kernel already hold back part of the installed memory, so slurmd reports less than is installed;
+# RealMemory is the installed memory less 5 % (at least 4 GiB), rounded down to whole GiB (docs/slurm.md).
 MEMORY_RESERVE_FRACTION = 0.05
 MEMORY_RESERVE_MIN_MIB = 4096
+# StateSaveLocation when one controller keeps its state on its own disk (the Debian package's default).
+LOCAL_STATE_SAVE = "/var/spool/slurmctld"
 
 DEFAULT_PORTS = {"slurmctld": 6817, "slurmd": 6818, "slurmdbd": 6819}
 
@@ -115,6 +119,8 @@ class SlurmPlan:
     health_check_interval: int
     sizing: Sizing
     ports: tuple[tuple[str, int], ...] = tuple(sorted(DEFAULT_PORTS.items()))
+    state_save: str = LOCAL_STATE_SAVE  # StateSaveLocation
+    state_save_mount: str | None = None  # mount point of the shared filesystem it lives on; None: local disk
 
     @property
     def node_count(self) -> int:
@@ -178,11 +184,16 @@ def _gpu_devices(pp: PoolPlan) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _node_group(pp: PoolPlan) -> NodeGroup:
-    m = pp.model
-    mem = m.memory_gib * 1024
+def real_memory_mib(memory_gib: int) -> int:
+    """slurm.conf RealMemory of a node with ``memory_gib`` installed: less the reserve, in whole GiB."""
+    mem = memory_gib * 1024
     reserve = max(MEMORY_RESERVE_MIN_MIB, int(mem * MEMORY_RESERVE_FRACTION))
-    real = (mem - reserve) // 1024 * 1024
+    return (mem - reserve) // 1024 * 1024
+
+
+def _node_group(pp: PoolPlan) -> NodeGroup:
+    m = pp.model  # the resolved model: the spec's own models and the pool's overrides applied
+    real = real_memory_mib(m.memory_gib)
     gtype = gpu_type(_gpu_key(m.gpu)) if m.gpus and m.gpu else None
     features = [pp.pool.name]
     if gtype and gtype != pp.pool.name:
@@ -196,6 +207,8 @@ def _node_group(pp: PoolPlan) -> NodeGroup:
 
 
 def _gpu_key(gpu: catalog.GPU) -> str:
+    if gpu.key:
+        return gpu.key
     for key, value in catalog.GPUS.items():
         if value == gpu:
             return key
@@ -254,6 +267,11 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
     controllers = _hosts_with_role(pools, "slurm-controller")
     dbd = _hosts_with_role(pools, "slurmdbd")
     topology = {"tree": "topology/tree", "block": "topology/block"}.get(s.topology)
+    state, mount = LOCAL_STATE_SAVE, None
+    fs = next((f for f in spec.storage if s.state_save and f.name == s.state_save.filesystem), None)
+    if fs is not None:  # on a filesystem every controller mounts, so a backup takes over the primary's state
+        mount = fs.mount
+        state = fs.mount.rstrip("/") + "/" + s.state_save.directory
     return SlurmPlan(
         cluster_name=s.cluster_name, version=spec.software.slurm, controllers=controllers,
         dbd_host=dbd[0] if dbd else None, accounting=s.accounting.enabled,
@@ -262,6 +280,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         topology_plugin=topology, gres_autodetect=s.gres_autodetect, pyxis=s.pyxis, enroot=s.enroot,
         health_check_interval=s.health_check_interval,
         sizing=size_for(sum(g.count for g in groups.values())),
+        state_save=state, state_save_mount=mount,
     )
 
 
@@ -272,6 +291,7 @@ def section(plan) -> dict:
         "cluster_name": sp.cluster_name,
         "version": sp.version,
         "controllers": list(sp.controllers),
+        "state_save": sp.state_save,
         "dbd_host": sp.dbd_host,
         "accounting": sp.accounting,
         "topology_plugin": sp.topology_plugin,

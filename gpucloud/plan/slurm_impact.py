@@ -12,18 +12,39 @@ guess.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Mapping
 
-NONE, RECONFIGURE = "none", "reconfigure"
-RESTART_SLURMCTLD, RESTART_SLURMD, RESTART_SLURMDBD = "restart-slurmctld", "restart-slurmd", "restart-slurmdbd"
-_ORDER = (NONE, RECONFIGURE, RESTART_SLURMDBD, RESTART_SLURMCTLD, RESTART_SLURMD)
+from gpucloud.impact import Impact
+
+
+class Effect(str, Enum):
+    """What a Slurm change takes, finer than an Impact: which daemon restarts. ``impact`` is its diff class."""
+
+    NONE = "none"
+    RECONFIGURE = "reconfigure"
+    RESTART_SLURMDBD = "restart-slurmdbd"
+    RESTART_SLURMCTLD = "restart-slurmctld"
+    RESTART_SLURMD = "restart-slurmd"
+
+    @property
+    def impact(self) -> Impact:
+        return _IMPACT_OF[self]
+
+
+_IMPACT_OF = {Effect.NONE: Impact.NONE, Effect.RECONFIGURE: Impact.RECONFIGURE, Effect.RESTART_SLURMDBD: Impact.RESTART,
+              Effect.RESTART_SLURMCTLD: Impact.RESTART, Effect.RESTART_SLURMD: Impact.RESTART}
+NONE, RECONFIGURE = Effect.NONE, Effect.RECONFIGURE
+RESTART_SLURMCTLD, RESTART_SLURMD = Effect.RESTART_SLURMCTLD, Effect.RESTART_SLURMD
+RESTART_SLURMDBD = Effect.RESTART_SLURMDBD
+_ORDER = tuple(Effect)
 
 _CTLD = "read when slurmctld starts (slurm.conf(5))"
 _BOTH = "slurmctld and every slurmd must be restarted (slurm.conf(5))"
 _LIVE = "re-read by scontrol reconfigure"
 
 # slurm.conf key (or '<file>' for a whole file) -> (class, why)
-IMPACT: dict[str, tuple[str, str]] = {
+IMPACT: dict[str, tuple[Effect, str]] = {
     # Read only at start-up.
     # The restart alone fails: the saved state must be cleared first, losing the queue (the diff says destroys-data).
     "ClusterName": (RESTART_SLURMCTLD, "slurmctld refuses state saved under another ClusterName: clear "
@@ -33,7 +54,9 @@ IMPACT: dict[str, tuple[str, str]] = {
     "SlurmdPort": (RESTART_SLURMD, _BOTH),
     "SlurmUser": (RESTART_SLURMCTLD, _CTLD),
     "AuthType": (RESTART_SLURMD, _BOTH),
-    "StateSaveLocation": (RESTART_SLURMCTLD, _CTLD),
+    # Moving it (e.g. onto the shared filesystem of slurm.state_save): stop slurmctld, copy the folder, start it.
+    "StateSaveLocation": (RESTART_SLURMCTLD, "read when slurmctld starts (slurm.conf(5)); stop slurmctld and copy the "
+                                             "saved state to the new folder before starting it, or the queue is lost"),
     "SlurmdSpoolDir": (RESTART_SLURMD, "read when slurmd starts"),
     "SchedulerType": (RESTART_SLURMCTLD, _CTLD),
     "SelectType": (RESTART_SLURMD, _BOTH),
@@ -89,12 +112,12 @@ IMPACT: dict[str, tuple[str, str]] = {
 DEFAULT = (RESTART_SLURMD, "not in the table: restart slurmctld and every slurmd to be safe")
 
 
-def impact_of(key: str) -> tuple[str, str]:
+def impact_of(key: str) -> tuple[Effect, str]:
     """(class, why) for a slurm.conf key or a file name under slurm/. KeyError for keys not in the table."""
     return IMPACT[key]
 
 
-def worst(classes) -> str:
+def worst(classes) -> Effect:
     return max(classes, key=_ORDER.index, default=NONE)
 
 
@@ -104,7 +127,7 @@ class SettingChange:
     key: str
     old: str | None
     new: str | None
-    impact: str
+    impact: Effect
     why: str
 
 

@@ -1,7 +1,7 @@
 """How storage changes are classified for the diff: a table per spec setting, and ``storage_changes`` over two
 StoragePlans for what the table cannot see (pools that stop mounting, LNet interfaces, quota shrinks).
 
-Classes are the diff's impact words: none, reconfigure, restart, drain-reboot, reimage, hardware, destroys-data.
+Classes are gpucloud.impact.Impact, the type every impact table shares.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from gpucloud.impact import Impact
 from gpucloud.plan.storage import StoragePlan
 
-NONE, RECONFIGURE, DRAIN_REBOOT, DESTROYS_DATA = "none", "reconfigure", "drain-reboot", "destroys-data"
+NONE, RECONFIGURE = Impact.NONE, Impact.RECONFIGURE
+DRAIN_REBOOT, DESTROYS_DATA = Impact.DRAIN_REBOOT, Impact.DESTROYS_DATA
 
 # Spec setting of a filesystem -> (class, why). Read by gpucloud.diff through impact_of().
-IMPACT: dict[str, tuple[str, str]] = {
+IMPACT: dict[str, tuple[Impact, str]] = {
     "kind": (DESTROYS_DATA, "another kind of filesystem replaces this one: its data is no longer reachable"),
     "fsname": (DESTROYS_DATA, "another Lustre filesystem is mounted in its place"),
     "mount": (DRAIN_REBOOT, "clients unmount and mount elsewhere: drain the nodes, jobs hold open files"),
@@ -36,7 +38,7 @@ IMPACT: dict[str, tuple[str, str]] = {
 }
 
 
-def impact_of(key: str) -> tuple[str, str]:
+def impact_of(key: str) -> tuple[Impact, str]:
     return IMPACT[key]
 
 
@@ -46,7 +48,7 @@ class StorageChange:
     field: str
     old: object
     new: object
-    impact: str
+    impact: Impact
     why: str
 
 

@@ -45,3 +45,14 @@ def render_all(plan: Plan) -> dict[str, bytes]:
                 raise RuntimeError(f"two renderers wrote {path}")
             files[path] = data
     return dict(sorted(files.items()))
+
+
+def rendered_files(plan: Plan) -> dict[str, bytes]:
+    """What the renderers write before the late ones (plan.md, pulumi/): the files the configuration layers'
+    triggers hash, so a real deployment and the dry run hash the same bytes."""
+    files: dict[str, bytes] = {}
+    for module, name in RENDERERS:
+        fn = getattr(importlib.import_module(module), name)
+        if not getattr(fn, "reads_rendered", False):
+            files.update(fn(plan))
+    return files

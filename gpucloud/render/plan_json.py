@@ -16,7 +16,7 @@ FORMAT = 1
 SECTIONS: dict[str, tuple[str, str]] = {
     "fabric": ("gpucloud.render.fabric", "section"),
     "storage": ("gpucloud.render.storage", "section"),
-    "spec": ("gpucloud.diff.resolved", "spec_section"),  # the resolved spec, so plan folders can be diffed
+    "spec": ("gpucloud.render.resolved", "spec_section"),  # the resolved spec, so plan folders can be diffed
     "slurm": ("gpucloud.plan.slurm", "section"),
 }
 

@@ -16,7 +16,7 @@ from gpucloud import markdown as md
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
-from gpucloud.stack.layout import estimates
+from gpucloud.plan.stacks import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 
 # GPT-3-class training run: 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are Few-Shot
@@ -109,18 +109,27 @@ def glance(plan: Plan, note: bool = True) -> list[str]:
     return out
 
 
+def _server_note(m: catalog.ServerModel) -> str:
+    """The model's description; for a model of the spec or one with fields changed, also what it is made of."""
+    if catalog.SERVERS.get(m.name) == m:
+        return m.description
+    gpus = f", {m.gpus} x {m.gpu.name} {m.gpu.memory_gib} GiB" if m.gpu and m.gpus else ""
+    return (f"{m.description} (as planned: {m.sockets} x {m.cores_per_socket} cores, {m.memory_gib} GiB{gpus}, "
+            f"{m.rack_units}U, {m.power_kw} kW)")
+
+
 def _bom(plan: Plan) -> list[str]:
-    servers: Counter = Counter()
+    servers: Counter = Counter()  # by resolved model: a pool's overrides make a different server
     hcas: Counter = Counter()
     drives: Counter = Counter()
     for pp in plan.pools:
         n = len(pp.hosts)
-        servers[pp.model.name] += n
+        servers[pp.model] += n
         for hca in pp.model.compute_hcas + pp.model.storage_hcas:
             hcas[hca.model] += n
         if pp.model.nvme_drives:
             drives[f"NVMe {pp.model.nvme_drive_tb} TB"] += n * pp.model.nvme_drives
-    rows = [(f"server {name}", n, catalog.SERVERS[name].description) for name, n in sorted(servers.items())]
+    rows = [(f"server {m.name}", n, _server_note(m)) for m, n in sorted(servers.items(), key=lambda mn: repr(mn[0]))]
     rows += [(f"HCA {name}", n, "") for name, n in sorted(hcas.items())]
     rows += [(name, n, "") for name, n in sorted(drives.items())]
     for fp in getattr(plan, "fabrics", ()) or ():

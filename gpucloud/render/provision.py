@@ -85,7 +85,7 @@ def boot_script(p: ProvisionPlan) -> bytes:
         "# A machine without a script has no install planned and boots on from its next device.\n"
         f"chain --autofree {p.http_base}/ipxe/${{netX/mac:hexhyp}}.ipxe || goto none\n"
         ":none\n"
-        "echo gpucloud: no install planned for ${netX/mac}; record its MAC in the hardware file\n"
+        "echo gpucloud: no install planned for ${netX/mac}; record its MAC in the discovered-MAC file\n"
         "exit 1\n"
     ).encode()
 

@@ -14,7 +14,7 @@ from typing import Mapping
 
 from gpucloud import jsonout
 from gpucloud.plan import Plan
-from gpucloud.stack import layout
+from gpucloud.plan import stacks as layout
 
 NOT_INSTALLED = "nothing: the Pulumi SDK is not installed (pip install 'gpucloud[deploy]')"
 

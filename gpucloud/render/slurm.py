@@ -31,10 +31,12 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
     out = _header(sp, "slurm.conf")
     out += [f"ClusterName={sp.cluster_name}"]
     out += [f"SlurmctldHost={h}" for h in sp.controllers]
+    if sp.state_save_mount:
+        out += [f"# Every SlurmctldHost mounts {sp.state_save_mount}: a backup takes over the state the primary saved"]
     out += [
         "SlurmUser=slurm", "AuthType=auth/munge",
         f"SlurmctldPort={sp.port('slurmctld')}", f"SlurmdPort={sp.port('slurmd')}",
-        "StateSaveLocation=/var/spool/slurmctld", "SlurmdSpoolDir=/var/spool/slurmd",
+        f"StateSaveLocation={sp.state_save}", "SlurmdSpoolDir=/var/spool/slurmd",
         "SlurmctldPidFile=/run/slurmctld.pid", "SlurmdPidFile=/run/slurmd.pid",
         "SlurmctldLogFile=/var/log/slurm/slurmctld.log", "SlurmdLogFile=/var/log/slurm/slurmd.log",
         "ReturnToService=2", "MpiDefault=none",
@@ -142,9 +144,17 @@ def slurmdbd_conf(sp: SlurmPlan) -> bytes:
     return _lines(out)
 
 
+# Where pyxis's plugin is: its Makefile installs $(libdir)/slurm/spank_pyxis.so, and a Debian-family package of it
+# is built with prefix=/usr and the multiarch libdir, so that it sits beside the distribution's Slurm plugins
+# (/usr/lib/x86_64-linux-gnu/slurm); a source build with the Makefile's defaults puts it in /usr/local/lib/slurm
+# instead. The enroot_pyxis role reads the path from this line of the plan and fails when the installed package did
+# not put the plugin there, since a missing `required` plugin fails every srun.
+PYXIS_PLUGIN = "/usr/lib/x86_64-linux-gnu/slurm/spank_pyxis.so"
+
+
 def plugstack_conf(sp: SlurmPlan) -> bytes:
     out = _header(sp, "plugstack.conf")
-    out += ["required /usr/local/lib/slurm/spank_pyxis.so runtime_path=/run/pyxis container_scope=job"]
+    out += [f"required {PYXIS_PLUGIN} runtime_path=/run/pyxis container_scope=job"]
     return _lines(out)
 
 

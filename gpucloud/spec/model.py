@@ -95,6 +95,9 @@ class NodePool:
     features: tuple[str, ...]
     path: Path
     id_explicit: bool = False
+    # The model with the spec's own models and the pool's overrides applied; None when it cannot be resolved
+    # (an unknown model or a bad override: the catalog checks report it).
+    hardware: catalog.ServerModel | None = field(default=None, compare=False)
 
     def hostname_for(self, index: int) -> str:
         return self.hostname.format(index=index)
@@ -146,6 +149,12 @@ class Accounting:
 
 
 @dataclass(frozen=True)
+class StateSave:
+    filesystem: str  # a storage filesystem's name
+    directory: str = "slurmctld"
+
+
+@dataclass(frozen=True)
 class Slurm:
     cluster_name: str
     partitions: tuple[Partition, ...]
@@ -156,6 +165,7 @@ class Slurm:
     pyxis: bool
     health_check_interval: int
     path: Path = ("slurm",)
+    state_save: StateSave | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +233,7 @@ class Provisioning:
 
 @dataclass(frozen=True)
 class HostHardware:
-    """What a node's BMC reported (clusters/hardware/<name>.yaml): the MAC the node boots from and all of its MACs."""
+    """What a node's BMC reported (clusters/discovered/<name>.yaml): the MAC the node boots from and all of its MACs."""
     mac: str
     macs: tuple[str, ...]
 
@@ -241,9 +251,13 @@ class Spec:
     software: Software
     provider: Provider
     source: str = ""
+    # hardware.models, resolved (models that failed to resolve are left out) ...
+    models: dict[str, catalog.ServerModel] = field(default_factory=dict, compare=False)
+    # ... and what failed, for the catalog checks: (path, message, hint)
+    hardware_errors: tuple[tuple[Path, str, str], ...] = field(default=(), compare=False)
     provisioning: Provisioning = Provisioning()
-    # Discovered hardware by host name, from the file beside the spec (gpucloud.spec.hardware); empty without one.
-    hardware: dict[str, HostHardware] = field(default_factory=dict, hash=False, compare=False)
+    # Discovered MACs by host name, from clusters/discovered/<name>.yaml (gpucloud.spec.discovered); empty without one.
+    discovered: dict[str, HostHardware] = field(default_factory=dict, hash=False, compare=False)
 
     def pool(self, name: str) -> NodePool | None:
         for p in self.pools:
@@ -272,12 +286,34 @@ def _network(name: str, raw: dict) -> Network:
     )
 
 
-def _pool(i: int, raw: dict, has_compute_fabric: bool) -> NodePool:
+def _models(raw: dict, errors: list) -> dict[str, catalog.ServerModel]:
+    """hardware.models in spec order; a model may build on an earlier one."""
+    out: dict[str, catalog.ServerModel] = {}
+    for name, fields in raw.items():
+        try:
+            out[name] = catalog.spec_model(name, fields, out)
+        except catalog.HardwareError as exc:
+            errors.append((("hardware", "models", name, *exc.where), exc.message, exc.hint))
+    return out
+
+
+def _hardware(i: int, raw: dict, models: dict, errors: list) -> catalog.ServerModel | None:
+    """The pool's model with its overrides; None (and an error unless the model is unknown) when it fails."""
+    base = models.get(raw["model"]) or catalog.SERVERS.get(raw["model"])
+    if base is None or "hardware" not in raw:
+        return base
+    try:
+        return catalog.apply_fields(base, raw["model"], raw["hardware"])
+    except catalog.HardwareError as exc:
+        errors.append((("node_pools", i, "hardware", *exc.where), exc.message, exc.hint))
+        return None
+
+
+def _pool(i: int, raw: dict, has_compute_fabric: bool, hw: catalog.ServerModel | None = None) -> NodePool:
     rack = raw.get("rack", {})
     name = raw["name"]
     fabric = raw.get("fabric")
     if fabric is None:
-        hw = catalog.SERVERS.get(raw["model"])
         fabric = "compute" if has_compute_fabric and hw is not None and hw.rails else "none"
     return NodePool(
         name=name,
@@ -295,6 +331,7 @@ def _pool(i: int, raw: dict, has_compute_fabric: bool) -> NodePool:
         fabric=fabric,
         features=tuple(raw.get("features", ())),
         path=("node_pools", i),
+        hardware=hw,
     )
 
 
@@ -332,6 +369,8 @@ def _slurm(name: str, raw: dict, has_fabric: bool) -> Slurm:
         topology=topology, gres_autodetect=raw.get("gres_autodetect", False),
         enroot=containers.get("enroot", False), pyxis=containers.get("pyxis", False),
         health_check_interval=raw.get("health_check_interval", 300),
+        state_save=StateSave(raw["state_save"]["filesystem"], raw["state_save"].get("directory", "slurmctld"))
+        if "state_save" in raw else None,
     )
 
 
@@ -368,12 +407,16 @@ def build(data: dict, source: str = "") -> Spec:
     has_compute = "compute" in fabrics
     sw = data.get("software", {})
     prov = data.get("provider", {})
+    errors: list = []
+    models = _models(data.get("hardware", {}).get("models", {}), errors)
+    pools = tuple(_pool(i, raw, has_compute, _hardware(i, raw, models, errors))
+                  for i, raw in enumerate(data["node_pools"]))
     inst = data.get("provisioning", {})
     return Spec(
         name=data["name"],
         metadata=dict(data.get("metadata", {})),
         networks={n: _network(n, raw) for n, raw in sorted(data["networks"].items())},
-        pools=tuple(_pool(i, raw, has_compute) for i, raw in enumerate(data["node_pools"])),
+        pools=pools,
         fabrics=fabrics,
         slurm=_slurm(data["name"], data.get("slurm", {}), has_compute),
         storage=tuple(_filesystem(i, raw) for i, raw in enumerate(data.get("storage", ()))),
@@ -385,5 +428,7 @@ def build(data: dict, source: str = "") -> Spec:
                           verify_tls=prov.get("verify_tls", True), ca_bundle=prov.get("ca_bundle"),
                           pod_size=prov.get("pod_size")),
         source=source,
+        models=models,
+        hardware_errors=tuple(errors),
         provisioning=Provisioning(**{**inst, "ssh_keys": tuple(inst.get("ssh_keys", ()))}),
     )

@@ -33,7 +33,7 @@ class Request:
 
 
 def stack_names(plan) -> list[str]:
-    from gpucloud.stack import layout
+    from gpucloud.plan import stacks as layout
 
     return [part.stack_name for part in layout.split(plan)]
 

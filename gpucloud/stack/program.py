@@ -1,4 +1,4 @@
-"""The Pulumi program of one stack: stack input (gpucloud.stack.layout) -> components.
+"""The Pulumi program of one stack: stack input (gpucloud.plan.stacks) -> components.
 
 ``infra/__main__.py`` (a real deployment) and the dry-run (under mocks) both call ``build``, so the dry-run shows
 exactly what `pulumi up` would declare.

@@ -74,3 +74,24 @@ def test_hosts_must_run_a_supported_os_family(tmp_path):
     bad = _plan_play(tmp_path, "-e", "ansible_os_family=RedHat", "-e", "ansible_distribution=Rocky")
     out = bad.stdout + bad.stderr
     assert bad.returncode != 0 and "(RedHat family); the roles support the Debian family only" in out, out[-3000:]
+
+
+def test_pyxis_plugin_must_be_where_the_plan_loads_it(tmp_path):
+    """A `required` SPANK plugin that is missing fails every srun: the role fails first, naming the path."""
+    need("ansible-playbook")
+    plugin = tmp_path / "lib" / "spank_pyxis.so"
+    plan = tmp_path / "plan"
+    (plan / "slurm").mkdir(parents=True)
+    (plan / "slurm" / "plugstack.conf").write_text(f"# plan\nrequired {plugin} runtime_path=/run/pyxis\n")
+    v = {"enroot_pyxis_enabled": True, "enroot_pyxis_enroot_version": "3.5.0", "enroot_pyxis_packages": [],
+         "enroot_pyxis_pyxis_packages": [], "enroot_pyxis_config_file": str(tmp_path / "enroot.conf"),
+         "gpucloud_plan_dir": str(plan), "enroot_pyxis_data_path": "/local/enroot/data/user-$(id -u)"}
+    result = converge(tmp_path, "enroot_pyxis", v)
+    assert result.rc != 0 and f"loads {plugin} as required" in result.out, result.out[-3000:]
+    plugin.parent.mkdir()
+    plugin.write_bytes(b"")
+    result = converge(tmp_path, "enroot_pyxis", v, 2)
+    assert result.rc == 0 and result.failed == 0, result.out[-3000:]
+    conf = (tmp_path / "enroot.conf").read_text()
+    assert "ENROOT_DATA_PATH /local/enroot/data/user-$(id -u)\n" in conf
+    assert "# ENROOT_CACHE_PATH: enroot default (no local scratch)\n" in conf

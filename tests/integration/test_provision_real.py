@@ -24,7 +24,7 @@ import yaml
 
 from gpucloud.pipeline import check_spec, plan_files
 from gpucloud.render.provision import KEA
-from gpucloud.spec import hardware
+from gpucloud.spec import discovered
 from gpucloud.spec.model import HostHardware
 from provision_harness import BUSYBOX, KEA as KEA_BIN, QEMU, Lan, host_kernel, make_initrd, netns_available, wait_for
 
@@ -81,7 +81,7 @@ def test_kea_accepts_the_config_of_12500_nodes(tmp_path):
     spec = tmp_path / "colossus-100k.yaml"
     spec.write_text(text)
     checked = check_spec(spec)
-    (tmp_path / "hardware").mkdir()
+    (tmp_path / "discovered").mkdir()
     hosts = {}
     n = 0
     for pool in checked.spec.pools:
@@ -89,7 +89,7 @@ def test_kea_accepts_the_config_of_12500_nodes(tmp_path):
             n += 1
             mac = f"52:54:{n >> 24 & 255:02x}:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"
             hosts[pool.hostname_for(i)] = HostHardware(mac, (mac,))
-    hardware.write(tmp_path / "hardware" / "colossus-100k.yaml", "colossus-100k", hosts)
+    discovered.write(tmp_path / "discovered" / "colossus-100k.yaml", "colossus-100k", hosts)
     checked = check_spec(spec)
     assert not checked.fails(), [f for f in checked.findings if f.level == "error"][:3]
     from gpucloud.plan import build_plan

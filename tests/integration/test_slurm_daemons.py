@@ -237,3 +237,169 @@ def test_slurmctld_accepts_example(example, lab, tmp_path):
             assert set(re.findall(r"SwitchName=(\S+)", shown)) == want
     finally:
         other.stop()
+
+
+# --- hardware the catalog does not know ---------------------------------------------------------------------------
+
+def lab_variant(tmp_path, edit):
+    """The lab spec, on its own (no fabric, no accounting, no tenants) and changed by ``edit``: plan and files."""
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    data["name"] = "labvar"
+    del data["fabric"], data["tenants"]
+    data["slurm"].update(topology="none", accounting={"enabled": False})
+    edit(data)
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / "lab.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return planned(folder / "lab.yaml")
+
+
+def node_fields(h, node) -> dict[str, str]:
+    return dict(re.findall(r"(\w+)=(\S+)", h.run("scontrol", "show", "node", node, check=True).stdout))
+
+
+def test_node_is_configured_as_its_spec_model_says(lab, tmp_path):
+    """2 x 96 cores, 768 GiB, 4 x H100 NVL: what slurmctld holds for the node and what slurmd accepts from gres.conf
+    (GPU-to-core affinity on the second socket's cores 96-191) are the spec's machine, not the catalog's h100-4
+    (2 x 48 cores, RealMemory=995328, which would drain every node for low memory)."""
+    def edit(d):
+        d["node_pools"][0].update(model="h100-4", hardware={
+            "cpu": {"model": "AMD EPYC 9654", "sockets": 2, "cores_per_socket": 96, "threads_per_core": 2},
+            "memory_gib": 768, "gpu": {"model": "h100-nvl-94gb", "count": 4}})
+
+    plan, files = lab_variant(tmp_path, edit)
+    (group,) = plan.slurm.nodes
+    assert (group.sockets, group.cores_per_socket, group.real_memory_mib) == (2, 96, 746496)
+    assert "Cores=96-191" in files["slurm/gres.conf"].decode()
+    h = harness_for(tmp_path / "run", plan, files, shared=lab[0])
+    try:
+        h.start_slurmctld()
+        h.start_slurmd("gpu01", gpus=4)
+        h.wait_nodes_idle(["gpu01"])
+        f = node_fields(h, "gpu01")
+        assert (f["Sockets"], f["CoresPerSocket"], f["ThreadsPerCore"]) == ("2", "96", "2")
+        assert (f["CPUTot"], f["RealMemory"]) == ("384", "746496")
+        assert f["Gres"].startswith("gpu:h100:4")
+        assert f["CfgTRES"].startswith("cpu=384,mem=729G,")
+        # slurmd took the gres.conf core ranges: a job on the second socket's GPUs gets them
+        r = h.run("srun", "-p", "debug", "-w", "gpu01", "--gres=gpu:4", "printenv", "CUDA_VISIBLE_DEVICES",
+                  timeout=90)
+        assert r.returncode == 0, r.stderr + h.logs()
+        assert r.stdout.split() == ["0,1,2,3"]
+    finally:
+        h.cancel_jobs()
+        h.stop()
+
+
+def test_node_registers_without_config_overrides_only_with_its_real_model(lab, tmp_path):
+    """Without SlurmdParameters=config_overrides slurmd reports the machine it runs on. A spec model describing this
+    machine (from `slurmd -C`) registers idle: RealMemory is below what the kernel reports by the planned reserve.
+    A node planned as the catalog's h100-4 on the same machine is refused for low memory and cores."""
+    import math
+    import subprocess
+
+    hw = dict(re.findall(r"(\w+)=(\S+)", subprocess.run(["slurmd", "-C"], capture_output=True, text=True,
+                                                           check=True).stdout))
+    sockets = int(hw["Boards"]) * int(hw["SocketsPerBoard"])
+    installed_gib = math.ceil(int(hw["RealMemory"]) / 1024)  # the kernel shows a little less than is installed
+
+    def edit(d):
+        d["node_pools"][0].update(count=1, model="cpu-1u", hardware={
+            "cpu": {"sockets": sockets, "cores_per_socket": int(hw["CoresPerSocket"]),
+                    "threads_per_core": int(hw["ThreadsPerCore"])},
+            "memory_gib": installed_gib, "gpu": {"model": "h100-sxm5-80gb", "count": 2}})
+        d["node_pools"].append({"name": "old", "id": 3, "model": "h100-4", "count": 1, "hostname": "old{index:02}",
+                                "roles": ["compute"], "rack": {"name": "old{rack:02}"}})
+        d["slurm"]["partitions"] = [{"name": "debug", "pools": ["gpu", "old"], "default": True}]
+
+    plan, files = lab_variant(tmp_path, edit)
+    groups = {g.pool: g for g in plan.slurm.nodes}
+    assert groups["gpu"].real_memory_mib < int(hw["RealMemory"])
+    h = harness_for(tmp_path / "run", plan, files, shared=lab[0])
+    h.conf.write_text(h.conf.read_text().replace("SlurmdParameters=config_overrides\n", ""))
+    assert "config_overrides" not in h.conf.read_text()
+    try:
+        h.start_slurmctld()
+        h.start_slurmd("gpu01", gpus=2)
+        h.start_slurmd("old01", gpus=4)
+        h.wait_nodes_idle(["gpu01"])
+        f = node_fields(h, "gpu01")
+        assert f["RealMemory"] == str(groups["gpu"].real_memory_mib)
+        assert f["CPUTot"] == hw["CPUs"] and f["CoresPerSocket"] == hw["CoresPerSocket"]
+
+        def refused() -> bool:
+            return "Low" in node_fields(h, "old01").get("Reason", "")
+
+        h.wait_for("old01 refused", refused, 60)
+        old = h.run("scontrol", "show", "node", "old01", check=True).stdout
+        assert "Low RealMemory" in old or "Low socket*core*thread count" in old, old
+    finally:
+        h.cancel_jobs()
+        h.stop()
+
+
+# --- controllers sharing their state ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-state", "local-state"])
+def test_backup_controller_takes_over_with_the_shared_state(lab, tmp_path, shared):
+    """Primary and backup slurmctld of the plan's slurm.conf; a held job is queued, the primary is killed, the
+    backup takes control. With the state on the filesystem both mount (the harness's one state folder stands for the
+    NFS home of slurm.state_save) the job is still there; with each controller's own folder, as two local disks
+    would be, the backup starts from empty state and the job is lost: what the slurm-state-save check refuses."""
+    import time
+
+    def edit(d):
+        d["node_pools"][1]["count"] = 2
+        d["slurm"]["state_save"] = {"filesystem": "home"}
+
+    plan, files = lab_variant(tmp_path, edit)
+    assert plan.slurm.controllers == ("ctl01", "ctl02")
+    conf = files["slurm/slurm.conf"].decode()
+    assert re.findall(r"^SlurmctldHost=(\S+)", conf, re.M) == ["ctl01", "ctl02"]
+    assert re.findall(r"^StateSaveLocation=(\S+)", conf, re.M) == ["/home/slurmctld"]
+    h = harness_for(tmp_path / "run", plan, files, shared=lab[0])
+    # The backup notices a dead primary after SlurmctldTimeout seconds (120 as planned for a small cluster). Both
+    # controllers share this machine's SlurmctldPort, each on its own loopback address (NoCtldInAddrAny).
+    h.conf.write_text(h.conf.read_text() + "SlurmctldTimeout=5\nCommunicationParameters=NoInAddrAny,NoCtldInAddrAny\n")
+    backup_conf = h.root / "etc" / "slurm-ctl02.conf"
+    # Its own pid and log files: slurmctld stops the daemon named in its pid file when it starts.
+    lines = [f"include {h.conf}", f"SlurmctldPidFile={h.root}/run/slurmctld-ctl02.pid",
+             f"SlurmctldLogFile={h.root}/log/slurmctld-ctl02.log"]
+    if not shared:
+        (h.root / "state-ctl02").mkdir()
+        lines.append(f"StateSaveLocation={h.root}/state-ctl02")
+    backup_conf.write_text("\n".join(lines) + "\n")
+
+    def ping() -> str:
+        return h.run("scontrol", "ping", timeout=30).stdout
+
+    try:
+        primary = h.start_slurmctld()
+        backup = h.spawn("slurmctld-ctl02", ["slurmctld", "-D", "-f", str(backup_conf)], "ctl02")
+        h.wait_for("backup slurmctld", lambda: re.search(r"\(backup\) at ctl02 is UP", ping()), 60, backup)
+        submitted = time.time()
+        r = h.run("sbatch", "--parsable", "--hold", "-p", "debug", "-N1", "--wrap", "sleep 1", check=True)
+        job = r.stdout.strip().split(";")[0]
+        state = h.root / "state" / "job_state"
+        # slurmctld saves job state a moment after a change; a crash before that would lose the job anyway.
+        h.wait_for("job state saved", lambda: state.exists() and state.stat().st_mtime >= submitted, 30, primary)
+        primary.kill()  # a crash: no state saved on the way down
+        primary.wait()
+
+        def backup_in_control() -> bool:
+            # squeue fails over to the backup, which answers only once it has taken control
+            q = h.run("squeue", "-h", "-o", "%i", timeout=30)
+            return q.returncode == 0 and re.search(r"\(primary\) at ctl01 is DOWN", ping()) is not None
+
+        h.wait_for("backup in control", backup_in_control, 90, backup)
+        jobs = h.run("squeue", "-h", "-o", "%i|%T|%r", check=True).stdout.split()
+        if shared:
+            assert jobs == [f"{job}|PENDING|JobHeldUser"], jobs
+            # and it keeps scheduling: a new job gets the next id
+            r = h.run("sbatch", "--parsable", "--hold", "-p", "debug", "-N1", "--wrap", "sleep 1", check=True)
+            assert int(r.stdout.strip().split(";")[0]) == int(job) + 1
+        else:
+            assert jobs == [], jobs
+    finally:
+        h.cancel_jobs()
+        h.stop()

@@ -200,6 +200,17 @@ def test_rack_collision_of_many_hosts_is_an_error():
     assert f.level == "error" and f.path == ("node_pools", 1, "rack") and "units 30-33 of rack r001" in f.message
 
 
+def test_pools_without_a_rack_layout_are_told_to_get_one():
+    """Every pool without 'rack:' starts at unit 2 of r001: the hint names that, not just 'move one pool'."""
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 4},
+                               {"name": "login", "model": "cpu-1u", "count": 1}])
+    (f,) = found(spec, "rack-collision")
+    assert "without a 'rack:' layout all start at unit 2 of rack r001" in f.hint and 'login{rack:02}' in f.hint
+    spec = spec_of(node_pools=[{"name": "gpu", "model": "hgx-h100-8", "count": 4},
+                               {"name": "login", "model": "cpu-1u", "count": 1, "rack": {"name": "login{rack:02}"}}])
+    assert found(spec, "rack-collision") == []
+
+
 @pytest.mark.parametrize("per_rack, errs", [(5, False), (6, True)])
 def test_rack_height(per_rack, errs):
     # 5 x 8U from unit 2 reach unit 41; 6 reach 49.
@@ -595,3 +606,19 @@ def test_every_server_model_has_one_compute_link_rate():
 
     for name, model in catalog.SERVERS.items():
         assert len({h.rate for h in model.compute_hcas}) <= 1, name
+
+
+@pytest.mark.parametrize("where", ["model", "override"])
+def test_checks_see_the_resolved_hardware(where):
+    """A spec's own model and a pool's override reach the checks that read hardware: 5 machines of 12U from unit 2
+    reach unit 61, which rack-height refuses; as the catalog's 8U HGX they reach unit 41 and pass (the checks used
+    to look the model's name up in the catalog, and skipped a spec's own model altogether)."""
+    pool = {"name": "gpu", "model": "hgx-h100-8", "count": 5, "rack": {"nodes_per_rack": 5}}
+    extra = {}
+    if where == "model":
+        extra["hardware"] = {"models": {"tall-h100": {"base": "hgx-h100-8", "rack_units": 12}}}
+        pool["model"] = "tall-h100"
+    else:
+        pool["hardware"] = {"rack_units": 12}
+    (f,) = found(spec_of(node_pools=[pool], **extra), "rack-height")
+    assert f.level == "error" and "5 x 12U from unit 2 reach unit 61" in f.message

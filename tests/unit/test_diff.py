@@ -10,7 +10,7 @@ import yaml
 
 from conftest import CLUSTERS
 from gpucloud.diff import compare
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.inputs import document_of
 from gpucloud.diff.side import EMPTY
 from gpucloud.hostlist import expand
@@ -113,8 +113,16 @@ def test_partition_max_time_is_a_reconfigure(tmp_path):
 
 
 def test_removing_a_filesystem_destroys_data(tmp_path):
-    diff = changed("ishikari", lambda d: d.update(storage=[fs for fs in d["storage"] if fs["name"] != "home"]) or
-                   [t["storage_quota"].pop("home", None) for t in d["tenants"] if "storage_quota" in t], tmp_path)
+    def edit(d):
+        d.update(storage=[fs for fs in d["storage"] if fs["name"] != "home"])
+        for t in d["tenants"]:
+            t.get("storage_quota", {}).pop("home", None)
+        # the two controllers keep their shared state on home: it moves to an export of its own
+        d["storage"].append({"name": "ctl-state", "kind": "nfs", "server": "10.18.0.10", "export": "/export/slurm",
+                             "mount": "/srv/slurm-state", "pools": ["ctl"]})
+        d["slurm"]["state_save"] = {"filesystem": "ctl-state"}
+
+    diff = changed("ishikari", edit, tmp_path)
     c = only(diff, section="storage", subject="filesystem home")
     assert c.action == "remove" and c.impact is Impact.DESTROYS_DATA
     assert c.host_count == 254  # every host mounted it

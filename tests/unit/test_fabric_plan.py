@@ -9,6 +9,8 @@ from collections import Counter
 
 import pytest
 
+from gpucloud import catalog
+
 from conftest import CLUSTERS, ROOT
 from gpucloud.plan import build_plan
 from gpucloud.plan.fabric import LID_LIMIT, headroom, link_set, plan_fabric, shape, summary
@@ -245,7 +247,7 @@ def test_headroom_is_the_real_cliff(gpu, small, svc, su, taper, rate, topology):
     """Whatever the sizes and rates: growing by the headroom keeps every link, one node more moves some."""
     model = "hgx-h100-8-ndr200" if rate else "hgx-h100-8"
     spec = _spec(VALID / "fabric-mid.yaml", a=gpu, b=small, ctl=max(1, svc // 2), login=max(0, svc - svc // 2))
-    spec = dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, model=model) if p.name in ("a", "b") else p
+    spec = dataclasses.replace(spec, pools=tuple(_with_model(p, model) if p.name in ("a", "b") else p
                                                  for p in spec.pools))
     fabric = dataclasses.replace(spec.fabrics["compute"], scalable_unit=su, topology=topology, rate=rate,
                                  oversubscription=(int(taper[0]), 1))
@@ -353,9 +355,14 @@ def test_service_hosts_past_a_full_three_tier_fabric_are_a_shown_cliff():
     assert "adds 97 switch(es)" in warning.message and "1 node slot(s) free" in warning.hint
 
 
+def _with_model(pool, model: str):
+    """The pool on another catalog model: the model name and the hardware the spec resolved from it."""
+    return dataclasses.replace(pool, model=model, hardware=catalog.SERVERS[model])
+
+
 def _ndr200(spec):
     """The DGX SuperPOD H100 layout with NDR200 adapters on split QM9700 ports."""
-    pools = tuple(dataclasses.replace(p, model="hgx-h100-8-ndr200") if p.name == "dgx" else p for p in spec.pools)
+    pools = tuple(_with_model(p, "hgx-h100-8-ndr200") if p.name == "dgx" else p for p in spec.pools)
     fabric = dataclasses.replace(spec.fabrics["compute"], rate="ndr200")
     return dataclasses.replace(spec, pools=pools, fabrics={"compute": fabric})
 
@@ -433,7 +440,7 @@ def test_reordering_pools_gives_the_same_fabric(path):
 def _mixed(rails: bool):
     spec = _spec(VALID / "fabric-mid.yaml")
     model = "h100-4" if rails else "hgx-h100-8-ndr200"
-    return dataclasses.replace(spec, pools=tuple(dataclasses.replace(p, model=model) if p.name == "b" else p
+    return dataclasses.replace(spec, pools=tuple(_with_model(p, model) if p.name == "b" else p
                                                  for p in spec.pools))
 
 

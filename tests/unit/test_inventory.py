@@ -15,6 +15,7 @@ import yaml
 from conftest import CLUSTERS, EXAMPLES, ROOT
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
+from gpucloud.plan.groups import group_name
 from gpucloud.plan.hosts import plan_pool
 from gpucloud.render import inventory as inv
 
@@ -53,7 +54,7 @@ def test_every_role_group_declared_even_when_empty():
     data = yaml.safe_load(inv.render(_plan("lab"))["inventory/hosts.yml"])
     groups = data["all"]["children"]
     for role in inv.ROLES:
-        assert inv.group_name("role", role) in groups
+        assert group_name("role", role) in groups
     assert groups["role_storage_server"] is None or groups["role_storage_server"] == {}
     assert groups["role_compute"]["children"] == {"pool_gpu": {}}
 
@@ -167,3 +168,29 @@ def test_render_command_writes_and_refuses_foreign_folders(cli, tmp_path):
     res = cli("render", str(CLUSTERS / "lab.yaml"), "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_container_paths_and_mounts_follow_the_planned_local_scratch():
+    """enroot unpacks images on the pool's own local scratch (abci3 mounts it at /local, not /scratch); pools the
+    storage planner gives no scratch neither get enroot paths nor expect a scratch mount in NHC."""
+    for cluster, pool, mount in (("abci3", "h200", "/local"), ("lab", "gpu", "/scratch")):
+        plan = build_plan(check_spec(CLUSTERS / f"{cluster}.yaml").spec)
+        pp = next(p for p in plan.pools if p.pool.name == pool)
+        v = inv.pool_vars(plan, pp)
+        assert v["enroot_pyxis_data_path"] == f"{mount}/enroot/data/user-$(id -u)"
+        assert v["enroot_pyxis_cache_path"] == f"{mount}/enroot/cache/group-$(id -g)"
+        assert mount in v["gpucloud_mounts"]
+    plan = build_plan(check_spec(CLUSTERS / "lab.yaml").spec)
+    login = inv.pool_vars(plan, next(p for p in plan.pools if p.pool.name == "login"))
+    assert "enroot_pyxis_data_path" not in login and "/scratch" not in login["gpucloud_mounts"]
+    assert "/home" in login["gpucloud_mounts"]
+
+
+def test_plugstack_loads_pyxis_from_the_packaged_path():
+    """Not /usr/local (a source build's default): where a Debian-family package installs it, beside Slurm's plugins;
+    the enroot_pyxis role reads this line and fails when the package put the plugin elsewhere."""
+    from gpucloud.render import slurm as render_slurm
+    from gpucloud.render.slurm import PYXIS_PLUGIN
+
+    conf = render_slurm.render(build_plan(check_spec(CLUSTERS / "ishikari.yaml").spec))["slurm/plugstack.conf"]
+    assert f"required {PYXIS_PLUGIN} " in conf.decode() and "/usr/local/" not in conf.decode()

@@ -1,4 +1,4 @@
-"""Provisioning: the hardware file, the plan, the rendered Kea/iPXE/autoinstall files, checks and phone-home."""
+"""Provisioning: the discovered-MAC file, the plan, the rendered Kea/iPXE/autoinstall files, checks and phone-home."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from gpucloud.phonehome import KnownHosts, Node, known_hosts_lines, make_server,
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.render.provision import KEA, render, script_name
-from gpucloud.spec import hardware, load
+from gpucloud.spec import discovered, load
 from gpucloud.spec.model import HostHardware
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +32,8 @@ def lab_copy(tmp_path: Path, hardware_text: str | None = None, spec_edit=lambda 
     spec = tmp_path / "lab.yaml"
     spec.write_text(spec_edit(LAB.read_text()))
     if hardware_text is not None:
-        (tmp_path / "hardware").mkdir(exist_ok=True)
-        (tmp_path / "hardware" / "lab.yaml").write_text(hardware_text)
+        (tmp_path / "discovered").mkdir(exist_ok=True)
+        (tmp_path / "discovered" / "lab.yaml").write_text(hardware_text)
     return spec
 
 
@@ -43,18 +43,18 @@ def lab_plan(path: Path = LAB):
     return build_plan(loaded.spec)
 
 
-# -- the hardware file
+# -- the discovered-MAC file
 
 
 def test_hardware_file_round_trip_and_normalised_macs(tmp_path):
     text = 'hosts:\n  gpu01: {mac: "52-54-00-AA-00-01", macs: ["52:54:00:aa:00:02"]}\n'
-    hosts, findings = hardware.parse(text, "x.hardware.yaml")
+    hosts, findings = discovered.parse(text, "x.hardware.yaml")
     assert findings == []
     assert hosts == {"gpu01": HostHardware("52:54:00:aa:00:01", ("52:54:00:aa:00:01", "52:54:00:aa:00:02"))}
     target = tmp_path / "lab.hardware.yaml"
-    hardware.write(target, "lab", hosts)
-    assert hardware.read(target) == (hosts, [])
-    assert hardware.dump("lab", hosts) == target.read_text()
+    discovered.write(target, "lab", hosts)
+    assert discovered.read(target) == (hosts, [])
+    assert discovered.dump("lab", hosts) == target.read_text()
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -64,27 +64,27 @@ def test_hardware_file_round_trip_and_normalised_macs(tmp_path):
     ("hosts:\n  gpu01: {mac: [\n", 3, "not valid YAML"),
 ])
 def test_hardware_file_mistakes_are_located_findings(text, line, words):
-    _, findings = hardware.parse(text, "lab.hardware.yaml")
+    _, findings = discovered.parse(text, "lab.hardware.yaml")
     assert len(findings) == 1
     f = findings[0]
-    assert (f.check, f.file, f.line) == ("hardware-file", "lab.hardware.yaml", line)
+    assert (f.check, f.file, f.line) == ("discovered-file", "lab.hardware.yaml", line)
     assert words in f.message
 
 
 def test_hardware_file_beside_the_spec_is_read_by_load(tmp_path):
     spec = lab_copy(tmp_path, 'hosts:\n  gpu02: {mac: "52:54:00:00:00:99"}\n')
-    assert hardware.path_beside(spec) == tmp_path / "hardware" / "lab.yaml"
+    assert discovered.path_beside(spec) == tmp_path / "discovered" / "lab.yaml"
     loaded = load(spec)
-    assert loaded.spec.hardware == {"gpu02": HostHardware("52:54:00:00:00:99", ("52:54:00:00:00:99",))}
+    assert loaded.spec.discovered == {"gpu02": HostHardware("52:54:00:00:00:99", ("52:54:00:00:00:99",))}
     bad = lab_copy(tmp_path, 'hosts:\n  gpu02: {mac: "nope"}\n')
-    assert [f.check for f in load(bad).findings] == ["hardware-file"]
+    assert [f.check for f in load(bad).findings] == ["discovered-file"]
 
 
 def test_record_keeps_a_chosen_boot_mac_while_the_bmc_lists_it():
     old = HostHardware("52:54:00:00:00:09", ("52:54:00:00:00:01", "52:54:00:00:00:09"))
-    assert hardware.record(old, ["52:54:00:00:00:09", "52:54:00:00:00:01"]) == old
-    assert hardware.record(None, ["52:54:00:00:00:09", "52:54:00:00:00:01"]).mac == "52:54:00:00:00:01"
-    assert hardware.record(old, []) == old
+    assert discovered.record(old, ["52:54:00:00:00:09", "52:54:00:00:00:01"]) == old
+    assert discovered.record(None, ["52:54:00:00:00:09", "52:54:00:00:00:01"]).mac == "52:54:00:00:00:01"
+    assert discovered.record(old, []) == old
 
 
 # -- plan and render
@@ -180,15 +180,15 @@ def test_schema_refuses_a_private_key_or_junk_as_ssh_key(tmp_path):
 # -- checks
 
 
-def test_checks_report_duplicate_macs_unplanned_hosts_and_a_missing_management_network(tmp_path):
+def test_checks_report_duplicate_macs_and_unplanned_hosts(tmp_path):
     spec = lab_copy(tmp_path, 'hosts:\n  gpu01: {mac: "52:54:00:00:00:01"}\n  gpu02: {mac: "52:54:00:00:00:01"}\n'
                               '  gpu09: {mac: "52:54:00:00:00:09"}\n')
     s = load(spec).spec
     dup = list(duplicate_macs(s))
     assert [f.message for f in dup] == ["hosts gpu01 and gpu02 both boot from MAC 52:54:00:00:00:01 in the "
-                                        "hardware file"]
+                                        "discovered-MAC file"]
     assert "gpu09" in list(unknown_hosts(s))[0].message
-    assert "hardware-duplicate-mac" in {f.check for f in check_spec(spec).findings}
+    assert "discovered-duplicate-mac" in {f.check for f in check_spec(spec).findings}
     assert list(server(s)) == []
 
 
@@ -197,7 +197,7 @@ def test_mac_changes_and_discover_keep_the_old_record_until_accepted():
                 "gpu02": HostHardware("52:54:00:00:00:02", ("52:54:00:00:00:02",))}
     reported = {"gpu01": ["52:54:00:00:00:01"], "gpu02": ["52:54:00:00:0A:02"], "gpu03": ["52:54:00:00:00:03"]}
     changes = mac_changes(recorded, reported)
-    assert [(f.check, f.path) for f in changes] == [("hardware-mac-changed", ("hardware", "gpu02"))]
+    assert [(f.check, f.path) for f in changes] == [("discovered-mac-changed", ("discovered", "gpu02"))]
     kept, _ = merge(recorded, reported, accept_changes=False)
     assert kept["gpu02"] == recorded["gpu02"] and kept["gpu03"].mac == "52:54:00:00:00:03"
     accepted, _ = merge(recorded, reported, accept_changes=True)
@@ -311,12 +311,12 @@ def test_provision_commands_refuse_what_they_cannot_do_with_exit_2(tmp_path, mon
     monkeypatch.delenv("GPUCLOUD_SECRET_BMC_PASSWORD", raising=False)
     proc = run_cli("provision", "discover", str(LAB))
     assert proc.returncode == 2 and "GPUCLOUD_SECRET_BMC_PASSWORD" in proc.stderr
-    assert not (tmp_path / "hardware").exists()
+    assert not (tmp_path / "discovered").exists()
 
 
 def test_a_provisioner_pool_is_a_shared_cluster_service_with_an_inventory_group(tmp_path):
     from gpucloud.render import inventory
-    from gpucloud.stack.layout import CONTROL_ROLES, _is_shared
+    from gpucloud.plan.stacks import CONTROL_ROLES, _is_shared
 
     spec = lab_copy(tmp_path, spec_edit=lambda s: s.replace("roles: [login, subnet-manager]", "roles: [provisioner]"))
     plan = lab_plan(spec)

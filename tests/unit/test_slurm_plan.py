@@ -193,3 +193,111 @@ def test_plan_json_section():
     assert (doc["nodes"], doc["gpus"], doc["controllers"], doc["dbd_host"]) == (2, 16, ["ctl01"], "ctl01")
     assert [p["name"] for p in doc["partitions"]] == ["gpu", "debug"]
     assert {a["name"]: a["gpu_limit"] for a in doc["accounts"]} == {"research": 8, "teaching": 4}
+
+
+# --- hardware the catalog does not know -----------------------------------------------------------------------
+
+VALID = CLUSTERS.parent / "tests" / "specs" / "valid"
+
+
+def _node_line(files, names: str) -> str:
+    (line,) = conf_lines(files, f"NodeName={names} ")
+    return line
+
+
+def test_spec_model_is_what_slurm_conf_and_gres_conf_describe():
+    """2 x 96 cores, 768 GiB, 4 GPUs: the catalog's h100-4 (2 x 48, 1,024 GiB) would have every node drained."""
+    sp = slurm_of(VALID / "own-hardware.yaml")
+    files = files_of(sp)
+    line = _node_line(files, "nvl[01-04]")
+    # 768 GiB less 5 % (38.4 GiB), rounded down to whole GiB: 729 GiB
+    assert "Sockets=2 CoresPerSocket=96 ThreadsPerCore=2 RealMemory=746496 Gres=gpu:h100:4 " in line
+    assert 746496 == 729 * 1024 < 768 * 1024
+    gres = [g for g in files["slurm/gres.conf"].decode().splitlines() if g.startswith("NodeName=nvl")]
+    assert gres == ["NodeName=nvl[01-04] Name=gpu Type=h100 File=/dev/nvidia[0-1] Cores=0-95",
+                    "NodeName=nvl[01-04] Name=gpu Type=h100 File=/dev/nvidia[2-3] Cores=96-191"]
+    # A pool's override of one field keeps the catalog's others.
+    assert "Sockets=2 CoresPerSocket=48 ThreadsPerCore=2 RealMemory=1494016 " in _node_line(files, "big[01-02]")
+    assert verify_rendered(files) == []
+
+
+def test_pool_override_changes_only_that_pool(tmp_path):
+    def edit(data):
+        data["node_pools"][0]["hardware"] = {"cpu": {"cores_per_socket": 96, "sockets": 2}, "memory_gib": 768,
+                                             "gpu": {"count": 4, "sockets": [0, 1, 0, 1]},
+                                             "compute_hcas": {"count": 4}}
+
+    sp = lab_variant(tmp_path, edit)
+    (group,) = sp.nodes
+    assert (group.cpus, group.real_memory_mib, group.gres) == (384, 746496, "gpu:h100:4")
+    gres = [g for g in files_of(sp)["slurm/gres.conf"].decode().splitlines() if g.startswith("NodeName")]
+    assert gres == ["NodeName=gpu[01-02] Name=gpu Type=h100 File=/dev/nvidia[0,2] Cores=0-95",
+                    "NodeName=gpu[01-02] Name=gpu Type=h100 File=/dev/nvidia[1,3] Cores=96-191"]
+
+
+def test_gpus_split_over_sockets_when_the_count_changes(tmp_path):
+    sp = lab_variant(tmp_path, lambda d: d["node_pools"][0].update(hardware={"gpu": {"count": 4},
+                                                                             "compute_hcas": {"count": 4}}))
+    assert sp.nodes[0].gpu_devices == (("/dev/nvidia[0-1]", "0-55"), ("/dev/nvidia[2-3]", "56-111"))
+
+
+# --- controllers sharing their state --------------------------------------------------------------------------
+
+def test_state_save_on_the_shared_filesystem():
+    files = files_of(slurm_of(CLUSTERS / "ishikari.yaml"))
+    assert conf_lines(files, "SlurmctldHost=") == ["SlurmctldHost=ctl01", "SlurmctldHost=ctl02"]
+    assert conf_lines(files, "StateSaveLocation=") == ["StateSaveLocation=/home/slurm/state"]
+    lab = files_of(slurm_of(CLUSTERS / "lab.yaml"))  # one controller: its own disk
+    assert conf_lines(lab, "StateSaveLocation=") == ["StateSaveLocation=/var/spool/slurmctld"]
+
+
+def _findings(tmp_path, edit) -> dict[str, list]:
+    from gpucloud.pipeline import check_spec
+
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    edit(data)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out: dict[str, list] = {}
+    for f in check_spec(path).findings:
+        out.setdefault(f.check, []).append(f)
+    return out
+
+
+def test_two_controllers_without_shared_state_are_refused(tmp_path):
+    found = _findings(tmp_path, lambda d: d["node_pools"][1].update(count=2))
+    (f,) = found["slurm-state-save"]
+    assert f.level == "error" and f.path == ("node_pools", 1, "roles")
+    assert "home" in f.hint  # names the spec's shared filesystems
+
+    def shared(d):
+        d["node_pools"][1].update(count=2)
+        d["slurm"]["state_save"] = {"filesystem": "home"}
+
+    assert "slurm-state-save" not in _findings(tmp_path, shared)
+
+    def typo(d):
+        shared(d)
+        d["slurm"]["state_save"] = {"filesystem": "hom"}
+
+    (f,) = _findings(tmp_path, typo)["slurm-state-save"]
+    assert f.path == ("slurm", "state_save", "filesystem") and "home" in f.hint
+
+
+def test_two_slurmdbd_hosts_say_why_one_runs(tmp_path):
+    found = _findings(tmp_path, lambda d: (d["node_pools"][1].update(count=2),
+                                           d["slurm"].update(state_save={"filesystem": "home"})))
+    (f,) = found["slurm-dbd-ha"]
+    assert f.level == "info" and "DbdBackupHost" in f.message
+    assert "slurm-dbd-ha" not in _findings(tmp_path, lambda d: None)
+
+
+def test_state_on_a_lustre_the_controllers_cannot_reach(tmp_path):
+    def edit(d):
+        d["node_pools"][1].update(count=2, fabric="none")
+        d["storage"].append({"name": "fast", "kind": "lustre", "fsname": "fast", "mgs": ["10.102.0.21@o2ib"],
+                             "mount": "/lustre/fast"})
+        d["slurm"]["state_save"] = {"filesystem": "fast"}
+
+    (f,) = _findings(tmp_path, edit)["slurm-state-save"]
+    assert "cannot reach Lustre" in f.message

@@ -11,7 +11,10 @@ import pytest
 
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
-from gpucloud.stack import graph, layers, layout
+from gpucloud.plan import layers
+from gpucloud.plan import stacks as layout
+from gpucloud.render import rendered_files
+from gpucloud.stack import graph
 from conftest import CLUSTERS, EXAMPLES, ROOT, run_cli
 
 pytest.importorskip("pulumi")
@@ -247,7 +250,7 @@ def test_normalise():
 
 def test_validate_path_never_imports_pulumi():
     code = ("import sys\nfrom gpucloud.pipeline import check_spec\nfrom gpucloud.plan import build_plan\n"
-            "from gpucloud.stack import layout\nc = check_spec('clusters/lab.yaml')\n"
+            "from gpucloud.plan import stacks as layout\nc = check_spec('clusters/lab.yaml')\n"
             "layout.stack_inputs(build_plan(c.spec), {})\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_command', 'grpc')))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -307,7 +310,7 @@ def test_infra_program_declares_the_planned_stack(lab):
     config = {"gpucloud:spec": str(CLUSTERS / "lab.yaml"), "gpucloud:bmc-password": "not-a-real-password"}
     with multiprocessing.get_context("fork").Pool(1) as pool:
         declared = pool.apply(_run_infra, (config,))
-    data = layout.stack_inputs(lab, layout.rendered_files(lab))[0]
+    data = layout.stack_inputs(lab, rendered_files(lab))[0]
     expected = sorted((r["type"], r["name"], tuple(r["inputs"].get("triggers") or ()))
                       for r in graph.stack_graph(data))
     # Same resources, and the same layer triggers as the plan's dry-run: preview agrees with the plan.

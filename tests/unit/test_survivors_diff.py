@@ -10,7 +10,7 @@ import yaml
 
 from conftest import CLUSTERS
 from gpucloud.diff import compare
-from gpucloud.diff.impact import Impact
+from gpucloud.impact import Impact
 from gpucloud.diff.inputs import document_of
 from gpucloud.hostlist import expand
 from gpucloud.pipeline import check_spec

@@ -48,9 +48,10 @@ def partition_line(conf: str, name: str) -> dict[str, str]:
 # --- RealMemory: 5 % kept back, but never less than 4 GiB, rounded down to whole GiB ---
 
 def test_real_memory_keeps_at_least_the_floor_on_a_small_node(tmp_path, monkeypatch):
-    spec = lab(tmp_path).spec
+    # The model is resolved when the spec is loaded: shrink it first.
     model = catalog.SERVERS["hgx-h100-8"]
     monkeypatch.setitem(catalog.SERVERS, "hgx-h100-8", dataclasses.replace(model, memory_gib=32))
+    spec = lab(tmp_path).spec
     (group,) = [g for g in plan_slurm(spec, plan_hosts(spec)).nodes if g.pool == "gpu"]
     # 5 % of 32 GiB is 1.6 GiB, below the floor: 4 GiB are kept back, not 1.6
     assert MEMORY_RESERVE_MIN_MIB == 4096

@@ -59,9 +59,9 @@ def _one_drive(monkeypatch):
 
 
 def test_one_drive_model_gets_the_raid0_note_whether_raid0_is_written_or_left_default(tmp_path, monkeypatch):
+    _one_drive(monkeypatch)  # before loading: the spec resolves its pools' hardware then
     written = lab_spec(tmp_path, "raid0")
     default = lab_spec(tmp_path, None)
-    _one_drive(monkeypatch)
     for spec in (written, default):
         notes = [f for f in run_checks(spec) if f.check == "storage-local-drives"]
         assert [(f.level, f.path[-1]) for f in notes] == [("info", "raid")], notes

@@ -16,7 +16,7 @@ from conftest import CLUSTERS, assert_golden, run_cli
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.render import pulumi as pulumi_render
-from gpucloud.stack import layout
+from gpucloud.render import rendered_files
 
 pytest.importorskip("pulumi")
 
@@ -32,7 +32,7 @@ def masked(data: bytes) -> bytes:
 def rendered(name: str) -> dict[str, bytes]:
     checked = check_spec(CLUSTERS / f"{name}.yaml")
     plan = build_plan(checked.spec, tuple(checked.findings))
-    return pulumi_render.render(plan, layout.rendered_files(plan))
+    return pulumi_render.render(plan, rendered_files(plan))
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

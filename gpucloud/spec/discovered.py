@@ -1,4 +1,4 @@
-"""The discovered-hardware file of a spec: ``clusters/hardware/<name>.yaml`` for ``clusters/<name>.yaml``.
+"""The discovered-MAC file of a spec: ``clusters/discovered/<name>.yaml`` for ``clusters/<name>.yaml``.
 
 It lives in a folder of its own so that ``clusters/*.yaml`` still means the specs.
 
@@ -6,7 +6,7 @@ The spec says what a cluster should be; this file records what the machines are:
 reports (Redfish ``EthernetInterfaces``). The provisioning plan reads it for its DHCP reservations, because a MAC is a
 fact of the board, not an intent anyone writes by hand. Format::
 
-    # Discovered hardware of cluster lab, written by gpucloud discover.
+    # Discovered MACs of cluster lab, written by gpucloud discover.
     hosts:
       gpu01: {mac: "52:54:00:00:01:01", macs: ["52:54:00:00:01:01", "52:54:00:00:01:02"]}
 
@@ -36,9 +36,9 @@ MAX_BYTES = 64 << 20  # 12,500 hosts with 8 ports each is ~2.5 MiB
 
 
 def path_beside(spec_file: str | Path) -> Path:
-    """``clusters/lab.yaml`` -> ``clusters/hardware/lab.yaml``."""
+    """``clusters/lab.yaml`` -> ``clusters/discovered/lab.yaml``."""
     p = Path(spec_file)
-    return p.parent / "hardware" / (p.stem + ".yaml")
+    return p.parent / "discovered" / (p.stem + ".yaml")
 
 
 def normal_mac(value: str) -> str:
@@ -55,14 +55,14 @@ def parse(text: str, file: str) -> tuple[dict[str, HostHardware], list[Finding]]
     findings: list[Finding] = []
 
     def bad(message: str, hint: str, host: str = "") -> None:
-        findings.append(Finding("hardware-file", "error", ("hardware",) + ((host,) if host else ()), message, hint,
+        findings.append(Finding("discovered-file", "error", ("discovered",) + ((host,) if host else ()), message, hint,
                                 file, _line_of(text, host) if host else 1, 1))
 
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        findings.append(Finding("hardware-file", "error", ("hardware",), f"not valid YAML: {getattr(exc, 'problem', exc)}",
+        findings.append(Finding("discovered-file", "error", ("discovered",), f"not valid YAML: {getattr(exc, 'problem', exc)}",
                                 "fix the file or delete it and run gpucloud discover again", file,
                                 mark.line + 1 if mark else 1, mark.column + 1 if mark else 1))
         return {}, findings
@@ -95,24 +95,24 @@ def parse(text: str, file: str) -> tuple[dict[str, HostHardware], list[Finding]]
 
 
 def read(path: str | Path) -> tuple[dict[str, HostHardware], list[Finding]]:
-    """The hardware file at ``path``; nothing (and no finding) when there is none."""
+    """The discovered-MAC file at ``path``; nothing (and no finding) when there is none."""
     p = Path(path)
     try:
         if p.stat().st_size > MAX_BYTES:
-            return {}, [Finding("hardware-file", "error", ("hardware",), f"larger than {MAX_BYTES >> 20} MiB",
+            return {}, [Finding("discovered-file", "error", ("discovered",), f"larger than {MAX_BYTES >> 20} MiB",
                                 "is this the right file?", str(p), 1, 1)]
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}, []
     except (OSError, UnicodeDecodeError) as exc:
-        return {}, [Finding("hardware-file", "error", ("hardware",), f"cannot read it: {exc.__class__.__name__}",
+        return {}, [Finding("discovered-file", "error", ("discovered",), f"cannot read it: {exc.__class__.__name__}",
                             "check the file's permissions and encoding (UTF-8)", str(p), 1, 1)]
     return parse(text, str(p))
 
 
 def dump(cluster: str, hosts: dict[str, HostHardware]) -> str:
     """The file's text: sorted by host, one line per host, byte-identical for the same records."""
-    lines = [f"# Discovered hardware of cluster {cluster}, written by gpucloud discover (MACs as the BMCs report them).",
+    lines = [f"# Discovered MACs of cluster {cluster}, written by gpucloud discover (MACs as the BMCs report them).",
              "# mac: the port the node PXE-boots from (its DHCP reservation); macs: every Ethernet port of the node.",
              "hosts:" if hosts else "hosts: {}"]
     for name in sorted(hosts):

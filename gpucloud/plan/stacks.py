@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from gpucloud.plan import Plan, PoolPlan
-from gpucloud.render.inventory import group_name  # --limit names the inventory's groups
-from gpucloud.stack import layers
+from gpucloud.plan import layers
+from gpucloud.plan.groups import group_name  # --limit names the inventory's groups
 
 MAX_RESOURCES = 2000
 PROJECT = "gpucloud"
@@ -171,18 +171,3 @@ def stack_inputs(plan: Plan, files: Mapping[str, bytes]) -> list[dict]:
     """The input of every stack; ``files`` are the other renderers' output (the layers hash them)."""
     contents = layers.layer_contents(plan, files)
     return [stack_input(plan, part, contents) for part in split(plan)]
-
-
-def rendered_files(plan: Plan) -> dict[str, bytes]:
-    """What the other renderers write, for the layer triggers of a real deployment (the plan folder's pulumi/ is
-    rendered from the same files, so preview and dry-run agree)."""
-    import importlib
-
-    from gpucloud.render import RENDERERS
-
-    files: dict[str, bytes] = {}
-    for module, name in RENDERERS:
-        fn = getattr(importlib.import_module(module), name)
-        if not getattr(fn, "reads_rendered", False):
-            files.update(fn(plan))
-    return files

@@ -31,6 +31,8 @@ def spec_section(plan: Plan) -> dict:
         "slurm": {
             "cluster_name": s.cluster_name, "topology": s.topology, "gres_autodetect": s.gres_autodetect,
             "enroot": s.enroot, "pyxis": s.pyxis, "health_check_interval": s.health_check_interval,
+            "state_save": {"filesystem": s.state_save.filesystem, "directory": s.state_save.directory}
+            if s.state_save else None,
             "accounting": {"enabled": s.accounting.enabled, "database_password": s.accounting.database_password,
                            "retention_months": s.accounting.retention_months},
             "partitions": {p.name: {"pools": list(p.pools), "default": p.default, "max_time": p.max_time,
@@ -45,7 +47,8 @@ def spec_section(plan: Plan) -> dict:
         "tenants": {t.name: {"description": t.description, "pools": list(t.pools), "partitions": list(t.partitions),
                              "users": list(t.users), "gpu_limit": t.gpu_limit, "max_time": t.max_time,
                              "priority": t.priority, "pkey": f"0x{t.pkey:04x}" if t.pkey is not None else None,
-                             "storage_quota": dict(t.storage_quota), "inode_quota": dict(t.inode_quota)}
+                             "storage_quota": dict(t.storage_quota), "inode_quota": dict(t.inode_quota),
+                             "project_id": t.project_id}
                     for t in spec.tenants},
         "software": {k: getattr(spec.software, k) for k in sorted(vars(spec.software))},
         "provider": {k: getattr(spec.provider, k) for k in sorted(vars(spec.provider))},
