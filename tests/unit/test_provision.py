@@ -324,3 +324,10 @@ def test_a_provisioner_pool_is_a_shared_cluster_service_with_an_inventory_group(
     assert _is_shared(login) and "provisioner" in CONTROL_ROLES
     groups = yaml.safe_load(inventory.render(plan)["inventory/hosts.yml"])["all"]["children"]
     assert groups["role_provisioner"]["children"] == {"pool_ctl": {}, "pool_login": {}}
+
+
+def test_ssh_keys_without_a_provisioner_are_a_warning(tmp_path):
+    spec = lab_copy(tmp_path, spec_edit=lambda s: s.replace(", provisioner]", "]"))
+    findings = [f for f in check_spec(spec).findings if f.check == "provisioning-server"]
+    assert [(f.level, f.path) for f in findings] == [("warning", ("provisioning",))]
+    assert "no pool has the provisioner role" in findings[0].message
