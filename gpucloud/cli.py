@@ -322,6 +322,41 @@ def fabric_verify(
     raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit, subnet, rail, max_input_mib))
 
 
+provision_app = typer.Typer(help="Provisioning: discover MACs from the BMCs, serve installs.", no_args_is_help=True)
+app.add_typer(provision_app, name="provision")
+
+
+@provision_app.command("serve")
+def provision_serve(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    root: Path = typer.Option(..., "--root", help="The plan's provision/http folder (with images/ added)."),
+    known_hosts: Path = typer.Option(..., "--known-hosts", help="known_hosts file the posted host keys go to."),
+    bind: Optional[str] = typer.Option(None, "--bind", help="Address to listen on [default: the planned one]."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port [default: the planned one]."),
+) -> None:
+    """Serve iPXE scripts, images and install data over HTTP and record the host keys nodes phone home."""
+    from gpucloud.phonehome import serve_cli
+
+    raise typer.Exit(serve_cli(spec, root, known_hosts, bind, port, _checked_or_exit,
+                               lambda m: typer.echo(m, err=True)))
+
+
+@provision_app.command("discover")
+def provision_discover(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    limit: List[str] = typer.Option([], "--limit", help="Only these hosts (repeatable)."),
+    accept_changes: bool = typer.Option(False, "--accept-changes",
+                                        help="Record a boot MAC that changed (a replaced board)."),
+) -> None:
+    """Read every host's MAC addresses from its BMC (Redfish) into clusters/discovered/<name>.yaml beside the spec.
+
+    The BMC password comes from the environment variable GPUCLOUD_SECRET_<SECRET NAME> (bmc-password ->
+    GPUCLOUD_SECRET_BMC_PASSWORD). Exit 1 when a boot MAC changed and --accept-changes was not given."""
+    from gpucloud.discover import run_cli
+
+    raise typer.Exit(run_cli(spec, limit, accept_changes, _checked_or_exit, lambda m: typer.echo(m, err=True)))
+
+
 @app.command()
 def diff(
     paths: List[Path] = typer.Argument(..., help="OLD NEW (specs or plan folders), or one spec with --base.",

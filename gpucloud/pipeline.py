@@ -48,6 +48,8 @@ FIELD_SOURCES: dict[str, frozenset[str]] = {
     "software": frozenset({"software"}),
     "provider": frozenset({"provider"}),
     "source": frozenset(),
+    "provisioning": frozenset({"provisioning"}),
+    "discovered": frozenset(),
 }
 # What a required key that failed is replaced by, so the rest of the model can still be built.
 _STAND_INS = {"name": "invalid", "networks": {}, "node_pools": []}

@@ -25,7 +25,7 @@ REGISTRY: dict[str, CheckFn] = {}
 
 # Domain modules, imported on first use so that the registry is complete.
 MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "slurm", "storage", "tenants",
-           "software", "provider")
+           "software", "provider", "provisioning")
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:

@@ -20,8 +20,9 @@ from gpucloud.plan.groups import group_name  # --limit names the inventory's gro
 MAX_RESOURCES = 2000
 PROJECT = "gpucloud"
 # Pools with any of these roles live in the shared stack: they serve the whole cluster.
-SHARED_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server"})
-CONTROL_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring"})
+SHARED_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "storage-server",
+                          "provisioner"})
+CONTROL_ROLES = frozenset({"login", "slurm-controller", "slurmdbd", "subnet-manager", "monitoring", "provisioner"})
 # Hosts whose loss destroys data: their node resources are protected.
 STATEFUL_ROLES = frozenset({"slurmdbd", "storage-server"})
 # Resources per host (BareMetalNode component + its Redfish resource) and per stack (cluster, pool, control plane,

@@ -79,9 +79,24 @@ def load(path: str | FsPath) -> Loaded:
         return result
     try:
         result.spec = build(raw.data, source=raw.file)
+        _discovered(result)
     except Exception as exc:  # a schema-valid spec the model cannot hold is our bug; report it, don't crash
         result.findings.append(internal_error("building the model", exc, raw.file))
     return result
+
+
+def _discovered(result: Loaded) -> None:
+    """Attach the discovered-hardware file beside the spec (clusters/discovered/<name>.yaml) when there is one."""
+    from dataclasses import replace
+
+    from gpucloud.spec import discovered
+
+    if not result.file or result.spec is None:
+        return
+    hosts, findings = discovered.read(discovered.path_beside(result.file))
+    result.findings.extend(findings)
+    if hosts:
+        result.spec = replace(result.spec, discovered=hosts)
 
 
 def internal_error(stage: str, exc: Exception, file: str = "") -> Finding:

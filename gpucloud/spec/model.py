@@ -237,6 +237,21 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class Provisioning:
+    ssh_keys: tuple[str, ...] = ()
+    mirror: str = "http://archive.ubuntu.com/ubuntu"
+    http_port: int = 8080
+    disk: str = "largest"
+
+
+@dataclass(frozen=True)
+class HostHardware:
+    """What a node's BMC reported (clusters/discovered/<name>.yaml): the MAC the node boots from and all of its MACs."""
+    mac: str
+    macs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     metadata: dict[str, Any]
@@ -253,6 +268,9 @@ class Spec:
     models: dict[str, catalog.ServerModel] = field(default_factory=dict, compare=False)
     # ... and what failed, for the catalog checks: (path, message, hint)
     hardware_errors: tuple[tuple[Path, str, str], ...] = field(default=(), compare=False)
+    provisioning: Provisioning = Provisioning()
+    # Discovered MACs by host name, from clusters/discovered/<name>.yaml (gpucloud.spec.discovered); empty without one.
+    discovered: dict[str, HostHardware] = field(default_factory=dict, hash=False, compare=False)
 
     def pool(self, name: str) -> NodePool | None:
         for p in self.pools:
@@ -406,6 +424,7 @@ def build(data: dict, source: str = "") -> Spec:
     models = _models(data.get("hardware", {}).get("models", {}), errors)
     pools = tuple(_pool(i, raw, has_compute, _hardware(i, raw, models, errors))
                   for i, raw in enumerate(data["node_pools"]))
+    inst = data.get("provisioning", {})
     return Spec(
         name=data["name"],
         metadata=dict(data.get("metadata", {})),
@@ -429,4 +448,5 @@ def build(data: dict, source: str = "") -> Spec:
         source=source,
         models=models,
         hardware_errors=tuple(errors),
+        provisioning=Provisioning(**{**inst, "ssh_keys": tuple(inst.get("ssh_keys", ()))}),
     )

@@ -1,0 +1,171 @@
+"""The provisioning HTTP server: the rendered ``provision/http/`` folder, and the phone-home receiver.
+
+A node's first boot after the install posts its SSH host keys (cloud-init's phone_home module, form-encoded
+``pub_key_ed25519=...``) to ``/phone-home/<host>``. The receiver writes them as known_hosts lines under the host's
+planned address, name and FQDN, the names converge and verify look up (``gpucloud.verify.known_hosts``), replacing
+the host's earlier lines: a reinstall makes new keys.
+
+Trust: a post is taken only for a planned host, only from that host's planned management address (the address its
+DHCP reservation and its installed network configuration give it), and only with well-formed public keys. Anyone
+who can take a node's address on the management network can still post for it; the management network is the
+trust boundary, as it is for DHCP itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+POSTED_KEYS = ("pub_key_ed25519", "pub_key_ecdsa", "pub_key_rsa")
+KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+MAX_POST = 64 << 10
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    fqdn: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        out: list[str] = []
+        for n in (self.address, self.name, self.fqdn):
+            if n and n not in out:
+                out.append(n)
+        return tuple(out)
+
+
+def parse_key(text: str) -> tuple[str, str] | None:
+    """``(type, base64)`` of an OpenSSH public key line whose blob names the same type, else None."""
+    parts = text.strip().split()
+    if len(parts) < 2 or parts[0] not in KEY_TYPES:
+        return None
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        (n,) = struct.unpack(">I", blob[:4])
+    except (binascii.Error, struct.error, ValueError):
+        return None
+    if blob[4:4 + n].decode("ascii", "replace") != parts[0]:
+        return None
+    return parts[0], parts[1]
+
+
+def known_hosts_lines(node: Node, form: dict[str, list[str]]) -> list[str]:
+    """The known_hosts lines of the keys posted in ``form`` (cloud-init's field names), in POSTED_KEYS order."""
+    out = []
+    for field in POSTED_KEYS:
+        for value in form.get(field, ())[:1]:
+            key = parse_key(value)
+            if key is not None:
+                out.append(f"{','.join(node.names)} {key[0]} {key[1]}")
+    return out
+
+
+class KnownHosts:
+    """One known_hosts file, each host's lines replaced as a whole and the file rewritten atomically."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+
+    def replace_host(self, node: Node, lines: list[str]) -> None:
+        names = set(node.names)
+        with self.lock:
+            try:
+                old = self.path.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                old = []
+            kept = [ln for ln in old if not (ln and not ln.startswith("#") and set(ln.split()[0].split(",")) & names)]
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write("".join(ln + "\n" for ln in kept + lines))
+            os.replace(tmp, self.path)
+
+
+def nodes_from_plan(plan) -> dict[str, Node]:
+    p = plan.provision
+    if p is None:
+        return {}
+    return {r.host: Node(r.host, r.address, f"{r.host}.{p.domain}" if p.domain else None) for r in p.reservations}
+
+
+def make_server(root: str | Path, nodes: dict[str, Node], known_hosts: str | Path, bind: str, port: int,
+                log=None) -> ThreadingHTTPServer:
+    """An HTTP server for ``root`` (the rendered provision/http/) with the phone-home receiver; not yet serving."""
+    store = KnownHosts(known_hosts)
+    say = log or (lambda message: None)
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format, *args):  # noqa: A002 - the base class's name
+            say(f"{self.client_address[0]} {format % args}")
+
+        def _answer(self, code: int, text: str) -> None:
+            body = (text + "\n").encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) != 2 or parts[0] != "phone-home":
+                return self._answer(404, "not found")
+            node = nodes.get(parts[1])
+            if node is None:
+                return self._answer(404, f"no install is planned for {parts[1][:64]!r}")
+            if self.client_address[0] != node.address:
+                say(f"refused phone-home for {node.name} from {self.client_address[0]} (planned {node.address})")
+                return self._answer(403, f"{node.name} phones home from {node.address}")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= 0 or length > MAX_POST:
+                return self._answer(400, "expected a form-encoded body")
+            form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+            lines = known_hosts_lines(node, form)
+            if not lines:
+                return self._answer(400, "no well-formed SSH host key in the post")
+            store.replace_host(node, lines)
+            say(f"{node.name}: recorded {len(lines)} host key(s)")
+            return self._answer(200, "recorded")
+
+    return ThreadingHTTPServer((bind, port), Handler)
+
+
+def serve_cli(spec: Path, root: Path, known_hosts: Path, bind: str | None, port: int | None, checked_or_exit,
+              echo) -> int:
+    from gpucloud.plan import build_plan
+
+    checked = checked_or_exit(spec)
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    if plan.provision is None:
+        echo(f"{spec}: no pool has the provisioner role (or there is no management network); nothing to serve")
+        return 2
+    if not (root / "ipxe" / "boot.ipxe").is_file():
+        echo(f"{root}: not a rendered provision/http folder (no ipxe/boot.ipxe); run gpucloud plan first")
+        return 2
+    p = plan.provision
+    try:
+        server = make_server(root, nodes_from_plan(plan), known_hosts, bind or p.server_address,
+                             port or p.http_port, echo)
+    except OSError as exc:
+        echo(f"cannot listen on {bind or p.server_address}:{port or p.http_port}: {exc.strerror}")
+        return 2
+    echo(f"serving {root} and /phone-home/ on {server.server_address[0]}:{server.server_address[1]}, "
+         f"host keys to {known_hosts}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
