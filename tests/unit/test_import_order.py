@@ -17,7 +17,7 @@ STAGES = {
     "checks": 3,
     "render": 4, "report": 4, "write": 4,
     "pipeline": 5,
-    "diff": 6, "stack": 6, "verify": 6, "converge": 6, "accept": 6, "provision": 6,
+    "diff": 6, "stack": 6, "verify": 6, "converge": 6, "accept": 6, "discover": 6, "phonehome": 6,
     "commands": 7, "cli": 7, "__main__": 7,
 }
 # The one sanctioned exception: the Pulumi renderer runs the real program (stack.program) under Pulumi's mocks to
