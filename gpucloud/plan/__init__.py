@@ -22,6 +22,7 @@ class Plan:
     fabrics: tuple = ()  # gpucloud.plan.fabric.FabricPlan per InfiniBand fabric
     storage: Any = None  # gpucloud.plan.storage.StoragePlan
     slurm: Any = None  # gpucloud.plan.slurm.SlurmPlan
+    monitoring: Any = None  # gpucloud.plan.monitoring.MonitoringPlan
 
     def hosts(self):
         for pool in self.pools:
@@ -60,9 +61,15 @@ def _slurm(spec: Spec, pools):
     return plan_slurm(spec, pools)
 
 
+def _monitoring(spec: Spec, pools):
+    from gpucloud.plan.monitoring import plan_monitoring
+
+    return plan_monitoring(spec, pools)
+
+
 # The planners after the host planner, in order: (Plan field, planner(spec, pools)). Each reads the spec and the
 # planned hosts only, so they can be timed (bench/run.py) and tested one by one.
-STAGES = (("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm))
+STAGES = (("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm), ("monitoring", _monitoring))
 
 
 def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:

@@ -22,6 +22,7 @@ RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.storage", "render"),
     ("gpucloud.render.slurm", "render"),
     ("gpucloud.render.inventory", "render"),
+    ("gpucloud.render.monitoring", "render"),
     ("gpucloud.render.plan_md", "render"),  # last: it reads pulumi/stacks.json and lists the folders
 )
 
