@@ -10,7 +10,7 @@ import json
 
 import yaml
 
-from gpucloud.plan.monitoring import MonitoringPlan, ScrapePool
+from gpucloud.plan.monitoring import ALERTMANAGER_CLUSTER_PORT, MonitoringPlan, ScrapePool
 
 ROOT = "monitoring"
 PROM = f"{ROOT}/prometheus"
@@ -248,7 +248,9 @@ def render(plan) -> dict[str, bytes]:
         return {}
     files = {f"{PROM}/prometheus.yml": _yaml(prometheus_config(plan)),
              f"{PROM}/rules/gpucloud.yml": _yaml(rules(plan)),
-             f"{ROOT}/alertmanager/alertmanager.yml": _yaml(alertmanager_config(plan))}
+             f"{ROOT}/alertmanager/alertmanager.yml": _yaml(alertmanager_config(plan)),
+             # The Alertmanagers' gossip peers (the role passes each host the others as --cluster.peer).
+             f"{ROOT}/alertmanager/peers.json": _json([f"{h}:{ALERTMANAGER_CLUSTER_PORT}" for h in mon.servers])}
     for job in mon.jobs:
         files[f"{PROM}/{job.file}"] = _json(_targets(job))
     for name, board in dashboards(plan).items():
