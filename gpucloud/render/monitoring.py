@@ -136,7 +136,9 @@ def rules(plan) -> dict:
                 f"The link trained at {{{{ $value }}}} bytes/s; pool {p.pool} is planned at {p.ib_rate.upper()} "
                 f"({p.ib_rate_bytes} bytes/s). Reseat or replace the cable or transceiver.", pool=p.pool))
     slurm = [
-        _alert("SlurmNodesDrained", "slurm_nodes_drain_total > 0", "15m", "warning",
+        # prometheus-slurm-exporter counts nodes per sinfo state string ("drained", "draining", "idle&drain", ...).
+        _alert("SlurmNodesDrained", 'sum without (state) (slurm_node_count_per_state{state=~"(?i).*drain.*"}) > 0',
+               "15m", "warning",
                "{{ $value }} Slurm nodes drained",
                "Nodes have been drained for 15 minutes; `sinfo -R` lists them with the reason."),
     ]
@@ -209,10 +211,7 @@ def _var(name: str, query: str, multi: bool = True) -> dict:
 def dashboards(plan) -> dict[str, dict]:
     cluster = _dashboard("gpucloud-cluster", f"{plan.spec.name}: cluster", [], [
         _panel(1, "GPU utilisation by pool (%)", [("avg by (pool) (DCGM_FI_DEV_GPU_UTIL)", "{{pool}}")], 0),
-        _panel(2, "Nodes by Slurm state", [("slurm_nodes_allocated_total", "allocated"),
-                                            ("slurm_nodes_idle_total", "idle"),
-                                            ("slurm_nodes_drain_total", "drain"),
-                                            ("slurm_nodes_down_total", "down")], 0, 12),
+        _panel(2, "Nodes by Slurm state", [("sum by (state) (slurm_node_count_per_state)", "{{state}}")], 0, 12),
         _panel(3, "Compute IB ports not active", [('count by (pool) (node_infiniband_state_id{fabric="compute"} != 4)',
                                                    "{{pool}}")], 8),
         _panel(4, "Firing alerts", [('count by (alertname) (ALERTS{alertstate="firing"})', "{{alertname}}")], 8, 12),

@@ -51,7 +51,7 @@ def test_every_host_is_a_target_of_its_pools_file_once(tmp_path):
     plan = build_plan(_spec("ishikari"))
     files = render_monitoring.render(plan)
     for exporter, pool, port in (("node", "gpu", 9100), ("dcgm", "gpu", 9400), ("node", "ctl", 9100),
-                                 ("slurm", "ctl", 8080)):
+                                 ("slurm", "ctl", 9092)):
         groups = json.loads(files[f"monitoring/prometheus/targets/{exporter}/{pool}.json"])
         targets = [t for g in groups for t in g["targets"]]
         assert targets == [f"{h.name}:{port}" for h in plan.pool(pool).hosts]
