@@ -114,3 +114,14 @@ def test_alertmanager_sends_critical_alerts_to_on_call_and_holds_no_credentials(
     am = yaml.safe_load(render_monitoring.render(build_plan(_spec("lab")))["monitoring/alertmanager/alertmanager.yml"])
     assert am["route"]["routes"] == [{"matchers": ['severity="critical"'], "receiver": "on-call"}]
     assert am["receivers"] == [{"name": "operators"}, {"name": "on-call"}]
+
+
+def test_an_ndr_adapter_on_ndr200_ports_is_planned_at_ndr200():
+    import dataclasses
+
+    spec = _spec("lab")
+    fabric = dataclasses.replace(spec.fabrics["compute"], rate="ndr200")
+    spec = dataclasses.replace(spec, fabrics={**spec.fabrics, "compute": fabric})
+    rates = {p.pool: (p.ib_rate, p.ib_rate_bytes) for p in plan_monitoring(spec, plan_hosts(spec)).pools}
+    assert rates["gpu"] == ("ndr200", 25_000_000_000)
+    assert rates == {**rates, "ctl": ("ndr200", 25_000_000_000)}
