@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import EXAMPLES, ROOT
 from gpucloud.plan import build_plan
 from gpucloud.render.monitoring import render
 from gpucloud.spec import load
@@ -42,8 +42,9 @@ def _run(*argv, cwd):
     return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_promtool_and_amtool_accept_the_rendered_files(tmp_path, lab_files):
-    conf = _write(tmp_path, lab_files)
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_promtool_and_amtool_accept_the_rendered_files(tmp_path, spec):
+    conf = _write(tmp_path, render(build_plan(load(spec).spec)))
     got = _run("promtool", "check", "config", "prometheus.yml", cwd=conf / "prometheus")
     assert got.returncode == 0, got.stdout + got.stderr
     # check config also reads the rule files it names: make sure it found ours
