@@ -3,12 +3,14 @@
 The model (docs/monitoring.md has the operator's side):
 
 * hosts of pools with the ``monitoring`` role run Prometheus and Alertmanager; every Prometheus sends its alerts to
-  every Alertmanager (Alertmanager de-duplicates, https://prometheus.io/docs/alerting/latest/alertmanager/#high-availability);
+  every Alertmanager, which de-duplicate among themselves
+  (https://prometheus.io/docs/alerting/latest/alertmanager/#high-availability);
 * exporters: node_exporter (port 9100, with its default ``infiniband`` collector, node_infiniband_*) on every host;
   dcgm-exporter (9400, https://github.com/NVIDIA/dcgm-exporter) on pools with NVIDIA GPUs; Rivos'
   prometheus-slurm-exporter (9092, https://github.com/rivosinc/prometheus-slurm-exporter, ``-slurm.cli-fallback``:
-  it reads sinfo/squeue, so any Slurm version; slurm_node_count_per_state{state}) on the Slurm controllers; node_exporter's ``systemd`` collector on controllers and accounting hosts watches slurmctld and
-  slurmdbd (node_systemd_unit_state);
+  it reads sinfo/squeue, so any Slurm version; slurm_node_count_per_state{state}) on the Slurm controllers;
+  node_exporter's ``systemd`` collector on controllers and accounting hosts watches slurmctld and slurmdbd
+  (node_systemd_unit_state);
 * targets are grouped per pool into one file_sd file per (exporter, pool), one target group per (rack, SU), so the
   file grows linearly with the pool and a scrape job exists per (exporter, pool), never per host;
 * labels from the plan: ``pool``, ``rack``, ``su`` (the compute fabric's scalable unit of a host placed slot by slot,

@@ -162,7 +162,8 @@ def rules(plan) -> dict:
     targets = [
         _alert("TargetDown", "up == 0", "5m", "warning",
                "{{ $labels.job }} exporter on {{ $labels.instance }} does not answer",
-               "Prometheus cannot scrape {{ $labels.instance }} ({{ $labels.job }}): the host or its exporter is down."),
+               "Prometheus cannot scrape {{ $labels.instance }} ({{ $labels.job }}): the host or its exporter is "
+               "down."),
     ]
     groups = [("gpucloud-gpu", gpu), ("gpucloud-fabric", fabric), ("gpucloud-slurm", slurm),
               ("gpucloud-storage", storage), ("gpucloud-targets", targets)]
@@ -189,10 +190,11 @@ def alertmanager_config(plan) -> dict:
     }
 
 
-def _panel(pid: int, title: str, exprs: list[tuple[str, str]], y: int, x: int = 0, w: int = 12, kind: str = "timeseries"):
-    return {"id": pid, "type": kind, "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"h": 8, "w": w, "x": x, "y": y},
-            "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": legend} for i, (e, legend) in enumerate(exprs)]}
+def _panel(pid: int, title: str, exprs: list[tuple[str, str]], y: int, x: int = 0) -> dict:
+    return {"id": pid, "type": "timeseries", "title": title,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"}, "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+            "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": legend}
+                        for i, (e, legend) in enumerate(exprs)]}
 
 
 def _dashboard(uid: str, title: str, variables: list[dict], panels: list[dict]) -> dict:
@@ -209,34 +211,39 @@ def _var(name: str, query: str, multi: bool = True) -> dict:
 
 
 def dashboards(plan) -> dict[str, dict]:
-    cluster = _dashboard("gpucloud-cluster", f"{plan.spec.name}: cluster", [], [
+    name = plan.spec.name
+    per_gpu = "{{instance}} gpu {{gpu}}"
+    ib_rx = 'rate(node_infiniband_port_data_received_bytes_total{su=~"$su",fabric="compute"}[5m])'
+    ib_tx = 'rate(node_infiniband_port_data_transmitted_bytes_total{fabric="compute"}[5m])'
+    cluster = _dashboard("gpucloud-cluster", f"{name}: cluster", [], [
         _panel(1, "GPU utilisation by pool (%)", [("avg by (pool) (DCGM_FI_DEV_GPU_UTIL)", "{{pool}}")], 0),
         _panel(2, "Nodes by Slurm state", [("sum by (state) (slurm_node_count_per_state)", "{{state}}")], 0, 12),
-        _panel(3, "Compute IB ports not active", [('count by (pool) (node_infiniband_state_id{fabric="compute"} != 4)',
-                                                   "{{pool}}")], 8),
+        _panel(3, "Compute IB ports not active",
+               [('count by (pool) (node_infiniband_state_id{fabric="compute"} != 4)', "{{pool}}")], 8),
         _panel(4, "Firing alerts", [('count by (alertname) (ALERTS{alertstate="firing"})', "{{alertname}}")], 8, 12),
         _panel(5, "Exporters down", [("count by (job, pool) (up == 0)", "{{job}} {{pool}}")], 16),
         _panel(6, "GPU power by pool (W)", [("sum by (pool) (DCGM_FI_DEV_POWER_USAGE)", "{{pool}}")], 16, 12),
     ])
-    su = _dashboard("gpucloud-su", f"{plan.spec.name}: scalable unit", [_var("su", 'label_values(up{job="node"}, su)')], [
-        _panel(1, "GPU utilisation by node (%)", [('avg by (instance) (DCGM_FI_DEV_GPU_UTIL{su=~"$su"})', "{{instance}}")], 0),
-        _panel(2, "IB receive by rail (bytes/s)",
-               [('sum by (rail) (rate(node_infiniband_port_data_received_bytes_total{su=~"$su",fabric="compute"}[5m]))',
-                 "rail {{rail}}")], 0, 12),
-        _panel(3, "IB link rate below plan or down",
+    su = _dashboard("gpucloud-su", f"{name}: scalable unit", [_var("su", 'label_values(up{job="node"}, su)')], [
+        _panel(1, "GPU utilisation by node (%)",
+               [('avg by (instance) (DCGM_FI_DEV_GPU_UTIL{su=~"$su"})', "{{instance}}")], 0),
+        _panel(2, "IB receive by rail (bytes/s)", [(f"sum by (rail) ({ib_rx})", "rail {{rail}}")], 0, 12),
+        _panel(3, "IB ports not active",
                [('node_infiniband_state_id{su=~"$su",fabric="compute"} != 4', "{{instance}} rail {{rail}}")], 8),
-        _panel(4, "GPU temperature (C)", [('max by (instance) (DCGM_FI_DEV_GPU_TEMP{su=~"$su"})', "{{instance}}")], 8, 12),
+        _panel(4, "GPU temperature (C)",
+               [('max by (instance) (DCGM_FI_DEV_GPU_TEMP{su=~"$su"})', "{{instance}}")], 8, 12),
     ])
-    # A job's GPUs carry hpc_job (dcgm-exporter's HPC job mapping, written by the Slurm prolog): the view selects
-    # them by that label alone and joins nothing else.
-    job = _dashboard("gpucloud-job", f"{plan.spec.name}: job", [_var("job", "label_values(DCGM_FI_DEV_GPU_UTIL, hpc_job)", False)], [
-        _panel(1, "GPU utilisation (%)", [('DCGM_FI_DEV_GPU_UTIL{hpc_job="$job"}', "{{instance}} gpu {{gpu}}")], 0),
-        _panel(2, "GPU memory used (MiB)", [('DCGM_FI_DEV_FB_USED{hpc_job="$job"}', "{{instance}} gpu {{gpu}}")], 0, 12),
-        _panel(3, "Power (W)", [('DCGM_FI_DEV_POWER_USAGE{hpc_job="$job"}', "{{instance}} gpu {{gpu}}")], 8),
+    # A job's GPUs carry hpc_job (dcgm-exporter's HPC job mapping, written by the Slurm prolog): the GPU panels select
+    # on that label; the job's network traffic is the node series of the hosts those GPUs are on (joined on instance).
+    job_gpus = 'group by (instance) (DCGM_FI_DEV_GPU_UTIL{hpc_job="$job"})'
+    job = _dashboard("gpucloud-job", f"{name}: job",
+                     [_var("job", "label_values(DCGM_FI_DEV_GPU_UTIL, hpc_job)", False)], [
+        _panel(1, "GPU utilisation (%)", [('DCGM_FI_DEV_GPU_UTIL{hpc_job="$job"}', per_gpu)], 0),
+        _panel(2, "GPU memory used (MiB)", [('DCGM_FI_DEV_FB_USED{hpc_job="$job"}', per_gpu)], 0, 12),
+        _panel(3, "Power (W)", [('DCGM_FI_DEV_POWER_USAGE{hpc_job="$job"}', per_gpu)], 8),
         _panel(4, "IB traffic of the job's nodes (bytes/s)",
-               [('sum by (instance) (rate(node_infiniband_port_data_transmitted_bytes_total{fabric="compute"}[5m])) '
-                 'and on(instance) group by (instance) (DCGM_FI_DEV_GPU_UTIL{hpc_job="$job"})', "{{instance}}")], 8, 12),
-        _panel(5, "XID errors", [('DCGM_FI_DEV_XID_ERRORS{hpc_job="$job"} > 0', "{{instance}} gpu {{gpu}}")], 16),
+               [(f"sum by (instance) ({ib_tx}) and on(instance) {job_gpus}", "{{instance}}")], 8, 12),
+        _panel(5, "XID errors", [('DCGM_FI_DEV_XID_ERRORS{hpc_job="$job"} > 0', per_gpu)], 16),
     ])
     return {"cluster": cluster, "su": su, "job": job}
 

@@ -76,7 +76,8 @@ def test_xid_from_a_stand_in_reaches_alertmanager(tmp_path, lab_files):
     node = (FIXTURES / "node-exporter.prom").read_text()
     try:
         gpu01 = rig.add_stand_in("gpu01", "dcgm", dcgm)
-        rig.add_stand_in("gpu02", "dcgm", dcgm)
+        # GPU 0 of gpu02 is held by job 4242: dcgm-exporter's HPC job mapping adds hpc_job to that GPU's series only.
+        rig.add_stand_in("gpu02", "dcgm", dcgm.replace('{gpu="0",', '{gpu="0",hpc_job="4242",'))
         rig.add_stand_in("gpu01", "node", node)
         rig.add_stand_in("gpu02", "node", node)
         rig.rewrite()
@@ -91,6 +92,22 @@ def test_xid_from_a_stand_in_reaches_alertmanager(tmp_path, lab_files):
             (f"mlx5_{r}", str(r)) for r in range(8)]
         assert not rig.query('node_infiniband_state_id{instance="127.0.0.11",device="mlx5_8",fabric="compute"}')
         assert not [a for a in rig.alerts() if a["labels"]["alertname"] == "GpuXidError"]
+
+        # Every dashboard query is valid PromQL for this Prometheus; the job view finds exactly the job's GPU.
+        import json
+
+        for board in ("cluster", "su", "job"):
+            panels = json.loads(lab_files[f"monitoring/grafana/dashboards/{board}.json"])["panels"]
+            for panel in panels:
+                for target in panel["targets"]:
+                    rig.query(target["expr"].replace("$su", "1").replace("$job", "4242"))  # HTTP 400 if invalid
+        job_gpus = rig.query('DCGM_FI_DEV_GPU_UTIL{hpc_job="4242"}')
+        assert [(s["metric"]["instance"], s["metric"]["gpu"]) for s in job_gpus] == [("127.0.0.12", "0")]
+        traffic = next(t["expr"] for p in json.loads(lab_files["monitoring/grafana/dashboards/job.json"])["panels"]
+                       for t in p["targets"] if "node_infiniband" in t["expr"]).replace("$job", "4242")
+        # rate() needs two samples of the counter: wait for them rather than for a time
+        nodes = wait_for("the job's node traffic", lambda: rig.query(traffic), log=rig.prom_log)
+        assert [s["metric"]["instance"] for s in nodes] == ["127.0.0.12"]
 
         # GPU 3 of gpu01 reports XID 79 (fallen off the bus).
         gpu01.text = gpu01.text.replace(
