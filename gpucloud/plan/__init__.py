@@ -23,6 +23,7 @@ class Plan:
     storage: Any = None  # gpucloud.plan.storage.StoragePlan
     slurm: Any = None  # gpucloud.plan.slurm.SlurmPlan
     provision: Any = None  # gpucloud.plan.provision.ProvisionPlan, None without a provisioner
+    monitoring: Any = None  # gpucloud.plan.monitoring.MonitoringPlan
 
     def hosts(self):
         for pool in self.pools:
@@ -67,9 +68,16 @@ def _provision(spec: Spec, pools):
     return plan_provision(spec, pools)
 
 
+def _monitoring(spec: Spec, pools):
+    from gpucloud.plan.monitoring import plan_monitoring
+
+    return plan_monitoring(spec, pools)
+
+
 # The planners after the host planner, in order: (Plan field, planner(spec, pools)). Each reads the spec and the
 # planned hosts only, so they can be timed (bench/run.py) and tested one by one.
-STAGES = (("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm), ("provision", _provision))
+STAGES = (("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm), ("provision", _provision),
+          ("monitoring", _monitoring))
 
 
 def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:

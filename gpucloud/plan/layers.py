@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("slurm", ("inventory/", "slurm/"), ("slurm", "enroot", "pyxis")),
     ("compute", ("inventory/", "slurm/"), ("slurm", "enroot", "pyxis", "nvidia_driver", "cuda", "fabric_manager",
                                            "dcgm")),
-    ("monitoring", ("inventory/",), ()),
+    ("monitoring", ("inventory/", "monitoring/"), ()),
 )
 EXCLUDED = ("inventory/hosts.yml",)
 

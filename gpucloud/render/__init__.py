@@ -24,6 +24,7 @@ RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.slurm_task_prolog", "render"),
     ("gpucloud.render.inventory", "render"),
     ("gpucloud.render.provision", "render"),
+    ("gpucloud.render.monitoring", "render"),
     ("gpucloud.render.plan_md", "render"),  # last: it reads pulumi/stacks.json and lists the folders
 )
 

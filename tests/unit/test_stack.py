@@ -125,6 +125,7 @@ def _triggers(plan, files):
     ("slurm/gres.conf", ["compute", "slurm"]),  # a new file in a layer's folder counts too
     ("fabric/compute/opensm.conf", ["fabric"]),
     ("storage/fstab", ["storage"]),
+    ("monitoring/prometheus/rules/gpucloud.yml", ["monitoring"]),  # the monitoring role installs the plan's files
     # Every role takes its settings from group_vars.
     ("inventory/group_vars/all.yml", ["common", "compute", "fabric", "monitoring", "slurm", "storage"]),
     ("plan.json", []),  # the summary feeds no layer
