@@ -256,7 +256,9 @@ def _warnings(plan: Plan) -> list[str]:
 FOLDERS = {"fabric": "cabling plan, switch lists, subnet-manager configuration",
            "slurm": "slurm.conf and the files beside it", "storage": "mounts, exports, quotas",
            "inventory": "Ansible inventory and variables", "pulumi": "every stack's resources",
-           "diagrams": "fabric and rack diagrams"}
+           "diagrams": "fabric and rack diagrams",
+           "monitoring": "Prometheus targets and rules, Alertmanager routing, Grafana dashboards",
+           "provision": "DHCP reservations, iPXE scripts and install data per host"}
 
 
 def _files(files: Mapping[str, bytes]) -> list[str]:
