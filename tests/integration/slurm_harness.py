@@ -37,6 +37,18 @@ def missing_binaries(accounting: bool = False) -> list[str]:
     return [n for n in names if shutil.which(n) is None]
 
 
+def skip_module_without_slurm(accounting: bool = False) -> None:
+    """At the top of a test module that runs Slurm daemons: skip it, saying why, without root or the packages."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("the Slurm daemons run in private mount namespaces, which needs root", allow_module_level=True)
+    missing = missing_binaries(accounting)
+    if missing:
+        pytest.skip(f"Slurm test binaries not installed: {', '.join(missing)} (.ci/run installs them)",
+                    allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

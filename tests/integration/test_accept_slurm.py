@@ -24,7 +24,7 @@ from conftest import CLUSTERS
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.render import RENDERERS
-from slurm_harness import SlurmHarness, missing_binaries
+from slurm_harness import SlurmHarness, skip_module_without_slurm
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +33,7 @@ FIX = ROOT / "tests" / "fixtures" / "accept"
 NODES = [f"gpu{i:02d}" for i in range(1, 7)]
 FAULTS = {"gpu02": "dcgm", "gpu03": "nccl", "gpu05": "link"}
 
-_missing = missing_binaries(accounting=True)
-if os.geteuid() != 0:
-    pytest.skip("the Slurm daemons run in private mount namespaces, which needs root", allow_module_level=True)
-if _missing:
-    pytest.skip(f"Slurm test binaries not installed: {', '.join(_missing)} (.ci/run installs them)",
-                allow_module_level=True)
+skip_module_without_slurm(accounting=True)
 
 
 def _spec(tmp: Path) -> Path:

@@ -7,7 +7,6 @@ the module; the other examples each get a slurmctld of their own that shares the
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import time
 
@@ -19,16 +18,11 @@ from gpucloud.hostlist import expand
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.render import RENDERERS
-from slurm_harness import SlurmHarness, missing_binaries
+from slurm_harness import SlurmHarness, skip_module_without_slurm
 
 pytestmark = pytest.mark.integration
 
-_missing = missing_binaries(accounting=True)
-if os.geteuid() != 0:
-    pytest.skip("the Slurm daemons run in private mount namespaces, which needs root", allow_module_level=True)
-if _missing:
-    pytest.skip(f"Slurm test binaries not installed: {', '.join(_missing)} (.ci/run installs them)",
-                allow_module_level=True)
+skip_module_without_slurm(accounting=True)
 
 
 def planned(path):
