@@ -2,6 +2,8 @@
 per-tenant project directories and quotas.
 
 Everything here is per pool or per filesystem, never per host, so a 12,500-node cluster costs the same as a lab.
+The capacity and bandwidth figures of each shared filesystem (summed tenant quotas against capacity, bandwidth per
+GPU, client link rates) are planned here too, so plan.json and every reader see the same numbers.
 Interface names follow the network layer's convention: compute rail ``r`` is ``ib<r>``, storage HCA ``s`` is
 ``ib<rails + s>``.
 """
@@ -13,6 +15,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from gpucloud.catalog import LINK_RATES_GBPS
 from gpucloud.plan.hosts import PoolPlan, block_base
 from gpucloud.spec.model import Filesystem, Spec, Tenant
 
@@ -146,6 +149,7 @@ class LocalScratch:
     drive_bytes: int
     job_scratch: bool
     options: str
+    hosts: int  # hosts of the pool, each with its own scratch
 
     @property
     def md_device(self) -> str | None:
@@ -153,8 +157,13 @@ class LocalScratch:
 
     @property
     def capacity(self) -> int:
+        """Bytes per node."""
         used = self.devices if self.raid != "none" else self.devices[:1]
         return self.drive_bytes * len(used)
+
+    @property
+    def total_capacity(self) -> int:
+        return self.capacity * self.hosts
 
     def mounts(self) -> tuple[tuple[str, str], ...]:
         """(device, mount point) pairs the role makes."""
@@ -176,15 +185,31 @@ class ProjectDir:
 
 
 @dataclass(frozen=True)
+class SharedFigures:
+    """Capacity and bandwidth figures of one Lustre or NFS filesystem."""
+
+    name: str
+    hosts: int  # hosts of the pools that mount it
+    quota_bytes: int  # tenants' block quotas on it, summed
+    quota_ratio: float | None  # quota_bytes / capacity to three decimals; None without a capacity
+    bandwidth_per_gpu: int | None  # Lustre: the spec's bytes/s shared by every GPU that mounts it
+    client_links_gbps: int  # Lustre: the client links LNet uses (hosts x interfaces x link rate); 0 for NFS
+
+
+@dataclass(frozen=True)
 class StoragePlan:
     lustre: tuple[LustreFs, ...]
     nfs: tuple[NfsFs, ...]
     local: tuple[LocalScratch, ...]
     lnet: tuple[Lnet, ...]
     projects: tuple[ProjectDir, ...]
+    figures: tuple[SharedFigures, ...]  # one per Lustre and NFS filesystem, in that order
 
     def lnet_for(self, pool: str) -> tuple[Lnet, ...]:
         return tuple(n for n in self.lnet if n.pool == pool)
+
+    def figures_of(self, name: str) -> SharedFigures:
+        return next(f for f in self.figures if f.name == name)
 
     @property
     def job_scratch(self) -> LocalScratch | None:
@@ -322,7 +347,7 @@ def _local(spec: Spec, fs: Filesystem, by_pool: dict[str, PoolPlan]) -> list[Loc
         out.append(LocalScratch(
             name=fs.name, pool=name, mount=fs.mount, raid=fs.settings.get("raid", "raid0"), filesystem=fstype,
             devices=nvme_devices(pp), drive_bytes=int(pp.model.nvme_drive_tb * 10**12),
-            job_scratch=bool(fs.settings.get("job_scratch", False)), options=options,
+            job_scratch=bool(fs.settings.get("job_scratch", False)), options=options, hosts=len(pp.hosts),
         ))
     return out
 
@@ -357,8 +382,40 @@ def plan_storage(spec: Spec, pools: tuple[PoolPlan, ...]) -> StoragePlan:
         else:
             local.extend(_local(spec, fs, by_pool))
     order = {pp.pool.name: i for i, pp in enumerate(pools)}
+    lnet = tuple(sorted(lnets.values(), key=lambda n: (order[n.pool], n.net)))
+    projects = _projects(spec, tuple(lustre), tuple(nfs))
     return StoragePlan(
-        lustre=tuple(lustre), nfs=tuple(nfs), local=tuple(local),
-        lnet=tuple(sorted(lnets.values(), key=lambda n: (order[n.pool], n.net))),
-        projects=_projects(spec, tuple(lustre), tuple(nfs)),
+        lustre=tuple(lustre), nfs=tuple(nfs), local=tuple(local), lnet=lnet, projects=projects,
+        figures=_figures(lustre, nfs, lnet, projects, by_pool),
     )
+
+
+def link_gbps(pp: PoolPlan, via: str) -> int:
+    """Rate of one of the pool's HCAs that carry ``via`` (storage HCAs, else compute rails)."""
+    hcas = pp.model.storage_hcas if via == "storage" else pp.model.compute_hcas
+    return LINK_RATES_GBPS[hcas[0].rate] if hcas else 0
+
+
+def _figures(lustre: list[LustreFs], nfs: list[NfsFs], lnet: tuple[Lnet, ...], projects: tuple[ProjectDir, ...],
+             by_pool: dict[str, PoolPlan]) -> tuple[SharedFigures, ...]:
+    quotas: dict[str, int] = {}
+    for p in projects:
+        quotas[p.filesystem] = quotas.get(p.filesystem, 0) + (p.block_bytes or 0)
+
+    def ratio(name: str, capacity: int | None) -> float | None:
+        return round(quotas.get(name, 0) / capacity, 3) if capacity else None
+
+    out = []
+    for f in lustre:
+        gpus = sum(by_pool[p].gpus for p in f.pools)
+        links = sum(len(by_pool[n.pool].hosts) * len(n.interfaces) * link_gbps(by_pool[n.pool], n.via)
+                    for n in lnet if n.pool in f.pools and n.net == f.net)
+        out.append(SharedFigures(
+            name=f.name, hosts=sum(len(by_pool[p].hosts) for p in f.pools), quota_bytes=quotas.get(f.name, 0),
+            quota_ratio=ratio(f.name, f.capacity),
+            bandwidth_per_gpu=f.bandwidth // gpus if f.bandwidth and gpus else None, client_links_gbps=links))
+    for n in nfs:
+        out.append(SharedFigures(
+            name=n.name, hosts=sum(len(by_pool[p].hosts) for p in n.pools), quota_bytes=quotas.get(n.name, 0),
+            quota_ratio=ratio(n.name, n.capacity), bandwidth_per_gpu=None, client_links_gbps=0))
+    return tuple(out)

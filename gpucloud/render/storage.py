@@ -138,45 +138,38 @@ def _size(n: int | None) -> str | None:
 
 
 def section(plan: Plan) -> dict:
-    """Capacity per filesystem and tenant, bandwidth figures and the client configuration summary (plan.md)."""
-    st: StoragePlan = plan.storage
-    by_pool = {pp.pool.name: pp for pp in plan.pools}
-    quotas: dict[str, int] = {}
-    for p in st.projects:
-        quotas[p.filesystem] = quotas.get(p.filesystem, 0) + (p.block_bytes or 0)
-    filesystems = []
+    """Capacity per filesystem and tenant, bandwidth figures (all planned in StoragePlan.figures) and the client
+    configuration summary."""
+    st = plan.storage
+    filesystems: list[dict] = []
     for f in st.lustre:
-        hosts = sum(len(by_pool[p].hosts) for p in f.pools)
-        gpus = sum(by_pool[p].gpus for p in f.pools)
-        links = sum(len(by_pool[n.pool].hosts) * len(n.interfaces) * _gbps(by_pool[n.pool], n.via)
-                    for n in st.lnet if n.pool in f.pools and n.net == f.net)
+        fig = st.figures_of(f.name)
         filesystems.append({
             "name": f.name, "kind": "lustre", "mount": f.mount, "source": f.source, "lnet": f.net, "via": f.via,
-            "pools": list(f.pools), "skipped": {p: why for p, why in f.skipped}, "hosts": hosts,
+            "pools": list(f.pools), "skipped": {p: why for p, why in f.skipped}, "hosts": fig.hosts,
             "capacity": _size(f.capacity), "capacity_bytes": f.capacity,
-            "quota": _size(quotas.get(f.name, 0)), "quota_bytes": quotas.get(f.name, 0),
-            "quota_ratio": round(quotas.get(f.name, 0) / f.capacity, 3) if f.capacity else None,
+            "quota": _size(fig.quota_bytes), "quota_bytes": fig.quota_bytes, "quota_ratio": fig.quota_ratio,
             "overcommit": f.overcommit,
-            "bandwidth": _size(f.bandwidth) + "/s" if f.bandwidth else None,
-            "bandwidth_per_gpu": _size(f.bandwidth // gpus) + "/s" if f.bandwidth and gpus else None,
-            "client_links_gbps": links,
+            "bandwidth": f"{_size(f.bandwidth)}/s" if f.bandwidth else None,
+            "bandwidth_per_gpu": f"{_size(fig.bandwidth_per_gpu)}/s" if fig.bandwidth_per_gpu is not None else None,
+            "client_links_gbps": fig.client_links_gbps,
             "options": ",".join(f.options),
         })
-    for f in st.nfs:
+    for n in st.nfs:
+        fig = st.figures_of(n.name)
         filesystems.append({
-            "name": f.name, "kind": "nfs", "mount": f.mount, "source": f.source, "pools": list(f.pools),
-            "hosts": sum(len(by_pool[p].hosts) for p in f.pools), "automount": f.automount,
-            "capacity": _size(f.capacity), "capacity_bytes": f.capacity,
-            "quota": _size(quotas.get(f.name, 0)), "quota_bytes": quotas.get(f.name, 0),
-            "quota_ratio": round(quotas.get(f.name, 0) / f.capacity, 3) if f.capacity else None,
-            "overcommit": f.overcommit, "exported_to": list(f.clients), "options": ",".join(f.options),
+            "name": n.name, "kind": "nfs", "mount": n.mount, "source": n.source, "pools": list(n.pools),
+            "hosts": fig.hosts, "automount": n.automount,
+            "capacity": _size(n.capacity), "capacity_bytes": n.capacity,
+            "quota": _size(fig.quota_bytes), "quota_bytes": fig.quota_bytes, "quota_ratio": fig.quota_ratio,
+            "overcommit": n.overcommit, "exported_to": list(n.clients), "options": ",".join(n.options),
         })
     for s in st.local:
-        n = len(by_pool[s.pool].hosts)
         filesystems.append({
-            "name": s.name, "kind": "local", "mount": s.mount, "pools": [s.pool], "hosts": n, "raid": s.raid,
+            "name": s.name, "kind": "local", "mount": s.mount, "pools": [s.pool], "hosts": s.hosts, "raid": s.raid,
             "drives": len(s.devices), "filesystem": s.filesystem, "job_scratch": s.job_scratch,
-            "capacity_per_node": _size(s.capacity), "capacity_bytes": s.capacity * n, "capacity": _size(s.capacity * n),
+            "capacity_per_node": _size(s.capacity), "capacity_bytes": s.total_capacity,
+            "capacity": _size(s.total_capacity),
         })
     tenants: dict[str, dict] = {}
     for p in st.projects:
@@ -191,13 +184,6 @@ def section(plan: Plan) -> dict:
         "mount_options": {"lustre": {o: why for o, why in LUSTRE_OPTIONS}, "nfs": {o: why for o, why in NFS_OPTIONS}},
         "job_scratch": job_scratch_summary(plan),
     }
-
-
-def _gbps(pp, via: str) -> int:
-    from gpucloud.catalog import LINK_RATES_GBPS
-
-    hcas = pp.model.storage_hcas if via == "storage" else pp.model.compute_hcas
-    return LINK_RATES_GBPS[hcas[0].rate] if hcas else 0
 
 
 # Where the Slurm engineer's slurm.conf finds the snippets: Prolog=/etc/slurm/prolog.d/* and Epilog=/etc/slurm/epilog.d/*
