@@ -12,8 +12,8 @@ from typing import Any, Iterator
 from gpucloud.impact import Impact
 from gpucloud.diff.model import Change
 
-# Sections the diff reads itself (or that are not plan content).
-OWN = {"generator", "format", "cluster", "networks", "hosts", "findings", "spec", "_links"}
+# Sections the diff reads itself (or that are not plan content; figures sums up cluster and hosts).
+OWN = {"generator", "format", "cluster", "networks", "hosts", "findings", "spec", "_links", "figures"}
 # Records of these sections are hardware: adding or removing one is work in the data hall.
 HARDWARE_SECTIONS = {"fabric", "fabrics", "racks", "cabling"}
 _IDS = ("name", "stack", "pool", "id", "guid", "key", "path", "host", "urn")

@@ -65,7 +65,7 @@ def _section(spec: Path, base: str, allow_destroy: bool, max_rows: int) -> tuple
 
 
 def estimate_note() -> str:
-    from gpucloud.render.plan_md import estimate_note as note
+    from gpucloud.plan.figures import estimate_note as note
 
     return note()
 

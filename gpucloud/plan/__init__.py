@@ -7,25 +7,36 @@ does I/O. Add a planner by adding a field to Plan and one line to ``build_plan``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from gpucloud.findings import Finding
 from gpucloud.plan.hosts import Host, PoolPlan, plan_hosts
 from gpucloud.spec.model import Spec
 
+if TYPE_CHECKING:  # the planners import this package's hosts module; at run time they are imported by the stages
+    from gpucloud.plan.fabric import FabricPlan
+    from gpucloud.plan.figures import Figures
+    from gpucloud.plan.monitoring import MonitoringPlan
+    from gpucloud.plan.provision import ProvisionPlan
+    from gpucloud.plan.slurm import SlurmPlan
+    from gpucloud.plan.storage import StoragePlan
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
+    """Every planner's output. ``build_plan`` fills every field; a test that needs a Plan builds it the same way."""
+
     spec: Spec
     pools: tuple[PoolPlan, ...]
+    fabrics: tuple[FabricPlan, ...]  # one per InfiniBand fabric, empty without one
+    storage: StoragePlan
+    slurm: SlurmPlan
+    provision: ProvisionPlan | None  # None without a provisioner
+    monitoring: MonitoringPlan
+    figures: Figures  # the at-a-glance numbers and the training estimate (plan.md, plan.json, pr-comment)
     findings: tuple[Finding, ...] = ()  # warnings from checks, carried into plan.md
-    fabrics: tuple = ()  # gpucloud.plan.fabric.FabricPlan per InfiniBand fabric
-    storage: Any = None  # gpucloud.plan.storage.StoragePlan
-    slurm: Any = None  # gpucloud.plan.slurm.SlurmPlan
-    provision: Any = None  # gpucloud.plan.provision.ProvisionPlan, None without a provisioner
-    monitoring: Any = None  # gpucloud.plan.monitoring.MonitoringPlan
 
-    def hosts(self):
+    def hosts(self) -> Iterator[Host]:
         for pool in self.pools:
             yield from pool.hosts
 
@@ -44,40 +55,47 @@ class Plan:
         raise KeyError(name)
 
 
-def _fabrics(spec: Spec, pools):
+def _fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, ...]:
     from gpucloud.plan.fabric import plan_fabrics
 
     return plan_fabrics(spec, pools)
 
 
-def _storage(spec: Spec, pools):
+def _storage(spec: Spec, pools: tuple[PoolPlan, ...]) -> StoragePlan:
     from gpucloud.plan.storage import plan_storage
 
     return plan_storage(spec, pools)
 
 
-def _slurm(spec: Spec, pools):
+def _slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
     from gpucloud.plan.slurm import plan_slurm
 
     return plan_slurm(spec, pools)
 
 
-def _provision(spec: Spec, pools):
+def _provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | None:
     from gpucloud.plan.provision import plan_provision
 
     return plan_provision(spec, pools)
 
 
-def _monitoring(spec: Spec, pools):
+def _monitoring(spec: Spec, pools: tuple[PoolPlan, ...]) -> MonitoringPlan:
     from gpucloud.plan.monitoring import plan_monitoring
 
     return plan_monitoring(spec, pools)
 
 
+def _figures(spec: Spec, pools: tuple[PoolPlan, ...]) -> Figures:
+    from gpucloud.plan.figures import plan_figures
+
+    return plan_figures(spec, pools)
+
+
 # The planners after the host planner, in order: (Plan field, planner(spec, pools)). Each reads the spec and the
 # planned hosts only, so they can be timed (bench/run.py) and tested one by one.
-STAGES = (("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm), ("provision", _provision),
-          ("monitoring", _monitoring))
+STAGES: tuple[tuple[str, Callable[[Spec, tuple[PoolPlan, ...]], Any]], ...] = (
+    ("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm), ("provision", _provision),
+    ("monitoring", _monitoring), ("figures", _figures))
 
 
 def build_plan(spec: Spec, findings: tuple[Finding, ...] = ()) -> Plan:

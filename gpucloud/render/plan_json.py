@@ -18,6 +18,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "storage": ("gpucloud.render.storage", "section"),
     "spec": ("gpucloud.render.resolved", "spec_section"),  # the resolved spec, so plan folders can be diffed
     "slurm": ("gpucloud.plan.slurm", "section"),
+    "figures": ("gpucloud.plan.figures", "section"),  # plan.md's at-a-glance numbers and training estimate
 }
 
 

@@ -16,21 +16,9 @@ from gpucloud import markdown as md
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
+from gpucloud.plan.figures import MFU, estimate_note
 from gpucloud.plan.stacks import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
-
-# GPT-3-class training run: 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are Few-Shot
-# Learners"), costed at 6 FLOPs per parameter per token (Kaplan et al. 2020, "Scaling Laws for Neural Language
-# Models"): 6 * N * T.
-GPT3_PARAMS = 175e9
-GPT3_TOKENS = 300e9
-GPT3_FLOPS = 6 * GPT3_PARAMS * GPT3_TOKENS
-# Model FLOPs utilisation at scale on H100-class clusters: Meta's "The Llama 3 Herd of Models" (2024), Table 4,
-# reports 38-43% BF16 MFU training Llama 3 405B on 8,192-16,384 H100 GPUs; we use the middle of that range.
-MFU = 0.40
-MFU_SOURCE = ("Llama 3 405B pre-training: 38-43% BF16 MFU on 8,192-16,384 H100 GPUs (Meta, \"The Llama 3 Herd "
-              "of Models\", 2024, Table 4)")
-
 
 @lru_cache(maxsize=256)
 def _hostlist(pool) -> str:
@@ -62,46 +50,26 @@ def cell(value) -> str:
     return md.text(value)
 
 
-def training_days(plan: Plan) -> float | None:
-    peak = sum(len(pp.hosts) * pp.model.gpus * pp.model.gpu.bf16_dense_tflops
-               for pp in plan.pools if pp.model.gpu is not None) * 1e12
-    if not peak:
-        return None
-    return GPT3_FLOPS / (peak * MFU) / 86400
-
-
 def _duration(days: float) -> str:
     if days < 1:
         return f"{days * 24:,.1f} hours"
     return f"{days:,.1f} days"
 
 
-def estimate_note() -> str:
-    return (f"Training estimate: 6 x 175e9 parameters x 300e9 tokens = {GPT3_FLOPS:.3g} FLOPs at {MFU:.0%} of peak "
-            f"dense BF16; {MFU:.0%} is the figure public reports quote for H100-class clusters: {MFU_SOURCE}.")
-
-
 def glance(plan: Plan, note: bool = True) -> list[str]:
-    """The at-a-glance table, also the head of the pull-request comment (which adds the note once)."""
-    gpu_pools = [pp for pp in plan.pools if pp.model.gpu is not None and pp.hosts]
-    gpus = Counter()
-    bf16 = fp8 = 0.0
-    for pp in gpu_pools:
-        n = len(pp.hosts) * pp.model.gpus
-        gpus[pp.model.gpu.name] += n
-        bf16 += n * pp.model.gpu.bf16_dense_tflops
-        fp8 += n * pp.model.gpu.fp8_dense_tflops
-    power = sum(len(pp.hosts) * pp.model.power_kw for pp in plan.pools)
-    racks = len({h.rack for h in plan.hosts()})
+    """The at-a-glance table from Plan.figures, also the head of the pull-request comment (which adds the note
+    once)."""
+    fig = plan.figures
     rows = [
-        ("nodes", f"{plan.host_count:,} ({sum(len(pp.hosts) for pp in gpu_pools):,} with GPUs) in {racks:,} racks"),
-        ("GPUs", ", ".join(f"{n:,} x {name}" for name, n in sorted(gpus.items())) or "none"),
-        ("peak dense BF16", f"{_num(bf16 / 1000)} PFLOPS"),
-        ("peak dense FP8", f"{_num(fp8 / 1000)} PFLOPS"),
+        ("nodes", f"{fig.nodes:,} ({fig.gpu_nodes:,} with GPUs) in {fig.racks:,} racks"),
+        ("GPUs", ", ".join(f"{n:,} x {name}" for name, n in fig.gpus) or "none"),
+        ("peak dense BF16", f"{_num(fig.peak_bf16_pflops)} PFLOPS"),
+        ("peak dense FP8", f"{_num(fig.peak_fp8_pflops)} PFLOPS"),
     ]
-    days = training_days(plan)
+    days = fig.training_days
     if days is not None:
         rows.append(("GPT-3 175B on 300B tokens", f"~{_duration(days)} at {MFU:.0%} MFU (BF16)"))
+    power = fig.server_power_kw
     rows.append(("server power (nameplate)", f"{power / 1000:,.1f} MW" if power >= 1000 else f"{_num(power)} kW"))
     out = ["| | |", "|---|---|"] + [f"| {k} | {cell(v)} |" for k, v in rows]
     if days is not None and note:

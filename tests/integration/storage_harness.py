@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLUSTERS, ROOT
-from gpucloud.plan import Plan
-from gpucloud.plan.hosts import plan_hosts
-from gpucloud.plan.storage import plan_storage
+from gpucloud.plan import build_plan
 from gpucloud.render import storage as render
 from gpucloud.spec import load
 
@@ -39,8 +37,7 @@ def need_root() -> None:
 
 def pool_vars(cluster: str, pool: str) -> dict:
     spec = load(CLUSTERS / f"{cluster}.yaml").spec
-    pools = plan_hosts(spec)
-    return render.pool_vars(Plan(spec=spec, pools=pools, storage=plan_storage(spec, pools)), pool)
+    return render.pool_vars(build_plan(spec), pool)
 
 
 class Result:

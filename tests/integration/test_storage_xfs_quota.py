@@ -11,9 +11,7 @@ import pytest
 import yaml
 
 from conftest import CLUSTERS
-from gpucloud.plan import Plan
-from gpucloud.plan.hosts import plan_hosts
-from gpucloud.plan.storage import plan_storage
+from gpucloud.plan import build_plan
 from gpucloud.render.storage import quota_scripts
 from gpucloud.spec.model import build
 from storage_harness import need, need_root
@@ -56,8 +54,7 @@ def test_xfs_project_quota_script_is_idempotent(tmp_path, xfs_export):
     data = copy.deepcopy(data)
     data["tenants"][1]["inode_quota"] = {"home": 100000}
     spec = build(data)
-    pools = plan_hosts(spec)
-    plan = Plan(spec=spec, pools=pools, storage=plan_storage(spec, pools))
+    plan = build_plan(spec)
     script = tmp_path / "home.sh"
     script.write_bytes(quota_scripts(plan)["storage/quota/home.sh"])
     env = {**os.environ, "EXPORT": str(xfs_export / "home")}

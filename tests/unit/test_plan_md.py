@@ -9,7 +9,7 @@ import yaml
 
 from conftest import CLUSTERS
 from gpucloud.pipeline import check_spec, plan_files
-from gpucloud.plan import build_plan
+from gpucloud.plan import build_plan, figures
 from gpucloud.render import plan_md
 
 _PLANS: dict = {}
@@ -41,8 +41,9 @@ def test_glance_figures_for_ishikari():
 
 
 def test_training_estimate_scales_inversely_with_gpus():
-    lab, colossus = plan_md.training_days(plan_of("lab")), plan_md.training_days(plan_of("colossus-100k"))
-    assert lab == pytest.approx(plan_md.GPT3_FLOPS / (16 * 989.4e12 * 0.4) / 86400)
+    lab, colossus = plan_of("lab").figures.training_days, plan_of("colossus-100k").figures.training_days
+    assert lab is not None and colossus is not None
+    assert lab == pytest.approx(figures.GPT3_FLOPS / (16 * 989.4e12 * 0.4) / 86400)
     assert lab / colossus == pytest.approx(100_000 / 16)
     assert "hours at 40% MFU" in plan_md.render_text(plan_of("colossus-100k"))
 

@@ -10,9 +10,8 @@ import yaml
 
 from conftest import CLUSTERS
 from gpucloud.pipeline import check_spec
-from gpucloud.plan import Plan
-from gpucloud.plan.hosts import plan_hosts
-from gpucloud.plan.storage import plan_storage, project_id
+from gpucloud.plan import Plan, build_plan
+from gpucloud.plan.storage import project_id
 from gpucloud.render import storage as render
 
 ISHIKARI = yaml.safe_load((CLUSTERS / "ishikari.yaml").read_text())
@@ -27,8 +26,7 @@ def checked(tmp_path, data):
 def plan_of(tmp_path, data) -> Plan:
     c = checked(tmp_path, data)
     assert c.spec is not None, [f.message for f in c.findings]
-    pools = plan_hosts(c.spec)
-    return Plan(spec=c.spec, pools=pools, storage=plan_storage(c.spec, pools))
+    return build_plan(c.spec)
 
 
 def fs(data, name):

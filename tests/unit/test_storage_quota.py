@@ -12,9 +12,7 @@ import textwrap
 import pytest
 
 from conftest import CLUSTERS
-from gpucloud.plan import Plan
-from gpucloud.plan.hosts import plan_hosts
-from gpucloud.plan.storage import plan_storage
+from gpucloud.plan import build_plan
 from gpucloud.render.storage import quota_scripts
 from gpucloud.spec import load
 
@@ -58,8 +56,7 @@ def fake_lfs(tmp_path):
 
 def script_for(name: str, spec_name: str = "ishikari") -> str:
     spec = load(CLUSTERS / f"{spec_name}.yaml").spec
-    pools = plan_hosts(spec)
-    plan = Plan(spec=spec, pools=pools, storage=plan_storage(spec, pools))
+    plan = build_plan(spec)
     return quota_scripts(plan)[f"storage/quota/{name}.sh"].decode()
 
 

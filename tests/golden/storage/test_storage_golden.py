@@ -9,9 +9,7 @@ import pytest
 
 from conftest import EXAMPLES, ROOT
 from gpucloud import jsonout
-from gpucloud.plan import Plan
-from gpucloud.plan.hosts import plan_hosts
-from gpucloud.plan.storage import plan_storage
+from gpucloud.plan import Plan, build_plan
 from gpucloud.render import storage
 from gpucloud.spec import load
 
@@ -20,8 +18,7 @@ GOLDEN = ROOT / "tests" / "golden" / "storage"
 
 def storage_plan(spec_path) -> Plan:
     spec = load(spec_path).spec
-    pools = plan_hosts(spec)
-    return Plan(spec=spec, pools=pools, storage=plan_storage(spec, pools))
+    return build_plan(spec)
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)

@@ -1,0 +1,101 @@
+"""Figures planner: the cluster at a glance (nodes, racks, GPUs, peak dense BF16/FP8, nameplate power) and the
+training-time estimate, computed once so plan.md, plan.json and the pull-request comment show the same numbers.
+
+* peak dense throughput: GPUs x the catalog's dense BF16/FP8 TFLOPS per GPU (no sparsity);
+* training estimate: a GPT-3-class run, 175B parameters on 300B tokens (Brown et al. 2020, "Language Models are
+  Few-Shot Learners"), costed at 6 FLOPs per parameter per token (Kaplan et al. 2020, "Scaling Laws for Neural
+  Language Models"), at a model FLOPs utilisation (MFU) public reports quote for H100-class clusters;
+* power: the catalog's nameplate kW per server, summed over every host (GPU or not).
+
+Per pool, never per host except for counting distinct racks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gpucloud.plan.hosts import PoolPlan
+from gpucloud.spec.model import Spec
+
+if TYPE_CHECKING:
+    from gpucloud.plan import Plan
+
+GPT3_PARAMS = 175e9
+GPT3_TOKENS = 300e9
+GPT3_FLOPS = 6 * GPT3_PARAMS * GPT3_TOKENS
+# Model FLOPs utilisation at scale on H100-class clusters: Meta's "The Llama 3 Herd of Models" (2024), Table 4,
+# reports 38-43% BF16 MFU training Llama 3 405B on 8,192-16,384 H100 GPUs; we use the middle of that range.
+MFU = 0.40
+MFU_SOURCE = ("Llama 3 405B pre-training: 38-43% BF16 MFU on 8,192-16,384 H100 GPUs (Meta, \"The Llama 3 Herd "
+              "of Models\", 2024, Table 4)")
+
+
+@dataclass(frozen=True)
+class Figures:
+    nodes: int
+    gpu_nodes: int  # hosts of pools whose model has GPUs
+    racks: int  # distinct racks holding at least one host
+    gpus: tuple[tuple[str, int], ...]  # (GPU model name, count), sorted by name
+    peak_bf16_pflops: float  # dense, no sparsity
+    peak_fp8_pflops: float
+    server_power_kw: float  # nameplate, every server
+    training_days: float | None  # the GPT-3 estimate at MFU; None without GPUs
+
+
+def estimate_note() -> str:
+    """How the training estimate is made, with its sources: printed once under the at-a-glance table."""
+    return (f"Training estimate: 6 x 175e9 parameters x 300e9 tokens = {GPT3_FLOPS:.3g} FLOPs at {MFU:.0%} of peak "
+            f"dense BF16; {MFU:.0%} is the figure public reports quote for H100-class clusters: {MFU_SOURCE}.")
+
+
+def training_days(pools: tuple[PoolPlan, ...]) -> float | None:
+    peak = sum(len(pp.hosts) * pp.model.gpus * pp.model.gpu.bf16_dense_tflops
+               for pp in pools if pp.model.gpu is not None) * 1e12
+    if not peak:
+        return None
+    return GPT3_FLOPS / (peak * MFU) / 86400
+
+
+def plan_figures(spec: Spec, pools: tuple[PoolPlan, ...]) -> Figures:
+    gpus: Counter[str] = Counter()
+    bf16 = fp8 = 0.0
+    gpu_nodes = 0
+    for pp in pools:
+        gpu = pp.model.gpu
+        if gpu is None or not pp.hosts:
+            continue
+        n = len(pp.hosts) * pp.model.gpus
+        gpu_nodes += len(pp.hosts)
+        gpus[gpu.name] += n
+        bf16 += n * gpu.bf16_dense_tflops
+        fp8 += n * gpu.fp8_dense_tflops
+    return Figures(
+        nodes=sum(len(pp.hosts) for pp in pools),
+        gpu_nodes=gpu_nodes,
+        racks=len({h.rack for pp in pools for h in pp.hosts}),
+        gpus=tuple(sorted(gpus.items())),
+        peak_bf16_pflops=bf16 / 1000,
+        peak_fp8_pflops=fp8 / 1000,
+        server_power_kw=sum(len(pp.hosts) * pp.model.power_kw for pp in pools),
+        training_days=training_days(pools),
+    )
+
+
+def section(plan: Plan) -> dict[str, Any]:
+    """plan.json's ``figures``: the numbers behind plan.md's at-a-glance table, unrounded."""
+    figures = plan.figures
+    return {
+        "nodes": figures.nodes,
+        "gpu_nodes": figures.gpu_nodes,
+        "racks": figures.racks,
+        "gpus": dict(figures.gpus),
+        "peak_dense_bf16_pflops": figures.peak_bf16_pflops,
+        "peak_dense_fp8_pflops": figures.peak_fp8_pflops,
+        "server_power_kw": figures.server_power_kw,
+        "training_estimate": None if figures.training_days is None else {
+            "parameters": GPT3_PARAMS, "tokens": GPT3_TOKENS, "flops": GPT3_FLOPS, "mfu": MFU,
+            "days": figures.training_days,
+        },
+    }
