@@ -330,7 +330,7 @@ def _hcas(base: tuple[HCA, ...], devices: tuple[str, ...], raw: dict, kind: str)
     if count and rate is None:
         raise HardwareError((f"{kind}_hcas",), f"{kind} adapters without a rate", "add rate: ndr (or hdr, ndr200, xdr)")
     model = raw.get("model") or (proto.model if proto and proto.rate == rate else HCA_MODELS.get(rate or "", ""))
-    hcas = (HCA(model, rate),) * count if count else ()
+    hcas = (HCA(model, rate),) * count if count and rate is not None else ()  # rate is set when count is
     devs = tuple(raw["devices"]) if "devices" in raw else (devices if len(devices) == count else ())
     if devs and len(devs) != count:
         raise HardwareError((f"{kind}_hcas", "devices"),

@@ -91,7 +91,7 @@ def node_nccl_busbw(model: catalog.ServerModel) -> Threshold | None:
 
 
 def thresholds_for(model: catalog.ServerModel, rate: str | None,
-                   overrides: Mapping[str, object] | None = None) -> Thresholds:
+                   overrides: Mapping[str, float] | None = None) -> Thresholds:
     """The gates for ``model`` on a fabric of ``rate`` (a key of ``catalog.LINK_RATES_GBPS``; None: no fabric),
     with the spec's overrides (``nccl_busbw_gbs``, ``nccl_pair_busbw_gbs``, ``ib_write_bw_gbps``, ``dcgm_level``)."""
     o = dict(overrides or {})

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from gpucloud import catalog
 from gpucloud.checks import check
-from gpucloud.findings import Finding
+from gpucloud.findings import Finding, Level
 from gpucloud.plan.fabric import (DEFAULT_PKEY, LID_LIMIT, LID_WARN, SHARED_PKEY, STORAGE_PKEY, attached_pools,
                                   host_hcas, pool_rate, positioned, shape, sm_pool_names)
 from gpucloud.plan.hosts import PoolPlan
@@ -149,7 +149,7 @@ def subnet_manager(spec: Spec) -> Iterable[Finding]:
                 ports += n * h
         subnets = len(sh.planes)
         if hosts == 0:
-            level = "error" if sh.name == "compute" else "warning"
+            level: Level = "error" if sh.name == "compute" else "warning"
             yield Finding("fabric-subnet-manager", level, path,
                           f"no host runs OpenSM on the {sh.name} fabric: "
                           + (f"pools {', '.join(names)} have no {sh.name} HCA" if names

@@ -9,7 +9,7 @@ from gpucloud.spec.model import HostHardware
 
 
 def _planned_names(spec) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for pool in spec.pools:
         names.update(pool.hostname_for(i) for i in pool.indices if i not in pool.exclude)
     return names

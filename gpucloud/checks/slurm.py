@@ -11,7 +11,7 @@ from typing import Iterable, Mapping
 
 from gpucloud.checks import check
 from gpucloud.findings import Finding, choices_hint
-from gpucloud.spec.model import Spec, parse_duration_minutes
+from gpucloud.spec.model import Filesystem, NodePool, Spec, parse_duration_minutes
 
 # Slurm's own releases as (major, minor); topology/block arrived in 23.11.
 BLOCK_TOPOLOGY_SINCE = (23, 11)
@@ -22,7 +22,7 @@ def _version(text: str | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def _compute_pools(spec: Spec) -> dict[str, object]:
+def _compute_pools(spec: Spec) -> dict[str, NodePool]:
     return {p.name: p for p in spec.pools if "compute" in p.roles}
 
 
@@ -99,13 +99,14 @@ def _built(pool) -> int:
     return pool.count - len(pool.exclude & set(pool.indices))
 
 
-def _reaches_lustre(spec: Spec, fs, pool) -> bool:
+def _reaches_lustre(spec: Spec, fs: Filesystem, pool: NodePool) -> bool:
     """The storage planner's rule for which pools mount a Lustre filesystem by default."""
-    from types import SimpleNamespace
-
+    from gpucloud.plan.hosts import PoolPlan
     from gpucloud.plan.storage import lnet_interfaces, lustre_via
 
-    return bool(lnet_interfaces(SimpleNamespace(pool=pool, model=pool.hardware), lustre_via(spec, fs)))
+    if pool.hardware is None:  # asked only about pools with a known model
+        return False
+    return bool(lnet_interfaces(PoolPlan(pool, pool.hardware, ()), lustre_via(spec, fs)))
 
 
 def _shared_filesystems(spec: Spec) -> list[str]:
@@ -229,8 +230,8 @@ def tenants(spec: Spec) -> Iterable[Finding]:
                               "jobs cannot run there", f"add a partition over pool '{pool}'")
         if t.max_time and t.partitions:
             wall = parse_duration_minutes(t.max_time)
-            longest = [parse_duration_minutes(parts[n].max_time) for n in t.partitions
-                       if n in parts and parts[n].max_time]
+            longest = [parse_duration_minutes(limit) for n in t.partitions
+                       if n in parts and (limit := parts[n].max_time)]
             if wall is not None and longest and all(m is not None and wall > m for m in longest):
                 yield Finding("slurm-tenants", "warning", (*t.path, "max_time"),
                               f"tenant '{t.name}' max_time {t.max_time} is longer than every partition it uses "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 from gpucloud.plan.storage import lustre_via, project_id
+from gpucloud.spec.model import Filesystem
 
 
 # Directories of the operating system. A mount point at or below one hides (or is hidden by) what the node needs;
@@ -222,7 +223,7 @@ def _mounted_by(spec, fs) -> set[str]:
 def nested_mounts(spec):
     """A filesystem mounted inside another one on the same nodes: the roles mount them in their own order, so the
     outer mount may hide the inner one, and the inner mount point would have to exist on the outer filesystem."""
-    by_mount = {}
+    by_mount: dict[str, Filesystem] = {}
     for fs in spec.storage:
         by_mount.setdefault(fs.mount, fs)  # the same path twice is filesystem-duplicate-mount
     for fs in spec.storage:
@@ -232,7 +233,9 @@ def nested_mounts(spec):
         # Each ancestor but / (a filesystem on / is storage-system-path): linear in the depth of the path.
         while parent := parent.rsplit("/", 1)[0]:
             outer = by_mount.get(parent)
-            shared = sorted(_mounted_by(spec, fs) & _mounted_by(spec, outer)) if outer is not None else []
+            if outer is None:
+                continue
+            shared = sorted(_mounted_by(spec, fs) & _mounted_by(spec, outer))
             if shared:
                 more = f" and {len(shared) - 1} more" if len(shared) > 1 else ""
                 yield Finding("storage-mount-nested", "error", (*fs.path, "mount"),

@@ -49,9 +49,11 @@ def gpu_limit(spec):
         reach = set(tenant.pools)
         for part in tenant.partitions:
             reach.update(partitions.get(part, ()))
-        if any(gpus.get(p, 0) is None for p in reach):
+        counts = [gpus.get(p, 0) for p in reach]
+        known = [n for n in counts if n is not None]
+        if len(known) < len(counts):
             continue  # a pool of unknown hardware: no figure to compare with
-        total = sum(gpus.get(p, 0) for p in reach)
+        total = sum(known)
         if reach and tenant.gpu_limit is not None and tenant.gpu_limit > total:
             yield Finding("tenant-gpu-limit", "warning", (*tenant.path, "gpu_limit"),
                           f"tenant {tenant.name} may hold {tenant.gpu_limit} GPUs but its pools and partitions "

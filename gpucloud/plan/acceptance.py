@@ -33,7 +33,7 @@ class AcceptNode:
     partition: str | None  # a partition holding the node, for the test jobs
 
 
-def acceptance_nodes(plan, overrides: Mapping[str, object] | None = None,
+def acceptance_nodes(plan, overrides: Mapping[str, float] | None = None,
                      only: Iterable[str] | None = None) -> tuple[AcceptNode, ...]:
     """The compute hosts of ``plan`` (those named in ``only``, when given) with their gates and SU, in plan order."""
     from gpucloud.plan.fabric import port_rate

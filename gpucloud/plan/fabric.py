@@ -428,7 +428,7 @@ def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> S
     if pools is None:
         if any(p.hardware is None for p in spec.pools):
             return None
-        pools = tuple(PoolPlan(p, p.hardware, ()) for p in spec.pools)
+        pools = tuple(PoolPlan(p, p.hardware, ()) for p in spec.pools if p.hardware is not None)
     attached = attached_pools(spec, pools, name)
     rate = fabric_rate(fabric, attached, name)
     rail_opt = fabric.topology == "rail-optimized-fat-tree"
@@ -570,12 +570,13 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
             j = i - len(free)
             n, port0 = divmod(j, su)
             key = (-(n + 1), 0)
-            sw = leaf_of.get(key)
-            if sw is None:
+            svc_leaf = leaf_of.get(key)
+            if svc_leaf is None:
                 rail = n % rails if rail_opt else -1
-                sw = b.add(f"{prefix}-leaf-svc{n + 1:02}", 1, 0, 0, rail, f"{prefix}-svc", 1 + n * 2)
-                leaf_of[key] = sw
-                leaf_order.append(sw)
+                svc_leaf = b.add(f"{prefix}-leaf-svc{n + 1:02}", 1, 0, 0, rail, f"{prefix}-svc", 1 + n * 2)
+                leaf_of[key] = svc_leaf
+                leaf_order.append(svc_leaf)
+            sw = svc_leaf
             port = port0 + 1
         endpoints.append(Endpoint(host.name, pp.pool.name, r, True, host.rack,
                                   hca_guid(fid, pp.pool.id, host.index, r), sw, port,
@@ -719,7 +720,9 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = T
         return tuple(pp if p is last else p for p in pools)
 
     def fits(extra: int) -> bool:
-        return _stable_key(shape(spec, name, grown(extra)), last.pool.name, free_to_grow) == base
+        # shape() is None only for an unknown switch or model, and sh above says both are known
+        bigger = shape(spec, name, grown(extra))
+        return bigger is not None and _stable_key(bigger, last.pool.name, free_to_grow) == base
 
     lo, hi = 0, 1
     while fits(hi) and hi < 1 << 24:
@@ -732,6 +735,8 @@ def headroom(spec: Spec, name: str, pools: tuple[PoolPlan, ...], cliff: bool = T
     if not cliff:
         return room
     nxt = shape(spec, name, grown(lo + 1))
+    if nxt is None:  # not reached: the same switch and models as sh
+        return room
     changes = []
     if nxt.tiers != sh.tiers:
         changes.append(f"tiers {sh.tiers} -> {nxt.tiers}")
@@ -790,7 +795,7 @@ def moved_links(spec: Spec, name: str, pools: tuple[PoolPlan, ...], pool: str, e
 def summary(fp: FabricPlan) -> dict:
     """The counts a reviewer (and the DGX SuperPOD tables) compare."""
     counts = fp.cable_counts()
-    leaf_ports = {}
+    leaf_ports: dict[int, int] = {}
     for e in fp.endpoints:
         leaf_ports[e.leaf] = leaf_ports.get(e.leaf, 0) + 1
     leaves = [i for i, s in enumerate(fp.switches) if s.tier == 1]

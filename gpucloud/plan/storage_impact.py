@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from gpucloud.impact import Impact
-from gpucloud.plan.storage import StoragePlan
+from gpucloud.plan.storage import LustreFs, NfsFs, StoragePlan
 
 NONE, RECONFIGURE = Impact.NONE, Impact.RECONFIGURE
 DRAIN_REBOOT, DESTROYS_DATA = Impact.DRAIN_REBOOT, Impact.DESTROYS_DATA
@@ -71,12 +71,17 @@ def quota_change(tenant: str, fs: str, old: int | None, new: int | None,
 
 
 
+def _shared(st: StoragePlan) -> dict[str, LustreFs | NfsFs]:
+    out: dict[str, LustreFs | NfsFs] = {f.name: f for f in st.lustre}
+    out.update((f.name, f) for f in st.nfs)
+    return out
+
+
 def storage_changes(old: StoragePlan, new: StoragePlan,
                     used: Mapping[tuple[str, str], int] | None = None) -> list[StorageChange]:
     """Changes between two storage plans. ``used`` maps (tenant, filesystem) to bytes in use, when known."""
     out: list[StorageChange] = []
-    shared_old = {f.name: f for f in (*old.lustre, *old.nfs)}
-    shared_new = {f.name: f for f in (*new.lustre, *new.nfs)}
+    shared_old, shared_new = _shared(old), _shared(new)
     for name in sorted(set(shared_old) - set(shared_new)):
         out.append(StorageChange(f"filesystem {name}", "", shared_old[name].mount, None, DESTROYS_DATA,
                                  "removed: no node mounts it and its tenants' directories are out of reach"))
@@ -107,25 +112,25 @@ def storage_changes(old: StoragePlan, new: StoragePlan,
         out.append(StorageChange(f"local scratch {key[0]} on pool {key[1]}", "", local_old[key].mount, None,
                                  DESTROYS_DATA, "the drives are no longer managed; what jobs left there is lost"))
     for key in sorted(set(local_old) & set(local_new)):
-        a, b = local_old[key], local_new[key]
+        la, lb = local_old[key], local_new[key]
         for field in ("raid", "filesystem", "devices"):
-            if getattr(a, field) != getattr(b, field):
-                out.append(StorageChange(f"local scratch {key[0]} on pool {key[1]}", field, getattr(a, field),
-                                         getattr(b, field), DESTROYS_DATA, IMPACT["raid"][1]))
-        if a.mount != b.mount:
-            out.append(StorageChange(f"local scratch {key[0]} on pool {key[1]}", "mount", a.mount, b.mount,
+            if getattr(la, field) != getattr(lb, field):
+                out.append(StorageChange(f"local scratch {key[0]} on pool {key[1]}", field, getattr(la, field),
+                                         getattr(lb, field), DESTROYS_DATA, IMPACT["raid"][1]))
+        if la.mount != lb.mount:
+            out.append(StorageChange(f"local scratch {key[0]} on pool {key[1]}", "mount", la.mount, lb.mount,
                                      DRAIN_REBOOT, IMPACT["mount"][1]))
     q_old = {(p.tenant, p.filesystem): p for p in old.projects}
     q_new = {(p.tenant, p.filesystem): p for p in new.projects}
     for key in sorted(set(q_old) | set(q_new)):
-        a, b = q_old.get(key), q_new.get(key)
+        qa, qb = q_old.get(key), q_new.get(key)
         if key[1] not in shared_new:
             continue  # the filesystem's removal already says it all
-        change = quota_change(key[0], key[1], a.block_bytes if a else None, b.block_bytes if b else None,
+        change = quota_change(key[0], key[1], qa.block_bytes if qa else None, qb.block_bytes if qb else None,
                                (used or {}).get(key))
         if change:
             out.append(change)
-        if a and b and a.project_id != b.project_id:
-            out.append(StorageChange(f"tenant {key[0]} on {key[1]}", "project_id", a.project_id, b.project_id, NONE,
+        if qa and qb and qa.project_id != qb.project_id:
+            out.append(StorageChange(f"tenant {key[0]} on {key[1]}", "project_id", qa.project_id, qb.project_id, NONE,
                                      "every file of the tenant is re-tagged (lfs project -r), live but long"))
     return out
