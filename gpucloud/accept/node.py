@@ -103,9 +103,9 @@ def parse_ibstat(text: str) -> dict[str, dict[int, dict]]:
             continue
         if dev is None or port is None or ":" not in line:
             continue
-        key, _, value = line.partition(":")
+        label, _, value = line.partition(":")
         key = {"State": "state", "Physical state": "physical", "Rate": "rate",
-               "Link layer": "link_layer"}.get(key.strip())
+               "Link layer": "link_layer"}.get(label.strip())
         if key:
             value = value.strip()
             out[dev][port][key] = int(value) if key == "rate" and value.isdigit() else value

@@ -102,13 +102,13 @@ def derived_changes(old_doc: dict, new_doc: dict) -> Iterator[Change]:
         groups: dict[str, list] = {}
         for found in _walk(section, old_doc.get(section), new_doc.get(section)):
             groups.setdefault(_group(found[0]), []).append(found)
-        for group, found in groups.items():
-            found.sort(key=lambda f: not f[4])  # record lists (switches, cables, stacks) before single values
-            lists = [f for f in found if f[4]]
+        for group, records in groups.items():
+            records.sort(key=lambda f: not f[4])  # record lists (switches, cables, stacks) before single values
+            lists = [f for f in records if f[4]]
             hardware = section in HARDWARE_SECTIONS and any("added" in f[4] or "removed" in f[4] for f in lists)
-            actions = {f[1] for f in found}
+            actions = {f[1] for f in records}
             action = actions.pop() if len(actions) == 1 else "change"
-            shown = [_item(f[0], group, f[1], f[2], f[3], f[4]) for f in found[:MAX_ITEMS]]
-            more = f"; {len(found) - MAX_ITEMS} more" if len(found) > MAX_ITEMS else ""
+            shown = [_item(f[0], group, f[1], f[2], f[3], f[4]) for f in records[:MAX_ITEMS]]
+            more = f"; {len(records) - MAX_ITEMS} more" if len(records) > MAX_ITEMS else ""
             yield Change("plan", group, action, Impact.HARDWARE if hardware else Impact.NONE,
                          note="; ".join(shown) + more)

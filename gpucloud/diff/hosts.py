@@ -26,7 +26,9 @@ def _index(side: Side) -> dict[str, dict]:
 
 def data_on_removal(side: Side, pool: str) -> tuple[Impact, str]:
     """What removing hosts of ``pool`` does to data, spelled out per filesystem."""
-    local_keep, local_scratch, shared = [], [], []
+    local_keep: list[str] = []
+    local_scratch: list[str] = []
+    shared: list[str] = []
     for name, fs in sorted(side.spec.get("storage", {}).items()):
         if pool not in side.mount_pools(fs):
             continue
@@ -54,7 +56,7 @@ def _renames(old: Side, new: Side) -> dict[str, str]:
     """Removed pool -> added pool with the same model: probably a rename, which gpucloud carries out as remove+add."""
     gone = [n for n in old.pools if n not in new.pools]
     came = [n for n in new.pools if n not in old.pools]
-    out = {}
+    out: dict[str, str] = {}
     for g in gone:
         for c in came:
             if old.pools[g].get("model") == new.pools[c].get("model") and c not in out.values():
@@ -94,7 +96,7 @@ def pool_changes(old: Side, new: Side) -> Iterator[Change]:
         if o is None:
             hint = (f"pool '{renamed_from[pool]}' was removed in the same change: a rename is carried out as "
                     f"remove + add; " if pool in renamed_from else "")
-            yield Change("pools", f"pool {pool}", "add", Impact.HARDWARE, new=_pool_desc(n),
+            yield Change("pools", f"pool {pool}", "add", Impact.HARDWARE, new=_pool_desc(new.pools[pool]),
                          hosts=compress(added[pool]), host_count=len(added[pool]),
                          note=hint + "rack, power and cable the new hosts, then provision them")
             yield _provision(pool, added[pool])
@@ -104,7 +106,7 @@ def pool_changes(old: Side, new: Side) -> Iterator[Change]:
             hint = (f"pool '{renames[pool]}' with the same model is added: a rename is carried out as remove + add, "
                     f"the hosts are drained, removed and provisioned again under the new pool; "
                     if pool in renames else "drain, remove from Slurm, then decommission; ")
-            yield Change("pools", f"pool {pool}", "remove", impact, old=_pool_desc(o),
+            yield Change("pools", f"pool {pool}", "remove", impact, old=_pool_desc(old.pools[pool]),
                          hosts=compress(removed[pool]), host_count=len(removed[pool]), note=hint + data)
             continue
         if added[pool]:

@@ -12,15 +12,19 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpucloud.diff.side import EMPTY
+
+if TYPE_CHECKING:
+    from gpucloud.pipeline import Checked
 
 
 @dataclass
 class InputProblem(Exception):
     message: str
     hint: str = ""
-    checked: object = None  # a pipeline.Checked whose findings explain the problem
+    checked: Checked | None = None  # whose findings explain the problem
     text: dict = field(default_factory=dict)
 
 

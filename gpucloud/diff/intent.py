@@ -7,6 +7,7 @@ setting; the entries here cover what the spec says before it becomes a config li
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 from gpucloud.diff import external
@@ -222,8 +223,8 @@ def fabric_changes(old: Side, new: Side) -> Iterator[Change]:
             yield _change("fabric", subject, "remove", FABRIC["switch"], old, old=fo[name].get("switch"),
                           note="the fabric's switches and cables are taken out")
         else:
-            rules = {**FABRIC, **{f"subnet_manager.{k}": (FABRIC_SM[0], lambda s, f=fn[name]: s.sm_pools(f),
-                                                          FABRIC_SM[2]) for k in FABRIC_SM_KEYS}}
+            sm: Rule = (FABRIC_SM[0], partial(Side.sm_pools, fabric=fn[name]), FABRIC_SM[2])
+            rules = {**FABRIC, **{f"subnet_manager.{k}": sm for k in FABRIC_SM_KEYS}}
             yield from _fields("fabric", subject, fo[name], fn[name], rules, None, new)
 
 

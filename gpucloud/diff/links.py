@@ -77,7 +77,8 @@ def _moved(old: dict, new: dict, removed: frozenset[str] = frozenset()
             a, _, b, _ = link.split("\t")
             devices.add(a)
             devices.add(b)
-        moved, ends = [], set()
+        moved: list[str] = []
+        ends: set[tuple[str, str]] = set()
         for link in sorted(gone):
             a, ap, b, bp = link.split("\t")
             if (a in devices or b in devices) and a not in removed and b not in removed:

@@ -6,11 +6,12 @@ Register a renderer by adding it to RENDERERS. Renderers must be deterministic: 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Callable, Mapping
 
 from gpucloud.plan import Plan
 
 Renderer = Callable[[Plan], dict[str, bytes]]
+LateRenderer = Callable[[Plan, Mapping[str, bytes]], dict[str, bytes]]  # flagged ``reads_rendered``
 
 # (module, function) pairs, imported lazily so that a command only pays for what it renders.
 RENDERERS: tuple[tuple[str, str], ...] = (
@@ -31,18 +32,19 @@ RENDERERS: tuple[tuple[str, str], ...] = (
 
 def render_all(plan: Plan) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
-    late = []  # renderers flagged ``reads_rendered`` get the others' files (Pulumi layer triggers hash them)
+    late: list[LateRenderer] = []  # they get the others' files (Pulumi layer triggers hash them)
     for module, name in RENDERERS:
-        fn: Renderer = getattr(importlib.import_module(module), name)
-        if getattr(fn, "reads_rendered", False):
-            late.append(fn)
+        found = getattr(importlib.import_module(module), name)
+        if getattr(found, "reads_rendered", False):
+            late.append(found)
             continue
+        fn: Renderer = found
         for path, data in fn(plan).items():
             if path in files:
                 raise RuntimeError(f"two renderers wrote {path}")
             files[path] = data
-    for fn in late:
-        for path, data in fn(plan, dict(files)).items():
+    for late_fn in late:
+        for path, data in late_fn(plan, dict(files)).items():
             if path in files:
                 raise RuntimeError(f"two renderers wrote {path}")
             files[path] = data

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from math import log2
 from xml.sax.saxutils import escape
+from typing import Any
 
 from gpucloud.plan import Plan
 
@@ -74,7 +75,8 @@ def _fabric_rows(fp) -> tuple[list[dict], dict, str]:
         chosen = {i for i, s in enumerate(switches) if s.subnet == planes[0] or s.tier == 1 and s.rail == 0}
         note = (f"one of {len(planes)} rail planes drawn: each rail is its own subnet with the same spines and "
                 f"cores; leaves shown are rail 0's")
-    rows, box_of = [], {}
+    rows: list[dict[str, Any]] = []
+    box_of: dict[int, tuple[int, int]] = {}
     for tier in (3, 2, 1):
         members = [i for i in sorted(chosen) if switches[i].tier == tier]
         if not members:
@@ -86,7 +88,7 @@ def _fabric_rows(fp) -> tuple[list[dict], dict, str]:
             for i in members:
                 by_group[switches[i].group].append(i)
             groups = [(_group_label(tier, g, len(planes) > 1), ids) for g, ids in sorted(by_group.items())]
-        boxes = []
+        boxes: list[dict[str, Any]] = []
         for entry in fold(groups):
             if entry is None:
                 hidden = groups[MAX_BOXES - 3:-2]
@@ -144,7 +146,7 @@ def _draw_fabric(svg: Svg, fp, top: int) -> int:
     row_y = {}
     all_rows = rows + ([{"tier": 0, "boxes": leaf_row["boxes"]}] if leaf_row else [])
     for r, row in enumerate(all_rows):
-        ry = y + 20 + r * (box_h + gap)
+        ry: float = y + 20 + r * (box_h + gap)
         row_y[row["tier"]] = ry
         n = len(row["boxes"])
         step = (WIDTH - 200) / max(n, 1)
@@ -152,14 +154,14 @@ def _draw_fabric(svg: Svg, fp, top: int) -> int:
         svg.text(20, ry + 24, f"{label}" + (f" ({row['count']:,})" if row.get("count") else ""), size=13,
                  anchor="start", weight="bold")
         for b, box in enumerate(row["boxes"]):
-            x = 160 + b * step + (step - box_w) / 2
+            x: float = 160 + b * step + (step - box_w) / 2
             positions[(row["tier"], b)] = (x + box_w / 2, ry)
     # links first, so boxes are drawn over them
     pairs: Counter = Counter()
     for lo, hi in zip(fp.lo, fp.hi):
-        a, b = box_of.get(lo), box_of.get(hi)
-        if a is not None and b is not None:
-            pairs[(a, b)] += 1
+        down, up = box_of.get(lo), box_of.get(hi)
+        if down is not None and up is not None:
+            pairs[(down, up)] += 1
     for key, n in host_links.items():
         pairs[((0, key[1]), key)] += n
     for (a, b), n in sorted(pairs.items()):

@@ -126,7 +126,7 @@ def rules(plan) -> dict:
                "manager."),
     ]
     for p in mon.pools:
-        if p.ib_rate_bytes:
+        if p.ib_rate and p.ib_rate_bytes:  # a rate in bytes comes with its name
             fabric.append(_alert(
                 "IbLinkBelowPlannedRate",
                 f'node_infiniband_rate_bytes_per_second{{fabric="compute",pool="{p.pool}"}} < {p.ib_rate_bytes}',

@@ -14,7 +14,6 @@ import yaml
 from gpucloud.plan import Plan
 from gpucloud.plan.storage import (
     KO2IBLND_OPTIONS, LUSTRE_OPTIONS, NFS_EXPORT_OPTIONS, NFS_OPTIONS, LocalScratch, Lnet, NfsFs, ProjectDir,
-    StoragePlan,
 )
 from gpucloud.spec.model import SIZE_UNITS
 
@@ -49,7 +48,7 @@ def _local_vars(s: LocalScratch) -> dict:
 
 
 def pool_vars(plan: Plan, pool: str) -> dict:
-    st: StoragePlan = plan.storage
+    st = plan.storage
     nets = st.lnet_for(pool)
     lustre = [f for f in st.lustre if pool in f.pools]
     out: dict = {
@@ -81,7 +80,7 @@ def pool_vars(plan: Plan, pool: str) -> dict:
 
 
 def exports(plan: Plan) -> str:
-    st: StoragePlan = plan.storage
+    st = plan.storage
     lines = [HEADER.format(name=plan.spec.name).rstrip("\n"),
              "# Exports the NFS servers must offer: each filesystem to the address blocks of the pools that mount it.",
              f"# Options: {NFS_EXPORT_OPTIONS}"]
@@ -105,9 +104,7 @@ def _dump(data: dict) -> bytes:
 
 
 def render(plan: Plan) -> dict[str, bytes]:
-    st: StoragePlan | None = plan.storage
-    if st is None:
-        return {}
+    st = plan.storage
     name = plan.spec.name
     files: dict[str, bytes] = {}
     for pp in plan.pools:
@@ -323,7 +320,7 @@ def _calls(projects: list[ProjectDir]) -> str:
 
 
 def quota_scripts(plan: Plan) -> dict[str, bytes]:
-    st: StoragePlan = plan.storage
+    st = plan.storage
     head = HEADER.format(name=plan.spec.name)
     out = {}
     for f in st.lustre:
@@ -336,10 +333,10 @@ def quota_scripts(plan: Plan) -> dict[str, bytes]:
     for fs in plan.spec.storage:
         if fs.kind != "nfs" or fs.settings.get("quotas", "none") != "xfs-project":
             continue
-        f = nfs_by_name[fs.name]
-        projects = [p for p in st.projects if p.filesystem == f.name]
+        n = nfs_by_name[fs.name]
+        projects = [p for p in st.projects if p.filesystem == n.name]
         if projects:
-            text = XFS_QUOTA.format(head=head, name=f.name, server=f.server, export=f.export, calls=_calls(projects),
+            text = XFS_QUOTA.format(head=head, name=n.name, server=n.server, export=n.export, calls=_calls(projects),
                                     tree_export=_TENANT_TREE.replace("${ROOT}", "$EXPORT"))
-            out[f"storage/quota/{f.name}.sh"] = text.encode()
+            out[f"storage/quota/{n.name}.sh"] = text.encode()
     return out

@@ -12,9 +12,13 @@ import shlex
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gpucloud.verify.expect import HostExpect, PoolExpect
 from gpucloud.verify.parse import GPU_FIELDS
+
+if TYPE_CHECKING:  # imported where it connects: planning commands never load paramiko
+    import paramiko
 
 MARK = "::gpucloud-verify::"
 # What one host may send back, stdout and stderr together. A healthy HGX node sends tens of KiB; a collector that
@@ -106,7 +110,7 @@ class SshOptions:
     user: str | None
     port: int
     timeout: float
-    pkey: object | None = None  # a loaded paramiko.PKey; None: agent and ~/.ssh keys, as ssh would
+    pkey: paramiko.PKey | None = None  # None: agent and ~/.ssh keys, as ssh would
 
 
 class ConnectFailed(Exception):
@@ -158,7 +162,10 @@ def run_host(he: HostExpect, known, opts: SshOptions) -> Collected:
         remaining = deadline - time.monotonic()
         collector_timeout = max(1, int(opts.timeout / 3))
         try:
-            chan = client.get_transport().open_session(timeout=max(remaining, 0.1))
+            transport = client.get_transport()
+            if transport is None:  # connect() returned, so it is there; an SSH error if not
+                raise paramiko.SSHException("no transport after connecting")
+            chan = transport.open_session(timeout=max(remaining, 0.1))
             chan.settimeout(max(remaining, 0.1))
             # The script goes in on stdin, so the login shell (bash, zsh, tcsh) never parses it; /bin/sh does.
             chan.exec_command("/bin/sh -s")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, TypeGuard
 
 from gpucloud.plan.software import upstream
 from gpucloud.verify import parse
@@ -35,7 +35,7 @@ class _Host:
         self.findings.append(HostFinding(self.he.name, check, message, detail))
 
 
-def _usable(h: _Host, name: str, sec: Section | None) -> bool:
+def _usable(sec: Section | None, h: _Host, name: str) -> TypeGuard[Section]:
     """Whether a section ran cleanly; records a collector finding when it did not."""
     tool = TOOLS.get(name, name)
     if h.timed_out and (sec is None or sec.rc is None):
@@ -64,7 +64,7 @@ def _indices(values) -> str:
 def check_gpus(h: _Host, sections: dict[str, Section]) -> None:
     pe = h.he.pool
     sec = sections.get("gpus")
-    if not _usable(h, "gpus", sec):
+    if not _usable(sec, h, "gpus"):
         return
     gpus = parse.gpus(sec.out)
     if len(gpus) != pe.gpus:
@@ -76,7 +76,7 @@ def check_gpus(h: _Host, sections: dict[str, Section]) -> None:
     if pe.gpu_memory_mib:
         lo, hi = pe.gpu_memory_mib * (1 - GPU_MEMORY_TOLERANCE), pe.gpu_memory_mib * (1 + GPU_MEMORY_TOLERANCE)
         odd = [g for g in gpus if g.memory_mib is not None and not lo <= g.memory_mib <= hi]
-        for mib in sorted({g.memory_mib for g in odd}):
+        for mib in sorted({g.memory_mib for g in odd if g.memory_mib is not None}):
             h.add("gpu-memory", f"GPU memory {mib} MiB, expected about {pe.gpu_memory_mib} MiB",
                   "GPU " + _indices(g.index for g in odd if g.memory_mib == mib))
     if pe.driver:
@@ -98,7 +98,7 @@ def check_nvlink(h: _Host, sections: dict[str, Section]) -> None:
     if "nvlink" not in sections and not h.he.pool.nvswitch:
         return
     sec = sections.get("nvlink")
-    if not _usable(h, "nvlink", sec):
+    if not _usable(sec, h, "nvlink"):
         return
     links = parse.nvlink(sec.out)
     down = {gpu: sorted(n for n, speed in per.items() if speed is None) for gpu, per in links.items()}
@@ -114,7 +114,7 @@ def check_hcas(h: _Host, sections: dict[str, Section]) -> tuple[str, ...]:
     """Port count, state, rate and width; returns the host's firmware versions for the pool comparison."""
     expected = h.he.pool.ports
     sec = sections.get("ibstat")
-    if not _usable(h, "ibstat", sec):
+    if not _usable(sec, h, "ibstat"):
         return ()
     cas = parse.ibstat(sec.out)
     ports = [p for ca in cas for p in ca.ports if p.link_layer == "InfiniBand"]
@@ -129,7 +129,7 @@ def check_hcas(h: _Host, sections: dict[str, Section]) -> tuple[str, ...]:
               "; ".join(f"{p.name} {p.state}/{p.physical}" for p in down))
     shapes = {}
     st = sections.get("ibstatus")
-    if _usable(h, "ibstatus", st):  # without it only the rate is known, not the width
+    if _usable(st, h, "ibstatus"):  # without it only the rate is known, not the width
         shapes = parse.ibstatus(st.out)
     allowed = {(e.rate_gbps, e.width, e.generation) for e in expected}
     allowed_rates = {e.rate_gbps for e in expected}
@@ -145,7 +145,7 @@ def check_hcas(h: _Host, sections: dict[str, Section]) -> tuple[str, ...]:
 
 def check_ipoib(h: _Host, sections: dict[str, Section]) -> None:
     sec = sections.get("addresses")
-    if not _usable(h, "addresses", sec):
+    if not _usable(sec, h, "addresses"):
         return
     try:
         ifaces = parse.interfaces(sec.out)
@@ -169,7 +169,7 @@ def check_ipoib(h: _Host, sections: dict[str, Section]) -> None:
 
 def check_mounts(h: _Host, sections: dict[str, Section]) -> None:
     sec = sections.get("mounts")
-    if not _usable(h, "mounts", sec):
+    if not _usable(sec, h, "mounts"):
         return
     try:
         mounted = parse.mounts(sec.out)
@@ -195,23 +195,23 @@ def check_services(h: _Host, sections: dict[str, Section]) -> None:
     for service in h.he.pool.services:
         sec = sections.get(f"service:{service}")
         if sec is None or sec.rc is None:
-            _usable(h, f"pgrep {service}", sec)
+            _usable(sec, h, f"pgrep {service}")
         elif sec.rc == 1:
             h.add("service", f"{service} not running")
         elif sec.rc != 0:
-            _usable(h, f"pgrep {service}", sec)
+            _usable(sec, h, f"pgrep {service}")
 
 
 def check_slurm(h: _Host, sections: dict[str, Section]) -> None:
     sec = sections.get("slurm")
     if sec is None or sec.rc is None:
-        _usable(h, "slurm", sec)
+        _usable(sec, h, "slurm")
         return
     node = parse.scontrol_node(sec.out)
     if node is None:
         if "not found" in sec.out + sec.err:
             h.add("slurm-unknown", "not a node in Slurm")
-        elif _usable(h, "slurm", sec):
+        elif _usable(sec, h, "slurm"):
             h.add("collector", "scontrol printed no node")
         return
     state = node.get("State", "")
@@ -223,7 +223,7 @@ def check_slurm(h: _Host, sections: dict[str, Section]) -> None:
 
 def check_hostname(h: _Host, sections: dict[str, Section]) -> None:
     sec = sections.get("hostname")
-    if not _usable(h, "hostname", sec):
+    if not _usable(sec, h, "hostname"):
         return
     answered = sec.out.strip().split(".")[0]
     if answered != h.he.name:
@@ -235,7 +235,7 @@ def check_packages(h: _Host, sections: dict[str, Section]) -> None:
     sec = sections.get("packages")
     if sec is not None and sec.rc == 1:  # dpkg-query: some name unknown, the others listed
         sec = Section(sec.out, "", 0)
-    if not _usable(h, "packages", sec):
+    if not _usable(sec, h, "packages"):
         return
     installed = parse.packages(sec.out)
     for name, pinned in h.he.pool.packages:
@@ -268,7 +268,7 @@ def compare(he: HostExpect, collected: Collected) -> HostResult:
         check_packages(h, s)
     kernel = None
     ks = s.get("kernel")
-    if _usable(h, "kernel", ks):
+    if _usable(ks, h, "kernel"):
         kernel = ks.out.strip()
     result = HostResult(he.name, pe.pool, he.address, "timeout" if collected.timed_out else "ok",
                         h.findings, kernel, firmware)

@@ -105,7 +105,7 @@ class KnownHosts:
                 self.plain.setdefault(hostname, []).append(entry.key)
 
     def keys_for(self, names: tuple[str, ...]) -> list[paramiko.PKey]:
-        keys = []
+        keys: list[paramiko.PKey] = []
         for name in names:
             keys.extend(self.plain.get(name, ()))
         if self.hashed:
