@@ -108,8 +108,8 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
      "if not pool.start <= i <= pool.start + pool.count)", "checks"),
     ("tenants-gpu-limit-equal", "gpucloud/checks/tenants.py", "tenant.gpu_limit > total:",
      "tenant.gpu_limit >= total:", "checks"),
-    ("tenants-partition-reach", "gpucloud/checks/tenants.py", "total = sum(gpus.get(p, 0) for p in reach)",
-     "total = sum(gpus.get(p, 0) for p in tenant.pools)", "checks"),
+    ("tenants-partition-reach", "gpucloud/checks/tenants.py", "counts = [gpus.get(p, 0) for p in reach]",
+     "counts = [gpus.get(p, 0) for p in tenant.pools]", "checks"),
     ("names-label-length", "gpucloud/checks/names.py", "if len(last) > MAX_LABEL:", "if len(last) >= MAX_LABEL:",
      "checks"),
     # plan/fabric.py, checks/fabric.py, render/fabric.py, the spec's fabric order
