@@ -659,7 +659,7 @@ def plan_fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, .
                  if spec.fabrics[name].kind == "infiniband")
 
 
-def port_rate(plan, name: str) -> str | None:
+def port_rate(plan, name: str | None) -> str | None:
     """The switch port rate of fabric ``name``: the planned one (plan.fabrics) first, then the spec's; None when the
     spec has no such fabric or names no rate."""
     for fp in getattr(plan, "fabrics", None) or ():
