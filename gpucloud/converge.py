@@ -13,7 +13,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Sequence, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "playbooks" / "site.yml"
@@ -79,7 +79,7 @@ class Progress:
 
 
 def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str | None = None,
-        check: bool = False, extravars: dict | None = None, extra_args: list[str] = (),
+        check: bool = False, extravars: dict | None = None, extra_args: Sequence[str] = (),
         work: Path | None = None, out: TextIO = sys.stderr, envvars: dict | None = None) -> Result:
     """Run site.yml with ``gpucloud_plan_dir`` pointing at ``plan_dir``. ``work``: the run's private folder."""
     import ansible_runner

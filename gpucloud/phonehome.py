@@ -162,8 +162,9 @@ def serve_cli(spec: Path, root: Path, known_hosts: Path, bind: str | None, port:
     except OSError as exc:
         echo(f"cannot listen on {bind or p.server_address}:{port or p.http_port}: {exc.strerror}")
         return 2
-    echo(f"serving {root} and /phone-home/ on {server.server_address[0]}:{server.server_address[1]}, "
-         f"host keys to {known_hosts}")
+    # An AF_INET server: its address is (host str, port); the stubs allow bytes for AF_UNIX ones.
+    where = f"{server.server_address[0]}:{server.server_address[1]}"  # type: ignore[str-bytes-safe]
+    echo(f"serving {root} and /phone-home/ on {where}, host keys to {known_hosts}")
     try:
         server.serve_forever()
     finally:

@@ -73,9 +73,9 @@ class ProvisionPlan:
 def plan_provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | None:
     mgmt = spec.networks.get("management")
     servers = sorted((p for p in pools if ROLE in p.pool.roles and p.hosts), key=lambda p: p.pool.id)
-    if mgmt is None or not servers or servers[0].hosts[0].management is None:
+    server = servers[0].hosts[0] if servers else None
+    if mgmt is None or server is None or server.management is None:
         return None  # checks.provisioning reports a provisioner role without a management network
-    server = servers[0].hosts[0]
     hardware = spec.discovered
     reservations: list[Reservation] = []
     installs: list[PoolInstall] = []
@@ -86,6 +86,8 @@ def plan_provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | N
             if h is server:
                 continue  # installed by hand (BMC virtual media): it cannot boot from its own service
             rec = hardware.get(h.name)
+            if h.management is None:
+                continue  # not reached: with a management network every host has an address on it
             if rec is None:
                 unrecorded += 1
                 continue

@@ -269,7 +269,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
     topology = {"tree": "topology/tree", "block": "topology/block"}.get(s.topology)
     state, mount = LOCAL_STATE_SAVE, None
     fs = next((f for f in spec.storage if s.state_save and f.name == s.state_save.filesystem), None)
-    if fs is not None:  # on a filesystem every controller mounts, so a backup takes over the primary's state
+    if fs is not None and s.state_save is not None:  # on a filesystem every controller mounts: a backup takes over
         mount = fs.mount
         state = fs.mount.rstrip("/") + "/" + s.state_save.directory
     return SlurmPlan(

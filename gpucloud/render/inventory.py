@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import yaml
 
@@ -129,7 +129,7 @@ def hosts_yml(plan: Plan) -> bytes:
     spec = plan.spec
     lines = [HEADER.format(name=spec.name), "---\n", "all:\n", "  children:\n"]
 
-    def group(name: str, hosts: list[str] = (), children: list[str] = ()) -> None:
+    def group(name: str, hosts: Sequence[str] = (), children: Sequence[str] = ()) -> None:
         lines.append(f"    {name}:\n")
         if hosts:
             lines.append("      hosts:\n")

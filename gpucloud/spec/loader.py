@@ -16,6 +16,7 @@ import yaml
 
 from gpucloud.findings import Finding, Path
 
+_Loader: type[yaml.CSafeLoader] | type[yaml.SafeLoader]
 try:  # libyaml is 10x faster; fall back to pure Python where it is missing
     _Loader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
@@ -238,7 +239,7 @@ def _too_deep(text: str, file: str) -> Finding | None:
                     mark = event.start_mark
                     return Finding("yaml-too-deep", "error", (), f"the document is nested more than {MAX_DEPTH} "
                                    "levels deep", "a spec is a handful of levels deep; flatten it", file,
-                                   mark.line + 1, mark.column + 1)
+                                   mark.line + 1 if mark else 0, mark.column + 1 if mark else 0)
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
     except yaml.YAMLError as exc:
@@ -361,4 +362,5 @@ def load_file(path: str | FsPath, hide: Hide | None = None, hide_key: HideKey | 
     text, bad = _decode(raw, file)
     if bad:
         return Loaded(file=file, findings=[bad])
+    assert text is not None  # _decode returns the text or a finding
     return load_text(text, file, hide, hide_key)

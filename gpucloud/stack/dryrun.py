@@ -73,7 +73,7 @@ def _record_program(data: dict[str, Any]) -> list[dict[str, Any]]:
         def RegisterResource(self, request):
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
-                options = {}
+                options: dict[str, Any] = {}
                 if request.deleteBeforeReplace:
                     options["delete_before_replace"] = True
                 for key, field in (("ignore_changes", "ignoreChanges"), ("replace_on_changes", "replaceOnChanges"),
