@@ -1,7 +1,8 @@
 """plan.md: the plan as a reviewer reads it in a pull request: the cluster at a glance, what to buy, the fabric,
 Slurm, storage, Pulumi stacks and every warning. Short on purpose; the details are in the files it links to.
 
-Each part appears when its planner has run (Plan.fabrics, Plan.storage, gpucloud.stack) and says so when not.
+Every figure comes planned (Plan.figures, Plan.fabrics, the stack layout's estimates); this module only formats.
+A part whose plan is empty (no fabric, no partitions, no filesystems) says so.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _bom(plan: Plan) -> list[str]:
     rows = [(f"server {m.name}", n, _server_note(m)) for m, n in sorted(servers.items(), key=lambda mn: repr(mn[0]))]
     rows += [(f"HCA {name}", n, "") for name, n in sorted(hcas.items())]
     rows += [(name, n, "") for name, n in sorted(drives.items())]
-    for fp in getattr(plan, "fabrics", ()) or ():
+    for fp in plan.fabrics:
         rows.append((f"switch {fp.model.name} ({fp.name} fabric)", len(fp.switches), fp.model.description))
         cables = fp.cable_counts()
         rows.append((f"cables ({fp.name} fabric)", sum(cables.values()),
@@ -120,7 +121,7 @@ def _pools(plan: Plan) -> list[str]:
 
 
 def _fabric(plan: Plan) -> list[str]:
-    fabrics = getattr(plan, "fabrics", ()) or ()
+    fabrics = plan.fabrics
     if not fabrics:
         if not plan.spec.fabrics:
             return ["No InfiniBand fabric in this spec."]
