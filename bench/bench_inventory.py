@@ -42,11 +42,12 @@ def measure(plan, commands: list[list[str]]) -> list[tuple[list[str], float, flo
     """Write the plan's inventory to a temporary folder once and time each ``ansible-inventory`` command on it with
     the repository's ansible.cfg: (arguments, wall s, CPU s, output bytes)."""
     from gpucloud.render import inventory
+    from gpucloud.write import INVENTORY, write_tree
 
     files = inventory.render(plan)
     tmp = Path(tempfile.mkdtemp(prefix="gpucloud-bench-inv-"))
     try:
-        inventory.write_inventory(tmp / plan.spec.name, {k[len("inventory/"):]: v for k, v in files.items()})
+        write_tree(tmp / plan.spec.name, {k[len("inventory/"):]: v for k, v in files.items()}, INVENTORY)
         hosts = str(tmp / plan.spec.name / "hosts.yml")
         env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "ah")}
         return [(args, *_timed([ANSIBLE_INVENTORY, "-i", hosts, *args], env)) for args in commands]

@@ -1,4 +1,6 @@
-"""The gpucloud command line. Each command wires pipeline stages together and decides the exit code:
+"""The gpucloud command line: the typer callbacks, one per command. A callback imports what its command needs inside
+its body (the commands that act on a plan keep their glue in ``gpucloud.commands``), so a run loads only its own
+command's modules. Each command wires pipeline stages together and decides the exit code:
 
 0 success, 1 findings at the failure level (validate) or differences found, 2 usage errors, unreadable input, or a
 spec with errors where output would be written, 3 a change destroys data (diff, pr-comment), 70 an internal error
@@ -317,7 +319,7 @@ def fabric_verify(
 ) -> None:
     """List missing, unexpected and swapped cables by device and port; exit 1 if any, or if the dump leaves
     subnets unchecked that --subnet/--rail did not leave out."""
-    from gpucloud.verify.fabric import run_cli
+    from gpucloud.commands.fabric import run_cli
 
     raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit, subnet, rail, max_input_mib))
 
@@ -352,7 +354,7 @@ def provision_discover(
 
     The BMC password comes from the environment variable GPUCLOUD_SECRET_<SECRET NAME> (bmc-password ->
     GPUCLOUD_SECRET_BMC_PASSWORD). Exit 1 when a boot MAC changed and --accept-changes was not given."""
-    from gpucloud.discover import run_cli
+    from gpucloud.commands.provision import run_cli
 
     raise typer.Exit(run_cli(spec, limit, accept_changes, _checked_or_exit, lambda m: typer.echo(m, err=True)))
 
@@ -394,7 +396,7 @@ def render(
     out: Path = typer.Option(Path("inventory"), "--out", help="Folder that receives <cluster>/ (hosts.yml, group_vars)."),
 ) -> None:
     """Write the Ansible inventory of a spec into OUT/<cluster>/ (replaced atomically)."""
-    from gpucloud.render.inventory import run_cli
+    from gpucloud.commands.render import run_cli
 
     raise typer.Exit(run_cli(spec, out, _checked_or_exit))
 
@@ -411,7 +413,7 @@ def converge(
     plan_dir: Optional[Path] = typer.Option(None, "--plan", help="Apply this plan folder instead of planning SPEC."),
 ) -> None:
     """Run the playbooks over the cluster through ansible-runner; exit 1 when any host failed or was unreachable."""
-    from gpucloud.converge import run_cli
+    from gpucloud.commands.converge import run_cli
 
     raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit, plan_dir))
 
@@ -448,7 +450,7 @@ def accept(
     resume those that pass, keep the others drained with the failing test as the reason.
 
     Exit 0 when every tested node passed, 1 when any failed, 2 when acceptance cannot run."""
-    from gpucloud.accept.command import run_cli
+    from gpucloud.commands.accept import run_cli
 
     raise typer.Exit(run_cli(spec, limit, parallel, report, hold, account, list(srun_arg), pairs, _checked_or_exit,
                              lambda m: typer.echo(m, err=True)))

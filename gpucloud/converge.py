@@ -1,8 +1,8 @@
-"""``gpucloud converge``: run the playbooks over a cluster through ansible-runner.
+"""Run the playbooks over a cluster through ansible-runner (the command is ``gpucloud.commands.converge``).
 
 Each run gets a fresh private folder (ansible-runner reuses ``env/cmdline`` from earlier runs in the same folder)
 holding the plan the run applies and the runner's artefacts. Progress goes to stderr as tasks start and hosts fail;
-the end is a per-host summary, and the exit code is 1 when any host failed or was unreachable.
+``summary`` prints the per-host table, and ``Result.ok`` is false when any host failed or was unreachable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import Sequence, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "playbooks" / "site.yml"
@@ -119,58 +119,3 @@ def summary(result: Result, out: TextIO) -> None:
     state = "ok" if result.ok else "FAILED"
     print(f"converge {state}: {len(result.hosts)} host(s), {len(result.failed)} failed, "
           f"{len(result.unreachable)} unreachable", file=out)
-
-
-def _extravars(items: list[str]) -> tuple[dict, list[str]]:
-    """KEY=VALUE pairs become extra vars; @FILE is passed to ansible-playbook as it is."""
-    values, files = {}, []
-    for item in items:
-        if item.startswith("@"):
-            files += ["-e", "@" + str(Path(item[1:]).resolve())]
-        elif "=" in item:
-            key, value = item.split("=", 1)
-            values[key] = value
-        else:
-            raise ValueError(f"--extra-vars {item!r}: expected KEY=VALUE or @FILE")
-    return values, files
-
-
-def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_vars: list[str],
-            checked_or_exit: Callable, plan: Path | None = None) -> int:
-    try:
-        values, files = _extravars(extra_vars)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if inventory is not None and not Path(inventory).exists():
-        print(f"error: inventory {inventory} does not exist", file=sys.stderr)
-        print("  hint: write it with `gpucloud render SPEC`, or leave out --inventory to use the plan's", file=sys.stderr)
-        return 2
-    # The run folder holds a plan copy and ansible-runner's env/extravars (the -e values): it is private (mkdtemp
-    # makes it 0700) and removed however the run ends, so nothing a run was given stays behind on the disk.
-    work = Path(tempfile.mkdtemp(prefix="gpucloud-converge-"))
-    try:
-        return _converge(spec, limit, tags, check, inventory, values, files, checked_or_exit, plan, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _converge(spec: Path, limit, tags, check: bool, inventory: Path | None, values: dict, files: list[str],
-              checked_or_exit: Callable, plan: Path | None, work: Path) -> int:
-    from gpucloud.pipeline import plan_files
-    from gpucloud.write import write_tree
-
-    if plan is None:
-        checked = checked_or_exit(spec)
-        plan = work / "plan"
-        write_tree(plan, plan_files(checked))
-    elif not (Path(plan) / "plan.json").is_file():
-        print(f"error: {plan} holds no plan (plan.json)", file=sys.stderr)
-        print("  hint: write one with `gpucloud plan SPEC --out DIR`", file=sys.stderr)
-        return 2
-    inventory = Path(inventory) if inventory is not None else Path(plan) / "inventory"
-    print(f"converging {spec} with the plan in {plan}", file=sys.stderr)
-    result = run(Path(plan), inventory, limit=limit, tags=tags, check=check, extravars=values, extra_args=files,
-                 work=work)
-    summary(result, sys.stdout)
-    return 0 if result.ok else 1

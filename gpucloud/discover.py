@@ -1,4 +1,5 @@
-"""``gpucloud provision discover``: read each host's MACs from its BMC into the discovered-MAC file beside the spec.
+"""Read each host's MACs from its BMC for the discovered-MAC file beside the spec (the command,
+``gpucloud provision discover``, is ``gpucloud.commands.provision``).
 
 The MACs are what the Redfish provider reads (``gpucloud.stack.redfish.Client.state``, the system's
 EthernetInterfaces). A boot MAC the BMC no longer lists is a finding (``discovered-mac-changed``), and the record keeps
@@ -8,10 +9,8 @@ meant to be in that slot.
 
 from __future__ import annotations
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Callable, Iterable
 
 from gpucloud.checks.provisioning import mac_changes
@@ -59,32 +58,3 @@ def read_bmcs(hosts: Iterable, provider, password: str, read: Callable | None = 
             else:
                 reported[name] = macs
     return reported, errors
-
-
-def run_cli(spec: Path, limit: list[str], accept_changes: bool, checked_or_exit, echo) -> int:
-    from gpucloud.plan.hosts import plan_hosts
-
-    checked = checked_or_exit(spec)
-    s = checked.spec
-    if s.provider.kind != "redfish" or not s.provider.password:
-        echo(f"{spec}: discover reads the BMCs through Redfish; set provider.kind: redfish with a password secret")
-        return 2
-    password = os.environ.get(secret_env(s.provider.password))
-    if not password:
-        echo(f"set {secret_env(s.provider.password)} to the BMC password (secret {s.provider.password!r})")
-        return 2
-    hosts = [h for pp in plan_hosts(s) for h in pp.hosts if h.bmc and (not limit or h.name in limit)]
-    unknown = sorted(set(limit) - {h.name for h in hosts})
-    if unknown:
-        echo(f"--limit names hosts the plan has no BMC for: {', '.join(unknown[:5])}")
-        return 2
-    reported, errors = read_bmcs(hosts, s.provider, password)
-    records, findings = merge(dict(s.discovered), reported, accept_changes)
-    target = discovered.path_beside(checked.loaded.file)
-    discovered.write(target, s.name, records)
-    for line in errors:
-        echo(f"error: {line}")
-    for f in findings:
-        echo(f"warning: {f.message}; {f.hint}")
-    echo(f"{target}: {len(records)} host(s) recorded, {len(reported)} read now, {len(errors)} BMC(s) failed")
-    return 1 if errors or (findings and not accept_changes) else 0

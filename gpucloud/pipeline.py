@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpucloud import catalog
 from gpucloud.findings import LEVELS, Finding
-from gpucloud.spec import Loaded, Spec, load
+from gpucloud.spec import LoadedSpec, Spec, load
 from gpucloud.spec.model import build
 
 # Findings that mean the file itself could not be read as a spec (exit code 2 rather than 1).
@@ -16,7 +16,7 @@ UNREADABLE_PREFIXES = ("yaml-", "spec-")
 
 @dataclass
 class Checked:
-    loaded: Loaded
+    loaded: LoadedSpec
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -73,7 +73,7 @@ def _repaired(data: dict, broken: frozenset[str]) -> tuple[dict, frozenset[str]]
     return repaired, frozenset(missing)
 
 
-def _check_model(loaded: Loaded) -> tuple[Spec | None, frozenset[str]]:
+def _check_model(loaded: LoadedSpec) -> tuple[Spec | None, frozenset[str]]:
     """The model the semantic checks run on, and the fields of it they must not rely on.
 
     A valid spec is checked as it is. A spec with schema or value errors is checked without the top-level sections

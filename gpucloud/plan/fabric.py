@@ -301,7 +301,7 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
         b.hi_tier.extend([2] * (n * up))
         return n * m, 0
     half = k // 2
-    pod = pod_size(k, pod_align)
+    pod = leaves_per_pod(k, pod_align)
     pods = ceil(n / pod)
     spine_ids = []
     for p in range(pods):
@@ -385,7 +385,9 @@ class Shape:
         return k if self.tiers == 2 else k * self.pod
 
 
-def pod_size(k: int, align: int) -> int:
+def leaves_per_pod(k: int, align: int) -> int:
+    """Leaves per pod of a three-tier tree of radix-``k`` switches: k/2, rounded down to a multiple of ``align`` (the
+    rails that share one plane, so a pod holds whole groups of rail leaves) unless ``align`` is 1 or exceeds k/2."""
     half = k // 2
     return half if align <= 1 or align > half else half // align * align
 
@@ -476,7 +478,7 @@ def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> S
         tiers = int(fabric.tiers)
     else:
         tiers = 2 if biggest <= kp else 3
-    pod = pod_size(kp, 1 if split == "per-rail" else rails)
+    pod = leaves_per_pod(kp, 1 if split == "per-rail" else rails)
     uppers = tuple(_upper(n, up, kp, tiers, pod) for n in planes)
     spines = sum(sp for sp, _ in uppers)
     cores = sum(co for _, co in uppers)

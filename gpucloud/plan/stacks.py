@@ -74,7 +74,7 @@ def _scalable_unit(plan: Plan, pp: PoolPlan) -> int:
     return fabric.scalable_unit if fabric is not None else DEFAULT_SU
 
 
-def pod_size(plan: Plan) -> int:
+def scalable_units_per_pod_stack(plan: Plan) -> int:
     """Scalable units per pod: the spec's, else as many as keep a pod stack under MAX_RESOURCES."""
     if plan.spec.provider.pod_size:
         return plan.spec.provider.pod_size
@@ -98,7 +98,7 @@ def split(plan: Plan) -> tuple[StackPart, ...]:
     if not plan.spec.provider.pod_size and estimate(plan.host_count, len(plan.pools)) <= MAX_RESOURCES:
         members = tuple(Member(pp, 0, len(pp.hosts), (group_name("pool", pp.pool.name),)) for pp in plan.pools)
         return (StackPart(cluster, cluster, True, members),)
-    size = pod_size(plan)
+    size = scalable_units_per_pod_stack(plan)
     shared = tuple(Member(pp, 0, len(pp.hosts), (group_name("pool", pp.pool.name),))
                    for pp in plan.pools if _is_shared(pp))
     parts = [StackPart("shared", f"{cluster}-shared", True, shared)]

@@ -16,7 +16,9 @@ from gpucloud.spec.model import Spec, build
 
 
 @dataclass
-class Loaded:
+class LoadedSpec:
+    """A spec file after the schema: the typed model (None when it has errors), every finding, and the source."""
+
     file: str
     spec: Spec | None
     findings: list[Finding] = field(default_factory=list)
@@ -63,9 +65,9 @@ def _values(data: dict) -> list[Finding]:
     return out
 
 
-def load(path: str | FsPath) -> Loaded:
+def load(path: str | FsPath) -> LoadedSpec:
     raw = loader.load_file(path, schema.hides, schema.hides_key)
-    result = Loaded(file=raw.file, spec=None, locations=raw.locations, data=raw.data, text=raw.text)
+    result = LoadedSpec(file=raw.file, spec=None, locations=raw.locations, data=raw.data, text=raw.text)
     result.findings.extend(raw.findings)
     if not raw.ok or raw.data is None:
         return result
@@ -85,7 +87,7 @@ def load(path: str | FsPath) -> Loaded:
     return result
 
 
-def _discovered(result: Loaded) -> None:
+def _discovered(result: LoadedSpec) -> None:
     """Attach the discovered-hardware file beside the spec (clusters/discovered/<name>.yaml) when there is one."""
     from dataclasses import replace
 
@@ -105,4 +107,4 @@ def internal_error(stage: str, exc: Exception, file: str = "") -> Finding:
                    "this is a bug in gpucloud; please report it together with the spec", file, 1, 1)
 
 
-__all__ = ["load", "Loaded", "Spec", "internal_error"]
+__all__ = ["load", "LoadedSpec", "Spec", "internal_error"]

@@ -47,7 +47,9 @@ HideKey = Callable[[Path], bool]
 
 
 @dataclass
-class Loaded:
+class LoadedYaml:
+    """A file read as plain YAML data, with where each node sits; no schema yet (``spec.load`` gives a LoadedSpec)."""
+
     file: str
     data: Any = None
     locations: dict[Path, tuple[int, int]] = field(default_factory=dict)
@@ -269,8 +271,8 @@ def _masked(text: str, spans: list[tuple[yaml.Mark, yaml.Mark]]) -> str:
     return "".join(lines)
 
 
-def load_text(text: str, file: str, hide: Hide | None = None, hide_key: HideKey | None = None) -> Loaded:
-    result = Loaded(file=file, text=text)
+def load_text(text: str, file: str, hide: Hide | None = None, hide_key: HideKey | None = None) -> LoadedYaml:
+    result = LoadedYaml(file=file, text=text)
     tab_findings = _tabs(text, file)
     if tab_findings:
         result.findings.extend(tab_findings)
@@ -345,22 +347,22 @@ def load_text(text: str, file: str, hide: Hide | None = None, hide_key: HideKey 
     return result
 
 
-def load_file(path: str | FsPath, hide: Hide | None = None, hide_key: HideKey | None = None) -> Loaded:
+def load_file(path: str | FsPath, hide: Hide | None = None, hide_key: HideKey | None = None) -> LoadedYaml:
     file = str(path)
     try:
         # Read at most one byte past the limit: a size from stat() means nothing for /dev/zero or a pipe.
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        return Loaded(file=file, findings=[Finding("spec-unreadable", "error", (), f"cannot read the spec: "
-                                                   f"{exc.strerror or exc}", "check the path and permissions",
-                                                   file, 0, 0)])
+        return LoadedYaml(file=file, findings=[Finding("spec-unreadable", "error", (), f"cannot read the spec: "
+                                                       f"{exc.strerror or exc}", "check the path and permissions",
+                                                       file, 0, 0)])
     if len(raw) > MAX_BYTES:
-        return Loaded(file=file, findings=[Finding(
+        return LoadedYaml(file=file, findings=[Finding(
             "spec-too-large", "error", (), f"the file is larger than {MAX_BYTES:,} bytes",
             "a spec describes pools by count and pattern; it should be a few KB", file, 1, 1)])
     text, bad = _decode(raw, file)
     if bad:
-        return Loaded(file=file, findings=[bad])
+        return LoadedYaml(file=file, findings=[bad])
     assert text is not None  # _decode returns the text or a finding
     return load_text(text, file, hide, hide_key)

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import CLUSTERS
 from gpucloud import converge
+from gpucloud.commands import converge as converge_command
 
 
 def _checked(spec):
@@ -30,9 +31,9 @@ def test_run_folder_is_removed(monkeypatch, capsys, outcome):
     args = (CLUSTERS / "lab.yaml", None, None, False, None, ["vault_slurmdbd_db_password=s3cret'pw"], _checked)
     if outcome == "crash":
         with pytest.raises(RuntimeError):
-            converge.run_cli(*args)
+            converge_command.run_cli(*args)
     else:
-        assert converge.run_cli(*args) == (0 if outcome == "ok" else 1)
+        assert converge_command.run_cli(*args) == (0 if outcome == "ok" else 1)
     assert seen["vars"] == {"vault_slurmdbd_db_password": "s3cret'pw"}
     assert not seen["work"].exists(), "the run folder with the plan copy and the -e values was left behind"
     assert "s3cret" not in capsys.readouterr().err

@@ -18,6 +18,7 @@ from gpucloud.plan import build_plan
 from gpucloud.plan.groups import group_name
 from gpucloud.plan.hosts import plan_pool
 from gpucloud.render import inventory as inv
+from gpucloud.write import INVENTORY, write_tree
 
 GOLDEN = ROOT / "tests" / "golden" / "inventory"
 
@@ -28,7 +29,7 @@ def _plan(name: str):
 
 def _write(tmp_path: Path, plan) -> Path:
     out = tmp_path / plan.spec.name
-    inv.write_inventory(out, {k[len("inventory/"):]: v for k, v in inv.render(plan).items()})
+    write_tree(out, {k[len("inventory/"):]: v for k, v in inv.render(plan).items()}, INVENTORY)
     return out
 
 

@@ -1,4 +1,4 @@
-"""``gpucloud accept``: the command's glue between the spec, the plan, Slurm and the report files."""
+"""``gpucloud accept``: the command's glue between the spec, the plan, Slurm (gpucloud.accept) and the report files."""
 
 from __future__ import annotations
 
