@@ -270,13 +270,18 @@ def _spelled(settings: tuple[tuple[str, str], ...], known) -> tuple[tuple[str, s
     return tuple((slurm_keys.spelling(k, known), v) for k, v in settings)
 
 
-def _ports(dbd_settings: tuple[tuple[str, str], ...]) -> tuple[tuple[str, int], ...]:
-    """The daemons' ports; DbdPort from slurm.dbd_settings moves slurmdbd, and slurm.conf's AccountingStoragePort
-    with it (the checks refuse a DbdPort that is not a port number)."""
+def _ports(settings: tuple[tuple[str, str], ...], dbd_settings: tuple[tuple[str, str], ...]) \
+        -> tuple[tuple[str, int], ...]:
+    """The daemons' ports, as the settings give them: SlurmctldPort and SlurmdPort (when one port, not a range), and
+    DbdPort of slurm.dbd_settings, which moves slurm.conf's AccountingStoragePort with it (the checks refuse a
+    DbdPort that is not one port number)."""
     ports = dict(DEFAULT_PORTS)
-    dbd_port = next((v for k, v in dbd_settings if k.lower() == "dbdport"), None)
-    if dbd_port is not None and dbd_port.isdigit():
-        ports["slurmdbd"] = int(dbd_port)
+    conf = {k.lower(): v for k, v in settings}
+    dbd = {k.lower(): v for k, v in dbd_settings}
+    for daemon, value in (("slurmctld", conf.get("slurmctldport", "")), ("slurmd", conf.get("slurmdport", "")),
+                          ("slurmdbd", dbd.get("dbdport", ""))):
+        if value.isdigit():
+            ports[daemon] = int(value)
     return tuple(sorted(ports.items()))
 
 
@@ -299,7 +304,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         topology_plugin=topology, gres_autodetect=s.gres_autodetect, pyxis=s.pyxis, enroot=s.enroot,
         health_check_interval=s.health_check_interval,
         sizing=size_for(sum(g.count for g in groups.values())),
-        state_save=state, state_save_mount=mount, ports=_ports(s.dbd_settings),
+        state_save=state, state_save_mount=mount, ports=_ports(s.settings, s.dbd_settings),
         settings=_spelled(s.settings, slurm_keys.KNOWN), dbd_settings=_spelled(s.dbd_settings, slurm_keys.DBD_KNOWN),
     )
 

@@ -79,6 +79,15 @@ def test_dbd_port_moves_slurmdbd_and_the_accounting_port_together(tmp_path, lab_
     assert files["slurm/gres.conf"] == lab_files["slurm/gres.conf"]
 
 
+def test_the_plans_ports_are_the_settings(tmp_path):
+    checked = check_spec(lab_with(tmp_path, settings={"slurmctldport": 7020, "SlurmdPort": "7021"},
+                                  dbd_settings={"dbdport": 7022}))
+    sp = plan_slurm(checked.spec, plan_hosts(checked.spec))
+    assert (sp.port("slurmctld"), sp.port("slurmd"), sp.port("slurmdbd")) == (7020, 7021, 7022)
+    ranged = check_spec(lab_with(tmp_path, "ranged", settings={"SlurmctldPort": "7020-7023"}))
+    assert plan_slurm(ranged.spec, plan_hosts(ranged.spec)).port("slurmctld") == 6817  # the line says the range
+
+
 def test_node_name_is_refused_where_it_is_written(tmp_path):
     path = lab_with(tmp_path, settings={"KillWait": 45, "nodename": "gpu01"})
     (f,) = findings(path, "slurm-setting-owned")
