@@ -26,6 +26,21 @@ def slurm_rule(setting: str):
     return (effect.impact, select, f"{setting}: {why or effect.impact.label}")
 
 
+def slurm_setting_rule(field: str, key: str):
+    """(impact, selector, why) for a changed spec setting: ``field`` 'settings' (slurm.conf, by the Slurm planner's
+    setting_impact) or 'dbd_settings' (slurmdbd.conf: slurmdbd restarts; a new DbdPort moves slurm.conf's
+    AccountingStoragePort as well, so slurmctld restarts with it)."""
+    if field == "dbd_settings":
+        effect, why = slurm_impact.DBD_SETTING
+        if key.lower() == "dbdport":
+            return (effect.impact, lambda side: sorted(set(side.role_pools("slurmdbd")) |
+                                                       set(side.role_pools("slurm-controller"))),
+                    f"{key}: {why}; slurm.conf's AccountingStoragePort follows it, read when slurmctld starts")
+    else:
+        effect, why = slurm_impact.setting_impact(key)
+    return (effect.impact, _SLURM_HOSTS.get(effect, lambda side: []), f"{key}: {why}")
+
+
 def storage_rule(key: str, old, new):
     """(impact, selector, why) for a filesystem setting the storage planner's table knows, or None."""
     found = storage_impact.IMPACT.get(key)

@@ -94,6 +94,8 @@ SLURM_KEYS = {"topology": "TopologyPlugin", "gres_autodetect": "gres.conf", "enr
               "accounting.enabled": "AccountingStorageType", "accounting.database_password": "slurmdbd.conf",
               "accounting.retention_months": "slurmdbd.conf", "state_save": "StateSaveLocation",
               "state_save.filesystem": "StateSaveLocation", "state_save.directory": "StateSaveLocation"}
+# Site settings (slurm.settings, slurm.dbd_settings) -> the file they go into; each key is classified on its own.
+SITE_SETTINGS = {"settings": "slurm.conf", "dbd_settings": "slurmdbd.conf"}
 PARTITION: Rule = (Impact.RECONFIGURE, _NONE, "partition settings apply with scontrol reconfigure")
 PARTITION_FIELD = {"max_time": "MaxTime", "default_time": "DefaultTime", "priority_tier": "PriorityTier",
                    "exclusive": "OverSubscribe", "default": "Default", "pools": "Nodes"}
@@ -256,11 +258,13 @@ def fabric_layout_changes(old: Side, new: Side) -> Iterator[Change]:
 def slurm_changes(old: Side, new: Side) -> Iterator[Change]:
     so, sn = old.spec.get("slurm", {}), new.spec.get("slurm", {})
     po, pn = so.get("partitions", {}), sn.get("partitions", {})
-    settings_o = {k: v for k, v in so.items() if k != "partitions"}
-    settings_n = {k: v for k, v in sn.items() if k != "partitions"}
+    settings_o = {k: v for k, v in so.items() if k not in ("partitions", *SITE_SETTINGS)}
+    settings_n = {k: v for k, v in sn.items() if k not in ("partitions", *SITE_SETTINGS)}
     known = {k: (external.slurm_rule(SLURM_KEYS[k]) if k in SLURM_KEYS else None) or rule
              for k, rule in SLURM.items()}
     yield from _fields("slurm", "slurm", settings_o, settings_n, known, None, new)
+    for field, file in SITE_SETTINGS.items():
+        yield from _site_settings(field, file, so.get(field) or {}, sn.get(field) or {}, new)
     for name in sorted(set(po) | set(pn)):
         subject = f"partition {name}"
         if name not in po:
@@ -275,6 +279,21 @@ def slurm_changes(old: Side, new: Side) -> Iterator[Change]:
                 setting = PARTITION_FIELD.get(key, key)
                 rule = external.slurm_rule(setting) or (PARTITION[0], PARTITION[1], f"{setting}: {PARTITION[2]}")
                 yield _change("slurm", subject, "change", rule, new, key, po[name].get(key), pn[name].get(key))
+
+
+def _site_settings(field: str, file: str, old: dict, new: dict, side: Side) -> Iterator[Change]:
+    """Changed keys of slurm.settings / slurm.dbd_settings, matched case-insensitively as Slurm reads them (a key
+    whose spelling alone changed is no change), each classified by its own key."""
+    o = {k.lower(): (k, v) for k, v in old.items()}
+    n = {k.lower(): (k, v) for k, v in new.items()}
+    for lower in sorted(set(o) | set(n)):
+        ov, nv = o.get(lower, (None, None))[1], n.get(lower, (None, None))[1]
+        if ov == nv:
+            continue
+        key = (n.get(lower) or o[lower])[0]
+        rule = external.slurm_setting_rule(field, key)
+        note = rule[2] if nv is not None else f"{rule[2]} (the key goes back to the plan's value or Slurm's default)"
+        yield _change("slurm", f"slurm.{field} ({file})", "change", rule, side, key, ov, nv, note=note)
 
 
 def storage_changes(old: Side, new: Side) -> Iterator[Change]:

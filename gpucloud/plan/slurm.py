@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gpucloud import catalog
 from gpucloud.hostlist import pool_hostlist
+from gpucloud.plan import slurm_keys
 from gpucloud.plan.hosts import PoolPlan
 from gpucloud.spec.model import Spec, parse_duration_minutes
 
@@ -121,6 +122,10 @@ class SlurmPlan:
     ports: tuple[tuple[str, int], ...] = tuple(sorted(DEFAULT_PORTS.items()))
     state_save: str = LOCAL_STATE_SAVE  # StateSaveLocation
     state_save_mount: str | None = None  # mount point of the shared filesystem it lives on; None: local disk
+    # The spec's site settings for slurm.conf and slurmdbd.conf, (key as Slurm spells it, value), sorted by key:
+    # the renderer replaces the plan's line of the same key in place and adds the others in a site section.
+    settings: tuple[tuple[str, str], ...] = ()
+    dbd_settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def node_count(self) -> int:
@@ -261,6 +266,25 @@ def _accounts(spec: Spec) -> tuple[AccountPlan, ...]:
     return tuple(sorted(out, key=lambda a: a.name))
 
 
+def _spelled(settings: tuple[tuple[str, str], ...], known) -> tuple[tuple[str, str], ...]:
+    return tuple((slurm_keys.spelling(k, known), v) for k, v in settings)
+
+
+def _ports(settings: tuple[tuple[str, str], ...], dbd_settings: tuple[tuple[str, str], ...]) \
+        -> tuple[tuple[str, int], ...]:
+    """The daemons' ports, as the settings give them: SlurmctldPort and SlurmdPort (when one port, not a range), and
+    DbdPort of slurm.dbd_settings, which moves slurm.conf's AccountingStoragePort with it (the checks refuse a
+    DbdPort that is not one port number)."""
+    ports = dict(DEFAULT_PORTS)
+    conf = {k.lower(): v for k, v in settings}
+    dbd = {k.lower(): v for k, v in dbd_settings}
+    for daemon, value in (("slurmctld", conf.get("slurmctldport", "")), ("slurmd", conf.get("slurmdport", "")),
+                          ("slurmdbd", dbd.get("dbdport", ""))):
+        if value.isdigit():
+            ports[daemon] = int(value)
+    return tuple(sorted(ports.items()))
+
+
 def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
     groups = {pp.pool.name: _node_group(pp) for pp in pools if "compute" in pp.pool.roles and pp.hosts}
     s = spec.slurm
@@ -280,7 +304,8 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         topology_plugin=topology, gres_autodetect=s.gres_autodetect, pyxis=s.pyxis, enroot=s.enroot,
         health_check_interval=s.health_check_interval,
         sizing=size_for(sum(g.count for g in groups.values())),
-        state_save=state, state_save_mount=mount,
+        state_save=state, state_save_mount=mount, ports=_ports(s.settings, s.dbd_settings),
+        settings=_spelled(s.settings, slurm_keys.KNOWN), dbd_settings=_spelled(s.dbd_settings, slurm_keys.DBD_KNOWN),
     )
 
 

@@ -5,8 +5,9 @@ Classes: ``reconfigure`` (install the files, one ``scontrol reconfigure``), ``re
 ``restart-slurmd`` (every slurmd of the affected nodes, and slurmctld first where both are named),
 ``restart-slurmdbd``. Sources: slurm.conf(5) of 22.05 ("A restart of slurmctld is required ...", and NODE
 CONFIGURATION: changing nodes requires restarting slurmctld and every slurmd); gres.conf, cgroup.conf and
-plugstack.conf are read when slurmd (or the job step) starts. Anything not listed is a restart of both, the safe
-guess.
+plugstack.conf are read when slurmd (or the job step) starts. A node or partition attribute not listed is a restart
+of both, the safe guess; a plain key not listed is a site setting (slurm.settings), classified by ``setting_impact``:
+a plugin choice restarts the daemons, anything else is a reconfigure, as slurm.conf(5) says.
 """
 
 from __future__ import annotations
@@ -113,6 +114,45 @@ IMPACT: dict[str, tuple[Effect, str]] = {
 
 DEFAULT = (RESTART_SLURMD, "not in the table: restart slurmctld and every slurmd to be safe")
 
+# Keys a spec setting (slurm.settings) may change that the plan itself does not write, where slurm.conf(5) of 22.05
+# says a restart is needed ("A restart of slurmctld [and the slurmd daemons] is required for changes to this
+# parameter to take effect").
+IMPACT.update({
+    "CredType": (RESTART_SLURMD, "slurmctld signs and every slurmd checks job credentials with it: " + _BOTH),
+    "CoreSpecPlugin": (RESTART_SLURMD, "a restart of the slurmd daemons is required (slurm.conf(5))"),
+    "JobContainerType": (RESTART_SLURMD, "the plugin runs in slurmctld and every slurmd: " + _BOTH),
+    "MaxNodeCount": (RESTART_SLURMCTLD, _CTLD),
+    "PluginDir": (RESTART_SLURMD, _BOTH),
+    "PowerPlugin": (RESTART_SLURMCTLD, _CTLD),
+    "SlurmctldParameters": (RESTART_SLURMCTLD, _CTLD),
+    "SwitchType": (RESTART_SLURMD, "all daemons, commands and running jobs restart with a new switch plugin "
+                                   "(slurm.conf(5)): drain first"),
+    "SlurmctldAddr": (RESTART_SLURMCTLD, _CTLD),
+    "SlurmdUser": (RESTART_SLURMD, "read when slurmd starts"),
+    "SlurmdParameters": (RESTART_SLURMD, "read when slurmd starts"),
+    "CommunicationParameters": (RESTART_SLURMD, "sockets are opened when the daemons start: " + _BOTH),
+    "AuthInfo": (RESTART_SLURMD, "authentication is set up when the daemons start: " + _BOTH),
+    "AuthAltTypes": (RESTART_SLURMD, "authentication is set up when the daemons start: " + _BOTH),
+    "AuthAltParameters": (RESTART_SLURMD, "authentication is set up when the daemons start: " + _BOTH),
+})
+_BY_LOWER = {k.lower(): k for k in IMPACT}
+_PLUGIN = ("type", "types", "plugin", "plugins")
+SETTING_DEFAULT = (RECONFIGURE, "slurm.conf(5): changes take effect with scontrol reconfigure unless its entry "
+                                "says otherwise")
+DBD_SETTING = (RESTART_SLURMDBD, "slurmdbd reads slurmdbd.conf when it starts")
+
+
+def setting_impact(key: str) -> tuple[Effect, str]:
+    """(class, why) for a changed slurm.conf setting of the spec (slurm.settings), by key case-insensitively: the
+    table's class; a plugin choice (a key ending in Type or Plugins) is loaded when the daemons start; any other
+    key takes effect with scontrol reconfigure, as slurm.conf(5) says of every key it does not mark."""
+    name = _BY_LOWER.get(key.lower())
+    if name is not None:
+        return IMPACT[name]
+    if key.lower().endswith(_PLUGIN):
+        return (RESTART_SLURMD, "plugins are loaded when the daemons start: " + _BOTH)
+    return SETTING_DEFAULT
+
 
 def impact_of(key: str) -> tuple[Effect, str]:
     """(class, why) for a slurm.conf key or a file name under slurm/. KeyError for keys not in the table."""
@@ -166,7 +206,9 @@ def setting_changes(old: Mapping[str, bytes], new: Mapping[str, bytes]) -> list[
         head = record.split("=", 1)[0]
         if record and key != head and ((record, head) not in o or (record, head) not in n):
             continue  # a whole node or partition line came or went: reported once, on its head key
-        impact, why = IMPACT.get(key if key != head or not record else head, DEFAULT)
+        # A plain key the table lacks is a site setting (slurm.settings): classified as the spec's settings are.
+        impact, why = IMPACT.get(key if key != head or not record else head) or \
+            (setting_impact(key) if not record else DEFAULT)
         changes.append(SettingChange(f"slurm.conf {record}".strip(), key, o.get((record, key)),
                                      n.get((record, key)), impact, why))
     for path in sorted(set(old) | set(new)):

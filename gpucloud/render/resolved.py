@@ -39,6 +39,7 @@ def spec_section(plan: Plan) -> dict:
                                     "default_time": p.default_time, "priority_tier": p.priority_tier,
                                     "exclusive": p.exclusive}
                            for p in s.partitions},
+            "settings": dict(s.settings), "dbd_settings": dict(s.dbd_settings),
         },
         "storage": {fs.name: {"kind": fs.kind, "mount": fs.mount,
                               "pools": list(fs.pools) if fs.pools is not None else None,

@@ -1,8 +1,9 @@
 """Slurm files under ``slurm/``: slurm.conf, gres.conf, cgroup.conf, slurmdbd.conf, plugstack.conf, tenants.sh.
 
 Keys are kept to what Slurm 22.05 and 23.x both accept (topology/block, 23.11 only, is gated by a check). Paths
-and ports are the packages' defaults; a test or a site changes them with a wrapper slurm.conf that includes this
-one and sets keys again (the later value wins), never by editing these files.
+and ports are the packages' defaults. A site changes them through the spec (slurm.settings, slurm.dbd_settings):
+``with_settings`` replaces the plan's line of the same key in place and adds the other keys in a site section at
+the end, so the roles install these files as they are and the diff classifies every changed setting.
 """
 
 from __future__ import annotations
@@ -24,6 +25,33 @@ def _header(sp: SlurmPlan, what: str) -> list[str]:
 
 def _lines(text: list[str]) -> bytes:
     return ("\n".join(text).rstrip("\n") + "\n").encode()
+
+
+def with_settings(text: bytes, settings: tuple[tuple[str, str], ...], field: str) -> bytes:
+    """``text`` with the spec's settings applied: a ``Key=value`` line of the plan whose key matches a setting
+    (case-insensitively, as Slurm reads keys) becomes the setting, in place and under a comment naming the plan's
+    value; the other settings follow in a site section, in the spec's (sorted) order. No settings: ``text`` as is."""
+    if not settings:
+        return text
+    wanted = {k.lower(): (k, v) for k, v in settings}
+    done: set[str] = set()
+    out = []
+    for line in text.decode().splitlines():
+        key, eq, plan_value = line.partition("=")
+        lower = key.lower()
+        if eq and lower in wanted and not line.startswith("#") and " " not in key:
+            if lower not in done:  # a key the plan repeats is set once, where it first stood
+                value = wanted[lower][1]
+                if value != plan_value:  # DbdPort: the plan already writes the setting's value
+                    out.append(f"# {field}: the plan has {key}={plan_value}")
+                out.append(f"{key}={value}")
+                done.add(lower)
+            continue
+        out.append(line)
+    added = [f"{k}={v}" for k, v in settings if k.lower() not in done]
+    if added:
+        out += ["", f"# Site settings ({field} in the spec)", *added]
+    return _lines(out)
 
 
 def slurm_conf(sp: SlurmPlan) -> bytes:
@@ -244,12 +272,12 @@ def task_prolog_conf() -> bytes:
 def render(plan: Plan) -> dict[str, bytes]:
     sp: SlurmPlan = plan.slurm
     files = {
-        "slurm/slurm.conf": slurm_conf(sp) + task_prolog_conf(),
+        "slurm/slurm.conf": with_settings(slurm_conf(sp) + task_prolog_conf(), sp.settings, "slurm.settings"),
         "slurm/gres.conf": gres_conf(sp),
         "slurm/cgroup.conf": cgroup_conf(sp),
     }
     if sp.accounting and sp.dbd_host:
-        files["slurm/slurmdbd.conf"] = slurmdbd_conf(sp)
+        files["slurm/slurmdbd.conf"] = with_settings(slurmdbd_conf(sp), sp.dbd_settings, "slurm.dbd_settings")
         files["slurm/tenants.sh"] = tenants_script(sp)
     if sp.pyxis:
         files["slurm/plugstack.conf"] = plugstack_conf(sp)

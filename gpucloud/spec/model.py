@@ -166,6 +166,10 @@ class Slurm:
     health_check_interval: int
     path: Path = ("slurm",)
     state_save: StateSave | None = None
+    # Site settings for slurm.conf and slurmdbd.conf: (key as written, value as Slurm reads it), sorted by key
+    # case-insensitively; gpucloud.checks.slurm_settings refuses the keys the plan owns.
+    settings: tuple[tuple[str, str], ...] = ()
+    dbd_settings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -384,7 +388,21 @@ def _slurm(name: str, raw: dict, has_fabric: bool) -> Slurm:
         health_check_interval=raw.get("health_check_interval", 300),
         state_save=StateSave(raw["state_save"]["filesystem"], raw["state_save"].get("directory", "slurmctld"))
         if "state_save" in raw else None,
+        settings=_settings(raw.get("settings", {})), dbd_settings=_settings(raw.get("dbd_settings", {})),
     )
+
+
+def setting_value(value: object) -> str:
+    """A setting's value as a Slurm config file spells it: booleans YES/NO, integral numbers without a fraction."""
+    if isinstance(value, bool):
+        return "YES" if value else "NO"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _settings(raw: dict) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(((str(k), setting_value(v)) for k, v in raw.items()), key=lambda kv: (kv[0].lower(), kv[0])))
 
 
 def _filesystem(i: int, raw: dict) -> Filesystem:

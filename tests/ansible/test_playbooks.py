@@ -97,12 +97,17 @@ def rendered_templates(tmp_path_factory):
     """Every role template rendered by Ansible itself for lab hosts, offline (local connection)."""
     if shutil.which("ansible-playbook") is None:
         pytest.skip("ansible-core is not installed")
-    tmp = tmp_path_factory.mktemp("templates")
+    return render_templates(tmp_path_factory.mktemp("templates"), CLUSTERS / "lab.yaml", TEMPLATES)
+
+
+def render_templates(tmp: Path, spec: Path, templates) -> tuple[Path, Path]:
+    """The plan of ``spec`` in tmp/plan and the role templates rendered from it by Ansible in tmp/out."""
     plan = tmp / "plan"
-    assert run_cli("plan", str(CLUSTERS / "lab.yaml"), "--out", str(plan)).returncode == 0
+    res = run_cli("plan", str(spec), "--out", str(plan))
+    assert res.returncode == 0, res.stderr
     plays = []
     group_vars = plan / "inventory" / "group_vars"
-    for role, template, host, extra in TEMPLATES:
+    for role, template, host, extra in templates:
         # Role defaults rank below inventory vars: load only those the inventory does not set.
         pool = "pool_" + host.rstrip("0123456789")
         inventory_keys = set()
@@ -136,9 +141,38 @@ def test_template_golden(rendered_templates, case, golden):
     golden(GOLDEN / name, (out / name).read_bytes())
 
 
-def test_slurm_conf_without_overrides_is_the_plans(rendered_templates):
+def test_slurm_conf_is_the_plans(rendered_templates):
     plan, out = rendered_templates
     assert (out / "gpu01-slurm.conf").read_bytes() == (plan / "slurm" / "slurm.conf").read_bytes()
+
+
+@needs_ansible
+def test_the_roles_install_the_plans_files_with_the_spec_settings(tmp_path):
+    """Site settings live in the spec: the roles print the plan's slurm.conf and slurmdbd.conf line for line (the
+    password placeholder aside), so what the planner merged and the diff classified is what the hosts get."""
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    data["slurm"]["settings"] = {"maxjobcount": 50000, "KillWait": 45, "DisableRootJobs": True}
+    data["slurm"]["dbd_settings"] = {"DbdPort": 7031, "CommitDelay": 1}
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan, out = render_templates(tmp_path, spec, [t for t in TEMPLATES if t[0] in ("slurm_config", "slurmdbd")])
+    conf = (plan / "slurm" / "slurm.conf").read_bytes()
+    assert b"\nMaxJobCount=50000\n" in conf and conf.endswith(b"DisableRootJobs=YES\nKillWait=45\n")
+    assert (out / "gpu01-slurm.conf").read_bytes() == conf
+    dbd = (plan / "slurm" / "slurmdbd.conf").read_text()
+    assert "DbdPort=7031\n" in dbd and "CommitDelay=1\n" in dbd
+    placeholder = next(line.split("=", 1)[1] for line in dbd.splitlines() if line.startswith("StoragePass="))
+    assert (out / "ctl01-slurmdbd.conf").read_text() == dbd.replace(placeholder, "example-not-a-secret")
+
+
+def test_no_role_merges_site_settings_of_its_own():
+    """The override variables are gone from every role (a leftover one is refused by the roles' validate step)."""
+    for path in PLAYBOOKS.rglob("*"):
+        if path.is_file() and path.suffix in (".yml", ".j2"):
+            for line in path.read_text().splitlines():
+                if "is not defined" in line or "is no longer read" in line:
+                    continue  # the refusal itself
+                assert "slurm_config_overrides" not in line and "slurmdbd_conf_overrides" not in line, (path, line)
 
 
 def test_slurmdbd_conf_gets_the_vault_password(rendered_templates):

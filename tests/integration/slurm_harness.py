@@ -3,7 +3,10 @@
 The rendered files are used as they are. What a test machine needs differently is applied from outside them:
 
 * paths, ports and users: a wrapper slurm.conf (and slurmdbd.conf) that ``include``s the rendered file and sets
-  those keys again; Slurm keeps the later value;
+  those keys again; Slurm keeps the later value. Most of them are keys the plan owns or that name secrets
+  (StateSaveLocation, SlurmUser, the pid files, AccountingStoragePass, StoragePass), which no spec setting may
+  carry, and all of them point into this harness's temporary folder; a test of the spec's own settings puts them
+  in ``slurm.settings`` and the wrapper leaves them alone;
 * host names: every daemon and client runs in its own mount + UTS namespace (``unshare``) with a private
   /etc/hosts that maps the plan's controllers and nodes to loopback addresses, and with the host name of the
   machine it stands for, as DNS would on the cluster;

@@ -5,11 +5,13 @@ The playbooks alone bring up munge, MariaDB + slurmdbd, slurmctld and two slurmd
 plan's gres.conf) drains each GPU node, restarts slurmd and resumes the node after its health check, while an
 unreachable node in the same batch is reported by name without stopping the others.
 
-What differs from a real cluster is only configuration, in one extra-vars file: no systemd (daemons started
-directly), free ports instead of Slurm's fixed ones, no cgroup hierarchy of our own, and a small VM claiming to be
-an HGX node (SlurmdParameters=config_overrides). The test hosts share one network stack, so the two slurmd cannot
-share a port: the plan's node line is written once per GPU node with a port of its own (`Port=`, Slurm's way of
-running several slurmd on one machine). The Slurm daemons and srun then listen on all addresses, Slurm's default
+What differs from a real cluster is only configuration: the Slurm side in the spec's own settings (slurm.settings,
+slurm.dbd_settings: free ports instead of Slurm's fixed ones, no cgroup hierarchy of our own, a small VM claiming to
+be an HGX node with SlurmdParameters=config_overrides, a stand-in health check), no pyxis (not packaged), and the
+rest in one extra-vars file (no systemd: daemons started directly). The test hosts share one network stack, so the
+two slurmd cannot share a port: the test rewrites the plan's node line once per GPU node with a port of its own
+(`Port=`, Slurm's way of running several slurmd on one machine), the one edit of a plan file that no spec could
+want. The Slurm daemons and srun then listen on all addresses, Slurm's default
 and what a real cluster does. That matters for srun: a connection between two test hosts leaves from 127.0.0.1, not
 from the sender's 127.0.0.x, and slurmd connects back to srun (task I/O, step messages) at the address that srun's
 launch request came from.
@@ -81,11 +83,31 @@ def setup(rig):
 
 
 def prepare(rig):
-    """The lab plan, an inventory of the loopback hosts (plus one that is down) and the test machine's vars."""
+    """The lab spec with the test machine's Slurm settings, its plan, an inventory of the loopback hosts (plus one
+    that is down) and the test machine's vars."""
     root = rig.root
     plan = root / "plan"
-    res = run_cli("plan", str(CLUSTERS / "lab.yaml"), "--out", str(plan))
+    ports = {k: _rig_module().free_port() for k in ("ctld", "dbd", "mysql")}
+    # Slurm's health check on the GPU nodes, and the node_health role's: all eight fake GPUs are there.
+    health = root / "gpu-health-check"
+    health.write_text('#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\ntest "$(ls /dev | grep -c "^nvidia[0-9]")" -eq 8\n')
+    health.chmod(0o755)
+    spec = root / "lab.yaml"
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    data["slurm"]["containers"]["pyxis"] = False  # not packaged for Debian 12
+    data["slurm"]["settings"] = {
+        "SlurmctldPort": ports["ctld"],
+        # No cgroup hierarchy of our own on a shared test machine.
+        "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
+        "JobAcctGatherType": "jobacct_gather/linux", "PrologFlags": "Alloc",
+        "HealthCheckProgram": str(health),
+        "SlurmdParameters": "config_overrides",  # a small VM stands in for an HGX node
+    }
+    data["slurm"]["dbd_settings"] = {"DbdPort": ports["dbd"]}  # slurm.conf's AccountingStoragePort follows it
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    res = run_cli("plan", str(spec), "--out", str(plan))
     assert res.returncode == 0, res.stderr
+    _node_port_per_node(plan, set(ports.values()))
     inv = root / "inventory"
     shutil.copytree(plan / "inventory", inv)
     (inv / "host_vars").mkdir()
@@ -94,8 +116,6 @@ def prepare(rig):
     # A third GPU node whose machine is down: nothing listens on its port.
     (inv / "down.yml").write_text(yaml.safe_dump({"all": {"children": {"pool_gpu": {"hosts": {
         "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": _rig_module().free_port()}}}}}}))
-    ports = {k: _rig_module().free_port() for k in ("ctld", "dbd", "mysql")}
-    gpu_check = "sh -c 'test \"$(ls /dev | grep -c \"^nvidia[0-9]\")\" -eq 8'"
     test_vars = {
         "ansible_user": "root",
         "ansible_port": rig.port,
@@ -122,7 +142,7 @@ def prepare(rig):
         # pins what Debian has (the roles then check it is exactly that version).
         "slurm_version": _debian_slurm(),
         "node_health_packages": [],  # NHC is not packaged for Debian 12; its config is golden-tested
-        "node_health_command": gpu_check,
+        "node_health_command": str(health),
         # The resume gate's checks run the stand-in GPU and InfiniBand tools (tests/fixtures/accept, written in
         # the tools' output formats, not recorded on hardware).
         "slurmd_accept_script": str(root / "gpucloud-accept-node"),
@@ -132,18 +152,9 @@ def prepare(rig):
         "gpucloud_batch": 3,
         "gpucloud_max_fail_percentage": 50,
         "slurmdbd_mariadb_port": ports["mysql"],
-        "slurmdbd_conf_overrides": {"DbdPort": ports["dbd"]},
-        "slurm_config_overrides": {
-            "SlurmctldPort": ports["ctld"], "AccountingStoragePort": ports["dbd"],
-            "NodeName": _node_lines(plan, set(ports.values())),
-            "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
-            "JobAcctGatherType": "jobacct_gather/linux", "PrologFlags": "Alloc",
-            "HealthCheckProgram": "/bin/true", "PlugStackConfig": "/dev/null",
-            "SlurmdParameters": "config_overrides",
-        },
     }
     (root / "test-vars.yml").write_text(yaml.safe_dump(test_vars))
-    return plan, inv, root / "test-vars.yml"
+    return spec, plan, inv, root / "test-vars.yml"
 
 
 def _debian_slurm() -> str:
@@ -154,22 +165,27 @@ def _debian_slurm() -> str:
     return upstream(res.stdout)
 
 
-def _node_lines(plan: Path, taken: set[int]) -> list[str]:
-    """The plan's NodeName lines, one per node with a free port of its own: the test hosts share one network stack."""
+def _node_port_per_node(plan: Path, taken: set[int]) -> None:
+    """The plan's NodeName lines, rewritten one per node with a free port of its own: the test hosts share one
+    network stack. NodeName is the plan's (a spec setting cannot replace it), so this edits the plan's file."""
     from gpucloud.hostlist import expand
 
-    lines = []
-    for line in (plan / "slurm" / "slurm.conf").read_text().splitlines():
-        if line.startswith("NodeName="):
-            names, rest = line.removeprefix("NodeName=").split(" ", 1)
-            for name in expand(names):
+    conf = plan / "slurm" / "slurm.conf"
+    out, nodes = [], []
+    for line in conf.read_text().splitlines():
+        if not line.startswith("NodeName="):
+            out.append(line)
+            continue
+        names, rest = line.removeprefix("NodeName=").split(" ", 1)
+        for name in expand(names):
+            port = _rig_module().free_port()
+            while port in taken:
                 port = _rig_module().free_port()
-                while port in taken:
-                    port = _rig_module().free_port()
-                taken.add(port)
-                lines.append(f"{name} Port={port} {rest}")
-    assert sorted(n.split()[0] for n in lines) == sorted(n for n, (_a, gpus) in HOSTS.items() if gpus), lines
-    return lines
+            taken.add(port)
+            out.append(f"NodeName={name} Port={port} {rest}")
+            nodes.append(name)
+    assert sorted(nodes) == sorted(n for n, (_a, gpus) in HOSTS.items() if gpus), nodes
+    conf.write_text("\n".join(out) + "\n")
 
 
 def _why(res: subprocess.CompletedProcess) -> str:
@@ -179,8 +195,8 @@ def _why(res: subprocess.CompletedProcess) -> str:
 
 
 def _converge(setup, *args: str) -> subprocess.CompletedProcess:
-    plan, inv, test_vars = setup
-    return run_cli("converge", str(CLUSTERS / "lab.yaml"), "--plan", str(plan), "-i", str(inv),
+    spec, plan, inv, test_vars = setup
+    return run_cli("converge", str(spec), "--plan", str(plan), "-i", str(inv),
                    "-e", f"@{test_vars}", *args, timeout=900)
 
 
@@ -238,7 +254,7 @@ def test_second_converge_changes_nothing(rig, setup):
 
 
 def test_disruptive_change_drains_and_resumes_and_skips_the_unreachable_node(rig, setup):
-    plan, _inv, _vars = setup
+    _spec, plan, _inv, _vars = setup
     gres = plan / "slurm" / "gres.conf"
     gres.write_text(gres.read_text() + "# re-planned: same devices, new revision\n")
     seen: dict[str, set[str]] = {"gpu01": set(), "gpu02": set()}

@@ -332,6 +332,37 @@ def test_node_registers_without_config_overrides_only_with_its_real_model(lab, t
         h.stop()
 
 
+def test_slurmctld_runs_with_the_spec_settings_and_refuses_a_misspelt_key(lab, tmp_path):
+    """slurm.settings as slurmctld reads them: a key of the plan replaced in place whatever its case, new keys in
+    the site section, a boolean as YES. The key the checks warn about (unknown, did-you-mean) is one slurmctld
+    refuses to start with."""
+    def edit(d):
+        d["slurm"]["settings"] = {"maxjobcount": 54321, "KillWait": 45, "DisableRootJobs": True}
+
+    for sub in ("good", "bad"):
+        (tmp_path / sub).mkdir()
+    plan, files = lab_variant(tmp_path / "good", edit)
+    assert b"MaxJobCount=54321\n" in files["slurm/slurm.conf"]
+    h = harness_for(tmp_path / "run", plan, files, shared=lab[0])
+    try:
+        h.start_slurmctld()
+        config = dict(re.findall(r"^(\w+)\s+= (.*?)\s*$", h.run("scontrol", "show", "config", check=True).stdout,
+                                 re.M))
+        assert (config["MaxJobCount"], config["KillWait"], config["DisableRootJobs"]) == ("54321", "45 sec", "Yes")
+    finally:
+        h.stop()
+
+    def misspelt(d):
+        d["slurm"]["settings"] = {"KillWiat": 45}
+
+    plan, files = lab_variant(tmp_path / "bad", misspelt)
+    (warning,) = [f for f in check_spec(tmp_path / "bad" / "spec" / "lab.yaml").findings
+                  if f.check == "slurm-setting-unknown"]
+    assert "KillWait" in warning.hint
+    rc, out = harness_for(tmp_path / "bad-run", plan, files, shared=lab[0]).config_verdict()
+    assert rc == 1 and "KillWiat" in out, out
+
+
 # --- controllers sharing their state ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-state", "local-state"])

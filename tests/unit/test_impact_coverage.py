@@ -7,6 +7,7 @@ import pytest
 
 from conftest import CLUSTERS
 from gpucloud.diff import intent
+from gpucloud.impact import Impact
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan, slurm_impact, storage_impact
 from gpucloud.render.resolved import spec_section
@@ -55,10 +56,34 @@ def test_fabric_settings():
 
 def test_slurm_settings():
     keys = {SLURM_RENAMES.get(k, k) for k in _keys(DEFS["slurm"])} - {None}
-    assert keys <= set(intent.SLURM), sorted(keys - set(intent.SLURM))
+    site = set(intent.SITE_SETTINGS)  # classified per key, below
+    assert keys <= set(intent.SLURM) | site, sorted(keys - set(intent.SLURM) - site)
+    assert site <= set(DEFS["slurm"]["properties"])
     partition = _keys(DEFS["slurm"]["properties"]["partitions"]["items"]) - {"name"}
     assert partition <= set(intent.PARTITION_FIELD)
     assert {intent.PARTITION_FIELD[k] for k in partition} <= set(slurm_impact.IMPACT)
+
+
+# slurm.conf(5) of 22.05 says a restart is needed for these (each entry's "A restart of slurmctld [and the slurmd
+# daemons] is required"); plugin choices are loaded when the daemons start.
+RESTART_KEYS = ("AccountingStorageEnforce", "AuthType", "CoreSpecPlugin", "CredType", "GresTypes", "JobContainerType",
+                "MaxJobCount", "MaxNodeCount", "PluginDir", "PowerPlugin", "ProctrackType", "SchedulerType",
+                "SelectType", "SelectTypeParameters", "SlurmctldHost", "SlurmctldParameters", "SlurmctldPort",
+                "SlurmdPort", "StateSaveLocation", "SwitchType", "TopologyPlugin", "LaunchType", "MpiDefault")
+
+
+def test_every_slurm_conf_key_a_setting_may_name_has_a_class():
+    """slurm.settings takes any key of slurm.conf(5): each one gets a class, and the keys Slurm reads only when a
+    daemon starts get a restart, matched case-insensitively as Slurm matches keys."""
+    from gpucloud.plan import slurm_keys
+
+    assert all(slurm_impact.setting_impact(k)[0] in slurm_impact.Effect for k in slurm_keys.KNOWN)
+    for key in RESTART_KEYS:
+        for spelling in (key, key.lower(), key.upper()):
+            assert slurm_impact.setting_impact(spelling)[0].impact == Impact.RESTART, spelling
+    assert slurm_impact.setting_impact("KillWait")[0] == slurm_impact.RECONFIGURE
+    assert slurm_impact.setting_impact("schedulerparameters")[0] == slurm_impact.RECONFIGURE
+    assert slurm_impact.DBD_SETTING[0].impact == Impact.RESTART
 
 
 def test_storage_settings():
