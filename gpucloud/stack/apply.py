@@ -196,7 +196,7 @@ def run(request: Request, plan, echo: Callable[[str], None] = print) -> Outcome:
         if request.refresh:
             stack.refresh(on_output=echo, show_secrets=False)
         events = []
-        preview = stack.preview(on_output=echo, on_event=events.append, show_secrets=False)
+        preview = stack.preview(on_output=echo, on_event=events.append)
         changes = _summary(preview.change_summary)
         nodes = destructive_nodes(events)
         if request.preview:
