@@ -194,9 +194,9 @@ def run(request: Request, plan, echo: Callable[[str], None] = print) -> Outcome:
     try:
         stack = open_stack(request, root, backend)
         if request.refresh:
-            stack.refresh(on_output=echo, show_secrets=False)
+            stack.refresh(on_output=echo, show_secrets=False, diff=True)
         events = []
-        preview = stack.preview(on_output=echo, on_event=events.append)
+        preview = stack.preview(on_output=echo, on_event=events.append, diff=True)
         changes = _summary(preview.change_summary)
         nodes = destructive_nodes(events)
         if request.preview:
