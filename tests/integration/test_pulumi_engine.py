@@ -305,3 +305,16 @@ def test_an_image_change_is_refused_before_anything_changes(lab):
     assert "refused" in out and "gpu01, gpu02" in out and "--allow-replace" in out
     assert lab.state_file().read_bytes() == before
     assert all(bmc.system()["PowerState"] == "On" for bmc in lab.bmcs.values())
+
+
+def test_deleting_a_protected_filesystem_is_refused_by_the_engine(lab):
+    before = lab.state_file().read_bytes()
+    home = ("  - {name: home, kind: nfs, server: 10.100.0.10, export: /export/home, mount: /home, version: \"4.2\", "
+            "capacity: 20TiB}\n")
+    gone = lab.write_spec("lab-no-home.yaml", {home: ""})
+    result = lab.apply(spec=gone)
+    out = result.stdout + result.stderr
+    assert result.returncode == apply.EXIT_FAILED, out[-4000:]
+    assert "lab-storage-home" in out and "protect" in out
+    assert PASSWORD not in out
+    assert lab.state_file().read_bytes() == before
