@@ -164,7 +164,7 @@ class ConfigurationLayers(pulumi.ComponentResource):
         previous: list[pulumi.Resource] = list(args.after)
         for layer in args.layers:
             cmd = graph.layer_command(args.inventory, layer.playbook, layer.limit)
-            command = LayerCommand(f"{name}-{layer.name}", graph.layer_inputs(cmd, layer.trigger),
+            command = LayerCommand(f"{name}-{layer.name}", graph.layer_inputs(cmd, layer.trigger, layer.playbook),
                                    pulumi.ResourceOptions(parent=self, depends_on=previous))
             self.commands.append(command)
             previous = [command]

@@ -66,8 +66,13 @@ def layer_command(inventory: str, playbook: str, limit: str | None) -> str:
     return cmd + (f" --limit {limit}" if limit else "")
 
 
-def layer_inputs(cmd: str, trigger: str) -> dict[str, Any]:
-    return {"create": cmd, "update": cmd, "triggers": [trigger], "dir": LAYER_DIR, "environment": dict(LAYER_ENV)}
+def layer_inputs(cmd: str, trigger: str, playbook: str) -> dict[str, Any]:
+    """A layer's command. Its triggers: the plan's (rendered files, versions, hosts) and the digest of the playbook
+    and roles it runs (gpucloud.stack.sources), so a role change re-runs the layers that use it."""
+    from gpucloud.stack import sources
+
+    return {"create": cmd, "update": cmd, "triggers": [trigger, sources.digest(playbook)], "dir": LAYER_DIR,
+            "environment": dict(LAYER_ENV)}
 
 
 def plan_path(cluster: str) -> str:
@@ -146,6 +151,6 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
     for layer in data["layers"]:
         cmd = layer_command(inventory, layer["playbook"], layer["limit"])
         name = f"{lname}-{layer['name']}"
-        add(name, COMMAND, lname, layer_inputs(cmd, layer["trigger"]), deps=previous)
+        add(name, COMMAND, lname, layer_inputs(cmd, layer["trigger"], layer["playbook"]), deps=previous)
         previous = [name]
     return out
