@@ -185,46 +185,73 @@ def _summary(changes) -> dict[str, int]:
 
 def run(request: Request, plan, echo: Callable[[str], None] = print) -> Outcome:
     """Preview or update one stack. Raises ApplyError for usage problems."""
-    check_stack(plan, request.stack)
+    return run_stacks([request], plan, echo)
+
+
+def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = print) -> Outcome:
+    """Preview every stack first, then update them in order (for a split cluster: the shared stack, then each pod),
+    stopping at the first failure. The gate sees every stack's preview before any stack changes."""
+    for request in requests:
+        check_stack(plan, request.stack)
     root = require_engine()
-    backend = backend_url(request.backend)
+    backend = backend_url(requests[0].backend)
     require_passphrase(backend)
     from pulumi import automation as auto
 
+    first = requests[0]
+    stacks, changes, refused = [], {}, []
+    name = first.stack
     try:
-        stack = open_stack(request, root, backend)
-        if request.refresh:
-            stack.refresh(on_output=echo, show_secrets=False, diff=True)
-        events = []
-        preview = stack.preview(on_output=echo, on_event=events.append, diff=True)
-        changes = _summary(preview.change_summary)
-        nodes = destructive_nodes(events)
-        if request.preview:
+        for request in requests:
+            name = request.stack
+            stack = open_stack(request, root, backend)
+            if request.refresh:
+                stack.refresh(on_output=echo, show_secrets=False, diff=True)
+            events = []
+            preview = stack.preview(on_output=echo, on_event=events.append, diff=True)
+            for op, count in _summary(preview.change_summary).items():
+                changes[op] = changes.get(op, 0) + count
+            nodes = destructive_nodes(events)
+            refused.extend(nodes if len(requests) == 1 else [f"{request.stack}/{n}" for n in nodes])
+            stacks.append(stack)
+        if first.preview:
             return Outcome(0, changes, [])
-        if nodes and not request.allow_replace:
-            echo(f"refused: this update would replace or delete {len(nodes)} node(s) of stack {request.stack}: "
-                 f"{', '.join(nodes)}. Nothing was changed. Review the preview above; to go ahead, run again with "
+        if refused and not first.allow_replace:
+            where = f"stack {first.stack}" if len(requests) == 1 else f"{len(requests)} stacks"
+            echo(f"refused: this update would replace or delete {len(refused)} node(s) of {where}: "
+                 f"{', '.join(refused)}. Nothing was changed. Review the preview above; to go ahead, run again with "
                  "--allow-replace")
-            return Outcome(EXIT_REFUSED, changes, nodes)
-        # up() shows secret values unless told not to; the BMC password must never reach a terminal or CI log.
-        result = stack.up(on_output=echo, show_secrets=False)
-        return Outcome(0, _summary(result.summary.resource_changes), [])
+            return Outcome(EXIT_REFUSED, changes, refused)
+        done: dict[str, int] = {}
+        for request, stack in zip(requests, stacks):
+            name = request.stack
+            # up() shows secret values unless told not to; the BMC password must never reach a terminal or CI log.
+            result = stack.up(on_output=echo, show_secrets=False)
+            for op, count in _summary(result.summary.resource_changes).items():
+                done[op] = done.get(op, 0) + count
+        return Outcome(0, done, [])
     except auto.errors.CommandError as exc:
-        echo(f"error: pulumi failed for stack {request.stack}: {str(exc).strip()[-3000:]}")
+        echo(f"error: pulumi failed for stack {name}: {str(exc).strip()[-3000:]}")
         return Outcome(EXIT_FAILED)
 
 
-def run_cli(spec: Path, stack: str, backend: str | None, preview: bool, checked_or_exit, echo,
-            allow_replace: bool = False, refresh: bool = False) -> int:
+def run_cli(spec: Path, stack: str | None, backend: str | None, preview: bool, checked_or_exit, echo,
+            allow_replace: bool = False, refresh: bool = False, all_stacks: bool = False) -> int:
     """The `apply` command: exit 2 for usage problems (bad spec, unknown stack, no engine) before anything changes,
-    3 when the update would replace or delete nodes and --allow-replace was not given."""
+    3 when the update would replace or delete nodes and --allow-replace was not given. ``all_stacks``: every stack
+    of the plan's split, in order."""
+    if (stack is None) == (not all_stacks):
+        echo("error: name one stack with --stack NAME, or every stack of the cluster with --all")
+        return EXIT_USAGE
     checked = checked_or_exit(spec)
     from gpucloud.plan import build_plan
 
     plan = build_plan(checked.spec, tuple(checked.findings))
+    names = stack_names(plan) if all_stacks else [stack]
+    requests = [Request(spec=spec, stack=name, backend=backend, preview=preview, allow_replace=allow_replace,
+                        refresh=refresh) for name in names]
     try:
-        return run(Request(spec=spec, stack=stack, backend=backend, preview=preview, allow_replace=allow_replace,
-                           refresh=refresh), plan, echo).code
+        return run_stacks(requests, plan, echo).code
     except ApplyError as exc:
         echo(f"error: {exc}")
         return EXIT_USAGE

@@ -98,8 +98,9 @@ class Bmc:
 
 
 class Lab:
-    def __init__(self, tmp: Path, engine: Path):
-        self.tmp, self.engine = tmp, engine
+    def __init__(self, tmp: Path, engine: Path, stacks: tuple[str, ...] = ("lab",), extra: str = ""):
+        """``stacks``: the plan's stacks (one, "lab", unless ``extra`` provider settings such as pod_size split it)."""
+        self.tmp, self.engine, self.stacks, self.extra = tmp, engine, stacks, extra
         self.work = tmp / "work"
         self.work.mkdir()
         # Pulumi runs the providers in the program's folder (`main: infra/`); the layers run one level up, in the
@@ -139,7 +140,7 @@ class Lab:
         text = (ROOT / "clusters" / "lab.yaml").read_text()
         text = text.replace("bmc: {cidr: 10.101.0.0/22,", f"bmc: {{cidr: {BMC_CIDR},")
         text = text.replace("  password: {secret: bmc-password}",
-                            f"  password: {{secret: bmc-password}}\n  ca_bundle: {self.tmp / 'bmc.crt'}")
+                            f"  password: {{secret: bmc-password}}\n  ca_bundle: {self.tmp / 'bmc.crt'}\n{self.extra}")
         for old, new in replace.items():
             assert old in text
             text = text.replace(old, new)
@@ -152,16 +153,19 @@ class Lab:
         pulumi = str(self.engine / "bin" / "pulumi")
         env = {**self.env, **apply.engine_env(self.engine, f"file://{self.state}")}
         self.state.mkdir()
-        for args in (["stack", "init", "lab"], ["config", "set", "--secret", "gpucloud:bmc-password", PASSWORD]):
-            subprocess.run([pulumi, *args, "--non-interactive"], cwd=self.work, env=env, check=True,
-                           capture_output=True, text=True)
+        for stack in self.stacks:
+            for args in (["stack", "init", stack],
+                         ["config", "set", "--secret", "gpucloud:bmc-password", PASSWORD, "--stack", stack]):
+                subprocess.run([pulumi, *args, "--non-interactive"], cwd=self.work, env=env, check=True,
+                               capture_output=True, text=True)
 
     def apply(self, *args: str, spec: Path | None = None) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "gpucloud", "apply", str(spec or self.spec), "--stack", "lab", *args]
+        which = ["--stack", "lab"] if self.stacks == ("lab",) else ["--all"]
+        cmd = [sys.executable, "-m", "gpucloud", "apply", str(spec or self.spec), *which, *args]
         return subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900)
 
-    def state_file(self) -> Path:
-        return self.state / ".pulumi" / "stacks" / "gpucloud" / "lab.json"
+    def state_file(self, stack: str = "lab") -> Path:
+        return self.state / ".pulumi" / "stacks" / "gpucloud" / f"{stack}.json"
 
     def stop(self) -> None:
         for bmc in self.bmcs.values():

@@ -41,3 +41,13 @@ def test_updates_creates_and_layer_replacements_pass_the_gate():
 def test_the_pinned_version_is_read_from_the_go_module():
     assert apply.pinned_version().startswith("v3.")
     assert apply.engine_root().name == apply.pinned_version() or "GPUCLOUD_PULUMI_ROOT" in __import__("os").environ
+
+
+def test_apply_needs_exactly_one_of_stack_and_all():
+    from conftest import run_cli
+
+    for args in ([], ["--stack", "lab", "--all"]):
+        result = run_cli("apply", "clusters/lab.yaml", *args)
+        assert result.returncode == 2, result.stderr
+        assert "--stack NAME, or every stack of the cluster with --all" in result.stderr
+        assert "Traceback" not in result.stderr
