@@ -419,7 +419,9 @@ def converge(
 @app.command()
 def apply(
     spec: Path = typer.Argument(..., help="Spec file."),
-    stack: str = typer.Option(..., "--stack", help="Stack to update (see the plan's pulumi/stacks.json)."),
+    stack: Optional[str] = typer.Option(None, "--stack", help="Stack to update (see the plan's pulumi/stacks.json)."),
+    all_stacks: bool = typer.Option(False, "--all", help="Every stack of the cluster, the shared one first; all are "
+                                    "previewed (and gated) before any changes."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Pulumi backend URL (default: file backend "
                                           "under the project, .pulumi-state/)."),
     preview: bool = typer.Option(False, "--preview", help="Show what would change, change nothing."),
@@ -433,7 +435,7 @@ def apply(
     from gpucloud.stack.apply import run_cli
 
     raise typer.Exit(run_cli(spec, stack, backend, preview, _checked_or_exit, lambda m: typer.echo(m, err=True),
-                             allow_replace=allow_replace, refresh=refresh))
+                             allow_replace=allow_replace, refresh=refresh, all_stacks=all_stacks))
 
 
 @app.command()
