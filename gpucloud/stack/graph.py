@@ -1,9 +1,10 @@
-"""Names and inputs of every resource, shared by the components and the fast dry-run. Pure; no Pulumi import.
+"""Names and inputs of every resource, shared by the components and the fast dry-run. No Pulumi import; the one
+file read is the layers' Ansible sources (gpucloud.stack.sources), hashed into their triggers.
 
 The components (gpucloud.stack.components) build their children's names and inputs with these functions, and
 ``stack_graph`` walks the same structure without the Pulumi SDK, emulating what the SDK records (protect inherited
-from the parent, depends_on on a component expanded to its custom-resource descendants, secrets as [secret], the
-layer provider's replace-on-triggers). The dry-run checks the two against each other under set_mocks (see
+from the parent, depends_on on a component expanded to its custom-resource descendants, secrets as [secret]). The
+dry-run checks the two against each other under set_mocks (see
 gpucloud.stack.dryrun), so a difference is a failed plan, not a silent lie.
 """
 

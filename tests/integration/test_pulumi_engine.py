@@ -122,6 +122,8 @@ def test_up_powers_every_node_on_and_runs_the_layers_in_order(lab):
         assert system["Boot"]["BootSourceOverrideTarget"] == "Pxe", node
     ran = lab.layer_log.read_text().splitlines()
     assert [line.split()[-1] for line in ran] == [f"playbooks/{layer}.yml" for layer in LAYERS]
+    # Nothing was downloaded: the engine's plugin folder is as the build left it, empty.
+    assert list((lab.engine / "home" / "plugins").iterdir()) == []
     assert all(line.startswith("-i plans/lab/inventory/hosts.yml ") for line in ran)
 
 
