@@ -229,6 +229,12 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
             result = stack.up(on_output=echo, show_secrets=False)
             for op, count in _summary(result.summary.resource_changes).items():
                 done[op] = done.get(op, 0) + count
+        if refused:
+            # A replaced node was installed afresh, but the layers' triggers did not move (same hosts, same
+            # files): they do not run again by themselves.
+            hosts = sorted({n.rsplit("/", 1)[-1] for n in refused})
+            echo(f"replaced or deleted {len(refused)} node(s); converge the reinstalled ones: gpucloud converge "
+                 f"{first.spec} --limit {','.join(hosts)}")
         return Outcome(0, done, [])
     except auto.errors.CommandError as exc:
         echo(f"error: pulumi failed for stack {name}: {str(exc).strip()[-3000:]}")

@@ -178,3 +178,16 @@ def test_deleting_a_protected_filesystem_is_refused_by_the_engine(lab):
     assert "lab-storage-home" in out and "protect" in out
     assert PASSWORD not in out
     assert lab.state_file().read_bytes() == before
+
+
+def test_an_allowed_image_change_reinstalls_the_pools_nodes_and_says_to_converge_them(lab):
+    moved = lab.write_spec("lab-new-image.yaml", {"image: ubuntu-22.04-gpu": "image: ubuntu-24.04-gpu"})
+    out = _ok(lab.apply("--allow-replace", spec=moved))
+    assert f"gpucloud converge {moved} --limit gpu01,gpu02" in out
+    state = json.loads(lab.state_file().read_text())["checkpoint"]["latest"]["resources"]
+    images = {r["outputs"]["node"]: r["outputs"]["image"] for r in state if r["type"].endswith(":RedfishNode")}
+    assert images == {"gpu01": "ubuntu-24.04-gpu", "gpu02": "ubuntu-24.04-gpu", "ctl01": "ubuntu-22.04-base",
+                      "login01": "ubuntu-22.04-base"}
+    for node in ("gpu01", "gpu02"):
+        system = lab.bmcs[node].system()
+        assert system["PowerState"] == "On" and system["Boot"]["BootSourceOverrideTarget"] == "Pxe"
