@@ -51,3 +51,16 @@ def test_apply_needs_exactly_one_of_stack_and_all():
         assert result.returncode == 2, result.stderr
         assert "--stack NAME, or every stack of the cluster with --all" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_missing_plugin_launcher_is_a_clear_error_before_the_engine_starts(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "pulumi").write_text("#!/bin/sh\necho started >&2\nexit 99\n")
+    (tmp_path / "bin" / "pulumi").chmod(0o755)
+    result = run_cli("apply", "clusters/lab.yaml", "--stack", "lab",
+                     env={"GPUCLOUD_PULUMI_ROOT": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "x"})
+    assert result.returncode == 2
+    assert "pulumi-resource-pulumi-python is missing" in result.stderr and "scripts/build-pulumi.sh" in result.stderr
+    assert "started" not in result.stderr and "Traceback" not in result.stderr
