@@ -1,18 +1,16 @@
 """`gpucloud apply` with the real Pulumi engine (built by scripts/build-pulumi.sh) against Redfish BMC emulators.
 
-The lab spec, with its BMC network moved to loopback (127.101.0.0/22), gets one sushy-emulator per node listening on
-its planned BMC address, port 443, over TLS with a certificate the spec's provider.ca_bundle names. The stack lives in
-a temporary work folder (GPUCLOUD_PULUMI_WORK_DIR) with a file backend there, so nothing in the checkout's own
-Pulumi.<stack>.yaml or .pulumi-state/ is touched. The configuration layers run a recording stand-in for
-ansible-playbook (first on PATH): it checks it runs in the project root with the plan's inventory, and records
-its arguments.
+The harness (pulumi_harness.Lab): the lab spec with its BMC network on loopback, one sushy-emulator per node on its
+planned BMC address over TLS, the stack in a temporary work folder with its own file backend, and a recording
+stand-in for ansible-playbook (first on PATH) that checks it runs in the project root with the plan's inventory.
 
 What is asserted, in order (one engine session per module; each test builds on the state the previous one left):
-preview lists exactly the resources, types and parents of the plan's pulumi/lab.json; up powers every node on with a
-one-time PXE boot and runs the six layers in order; a second up changes nothing; the state file holds the BMC
-password only encrypted; a node powered off behind Pulumi's back shows as drift on refresh and the next up powers it
-on; an image change is refused (exit 3, naming the nodes) and leaves the state as it was; deleting a protected
-resource is refused by the engine.
+preview lists exactly the resources, types, parents and inputs of the plan's pulumi/lab.json; up powers every node on
+with a one-time PXE boot, runs the six layers in order and downloads no plugin; a second up changes nothing; the
+state file holds the BMC password only encrypted; a node powered off behind Pulumi's back shows as drift on refresh
+and the next up powers it on; an image change is refused (exit 3, naming the nodes) and leaves the state as it was;
+removing a protected filesystem is refused by the engine; an allowed image change reinstalls the pool's nodes and
+names the converge command for them.
 """
 
 from __future__ import annotations
