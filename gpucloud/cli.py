@@ -421,15 +421,23 @@ def converge(
 @app.command()
 def apply(
     spec: Path = typer.Argument(..., help="Spec file."),
-    stack: str = typer.Option(..., "--stack", help="Stack to update (see the plan's pulumi/stacks.json)."),
+    stack: Optional[str] = typer.Option(None, "--stack", help="Stack to update (see the plan's pulumi/stacks.json)."),
+    all_stacks: bool = typer.Option(False, "--all", help="Every stack of the cluster, the shared one first; all are "
+                                    "previewed (and gated) before any changes."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Pulumi backend URL (default: file backend "
                                           "under the project, .pulumi-state/)."),
     preview: bool = typer.Option(False, "--preview", help="Show what would change, change nothing."),
+    allow_replace: bool = typer.Option(False, "--allow-replace", help="Go ahead when the update replaces or deletes "
+                                       "nodes (otherwise refused with exit 3, naming them)."),
+    refresh: bool = typer.Option(False, "--refresh", help="Read every resource back first (pulumi refresh), so "
+                                 "drift such as a node powered off shows and is repaired."),
 ) -> None:
-    """Run `pulumi up` for one stack of the spec through the Pulumi Automation API."""
+    """Run `pulumi up` for one stack of the spec through the Pulumi Automation API (exit 3: refused, it would
+    replace or delete nodes)."""
     from gpucloud.stack.apply import run_cli
 
-    raise typer.Exit(run_cli(spec, stack, backend, preview, _checked_or_exit, lambda m: typer.echo(m, err=True)))
+    raise typer.Exit(run_cli(spec, stack, backend, preview, _checked_or_exit, lambda m: typer.echo(m, err=True),
+                             allow_replace=allow_replace, refresh=refresh, all_stacks=all_stacks))
 
 
 @app.command()

@@ -2,7 +2,7 @@
 # Create .venv with gpucloud installed (editable). `--deploy` adds the deploy extra (the Pulumi SDK, Ansible,
 # paramiko: what `gpucloud plan` needs to check the Pulumi graph under mocks, and converge/apply/verify need);
 # `--test` adds that, the test extras and the Debian packages the integration tests run for real (Slurm, MariaDB,
-# OpenSM + ibsim, sshd, ...).
+# OpenSM + ibsim, sshd, ...). Both also build the Pulumi engine from pinned Go modules (scripts/build-pulumi.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,4 +51,8 @@ elif [ "$with_deploy" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[deploy]'
 else
   .venv/bin/python -m pip install -q -e .
+fi
+if [ "$with_tests" = 1 ] || [ "$with_deploy" = 1 ]; then
+  # The Pulumi engine `gpucloud apply` drives, built from pinned Go modules (reused once built).
+  scripts/build-pulumi.sh >/dev/null
 fi

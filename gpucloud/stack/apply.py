@@ -1,23 +1,46 @@
-"""`gpucloud apply SPEC --stack NAME`: `pulumi up` of one stack through the Automation API.
+"""`gpucloud apply SPEC --stack NAME`: `pulumi up` of one stack through the Automation API, gated.
+
+The engine is the Pulumi CLI that ``scripts/build-pulumi.sh`` builds from the Go modules pinned in
+``tools/pulumi/go.mod`` into a cache folder (see ``engine_root``); nothing is downloaded when it runs: plugin
+auto-installation is off, and the plugins the program needs (the Python dynamic-provider launcher, for the Redfish
+nodes and the configuration layers) lie next to the CLI. The program runs inline, in this process (the same
+``program.declare`` that ``infra/__main__.py`` calls), so no Python language-host plugin is needed.
 
 The state goes to a local file backend under the project (``.pulumi-state/``) unless --backend or PULUMI_BACKEND_URL
-names another; a file backend encrypts the stack's secrets with PULUMI_CONFIG_PASSPHRASE. The Automation API drives
-the Pulumi CLI, so without the CLI this stops before touching anything and says what to install.
+names another; a file backend encrypts the stack's secrets with PULUMI_CONFIG_PASSPHRASE (or
+PULUMI_CONFIG_PASSPHRASE_FILE), which must be set.
+
+The gate: before `up`, a preview lists every step; if any would replace or delete a node (a new image, BMC address
+or pool id, a pool that shrinks, a node removed), apply refuses before touching anything, names the nodes and exits
+3, unless --allow-replace.
+
+Exit codes: 0 done; 1 Pulumi failed; 2 a usage problem found before anything changed (bad spec, unknown stack, no
+engine, no passphrase); 3 refused: the update would replace or delete nodes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from gpucloud.findings import choices_hint
+from gpucloud.stack import graph
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_BACKEND_DIR = ".pulumi-state"
-INSTALL_HINT = ("install the Pulumi CLI (https://www.pulumi.com/docs/install/, e.g. "
-                "`curl -fsSL https://get.pulumi.com | sh`) and put `pulumi` on PATH")
+GO_MOD = PROJECT_DIR / "tools" / "pulumi" / "go.mod"
+BUILD_SCRIPT = "scripts/build-pulumi.sh"
+BUILD_HINT = f"run {BUILD_SCRIPT} (Go 1.26; `scripts/setup.sh --deploy` runs it) to build it from the pinned Go modules"
+LAUNCHER = "pulumi-resource-pulumi-python"
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+# Steps that take a node away: the machine is powered off and installed again, or powered off for good.
+DESTRUCTIVE_OPS = ("replace", "create-replacement", "delete-replaced", "delete", "discard", "discard-replaced")
+NODE_TYPES = (graph.REDFISH, graph.NODE)
 
 
 class ApplyError(Exception):
@@ -30,6 +53,17 @@ class Request:
     stack: str
     backend: str | None = None
     preview: bool = False
+    allow_replace: bool = False
+    refresh: bool = False
+    # Where Pulumi.yaml and the stack's Pulumi.<stack>.yaml (its config and encrypted secrets) live.
+    work_dir: Path = field(default_factory=lambda: Path(os.environ.get("GPUCLOUD_PULUMI_WORK_DIR") or PROJECT_DIR))
+
+
+@dataclass
+class Outcome:
+    code: int
+    changes: dict[str, int] = field(default_factory=dict)  # operation -> count, from the engine's summary
+    refused: list[str] = field(default_factory=list)  # nodes the gate refused to replace or delete
 
 
 def stack_names(plan) -> list[str]:
@@ -51,51 +85,179 @@ def backend_url(backend: str | None) -> str:
     return os.environ.get("PULUMI_BACKEND_URL") or f"file://{PROJECT_DIR / DEFAULT_BACKEND_DIR}"
 
 
-def require_cli() -> str:
-    path = shutil.which("pulumi")
-    if path is None:
-        raise ApplyError(f"the Pulumi CLI is not installed: {INSTALL_HINT}")
+def pinned_version(go_mod: Path = GO_MOD) -> str:
+    """The Pulumi version tools/pulumi/go.mod pins (the one place it is set)."""
+    m = re.search(r"^\s*github\.com/pulumi/pulumi/pkg/v3 (v\S+)", go_mod.read_text(), re.M)
+    if not m:
+        raise ApplyError(f"{go_mod} requires no github.com/pulumi/pulumi/pkg/v3")
+    return m.group(1)
+
+
+def engine_root() -> Path:
+    """Where scripts/build-pulumi.sh puts the engine: $GPUCLOUD_PULUMI_ROOT, else the user's cache folder."""
+    if os.environ.get("GPUCLOUD_PULUMI_ROOT"):
+        return Path(os.environ["GPUCLOUD_PULUMI_ROOT"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gpucloud" / "pulumi" / pinned_version()
+
+
+def require_engine() -> Path:
+    root = engine_root()
+    for name in ("pulumi", LAUNCHER):
+        if not os.access(root / "bin" / name, os.X_OK):
+            raise ApplyError(f"the Pulumi engine is not built ({root / 'bin' / name} is missing): {BUILD_HINT}")
     try:
         import pulumi.automation  # noqa: F401
-        import pulumi_command  # noqa: F401
     except ImportError as exc:
         raise ApplyError(f"the Pulumi SDK is missing ({exc.name}): pip install 'gpucloud[deploy]'") from None
-    return path
+    return root
 
 
-def run(request: Request, plan, echo=print) -> int:
-    """Preview or update one stack. Raises ApplyError for usage problems; returns 0, or 1 if Pulumi failed."""
-    check_stack(plan, request.stack)
-    require_cli()
+def require_passphrase(backend: str) -> None:
+    if backend.startswith("file://") and not (os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+                                              or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")):
+        raise ApplyError("PULUMI_CONFIG_PASSPHRASE is not set: the file backend encrypts the stack's secrets (the BMC "
+                         "password) with it; export it (or PULUMI_CONFIG_PASSPHRASE_FILE naming a file that holds it)")
+
+
+def engine_env(root: Path, backend: str) -> dict[str, str]:
+    """The environment of every engine run: no update check, no plugin download, our launcher and Python first."""
+    path = os.environ.get("PATH", "")
+    # The dynamic providers run `python3 -m pulumi.dynamic`: it must be this interpreter (with the Pulumi SDK and
+    # gpucloud). Put its folder first only when PATH finds another python3, so the rest of PATH keeps its order
+    # (the layers run the ansible-playbook PATH finds).
+    found = shutil.which("python3", path=path)
+    if found is None or os.path.dirname(found) != os.path.dirname(sys.executable):
+        path = os.pathsep.join([os.path.dirname(sys.executable), path])
+    path = os.pathsep.join([str(root / "bin"), path])
+    pythonpath = os.pathsep.join(p for p in (str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        "PULUMI_BACKEND_URL": backend,
+        "PULUMI_HOME": str(root / "home"),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PATH": path,
+        "PYTHONPATH": pythonpath,
+    }
+
+
+def open_stack(request: Request, root: Path, backend: str):
     from pulumi import automation as auto
 
-    backend = backend_url(request.backend)
+    from gpucloud.stack import program
+
     if backend.startswith("file://"):
         Path(backend[len("file://"):]).mkdir(parents=True, exist_ok=True)
+    env = engine_env(root, backend)
+    # The engine's plugins see the environment of this process, not only the CLI's.
+    os.environ.update({k: env[k] for k in ("PATH", "PYTHONPATH")})
+    command = auto.PulumiCommand(root=str(root))
+    workspace = auto.LocalWorkspaceOptions(work_dir=str(request.work_dir), env_vars=env, pulumi_command=command)
+    stack = auto.create_or_select_stack(stack_name=request.stack, project_name="gpucloud",
+                                        program=lambda: program.declare(PROJECT_DIR), opts=workspace)
     spec = os.path.relpath(request.spec.resolve(), PROJECT_DIR)
-    workspace = auto.LocalWorkspaceOptions(work_dir=str(PROJECT_DIR), env_vars={"PULUMI_BACKEND_URL": backend})
+    stack.set_config("gpucloud:spec", auto.ConfigValue(value=spec))
+    return stack
+
+
+def node_name(urn: str) -> str:
+    name = urn.rsplit("::", 1)[-1]
+    return name[: -len("-bmc")] if name.endswith("-bmc") else name
+
+
+def destructive_nodes(events) -> list[str]:
+    """The nodes a preview's steps would replace or delete, from its engine events."""
+    nodes = set()
+    for event in events:
+        pre = event.resource_pre_event
+        if pre is None:
+            continue
+        meta = pre.metadata
+        op = getattr(meta.op, "value", meta.op)
+        if meta.type in NODE_TYPES and op in DESTRUCTIVE_OPS:
+            nodes.add(node_name(meta.urn))
+    return sorted(nodes)
+
+
+def _summary(changes) -> dict[str, int]:
+    return {getattr(k, "value", k): int(v) for k, v in (changes or {}).items()}
+
+
+def run(request: Request, plan, echo: Callable[[str], None] = print) -> Outcome:
+    """Preview or update one stack. Raises ApplyError for usage problems."""
+    return run_stacks([request], plan, echo)
+
+
+def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = print) -> Outcome:
+    """Preview every stack first, then update them in order (for a split cluster: the shared stack, then each pod),
+    stopping at the first failure. The gate sees every stack's preview before any stack changes."""
+    for request in requests:
+        check_stack(plan, request.stack)
+    root = require_engine()
+    backend = backend_url(requests[0].backend)
+    require_passphrase(backend)
+    from pulumi import automation as auto
+
+    first = requests[0]
+    stacks, changes, refused = [], {}, []
+    name = first.stack
     try:
-        stack = auto.create_or_select_stack(stack_name=request.stack, work_dir=str(PROJECT_DIR), opts=workspace)
-        stack.set_config("gpucloud:spec", auto.ConfigValue(value=spec))
-        if request.preview:
-            stack.preview(on_output=echo)
-        else:
+        for request in requests:
+            name = request.stack
+            stack = open_stack(request, root, backend)
+            if request.refresh:
+                stack.refresh(on_output=echo, show_secrets=False, diff=True)
+            events = []
+            preview = stack.preview(on_output=echo, on_event=events.append, diff=True)
+            for op, count in _summary(preview.change_summary).items():
+                changes[op] = changes.get(op, 0) + count
+            nodes = destructive_nodes(events)
+            refused.extend(nodes if len(requests) == 1 else [f"{request.stack}/{n}" for n in nodes])
+            stacks.append(stack)
+        if first.preview:
+            return Outcome(0, changes, [])
+        if refused and not first.allow_replace:
+            where = f"stack {first.stack}" if len(requests) == 1 else f"{len(requests)} stacks"
+            echo(f"refused: this update would replace or delete {len(refused)} node(s) of {where}: "
+                 f"{', '.join(refused)}. Nothing was changed. Review the preview above; to go ahead, run again with "
+                 "--allow-replace")
+            return Outcome(EXIT_REFUSED, changes, refused)
+        done: dict[str, int] = {}
+        for request, stack in zip(requests, stacks):
+            name = request.stack
             # up() shows secret values unless told not to; the BMC password must never reach a terminal or CI log.
-            stack.up(on_output=echo, show_secrets=False)
+            result = stack.up(on_output=echo, show_secrets=False)
+            for op, count in _summary(result.summary.resource_changes).items():
+                done[op] = done.get(op, 0) + count
+        if refused:
+            # A replaced node was installed afresh, but the layers' triggers did not move (same hosts, same
+            # files): they do not run again by themselves.
+            hosts = sorted({n.rsplit("/", 1)[-1] for n in refused})
+            echo(f"replaced or deleted {len(refused)} node(s); converge the reinstalled ones: gpucloud converge "
+                 f"{first.spec} --limit {','.join(hosts)}")
+        return Outcome(0, done, [])
     except auto.errors.CommandError as exc:
-        echo(f"error: pulumi failed for stack {request.stack}: {str(exc).strip()[-2000:]}")
-        return 1
-    return 0
+        echo(f"error: pulumi failed for stack {name}: {str(exc).strip()[-3000:]}")
+        return Outcome(EXIT_FAILED)
 
 
-def run_cli(spec: Path, stack: str, backend: str | None, preview: bool, checked_or_exit, echo) -> int:
-    """The `apply` command: exit 2 for usage problems (bad spec, unknown stack, no CLI) before anything changes."""
+def run_cli(spec: Path, stack: str | None, backend: str | None, preview: bool, checked_or_exit, echo,
+            allow_replace: bool = False, refresh: bool = False, all_stacks: bool = False) -> int:
+    """The `apply` command: exit 2 for usage problems (bad spec, unknown stack, no engine) before anything changes,
+    3 when the update would replace or delete nodes and --allow-replace was not given. ``all_stacks``: every stack
+    of the plan's split, in order."""
+    if (stack is None) == (not all_stacks):
+        echo("error: name one stack with --stack NAME, or every stack of the cluster with --all")
+        return EXIT_USAGE
     checked = checked_or_exit(spec)
     from gpucloud.plan import build_plan
 
     plan = build_plan(checked.spec, tuple(checked.findings))
+    names = stack_names(plan) if all_stacks else [stack]
+    requests = [Request(spec=spec, stack=name, backend=backend, preview=preview, allow_replace=allow_replace,
+                        refresh=refresh) for name in names]
     try:
-        return run(Request(spec=spec, stack=stack, backend=backend, preview=preview), plan, echo)
+        return run_stacks(requests, plan, echo).code
     except ApplyError as exc:
         echo(f"error: {exc}")
-        return 2
+        return EXIT_USAGE

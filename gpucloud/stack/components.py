@@ -6,7 +6,7 @@ Cluster
  +- Storage             filesystems (protected) and storage-server pools (protected)
  +- NodePool            compute pools (or this stack's pod of one)
  |   +- BareMetalNode   +- RedfishNode (dynamic provider: power, one-time PXE, read back)
- +- ConfigurationLayers one local command per layer running its playbook; triggers = hash of the layer's inputs
+ +- ConfigurationLayers one LayerCommand per layer running its playbook; triggers = hash of the layer's inputs
 
 Components only compose; no resource is created at import time.
 """
@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi_command import local
-
 from gpucloud.stack import graph
+from gpucloud.stack.layer import LayerCommand
 from gpucloud.stack.provider import RedfishNode
 
 
@@ -154,23 +153,19 @@ class ConfigurationLayersArgs:
 
 
 class ConfigurationLayers(pulumi.ComponentResource):
-    """The playbooks, one local command per layer, in order. A layer re-runs when its trigger (input hash) moves."""
+    """The playbooks, one LayerCommand per layer, in order. A layer re-runs when its trigger (input hash) moves."""
 
     TYPE = graph.LAYERS
 
     def __init__(self, name: str, args: ConfigurationLayersArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.TYPE, name, {"inventory": args.inventory,
                                            "layers": [layer.name for layer in args.layers]}, opts)
-        self.commands: list[local.Command] = []
+        self.commands: list[LayerCommand] = []
         previous: list[pulumi.Resource] = list(args.after)
         for layer in args.layers:
             cmd = graph.layer_command(args.inventory, layer.playbook, layer.limit)
-            command = local.Command(
-                f"{name}-{layer.name}",
-                create=cmd, update=cmd, triggers=[layer.trigger], dir=graph.LAYER_DIR,
-                environment=dict(graph.LAYER_ENV),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
-            )
+            command = LayerCommand(f"{name}-{layer.name}", graph.layer_inputs(cmd, layer.trigger, layer.playbook),
+                                   pulumi.ResourceOptions(parent=self, depends_on=previous))
             self.commands.append(command)
             previous = [command]
         self.register_outputs({})

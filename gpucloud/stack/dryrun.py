@@ -31,7 +31,7 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 DRY_RUN_PASSWORD = "dry-run-placeholder"  # the stand-in secret; it only ever appears as [secret]
-_CODE = ("components.py", "graph.py", "program.py", "provider.py", "dryrun.py")
+_CODE = ("components.py", "graph.py", "program.py", "provider.py", "layer.py", "sources.py", "dryrun.py")
 SAMPLE_HOSTS = 4  # hosts per pool in the mock check (first two, last two)
 
 

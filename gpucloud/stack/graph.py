@@ -1,9 +1,10 @@
-"""Names and inputs of every resource, shared by the components and the fast dry-run. Pure; no Pulumi import.
+"""Names and inputs of every resource, shared by the components and the fast dry-run. No Pulumi import; the one
+file read is the layers' Ansible sources (gpucloud.stack.sources), hashed into their triggers.
 
 The components (gpucloud.stack.components) build their children's names and inputs with these functions, and
 ``stack_graph`` walks the same structure without the Pulumi SDK, emulating what the SDK records (protect inherited
-from the parent, depends_on on a component expanded to its custom-resource descendants, secrets as [secret], the
-command provider's replace-on-triggers). The dry-run checks the two against each other under set_mocks (see
+from the parent, depends_on on a component expanded to its custom-resource descendants, secrets as [secret]). The
+dry-run checks the two against each other under set_mocks (see
 gpucloud.stack.dryrun), so a difference is a failed plan, not a silent lie.
 """
 
@@ -19,7 +20,7 @@ STORAGE = "gpucloud:storage:Storage"
 FILESYSTEM = "gpucloud:storage:Filesystem"
 LAYERS = "gpucloud:config:ConfigurationLayers"
 REDFISH = "pulumi-python:dynamic/gpucloud:RedfishNode"
-COMMAND = "command:local:Command"
+COMMAND = "pulumi-python:dynamic/gpucloud:LayerCommand"
 SECRET = "[secret]"
 BOOT_TARGET = "Pxe"
 POWER_TIMEOUT = 300
@@ -64,6 +65,15 @@ def filesystem_inputs(fs: dict[str, Any]) -> dict[str, Any]:
 def layer_command(inventory: str, playbook: str, limit: str | None) -> str:
     cmd = f"ansible-playbook -i {inventory} {playbook}"
     return cmd + (f" --limit {limit}" if limit else "")
+
+
+def layer_inputs(cmd: str, trigger: str, playbook: str) -> dict[str, Any]:
+    """A layer's command. Its triggers: the plan's (rendered files, versions, hosts) and the digest of the playbook
+    and roles it runs (gpucloud.stack.sources), so a role change re-runs the layers that use it."""
+    from gpucloud.stack import sources
+
+    return {"create": cmd, "update": cmd, "triggers": [trigger, sources.digest(playbook)], "dir": LAYER_DIR,
+            "environment": dict(LAYER_ENV)}
 
 
 def plan_path(cluster: str) -> str:
@@ -142,8 +152,6 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
     for layer in data["layers"]:
         cmd = layer_command(inventory, layer["playbook"], layer["limit"])
         name = f"{lname}-{layer['name']}"
-        add(name, COMMAND, lname, {"create": cmd, "update": cmd, "triggers": [layer["trigger"]], "dir": LAYER_DIR,
-                                   "environment": dict(LAYER_ENV)}, deps=previous,
-            options={"replace_on_changes": ["triggers[*]"]})
+        add(name, COMMAND, lname, layer_inputs(cmd, layer["trigger"], layer["playbook"]), deps=previous)
         previous = [name]
     return out

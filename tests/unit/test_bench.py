@@ -30,6 +30,8 @@ RUNS = {
     # Starts sshd on loopback aliases: a daemon test, under the integration lock.
     "bench_verify.py": (["--hosts", "4", "--parallel", "4", "--no-floor"], r"verify --parallel 4: 4 hosts in \d+\.\d+ s",
                         (pytest.mark.integration,)),
+    # Starts sushy-emulator BMCs and runs the Pulumi engine that scripts/build-pulumi.sh builds.
+    "bench_pulumi_engine.py": ([], r"up \(no changes\)\s+\d+\.\d+", (pytest.mark.integration,)),
 }
 
 

@@ -18,7 +18,6 @@ from gpucloud.stack import graph
 from conftest import CLUSTERS, EXAMPLES, ROOT, run_cli
 
 pytest.importorskip("pulumi")
-pytest.importorskip("pulumi_command")
 
 from gpucloud.stack import dryrun  # noqa: E402
 
@@ -94,7 +93,7 @@ def test_layers_run_in_order_after_the_machines(lab_mocked):
         assert res[f"lab-layers-{after}"]["dependencies"] == [f"lab-layers-{before}"]
     slurm = res["lab-layers-slurm"]["inputs"]
     assert slurm["create"] == "ansible-playbook -i plans/lab/inventory/hosts.yml playbooks/slurm.yml"
-    assert res["lab-layers-slurm"]["options"]["replace_on_changes"] == ["triggers[*]"]
+    assert "__provider" not in slurm and "options" not in res["lab-layers-slurm"]
 
 
 def test_graph_equals_the_program_under_mocks(lab_mocked):
@@ -258,13 +257,25 @@ def test_validate_path_never_imports_pulumi():
     assert out.stdout.strip() == "[]"
 
 
-def test_apply_without_the_pulumi_cli_exits_2(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(sys.executable)
-    result = run_cli("apply", "clusters/lab.yaml", "--stack", "lab", env={"PATH": str(bin_dir)})
+def test_apply_without_the_built_engine_exits_2_naming_the_build_script(tmp_path):
+    result = run_cli("apply", "clusters/lab.yaml", "--stack", "lab",
+                     env={"GPUCLOUD_PULUMI_ROOT": str(tmp_path / "none"), "PULUMI_CONFIG_PASSPHRASE": "x"})
     assert result.returncode == 2
-    assert "Pulumi CLI is not installed" in result.stderr and "get.pulumi.com" in result.stderr
+    assert "Pulumi engine is not built" in result.stderr and "scripts/build-pulumi.sh" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_apply_without_a_passphrase_exits_2_before_running_the_engine(tmp_path):
+    # An engine that fails loudly if it is ever started: the passphrase is checked first.
+    (tmp_path / "bin").mkdir()
+    for name in ("pulumi", "pulumi-resource-pulumi-python"):
+        (tmp_path / "bin" / name).write_text("#!/bin/sh\necho started >&2\nexit 99\n")
+        (tmp_path / "bin" / name).chmod(0o755)
+    env = {"GPUCLOUD_PULUMI_ROOT": str(tmp_path), "PULUMI_CONFIG_PASSPHRASE": "", "PULUMI_CONFIG_PASSPHRASE_FILE": "",
+           "PULUMI_BACKEND_URL": ""}
+    result = run_cli("apply", "clusters/lab.yaml", "--stack", "lab", env=env)
+    assert result.returncode == 2
+    assert "PULUMI_CONFIG_PASSPHRASE is not set" in result.stderr and "started" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
