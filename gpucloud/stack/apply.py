@@ -153,8 +153,11 @@ def open_stack(request: Request, root: Path, backend: str):
     os.environ.update({k: env[k] for k in ("PATH", "PYTHONPATH")})
     command = auto.PulumiCommand(root=str(root))
     workspace = auto.LocalWorkspaceOptions(work_dir=str(request.work_dir), env_vars=env, pulumi_command=command)
-    stack = auto.create_or_select_stack(stack_name=request.stack, project_name="gpucloud",
-                                        program=lambda: program.declare(PROJECT_DIR), opts=workspace)
+    def declare() -> None:
+        program.declare(PROJECT_DIR)
+
+    stack = auto.create_or_select_stack(stack_name=request.stack, project_name="gpucloud", program=declare,
+                                        opts=workspace)
     spec = os.path.relpath(request.spec.resolve(), PROJECT_DIR)
     stack.set_config("gpucloud:spec", auto.ConfigValue(value=spec))
     return stack
@@ -199,7 +202,9 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
     from pulumi import automation as auto
 
     first = requests[0]
-    stacks, changes, refused = [], {}, []
+    stacks: list = []
+    changes: dict[str, int] = {}
+    refused: list = []
     name = first.stack
     try:
         for request in requests:
@@ -207,7 +212,7 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
             stack = open_stack(request, root, backend)
             if request.refresh:
                 stack.refresh(on_output=echo, show_secrets=False, diff=True)
-            events = []
+            events: list = []
             preview = stack.preview(on_output=echo, on_event=events.append, diff=True)
             for op, count in _summary(preview.change_summary).items():
                 changes[op] = changes.get(op, 0) + count
@@ -253,7 +258,7 @@ def run_cli(spec: Path, stack: str | None, backend: str | None, preview: bool, c
     from gpucloud.plan import build_plan
 
     plan = build_plan(checked.spec, tuple(checked.findings))
-    names = stack_names(plan) if all_stacks else [stack]
+    names = stack_names(plan) if all_stacks or stack is None else [stack]
     requests = [Request(spec=spec, stack=name, backend=backend, preview=preview, allow_replace=allow_replace,
                         refresh=refresh) for name in names]
     try:
