@@ -2,7 +2,8 @@
 # Create .venv with gpucloud installed (editable). `--deploy` adds the deploy extra (the Pulumi SDK, Ansible,
 # paramiko: what `gpucloud plan` needs to check the Pulumi graph under mocks, and converge/apply/verify need);
 # `--test` adds that, the test extras and the Debian packages the integration tests run for real (Slurm, MariaDB,
-# OpenSM + ibsim, sshd, ...). Both also build the Pulumi engine from pinned Go modules (scripts/build-pulumi.sh).
+# OpenSM + ibsim, sshd, ...). Both also build the Pulumi engine from pinned Go modules (scripts/build-pulumi.sh),
+# which `gpucloud apply` drives; GPUCLOUD_BUILD_ENGINE=0 skips that where only plans are made (scripts/quickstart.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +53,7 @@ elif [ "$with_deploy" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
-if [ "$with_tests" = 1 ] || [ "$with_deploy" = 1 ]; then
+if { [ "$with_tests" = 1 ] || [ "$with_deploy" = 1 ]; } && [ "${GPUCLOUD_BUILD_ENGINE:-1}" != 0 ]; then
   # The Pulumi engine `gpucloud apply` drives, built from pinned Go modules (reused once built).
   scripts/build-pulumi.sh >/dev/null
 fi

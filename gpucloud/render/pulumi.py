@@ -32,7 +32,7 @@ def render(plan: Plan, files: Mapping[str, bytes] | None = None) -> dict[str, by
     try:
         documents, verified = dryrun.render_stacks(inputs)
         checked = "the program under pulumi.runtime.set_mocks"
-    except ImportError:  # pulumi or pulumi_command missing: the graph alone is still worth reviewing
+    except ImportError:  # the Pulumi SDK missing: the graph alone is still worth reviewing
         documents, verified = dryrun.render_stacks(inputs, verify=False)
         checked = NOT_INSTALLED
     for row, doc in zip(index, documents):

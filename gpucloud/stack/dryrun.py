@@ -185,7 +185,7 @@ def code_fingerprint() -> str:
     here = Path(__file__).resolve().parent
     for name in _CODE:
         h.update((here / name).read_bytes())
-    for dist in ("pulumi", "pulumi_command"):
+    for dist in ("pulumi",):
         try:
             h.update(f"{dist}={metadata.version(dist)}".encode())
         except metadata.PackageNotFoundError:

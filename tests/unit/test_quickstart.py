@@ -21,17 +21,20 @@ def _commands(path) -> list[str]:
 
 
 def test_quickstart_installs_the_deploy_extra_with_the_pulumi_sdk():
-    assert "scripts/setup.sh --deploy" in _commands(QUICKSTART)
+    # Planning needs the SDK, not the engine: the quickstart skips the engine's build from Go modules.
+    assert "GPUCLOUD_BUILD_ENGINE=0 scripts/setup.sh --deploy" in _commands(QUICKSTART)
+    assert '"${GPUCLOUD_BUILD_ENGINE:-1}" != 0' in SETUP.read_text()
     assert "pip install -q -e '.[deploy]'" in SETUP.read_text()
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     names = {re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0] for dep in extras["deploy"]}
-    # gpucloud/render/pulumi.py checks the graph under mocks only when both import.
-    assert {"pulumi", "pulumi-command"} <= names
+    # gpucloud/render/pulumi.py checks the graph under mocks only when the SDK imports; the configuration layers
+    # are a dynamic provider of the project's own (gpucloud/stack/layer.py), so no provider package is needed.
+    assert "pulumi" in names and "pulumi-command" not in names
 
 
 def test_quickstart_checks_the_sdk_before_planning_and_ends_at_plan_md():
     commands = _commands(QUICKSTART)
-    sdk = next(i for i, c in enumerate(commands) if "import pulumi, pulumi_command" in c)
+    sdk = next(i for i, c in enumerate(commands) if c == ".venv/bin/python -c 'import pulumi' || {")
     plan = next(i for i, c in enumerate(commands) if c.startswith(".venv/bin/gpucloud plan "))
     assert sdk < plan
     out = commands[plan].split("--out ", 1)[1].split()[0]
