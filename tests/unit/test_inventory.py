@@ -1,4 +1,4 @@
-"""The generated Ansible inventory: groups, ranges, literal per-host addresses and secrets, checked with Ansible itself."""
+"""The generated Ansible inventory: groups, ranges, literal host addresses and secrets, checked with Ansible itself."""
 
 from __future__ import annotations
 
@@ -196,6 +196,29 @@ def test_no_inventory_file_holds_a_template_but_references():
                     key, _, value = line.strip().partition(": ")
                     value = value.strip("'")
                     assert _REFERENCES.match(value) or _LOCATED.get(key) == value, f"{spec.stem} {rel}: {line}"
+
+
+def test_a_hosts_own_addresses_move_the_triggers_of_its_stack_only():
+    """A host's host_vars file counts for the stack that holds it, as its membership does: a changed address re-runs
+    that stack's layers (the fabric layer writes the IPoIB addresses), and no other stack's."""
+    from gpucloud.plan.stacks import stack_inputs
+
+    plan = _plan("hokkaido-10k")
+    files = inv.render(plan)
+
+    def triggers(fs):
+        return {s["stack"]: [x["trigger"] for x in s["layers"]] for s in stack_inputs(plan, fs)}
+
+    before = triggers(files)
+    host = plan.pools[0].hosts[-1].name
+    holders = {s["stack"] for s in stack_inputs(plan, files) for p in s["pools"] if any(h[0] == host for h in p["hosts"])}
+    assert len(holders) == 1 and len(before) > 2
+    rel = f"inventory/host_vars/{host}.json"
+    after = triggers({**files, rel: files[rel].replace(b'"ansible_host": "', b'"ansible_host": "1')})
+    moved = {stack for stack in before if before[stack] != after[stack]}
+    assert moved == holders
+    (stack,) = holders
+    assert all(b != a for b, a in zip(before[stack], after[stack]))  # every layer of it
 
 
 def test_ib_rate_is_what_the_port_trains_to():
