@@ -3,9 +3,12 @@
     python bench/bench_inventory.py                       # colossus-100k (12,520 hosts)
     python bench/bench_inventory.py clusters/ishikari.yaml
     python bench/bench_inventory.py --quick clusters/lab.yaml   # only `--graph`: the smallest run
+    python bench/bench_inventory.py --repeat 3            # each command three times, then the median
 
 Renders the spec's inventory into a temporary folder, then times `ansible-inventory --graph`, `--list --export`
-and `--list` with the repository's ansible.cfg, printing wall and CPU seconds (children's rusage) of each.
+and `--list` with the repository's ansible.cfg, printing wall and CPU seconds (children's rusage) of each run and,
+with --repeat, the median of the runs. It also prints how many variables and values (list items counted one by
+one: Ansible's time goes per value and host) the first host of the largest pool gets.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +42,9 @@ def _timed(argv: list[str], env: dict) -> tuple[float, float, int]:
     return wall, cpu, len(res.stdout)
 
 
-def measure(plan, commands: list[list[str]]) -> list[tuple[list[str], float, float, int]]:
+def measure(plan, commands: list[list[str]], repeat: int = 1) -> list[tuple[list[str], float, float, int]]:
     """Write the plan's inventory to a temporary folder once and time each ``ansible-inventory`` command on it with
-    the repository's ansible.cfg: (arguments, wall s, CPU s, output bytes)."""
+    the repository's ansible.cfg, ``repeat`` times in turn: (arguments, wall s, CPU s, output bytes) per run."""
     from gpucloud.render import inventory
     from gpucloud.write import INVENTORY, write_tree
 
@@ -50,7 +54,8 @@ def measure(plan, commands: list[list[str]]) -> list[tuple[list[str], float, flo
         write_tree(tmp / plan.spec.name, {k[len("inventory/"):]: v for k, v in files.items()}, INVENTORY)
         hosts = str(tmp / plan.spec.name / "hosts.yml")
         env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "ah")}
-        return [(args, *_timed([ANSIBLE_INVENTORY, "-i", hosts, *args], env)) for args in commands]
+        return [(args, *_timed([ANSIBLE_INVENTORY, "-i", hosts, *args], env))
+                for _ in range(repeat) for args in commands]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -65,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spec", nargs="?", type=Path, default=ROOT / "clusters" / "colossus-100k.yaml")
     ap.add_argument("--quick", action="store_true", help="time only `ansible-inventory --graph`")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each command (the median is printed too)")
     args = ap.parse_args()
     spec = args.spec
     start = time.perf_counter()
@@ -72,12 +78,39 @@ def main() -> None:
     if checked.spec is None:
         sys.exit(f"{spec}: not a valid spec; run: gpucloud validate {spec}")
     plan = build_plan(checked.spec)
-    hosts_yml = inventory.render(plan)["inventory/hosts.yml"]
+    files = inventory.render(plan)
     print(f"{spec.name}: {plan.host_count:,} hosts; plan + render {time.perf_counter() - start:.2f} s; "
-          f"hosts.yml {len(hosts_yml):,} bytes")
+          f"{len(files):,} files, hosts.yml {len(files['inventory/hosts.yml']):,} bytes")
+    names, values = per_host(plan, files)
+    print(f"  a host of the largest pool gets {names} variables, {values} values")
     commands = [["--graph"]] if args.quick else [["--graph"], ["--list", "--export"], ["--list"]]
-    for argv, wall, cpu, size in measure(plan, commands):
+    runs = measure(plan, commands, args.repeat)
+    for argv, wall, cpu, size in runs:
         print(f"  ansible-inventory {' '.join(argv):16} wall {wall:6.1f} s  cpu {cpu:6.1f} s  output {size:,} bytes")
+    if args.repeat > 1:
+        for argv in commands:
+            mine = [r for r in runs if r[0] == argv]
+            print(f"  median of {len(mine)}: ansible-inventory {' '.join(argv):16} "
+                  f"wall {statistics.median(r[1] for r in mine):6.1f} s  "
+                  f"cpu {statistics.median(r[2] for r in mine):6.1f} s")
+
+
+def per_host(plan, files: dict[str, bytes]) -> tuple[int, int]:
+    """Variables and values (a list's items one by one) the first host of the largest pool gets from all.yml, its
+    pool's group_vars and its own host_vars."""
+    import json
+
+    import yaml
+
+    from gpucloud.plan.groups import group_name
+
+    pp = max(plan.pools, key=lambda p: len(p.hosts))
+    merged: dict = {}
+    for rel in ("inventory/group_vars/all.yml", f"inventory/group_vars/{group_name('pool', pp.pool.name)}.yml"):
+        merged |= yaml.safe_load(files[rel]) or {}
+    own = files.get(f"inventory/host_vars/{pp.hosts[0].name}.json")
+    merged |= json.loads(own) if own else {}
+    return len(merged), sum(len(v) if isinstance(v, (list, dict)) else 1 for v in merged.values())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 A layer re-runs exactly when its trigger changes, so the trigger covers what the layer's playbook reads: the
 rendered files under its folders (whatever the renderers produced), the software versions it installs, and which
-hosts of the stack it runs on. The inventory's ``hosts.yml`` is left out of the common layer on purpose: membership
-is already in every layer's trigger per stack, so adding a host re-runs the layers of its own stack only.
+hosts of the stack it runs on. The inventory's ``hosts.yml`` and each host's own variables (``host_vars/<host>.json``,
+its addresses) are left out of the layers' contents on purpose: they count in the triggers of the stack that holds
+the host, so adding a host, or moving one's addresses, re-runs the layers of its own stack only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("monitoring", ("inventory/", "monitoring/"), ()),
 )
 EXCLUDED = ("inventory/hosts.yml",)
+HOST_VARS = "inventory/host_vars/"
+# The key of layer_contents' answer that holds each host's own variables' digest, by host name.
+HOSTS = "hosts"
 
 
 def playbook(layer: str) -> str:
@@ -42,11 +46,12 @@ def layer_contents(plan: Plan, files: Mapping[str, bytes]) -> dict[str, dict]:
     out = {}
     software = plan.spec.software
     for name, folders, version_keys in LAYERS:
-        paths = sorted(p for p in files if p.startswith(folders) and p not in EXCLUDED)
+        paths = sorted(p for p in files if p.startswith(folders) and p not in EXCLUDED and not p.startswith(HOST_VARS))
         versions = {k: getattr(software, k) for k in version_keys}
         blob = json.dumps({"files": [[p, _sha(files[p])] for p in paths], "versions": versions},
                           sort_keys=True).encode()
         out[name] = {"digest": _sha(blob), "files": len(paths), "folders": list(folders), "versions": versions}
+    out[HOSTS] = {p[len(HOST_VARS):].rsplit(".", 1)[0]: _sha(files[p]) for p in files if p.startswith(HOST_VARS)}
     return out
 
 
@@ -61,9 +66,12 @@ def stack_layers(contents: Mapping[str, dict], hosts_digest: str, limit: str | N
     return out
 
 
-def hosts_digest(names) -> str:
+def hosts_digest(names, own: Mapping[str, str] | None = None) -> str:
+    """The stack's hosts, and the digest of each one's own variables (``own``: layer_contents' ``HOSTS``)."""
     h = hashlib.sha256()
     for n in names:
         h.update(n.encode())
+        if own and n in own:
+            h.update(b" " + own[n].encode())
         h.update(b"\n")
     return h.hexdigest()

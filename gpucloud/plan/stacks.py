@@ -163,7 +163,7 @@ def stack_input(plan: Plan, part: StackPart, contents: Mapping[str, dict]) -> di
                      "verify_tls": prov.verify_tls, "ca_bundle": prov.ca_bundle},
         "pools": pools,
         "storage": _storage(plan) if part.shared else [],
-        "layers": layers.stack_layers(contents, layers.hosts_digest(names), part.limit),
+        "layers": layers.stack_layers(contents, layers.hosts_digest(names, contents.get(layers.HOSTS)), part.limit),
     }
 
 

@@ -1,20 +1,23 @@
-"""The Ansible inventory of a plan: ``inventory/hosts.yml`` plus ``group_vars/``.
+"""The Ansible inventory of a plan: ``inventory/hosts.yml`` plus ``group_vars/`` and ``host_vars/``.
 
 Hosts are grouped by pool (hosts listed once, as ranges), role and tenant (children: pool groups), rack and scalable
-unit (host ranges such as ``gpu[0001:0004]``). Every group the playbooks may target is declared even when empty, so
-a playbook never fails on a missing group. Everything the roles need sits in group_vars, computed here so that no
-task has to look at other hosts: ``all.yml`` (versions, IPoIB settings), ``role_*.yml`` (controller names, the
-database password reference) and ``pool_*.yml`` (address rules, GPUs, InfiniBand rails, mounts). Secrets appear
-only as references to Ansible Vault variables.
+unit (host ranges such as ``gpu[0001:0004]``). Every group the playbooks may target is declared even when empty, so a
+playbook never fails on a missing group. ``host_vars/<host>.json`` holds the addresses the host planner gave the host
+as literal values (``ansible_host``, ``gpucloud_bmc``, ``gpucloud_storage_address``, ``rdma_ipoib_addresses``): what
+``ansible-inventory --host`` prints is what AWX, SSH-config generators and CMDB syncs read, with no template to
+evaluate. Everything else the roles need sits in group_vars, computed here so that no task has to look at other
+hosts: ``all.yml`` (versions, IPoIB mode), ``role_*.yml`` (controller names, the database password reference) and
+``pool_*.yml`` (GPUs, InfiniBand rails and device names, mounts). Secrets appear only as references to Ansible Vault
+variables.
 
-Ansible merges every group variable into every member host, and its time goes per variable and host: the
-12,500-node example lists in seconds because a host gets about 25 short variables - addresses are rules on the
-host's position, rails a count - and no list that grows with the cluster.
+Ansible merges every group variable into every member host, and its time goes per value and host (a per-host
+literal costs several times a group value: see docs/ansible.md): a host gets few short values and no list that grows
+with the cluster.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import json
 import re
 from typing import Iterable, Mapping, Sequence
 
@@ -63,22 +66,27 @@ def host_ranges(pp: PoolPlan, hosts: Iterable[Host]) -> list[str]:
     return out
 
 
-def position_expr(pp: PoolPlan) -> str:
-    """A Jinja expression giving a host's position (index - start) from its name, the key of all its addresses."""
-    m = _FIELD.search(pp.pool.hostname)
-    assert m is not None
-    pattern = f"^{re.escape(pp.pool.hostname[: m.start()])}([0-9]+){re.escape(pp.pool.hostname[m.end():])}$"
-    return f"{{{{ (inventory_hostname | regex_replace('{pattern}', '\\1') | int) - {pp.pool.start} }}}}"
+def host_vars(host: Host, prefix: int | None) -> dict:
+    """The host's own variables: its planned address on every network it is on, literal.
 
-
-def address_expr(first: int) -> str:
-    """The dotted address ``first + position``: the planner's allocation rule (plan/hosts.py), evaluated per host.
-
-    Addresses are expressions rather than per-host values because 12,500 hosts with literal variables take Ansible
-    several times longer to load than host ranges (see docs/ansible.md).
+    ``rdma_ipoib_addresses`` holds one ``address/prefix`` per compute rail in rail order (interface ib<rail>), as
+    netplan takes it; the rdma role prints them and computes nothing.
     """
-    return ("{% set n = " + str(first) + " + gpucloud_position | int %}"
-            "{{ [n // 16777216, n // 65536 % 256, n // 256 % 256, n % 256] | join('.') }}")
+    out: dict = {}
+    for key, value in (("ansible_host", host.management), ("gpucloud_bmc", host.bmc),
+                       ("gpucloud_storage_address", host.storage)):
+        if value:
+            out[key] = value
+    if host.ipoib and prefix is not None:  # the host planner gives IPoIB addresses to compute-fabric hosts only
+        out["rdma_ipoib_addresses"] = [f"{a}/{prefix}" for a in host.ipoib]
+    return out
+
+
+def _json(data: Mapping) -> bytes:
+    """A host's own variables, one line of JSON: Ansible reads JSON through its C parser with one source position
+    for the whole file, where YAML costs a tagged position per value (see docs/ansible.md), and `grep ADDRESS
+    host_vars/` names the host."""
+    return (json.dumps(dict(data), sort_keys=True, separators=(", ", ": ")) + "\n").encode()
 
 
 def _yaml(name: str, data: Mapping) -> bytes:
@@ -187,8 +195,8 @@ def all_vars(plan: Plan) -> dict:
         out["gpucloud_bmc_password"] = "{{ %s }}" % secret_var(spec.provider.password)
     ipoib = spec.networks.get("ipoib")
     if ipoib is not None:
-        # Rail r of a host: rdma_ipoib_first (its pool's, rail 0) + r * 2^(32 - prefix) + gpucloud_position.
-        out.update({"rdma_ipoib_prefix": ipoib.rail_prefix, "rdma_ipoib_mode": ipoib.mode})
+        # Each host's per-rail addresses (with their prefix) are its own variable, rdma_ipoib_addresses.
+        out["rdma_ipoib_mode"] = ipoib.mode
         if ipoib.mtu:
             out["rdma_ipoib_mtu"] = ipoib.mtu
     versions = {"nvidia_driver_version": sw.nvidia_driver, "nvidia_driver_fabric_manager_version": sw.fabric_manager,
@@ -229,22 +237,11 @@ def role_vars(plan: Plan) -> dict[str, dict]:
 
 
 def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
-    """What a pool's hosts share: address rules, hardware expectations, InfiniBand rails, mounts."""
+    """What a pool's hosts share: hardware expectations, InfiniBand rails and their device names, mounts."""
     pool, model = pp.pool, pp.model
     on_fabric = pool.fabric == "compute" and model.rails > 0
     hcas = model.compute_hcas if on_fabric else ()
-    first = pp.hosts[0] if pp.hosts else None
-    out: dict = {}
-    if first is not None:
-        # Address of the host at position 0 per network; every other host adds its position (plan/hosts.py).
-        for key, value in (("ansible_host", first.management), ("gpucloud_bmc", first.bmc),
-                           ("gpucloud_storage_address", first.storage)):
-            if value:
-                out[key] = address_expr(int(ipaddress.IPv4Address(value)) - first.position)
-        if hcas and first.ipoib:
-            out["rdma_ipoib_first"] = int(ipaddress.IPv4Address(first.ipoib[0])) - first.position
-    out.update({
-        "gpucloud_position": position_expr(pp),
+    out: dict = {
         "gpucloud_pool": pool.name,
         "gpucloud_model": model.name,
         "gpucloud_gpus": model.gpus,
@@ -254,7 +251,10 @@ def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
         **_containers(plan, pool.name),
         "nvidia_driver_fabric_manager": model.nvswitch,
         "rdma_expected_hcas": len(model.compute_hcas) + len(model.storage_hcas) if pool.fabric != "none" else 0,
-    })
+    }
+    if plan.spec.software.lustre_client and plan.storage and any(pool.name in f.pools for f in plan.storage.lustre):
+        # The pinned Lustre client, only where the pool mounts Lustre (the lustre_client role installs it).
+        out["lustre_client_version"] = plan.spec.software.lustre_client
     if hcas:
         # The model's device name per rail (mlx5_<rail> unless the model names them, as a DGX H100's mlx5_0,3,4,...).
         out["gpucloud_ib_devices"] = list(model.devices("compute"))
@@ -276,4 +276,8 @@ def render(plan: Plan) -> dict[str, bytes]:
         files[f"inventory/group_vars/{group_name('role', role)}.yml"] = _yaml(name, data)
     for pp in plan.pools:
         files[f"inventory/group_vars/{group_name('pool', pp.pool.name)}.yml"] = _yaml(name, pool_vars(plan, pp))
+    ipoib = plan.spec.networks.get("ipoib")
+    prefix = ipoib.rail_prefix if ipoib is not None else None
+    for h in plan.hosts():
+        files[f"inventory/host_vars/{h.name}.json"] = _json(host_vars(h, prefix))
     return files

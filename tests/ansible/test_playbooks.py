@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,6 +92,14 @@ TEMPLATES = [  # (role, template, host, extra vars)
         "packages": ["datacenter-gpu-manager"]}}),
 ]
 
+# A DGX H100 names its eight rails mlx5_0,3,4,5,6,9,10,11 (tests/specs/valid/own-hardware.yaml): the roles must use the
+# plan's names, never mlx5_<rail>.
+OWN_HARDWARE = ROOT / "tests" / "specs" / "valid" / "own-hardware.yaml"
+DGX_TEMPLATES = [
+    ("node_health", "nhc.conf.j2", "dgx01", {}),
+    ("rdma", "ipoib-netplan.yaml.j2", "dgx02", {}),
+]
+
 
 @pytest.fixture(scope="module")
 def rendered_templates(tmp_path_factory):
@@ -111,7 +120,8 @@ def render_templates(tmp: Path, spec: Path, templates) -> tuple[Path, Path]:
         # Role defaults rank below inventory vars: load only those the inventory does not set.
         pool = "pool_" + host.rstrip("0123456789")
         inventory_keys = set()
-        for f in [group_vars / "all.yml", group_vars / f"{pool}.yml", *group_vars.glob("role_*.yml")]:
+        for f in [group_vars / "all.yml", group_vars / f"{pool}.yml", *group_vars.glob("role_*.yml"),
+                  plan / "inventory" / "host_vars" / f"{host}.json"]:
             inventory_keys |= set(yaml.safe_load(f.read_text()))
         defaults = yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text())
         defaults_file = tmp / f"{role}-{host}-defaults.yml"
@@ -133,12 +143,61 @@ def render_templates(tmp: Path, spec: Path, templates) -> tuple[Path, Path]:
     return plan, tmp / "out"
 
 
+@pytest.fixture(scope="module")
+def rendered_templates(tmp_path_factory):
+    """Every role template rendered by Ansible itself for lab hosts."""
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-core is not installed")
+    return _render_templates(tmp_path_factory.mktemp("templates"), CLUSTERS / "lab.yaml", TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def rendered_dgx_templates(tmp_path_factory):
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-core is not installed")
+    return _render_templates(tmp_path_factory.mktemp("dgx"), OWN_HARDWARE, DGX_TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def rendered_dgx_templates(tmp_path_factory):
+    if shutil.which("ansible-playbook") is None:
+        pytest.skip("ansible-core is not installed")
+    return render_templates(tmp_path_factory.mktemp("dgx"), OWN_HARDWARE, DGX_TEMPLATES)
+
+
 @pytest.mark.parametrize("case", TEMPLATES, ids=lambda c: f"{c[0]}-{c[2]}-{c[1]}")
 def test_template_golden(rendered_templates, case, golden):
     role, template, host, _extra = case
     _plan, out = rendered_templates
     name = f"{host}-{template[:-3]}"
     golden(GOLDEN / name, (out / name).read_bytes())
+
+
+@pytest.mark.parametrize("case", DGX_TEMPLATES, ids=lambda c: f"{c[0]}-{c[2]}-{c[1]}")
+def test_dgx_template_golden(rendered_dgx_templates, case, golden):
+    _role, template, host, _extra = case
+    _plan, out = rendered_dgx_templates
+    name = f"{host}-{template[:-3]}"
+    golden(GOLDEN / name, (out / name).read_bytes())
+
+
+def test_rail_devices_are_the_models_not_numbered(rendered_dgx_templates):
+    """NHC checks port 1 of each rail's HCA by the model's own device name, and the IPoIB comments name the same."""
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+
+    plan = build_plan(check_spec(OWN_HARDWARE).spec)
+    dgx = next(pp for pp in plan.pools if pp.pool.name == "dgx")
+    devices = list(dgx.model.devices("compute"))
+    assert devices != [f"mlx5_{r}" for r in range(len(devices))]  # the case this test is about
+    _plan, out = rendered_dgx_templates
+    checked = [line.split()[-1] for line in (out / "dgx01-nhc.conf").read_text().splitlines() if "check_hw_ib" in line]
+    assert checked == sorted(f"{d}:1" for d in devices)
+    netplan = (out / "dgx02-ipoib-netplan.yaml").read_text()
+    assert [line.split()[-1] for line in netplan.splitlines() if "# rail " in line] == devices
+    planned = next(h for h in dgx.hosts if h.name == "dgx02")
+    ethernets = yaml.safe_load(netplan)["network"]["ethernets"]
+    assert [ethernets[f"ib{r}"]["addresses"][0].split("/")[0] for r in range(len(ethernets))] == list(planned.ipoib)
 
 
 def test_slurm_conf_is_the_plans(rendered_templates):
@@ -193,3 +252,58 @@ def test_ipoib_addresses_are_the_plans(rendered_templates):
         netplan = yaml.safe_load((out / f"{host}-ipoib-netplan.yaml").read_text())["network"]["ethernets"]
         got = [netplan[f"ib{r}"]["addresses"][0].split("/")[0] for r in range(len(netplan))]
         assert got == list(planned[host].ipoib) and got, host
+
+
+# Roles that install a component the spec pins, the inventory variable that carries the pin, and the example whose
+# plan pins it on a pool with that role.
+PINNED_ROLES = [  # (role, version variable, example, pool)
+    ("slurm_controller", "slurm_version", "lab", "ctl"),
+    ("slurmdbd", "slurm_version", "lab", "ctl"),
+    ("slurmd", "slurm_version", "lab", "gpu"),
+    ("login", "slurm_version", "lab", "login"),
+    ("lustre_client", "lustre_client_version", "abci3", "h200"),
+]
+
+
+@needs_ansible
+def test_pinned_packages_are_installed_at_the_pin(tmp_path):
+    """Each role's install task, as Ansible evaluates it with the inventory's pin, asks apt for `name=<pin>-*` for
+    every package the plan pins on the pool (plan/software.py's pool_pins, also what verify reads back)."""
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.plan.software import pool_pins
+    from gpucloud.render.inventory import all_vars, pool_vars
+
+    plays, expected = [], {}
+    for role, variable, example, pool_name in PINNED_ROLES:
+        plan = build_plan(check_spec(CLUSTERS / f"{example}.yaml").spec)
+        pp = next(p for p in plan.pools if p.pool.name == pool_name)
+        inventory = all_vars(plan) | pool_vars(plan, pp)
+        version = inventory[variable]
+        defaults = yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text())
+        installs = [t["ansible.builtin.apt"] for t in yaml.safe_load((PLAYBOOKS / "roles" / role / "tasks" /
+                                                                     "main.yml").read_text())
+                    if "ansible.builtin.apt" in t and f"{role}_packages" in str(t["ansible.builtin.apt"]["name"])]
+        assert len(installs) == 1, f"{role}: no apt task installs {role}_packages"
+        assert "allow_downgrade" in installs[0], f"{role}: a lower pin must be refused unless asked for"
+        packages = defaults[f"{role}_packages"]
+        if variable == "slurm_version":
+            hcas = len(pp.model.compute_hcas) if pp.pool.fabric == "compute" else 0
+            pinned = pool_pins(plan.spec, pp.model.gpus, pp.model.nvswitch, hcas, pp.pool.roles)
+            assert all(pinned[p] == version for p in packages), (role, pinned)
+        expected[role] = sorted(f"{p}={version}-*" for p in packages)
+        # Role defaults rank below inventory vars; as vars_files they would rank above: leave out the pin's own.
+        defaults_file = tmp_path / f"{role}-defaults.yml"
+        defaults_file.write_text(yaml.safe_dump({k: v for k, v in defaults.items() if k != variable}))
+        plays.append({"name": role, "hosts": "localhost", "gather_facts": False, "connection": "local",
+                      "vars_files": [str(defaults_file)], "vars": {variable: version},
+                      "tasks": [{"name": "Evaluate", "ansible.builtin.copy": {
+                          "content": "{{ (" + installs[0]["name"].strip()[2:-2] + ") | to_json }}",
+                          "dest": str(tmp_path / f"{role}.json"), "mode": "0644"}}]})
+    (tmp_path / "pins.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    res = subprocess.run(["ansible-playbook", "-i", "localhost,", str(tmp_path / "pins.yml")], cwd=ROOT,
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-6000:]
+    for role, want in expected.items():
+        asked = json.loads((tmp_path / f"{role}.json").read_text())
+        assert sorted(a for a in asked if "=" in a) == want, (role, asked)

@@ -19,6 +19,7 @@ launch request came from.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -110,9 +111,9 @@ def prepare(rig):
     _node_port_per_node(plan, set(ports.values()))
     inv = root / "inventory"
     shutil.copytree(plan / "inventory", inv)
-    (inv / "host_vars").mkdir()
-    for name, (addr, _gpus) in HOSTS.items():
-        (inv / "host_vars" / f"{name}.yml").write_text(yaml.safe_dump({"ansible_host": addr}))
+    for name, (addr, _gpus) in HOSTS.items():  # the planned addresses, but the test host listens on loopback
+        own = inv / "host_vars" / f"{name}.json"
+        own.write_text(json.dumps({**json.loads(own.read_text()), "ansible_host": addr}))
     # A third GPU node whose machine is down: nothing listens on its port.
     (inv / "down.yml").write_text(yaml.safe_dump({"all": {"children": {"pool_gpu": {"hosts": {
         "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": _rig_module().free_port()}}}}}}))

@@ -1,4 +1,4 @@
-"""The generated Ansible inventory: groups, ranges, address expressions and secrets, checked with Ansible itself."""
+"""The generated Ansible inventory: groups, ranges, literal host addresses and secrets, checked with Ansible itself."""
 
 from __future__ import annotations
 
@@ -35,8 +35,13 @@ def _write(tmp_path: Path, plan) -> Path:
 
 @pytest.mark.parametrize("name", ["lab", "ishikari", "abci3"])
 def test_golden(name, golden):
-    for rel, data in inv.render(_plan(name)).items():
-        golden(GOLDEN / name / rel[len("inventory/"):], data)
+    """Every file, but of host_vars/ only the first and last host of each pool (the committed inventories under
+    inventory/ hold all of them, checked by test_committed_inventory_is_current)."""
+    plan = _plan(name)
+    sample = {f"inventory/host_vars/{h.name}.json" for pp in plan.pools for h in (pp.hosts[:1] + pp.hosts[-1:])}
+    for rel, data in inv.render(plan).items():
+        if not rel.startswith("inventory/host_vars/") or rel in sample:
+            golden(GOLDEN / name / rel[len("inventory/"):], data)
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
@@ -100,33 +105,121 @@ def test_render_is_deterministic():
     assert inv.render(_plan("abci3")) == inv.render(_plan("abci3"))
 
 
-@pytest.mark.skipif(shutil.which("ansible") is None, reason="ansible-core is not installed")
-def test_ansible_reads_groups_and_planned_addresses(tmp_path):
-    """Ansible itself expands the ranges and evaluates every host's address expressions to the planned address."""
-    plan = _plan("lab")
-    folder = _write(tmp_path, plan)
-    env = {"ANSIBLE_HOME": str(tmp_path / "ah"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt"),
-           "ANSIBLE_INVENTORY_ENABLED": "ansible.builtin.yaml"}
+def _ansible_env(tmp_path: Path) -> dict:
     import os
 
-    env = {**os.environ, **env}
-    listing = json.loads(subprocess.run(["ansible-inventory", "-i", str(folder / "hosts.yml"), "--list"], env=env,
-                                        check=True, capture_output=True, text=True).stdout)
+    return {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ah"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt"),
+            "ANSIBLE_INVENTORY_ENABLED": "ansible.builtin.yaml"}
+
+
+def _listing(tmp_path: Path, plan) -> dict:
+    """What `ansible-inventory --list` prints for the plan's inventory: every host's variables as Ansible merged them
+    (what AWX and other inventory syncs read)."""
+    folder = _write(tmp_path, plan)
+    res = subprocess.run(["ansible-inventory", "-i", str(folder / "hosts.yml"), "--list"], env=_ansible_env(tmp_path),
+                         check=True, capture_output=True, text=True)
+    return json.loads(res.stdout)
+
+
+needs_ansible = pytest.mark.skipif(shutil.which("ansible") is None, reason="ansible-core is not installed")
+
+
+@needs_ansible
+def test_ansible_reads_groups_and_planned_addresses(tmp_path):
+    """Ansible itself expands the ranges, and every host's addresses are the planned ones as literal values."""
+    plan = _plan("lab")
+    listing = _listing(tmp_path, plan)
     assert listing["rack_lab01"]["hosts"] == ["gpu01", "gpu02"]
     assert listing["su_gpu_000"]["hosts"] == ["gpu01", "gpu02"]
     assert listing["tenant_teaching"]["children"] == ["pool_gpu"]
-    env.update({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.minimal",
-                "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
+    prefix = plan.spec.networks["ipoib"].rail_prefix
+    hostvars = listing["_meta"]["hostvars"]
+    assert sorted(hostvars) == sorted(h.name for h in plan.hosts())
+    for h in plan.hosts():
+        got = hostvars[h.name]
+        assert (got["ansible_host"], got["gpucloud_bmc"]) == (h.management, h.bmc), h.name
+        assert got["rdma_ipoib_addresses"] == [f"{a}/{prefix}" for a in h.ipoib] and h.ipoib, h.name
+    # abci3 also has a storage network: its address is the planned one too, and only hosts with IPoIB list rails.
+    plan = _plan("abci3")
+    hostvars = _listing(tmp_path / "abci3", plan)["_meta"]["hostvars"]
+    for h in plan.hosts():
+        got = hostvars[h.name]
+        assert got["gpucloud_storage_address"] == h.storage and h.storage, h.name
+        assert [a.split("/")[0] for a in got.get("rdma_ipoib_addresses", [])] == list(h.ipoib), h.name
 
-    def debug(pattern: str, msg: str) -> dict[str, str]:
-        res = subprocess.run(["ansible", "-i", str(folder / "hosts.yml"), pattern, "-m", "ansible.builtin.debug",
-                              "-a", json.dumps({"msg": msg})], env=env, check=True, capture_output=True, text=True)
-        found = re.findall(r"^(\S+) \| SUCCESS => (\{.*?^\})", res.stdout, re.M | re.S)
-        return {name: json.loads(body)["msg"] for name, body in found}
 
-    seen = debug("all", "{{ [ansible_host, gpucloud_bmc, gpucloud_position] | join(' ') }}")
-    assert seen == {h.name: f"{h.management} {h.bmc} {h.position}" for h in plan.hosts()}
-    # The rdma role's per-rail rule is checked where Ansible renders its template (tests/ansible/test_playbooks.py).
+# Values that stay references by design: secrets (Ansible Vault variables, never written) and the plan folder, which
+# is wherever the inventory is read from (`gpucloud converge` passes its own).
+_REFERENCES = re.compile(r"^\{\{ vault_[a-z0-9_]+ \}\}$")
+_LOCATED = {"gpucloud_plan_dir": "{{ inventory_dir }}/.."}
+
+
+def _templated(hostvars: dict) -> list[str]:
+    out = []
+
+    def walk(path: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{path}.{k}", v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(f"{path}[{i}]", v)
+        elif isinstance(value, str) and ("{{" in value or "{%" in value):
+            host, _, key = path.partition(".")
+            if not (_REFERENCES.match(value) or _LOCATED.get(key) == value):
+                out.append(f"{path} = {value}")
+
+    for host, variables in hostvars.items():
+        walk(host, variables)
+    return out
+
+
+@needs_ansible
+@pytest.mark.parametrize("name", ["lab", "hokkaido-10k"])
+def test_no_host_variable_is_a_template(tmp_path, name):
+    """AWX, SSH-config generators and CMDB syncs read the values as they are: every value a host gets is literal,
+    except the Vault references of secrets and the plan folder's location."""
+    listing = _listing(tmp_path, _plan(name))
+    hostvars = listing["_meta"]["hostvars"]
+    assert len(hostvars) == _plan(name).host_count
+    assert _templated(hostvars) == []
+    # The exceptions are really there (the check above looks at the right values).
+    some = next(iter(hostvars.values()))
+    assert _REFERENCES.match(some["munge_key"]) and some["gpucloud_plan_dir"] == _LOCATED["gpucloud_plan_dir"]
+
+
+def test_no_inventory_file_holds_a_template_but_references():
+    """The same, on the files themselves, for every example (colossus-100k included: no Ansible run needed)."""
+    for spec in EXAMPLES:
+        for rel, data in inv.render(build_plan(check_spec(spec).spec)).items():
+            for line in data.decode().splitlines():
+                if "{{" in line or "{%" in line:
+                    key, _, value = line.strip().partition(": ")
+                    value = value.strip("'")
+                    assert _REFERENCES.match(value) or _LOCATED.get(key) == value, f"{spec.stem} {rel}: {line}"
+
+
+def test_a_hosts_own_addresses_move_the_triggers_of_its_stack_only():
+    """A host's host_vars file counts for the stack that holds it, as its membership does: a changed address re-runs
+    that stack's layers (the fabric layer writes the IPoIB addresses), and no other stack's."""
+    from gpucloud.plan.stacks import stack_inputs
+
+    plan = _plan("hokkaido-10k")
+    files = inv.render(plan)
+
+    def triggers(fs):
+        return {s["stack"]: [x["trigger"] for x in s["layers"]] for s in stack_inputs(plan, fs)}
+
+    before = triggers(files)
+    host = plan.pools[0].hosts[-1].name
+    holders = {s["stack"] for s in stack_inputs(plan, files) for p in s["pools"] if any(h[0] == host for h in p["hosts"])}
+    assert len(holders) == 1 and len(before) > 2
+    rel = f"inventory/host_vars/{host}.json"
+    after = triggers({**files, rel: files[rel].replace(b'"ansible_host": "', b'"ansible_host": "1')})
+    moved = {stack for stack in before if before[stack] != after[stack]}
+    assert moved == holders
+    (stack,) = holders
+    assert all(b != a for b, a in zip(before[stack], after[stack]))  # every layer of it
 
 
 def test_ib_rate_is_what_the_port_trains_to():
@@ -149,13 +242,20 @@ def test_role_groups_name_every_planned_controller_and_subnet_manager():
 
 
 def test_every_host_gets_few_variables():
-    """Ansible copies every group variable into every member host; no variable may grow with the cluster."""
+    """Ansible copies every group variable into every member host and spends its time per value and host; no
+    variable may grow with the cluster, and a host's own literals stay few (each costs more than a group value)."""
     plan = build_plan(check_spec(CLUSTERS / "colossus-100k.yaml").spec)
     files = inv.render(plan)
+    assert sum(rel.startswith("inventory/host_vars/") for rel in files) == plan.host_count == 12_520
+    own = json.loads(files["inventory/host_vars/gpu00001.json"])
+    assert sorted(own) == ["ansible_host", "gpucloud_bmc", "gpucloud_storage_address", "rdma_ipoib_addresses"]
+    assert len(own["rdma_ipoib_addresses"]) == 8  # one per rail
     per_host = yaml.safe_load(files["inventory/group_vars/all.yml"]) | yaml.safe_load(
-        files["inventory/group_vars/pool_gpu.yml"])
-    assert len(per_host) <= 30, sorted(per_host)
+        files["inventory/group_vars/pool_gpu.yml"]) | own
+    assert len(per_host) <= 27, sorted(per_host)
     assert all(len(v) <= 8 for v in per_host.values() if isinstance(v, (list, dict))), per_host
+    values = sum(len(v) if isinstance(v, (list, dict)) else 1 for v in per_host.values())
+    assert values <= 42, values
 
 
 def test_render_command_writes_and_refuses_foreign_folders(cli, tmp_path):
