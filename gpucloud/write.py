@@ -28,6 +28,9 @@ The Ansible inventory that `gpucloud render` writes (``INVENTORY``) is replaced 
 it carries no plan-files.txt (Ansible would read one as an inventory source, and the committed inventories hold
 exactly the rendered files), so it is recognised by the header gpucloud stamps on every file of it: its hosts.yml
 starts with that header, and a file without the header that the new inventory does not write is refused by name.
+The hosts' own variables (host_vars/<host>.json) are JSON, which has no comments: such a file is gpucloud's when it
+holds nothing but the variables gpucloud writes there (HOST_VARS_KEYS), so a file of a removed host goes and an
+operator's own host_vars file is refused.
 """
 
 from __future__ import annotations
@@ -80,6 +83,24 @@ def _generated(path: Path) -> bool:
             return fh.read(len(GENERATED)) == GENERATED
     except OSError:
         return False
+
+
+# The only variables render/inventory.py writes into host_vars/<host>.json (a test holds the two to each other).
+HOST_VARS_KEYS = frozenset({"ansible_host", "gpucloud_bmc", "gpucloud_storage_address", "rdma_ipoib_addresses"})
+_HOST_VARS_FILE = re.compile(r"host_vars/[^/]+\.json")
+
+
+def _generated_host_vars(path: Path, rel: str) -> bool:
+    """host_vars/<host>.json as gpucloud writes it: a small JSON object of HOST_VARS_KEYS alone."""
+    if not _HOST_VARS_FILE.fullmatch(rel):
+        return False
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 * 1024:
+            return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data) and set(data) <= HOST_VARS_KEYS
 
 
 def is_inventory_folder(path: Path) -> bool:
@@ -162,7 +183,8 @@ def check_target(out: Path, new_files: Iterable[str] | None = None, kind: Folder
         foreign = sorted(_present(target) - planned)
     else:
         known = set(new_files or ())
-        foreign = sorted(rel for rel in _present(target) - known if not _generated(target / rel))
+        foreign = sorted(rel for rel in _present(target) - known
+                         if not _generated(target / rel) and not _generated_host_vars(target / rel, rel))
     if foreign:
         shown = ", ".join(foreign[:_SHOW]) + (f" and {len(foreign) - _SHOW} more" if len(foreign) > _SHOW else "")
         raise RefusedOutput(

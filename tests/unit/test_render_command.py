@@ -3,6 +3,8 @@ else's deleted, no plan-files.txt (Ansible reads every file of an inventory fold
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 from pathlib import Path
 
@@ -36,10 +38,34 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_every_inventory_file_carries_the_mark_the_writer_recognises():
+def test_every_inventory_file_carries_the_mark_the_writer_recognises(tmp_path):
+    """YAML files by their header; host_vars JSON (no comments possible) by holding only the keys the writer knows."""
+    keys = set()
     for cluster in ("lab", "abci3"):
         files = inv.render(build_plan(check_spec(CLUSTERS / f"{cluster}.yaml").spec))
-        assert files and all(data.startswith(write.GENERATED) for data in files.values()), cluster
+        host_vars = {rel: data for rel, data in files.items() if rel.startswith("inventory/host_vars/")}
+        assert host_vars and all(rel.endswith(".json") for rel in host_vars)
+        assert all(data.startswith(write.GENERATED) for rel, data in files.items() if rel not in host_vars), cluster
+        for rel, data in host_vars.items():
+            path = tmp_path / rel.replace("/", "_")
+            path.write_bytes(data)
+            assert write._generated_host_vars(path, rel[len("inventory/"):]), rel
+            keys |= set(json.loads(data))
+    assert keys == write.HOST_VARS_KEYS  # abci3 has hosts with storage addresses; every key is written somewhere
+
+
+def test_a_host_vars_file_of_a_removed_host_goes_and_an_operators_own_is_refused(tmp_path, capsys):
+    assert _render(tmp_path) == 0
+    folder = tmp_path / "lab"
+    gone = folder / "host_vars" / "gpu99.json"  # a host an earlier spec had
+    gone.write_text('{"ansible_host": "10.0.0.99", "gpucloud_bmc": "10.1.0.99"}\n')
+    assert _render(tmp_path) == 0
+    assert not gone.exists() and _files(folder) == _expected()
+    own = folder / "host_vars" / "gpu01-site.json"
+    own.write_text('{"ansible_host": "10.0.0.1", "ntp_server": "10.0.0.2"}\n')  # one key gpucloud never writes
+    capsys.readouterr()
+    assert _render(tmp_path) == 2
+    assert "host_vars/gpu01-site.json" in capsys.readouterr().err and own.exists()
 
 
 def test_writes_exactly_the_inventory_and_no_file_list(tmp_path, capsys):
