@@ -191,3 +191,17 @@ def test_a_config_kea_refuses_fails_the_run_and_leaves_the_running_kea_alone(rig
     assert _kea_pids(rig) == pids
     _p, clients, result = _dhcp(setup)
     assert result.problems() == [] and clients[0].state == "bound"
+
+
+def test_without_an_interface_holding_the_planned_address_the_role_says_how_to_fix_it(rig, setup):
+    """Kea's interfaces default to the one that holds the planned server address (10.100.0.129): none here."""
+    _plan, inv, _vars, test_vars = setup
+    only = rig.root / "no-interface.yml"
+    only.write_text(yaml.safe_dump({**test_vars, "provisioner_kea_interfaces": []}))
+    before = rig.ssh("ctl01", "cat /etc/kea/kea-dhcp4.conf").stdout
+    res = run_cli("converge", str(CLUSTERS / "lab.yaml"), "--plan", str(setup[0]), "-i", str(inv), "-e", f"@{only}",
+                  "--tags", "provision", "--limit", "ctl01", timeout=600)
+    assert res.returncode != 0
+    assert "no interface of ctl01 holds the planned server address 10.100.0.129" in res.stdout + res.stderr, \
+        res.stdout + res.stderr[-4000:]
+    assert rig.ssh("ctl01", "cat /etc/kea/kea-dhcp4.conf").stdout == before
