@@ -7,10 +7,10 @@ management subnet, so Kea picks the planned subnet by it and not by giaddr, and 
 Kea answer the port the packet came from rather than 67. Kea runs the rendered configuration unchanged except for
 where it listens (udp on 127.0.0.1, a free port), its lease file and its pid folder.
 
-Every client must get exactly its reserved address in the OFFER and in the ACK, with the boot file its class gives
-an iPXE client (option 77 = iPXE); the run exits 1 when one does not. Printed: leases/s, p50/p99 latency of a whole
-exchange, total time, the configuration's size, `kea-dhcp4 -t` time and Kea's start-up time. Nothing is asserted
-about a time.
+Every client must get exactly its reserved address in the OFFER and in the ACK, its planned host name, and the boot
+file its class gives an iPXE client (option 77 = iPXE); the run exits 1 when one does not. Printed: leases/s, p50/p99
+latency of a whole exchange, total time, the configuration's size, `kea-dhcp4 -t` time and Kea's start-up time.
+Nothing is asserted about a time.
 
 Run: python bench/bench_dhcp.py [--example colossus-100k] [--clients 1000] [--window 32]
 
@@ -198,7 +198,7 @@ def run_clients(clients: list[Client], server: tuple[str, int], link: str, relay
                         c.problems.append("NAK for its reserved address")
                     elif r.yiaddr != c.address:
                         c.problems.append(f"acknowledged {r.yiaddr}, reserved {c.address}")
-                    if r.kind == ACK and r.hostname not in (None, c.host):
+                    if r.kind == ACK and r.hostname != c.host:
                         c.problems.append(f"host name {r.hostname!r}, planned {c.host!r}")
                     c.boot_file = r.boot_file
                     if boot_file is not None and r.kind == ACK and r.boot_file != boot_file:

@@ -147,7 +147,8 @@ def test_role_installs_the_plans_files_and_kea_answers_with_the_reservations(rig
     assert conf["Dhcp4"]["client-classes"] == rendered["Dhcp4"]["client-classes"]
     assert conf["Dhcp4"]["interfaces-config"] == {"interfaces": ["lo/127.0.0.1"], "dhcp-socket-type": "udp"}
     http = Path(test_vars["provisioner_http_root"])
-    for rel in ("ipxe/boot.ipxe", "ipxe/52-54-00-10-00-01.ipxe", "install/gpu01/user-data", "install/login01/meta-data"):
+    for rel in ("ipxe/boot.ipxe", "ipxe/52-54-00-10-00-01.ipxe", "install/gpu01/user-data",
+                "install/login01/meta-data"):
         assert (http / rel).read_bytes() == (plan / "provision" / "http" / rel).read_bytes(), rel
     assert (http / "ipxe" / "ipxe.efi").read_bytes() == Path("/usr/lib/ipxe/ipxe.efi").read_bytes()
     assert len(_kea_pids(rig)) == 1
