@@ -3,8 +3,8 @@
 ``provision/dhcp/kea-dhcp4.conf`` goes to the provisioning server's /etc/kea/; ``provision/server.json`` names that
 server and ``provision/nodes.json`` the hosts whose phone-home it takes (the provisioner role reads both);
 ``provision/http/`` is the HTTP server's document root (the operator adds ``images/<image>/{vmlinuz,initrd,live.iso}``
-and the iPXE binaries, see docs/provisioning.md). Every value written into YAML is JSON-quoted, so no host name, key or URL can change the
-structure of a file.
+and the iPXE binaries, see docs/provisioning.md). Every value written into YAML is JSON-quoted, so no host name, key
+or URL can change the structure of a file.
 """
 
 from __future__ import annotations
