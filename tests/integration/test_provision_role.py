@@ -206,3 +206,17 @@ def test_without_an_interface_holding_the_planned_address_the_role_says_how_to_f
     assert "no interface of ctl01 holds the planned server address 10.100.0.129" in res.stdout + res.stderr, \
         res.stdout + res.stderr[-4000:]
     assert rig.ssh("ctl01", "cat /etc/kea/kea-dhcp4.conf").stdout == before
+
+
+def test_a_kea_that_stops_after_its_start_fails_the_run(rig, setup):
+    """kea-dhcp4 -t accepts a lease file in a folder that does not exist; Kea itself stops at start. Runs last: it
+    leaves the host without DHCP, which is what the run must report."""
+    _plan, inv, _vars, test_vars = setup
+    broken = rig.root / "no-lease-folder.yml"
+    broken.write_text(yaml.safe_dump({**test_vars, "provisioner_kea_overrides": {
+        "lease-database": {"name": "/nonexistent/kea-leases4.csv"}}}))
+    res = run_cli("converge", str(CLUSTERS / "lab.yaml"), "--plan", str(setup[0]), "-i", str(inv), "-e", f"@{broken}",
+                  "--tags", "provision", "--limit", "ctl01", timeout=600)
+    assert res.returncode != 0
+    assert "Kea stopped just after its start" in res.stdout + res.stderr, res.stdout + res.stderr[-4000:]
+    assert _kea_pids(rig) == []
