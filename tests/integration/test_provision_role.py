@@ -208,6 +208,28 @@ def test_without_an_interface_holding_the_planned_address_the_role_says_how_to_f
     assert rig.ssh("ctl01", "cat /etc/kea/kea-dhcp4.conf").stdout == before
 
 
+def test_a_new_listen_address_restarts_the_http_server_and_one_it_cannot_take_fails_the_run(rig, setup):
+    """Direct service manager: the HTTP server's arguments changed, so it restarts (a running daemon is otherwise left
+    alone); listening on the planned 10.100.0.129, which this host does not have, fails with the fix named."""
+    _plan, inv, _vars, test_vars = setup
+    port = _rig_module().free_port()
+    moved = rig.root / "moved.yml"
+    moved.write_text(yaml.safe_dump({**test_vars, "provisioner_http_port": port}))
+    res = run_cli("converge", str(CLUSTERS / "lab.yaml"), "--plan", str(setup[0]), "-i", str(inv), "-e", f"@{moved}",
+                  "--tags", "provision", "--limit", "ctl01", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr[-4000:]
+    with urllib.request.urlopen(f"http://{ADDRESS}:{port}/ipxe/boot.ipxe", timeout=10) as resp:
+        assert resp.read().startswith(b"#!ipxe")
+
+    planned = rig.root / "planned-address.yml"
+    planned.write_text(yaml.safe_dump({**test_vars, "provisioner_http_bind": ""}))
+    res = run_cli("converge", str(CLUSTERS / "lab.yaml"), "--plan", str(setup[0]), "-i", str(inv), "-e", f"@{planned}",
+                  "--tags", "provision", "--limit", "ctl01", timeout=600)
+    assert res.returncode != 0
+    where = f"nothing listens on 10.100.0.129:{test_vars['provisioner_http_port']}"
+    assert where in res.stdout + res.stderr, res.stdout + res.stderr[-4000:]
+
+
 def test_a_kea_that_stops_after_its_start_fails_the_run(rig, setup):
     """kea-dhcp4 -t accepts a lease file in a folder that does not exist; Kea itself stops at start. Runs last: it
     leaves the host without DHCP, which is what the run must report."""
