@@ -230,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         say(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}")
         return 2
-    say(f"serving {root} and /phone-home/ for {len(nodes)} node(s) on {server.server_address[0]}:"
-        f"{server.server_address[1]}, host keys to {args.known_hosts}")
+    say(f"serving {root} and /phone-home/ for {len(nodes)} node(s) on {args.bind}:{server.server_address[1]}, "
+        f"host keys to {args.known_hosts}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
