@@ -9,12 +9,18 @@ Trust: a post is taken only for a planned host, only from that host's planned ma
 DHCP reservation and its installed network configuration give it), and only with well-formed public keys. Anyone
 who can take a node's address on the management network can still post for it; the management network is the
 trust boundary, as it is for DHCP itself.
+
+The module uses the standard library only, so the provisioner role runs this one file on the provisioning host
+(``python3 phonehome.py --nodes provision/nodes.json ...``, see ``main``) without installing gpucloud there;
+``gpucloud provision serve`` runs the same server from a spec.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
+import json
 import os
 import struct
 import tempfile
@@ -98,6 +104,28 @@ def nodes_from_plan(plan) -> dict[str, Node]:
     return {r.host: Node(r.host, r.address, f"{r.host}.{p.domain}" if p.domain else None) for r in p.reservations}
 
 
+def load_nodes(path: str | Path) -> dict[str, Node]:
+    """The nodes of a rendered ``provision/nodes.json`` (``gpucloud.render.provision.nodes_file``).
+
+    Raises ValueError naming the file and what is wrong with it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the nodes file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg}); render it again with "
+                         "`gpucloud plan`") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object of host names (provision/nodes.json of a plan)")
+    nodes = {}
+    for name, row in data.items():
+        if not isinstance(row, dict) or not isinstance(row.get("address"), str):
+            raise ValueError(f"{path}: $.{name}: expected {{\"address\": ..., \"fqdn\": ...}}")
+        fqdn = row.get("fqdn")
+        nodes[name] = Node(name, row["address"], fqdn if isinstance(fqdn, str) else None)
+    return nodes
+
+
 def make_server(root: str | Path, nodes: dict[str, Node], known_hosts: str | Path, bind: str, port: int,
                 log=None) -> ThreadingHTTPServer:
     """An HTTP server for ``root`` (the rendered provision/http/) with the phone-home receiver; not yet serving."""
@@ -170,3 +198,48 @@ def serve_cli(spec: Path, root: Path, known_hosts: Path, bind: str | None, port:
     finally:
         server.server_close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The server without gpucloud installed: the provisioner role runs ``python3 phonehome.py`` under systemd."""
+    import sys
+
+    ap = argparse.ArgumentParser(prog="phonehome.py", description="Serve a plan's provision/http folder and record "
+                                 "the SSH host keys installed nodes phone home.")
+    ap.add_argument("--nodes", required=True, help="the plan's provision/nodes.json")
+    ap.add_argument("--root", required=True, help="the plan's provision/http folder (with images/ added)")
+    ap.add_argument("--known-hosts", required=True, help="known_hosts file the posted host keys go to")
+    ap.add_argument("--bind", required=True, help="address to listen on (the planned server address)")
+    ap.add_argument("--port", required=True, type=int, help="port to listen on (the planned HTTP port)")
+    args = ap.parse_args(argv)
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        nodes = load_nodes(args.nodes)
+    except ValueError as exc:
+        say(str(exc))
+        return 2
+    root = Path(args.root)
+    if not (root / "ipxe" / "boot.ipxe").is_file():
+        say(f"{root}: not a rendered provision/http folder (no ipxe/boot.ipxe); run gpucloud plan first")
+        return 2
+    try:
+        server = make_server(root, nodes, args.known_hosts, args.bind, args.port, say)
+    except OSError as exc:
+        say(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}")
+        return 2
+    say(f"serving {root} and /phone-home/ for {len(nodes)} node(s) on {args.bind}:{server.server_address[1]}, "
+        f"host keys to {args.known_hosts}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,9 +1,10 @@
 """Provisioning files: the Kea DHCP configuration, iPXE scripts and the Ubuntu autoinstall seed of every host.
 
-``provision/dhcp/kea-dhcp4.conf`` goes to the provisioning server's /etc/kea/; ``provision/http/`` is the HTTP
-server's document root (the operator adds ``images/<image>/{vmlinuz,initrd,live.iso}`` and the iPXE binaries, see
-docs/provisioning.md). Every value written into YAML is JSON-quoted, so no host name, key or URL can change the
-structure of a file.
+``provision/dhcp/kea-dhcp4.conf`` goes to the provisioning server's /etc/kea/; ``provision/server.json`` names that
+server and ``provision/nodes.json`` the hosts whose phone-home it takes (the provisioner role reads both);
+``provision/http/`` is the HTTP server's document root (the operator adds ``images/<image>/{vmlinuz,initrd,live.iso}``
+and the iPXE binaries, see docs/provisioning.md). Every value written into YAML is JSON-quoted, so no host name, key
+or URL can change the structure of a file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from gpucloud.plan.provision import ProvisionPlan, Reservation
 
 KEA = "provision/dhcp/kea-dhcp4.conf"
 HTTP = "provision/http"
+# Read by the provisioner role: which host runs the service, where, and the nodes the phone-home receiver accepts.
+SERVER = "provision/server.json"
+NODES = "provision/nodes.json"
 LEASE_SECONDS = 86400
 # Client architectures (DHCP option 93, RFC 4578): 0 BIOS, 7 and 9 x86-64 UEFI.
 IPXE_USER_CLASS = "option[77].hex == 'iPXE'"
@@ -156,12 +160,26 @@ def meta_data(cluster: str, r: Reservation) -> bytes:
     return f"instance-id: {_q(f'gpucloud-{cluster}-{r.host}')}\nlocal-hostname: {_q(r.host)}\n".encode()
 
 
+def server_file(p: ProvisionPlan) -> bytes:
+    return (json.dumps({"host": p.server, "address": p.server_address, "http_port": p.http_port}, indent=1,
+                       sort_keys=True) + "\n").encode()
+
+
+def nodes_file(p: ProvisionPlan) -> bytes:
+    """The phone-home receiver's nodes (``gpucloud.phonehome.load_nodes``): name, planned address, FQDN; one a line."""
+    rows = ",\n".join(f" {json.dumps(r.host)}: " + json.dumps(
+        {"address": r.address, "fqdn": f"{r.host}.{p.domain}" if p.domain else None}, sort_keys=True)
+        for r in p.reservations)
+    return ("{\n" + rows + ("\n" if rows else "") + "}\n").encode()
+
+
 def render(plan: Plan) -> dict[str, bytes]:
     p = plan.provision
     if p is None:
         return {}
     images = {pi.pool: pi.image for pi in p.pools}
-    files = {KEA: kea_config(p), f"{HTTP}/ipxe/boot.ipxe": boot_script(p)}
+    files = {KEA: kea_config(p), SERVER: server_file(p), NODES: nodes_file(p),
+             f"{HTTP}/ipxe/boot.ipxe": boot_script(p)}
     cluster = plan.spec.name
     for r in p.reservations:
         files[f"{HTTP}/ipxe/{script_name(r.mac)}"] = host_script(p, r, images[r.pool])

@@ -21,6 +21,8 @@ HELPERS = {"__init__.py", "_peak.py", "consumers.py"}
 
 # script -> (smallest arguments, a line its figures must match, marks)
 RUNS = {
+    # Starts kea-dhcp4 on a loopback port: a daemon test, under the integration lock.
+    "bench_dhcp.py": (["--example", "lab", "--clients", "3"], r"leases/s\s+[\d,]+", (pytest.mark.integration,)),
     "bench_diff.py": (["clusters/lab.yaml"], r"whole process gpucloud diff\s+\d+\.\d+ s \(exit 1\)", ()),
     "bench_validate.py": (["2000"], r"2,000\s+\S+MB text\s+\d+\.\d+s", ()),
     "bench_fabric.py": (["clusters/lab.yaml"], r"compute: \d+ leaf .* plan \d+\.\d+ s CPU", ()),

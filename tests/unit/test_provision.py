@@ -16,10 +16,10 @@ import yaml
 
 from gpucloud.checks.provisioning import duplicate_macs, mac_changes, server, unknown_hosts
 from gpucloud.discover import merge, read_bmcs, secret_env
-from gpucloud.phonehome import KnownHosts, Node, known_hosts_lines, make_server, parse_key
+from gpucloud.phonehome import KnownHosts, Node, known_hosts_lines, load_nodes, make_server, nodes_from_plan, parse_key
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
-from gpucloud.render.provision import KEA, render, script_name
+from gpucloud.render.provision import KEA, NODES, SERVER, render, script_name
 from gpucloud.spec import discovered, load
 from gpucloud.spec.model import HostHardware
 
@@ -288,6 +288,61 @@ def test_phone_home_writes_known_hosts_that_verify_reads(tmp_path, host_keys):
     known = VerifyKnownHosts.load(kh)
     for name in lookup_names("127.0.0.1", "gpu01", 22, "gpu01.lab"):
         assert sorted(k.get_name() for k in known.plain[name]) == ["ssh-ed25519", "ssh-rsa"]
+
+
+def test_rendered_server_and_nodes_files_name_the_planned_server_and_every_reserved_host(tmp_path):
+    plan = lab_plan()
+    files = render(plan)
+    assert json.loads(files[SERVER]) == {"host": "ctl01", "address": "10.100.0.129", "http_port": 8080}
+    (tmp_path / "nodes.json").write_bytes(files[NODES])
+    assert load_nodes(tmp_path / "nodes.json") == nodes_from_plan(plan)
+    assert load_nodes(tmp_path / "nodes.json")["login01"] == Node("login01", "10.100.0.193",
+                                                                  "login01.lab.gpucloud.internal")
+    assert files[NODES].count(b"\n") == 2 + len(plan.provision.reservations)  # one host a line: one-line diffs
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "nodes.json:1:2: not JSON"),
+    ("[]", "expected an object of host names"),
+    ('{"gpu01": {"fqdn": "x"}}', "$.gpu01: expected"),
+])
+def test_a_broken_nodes_file_is_named_with_what_is_wrong(tmp_path, text, words):
+    (tmp_path / "nodes.json").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        load_nodes(tmp_path / "nodes.json")
+
+
+def test_the_server_file_runs_alone_with_the_standard_library(tmp_path, host_keys):
+    """The provisioner role copies gpucloud/phonehome.py to the provisioning host and runs it without gpucloud."""
+    import socket
+    import sys
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "gpucloud" / "phonehome.py", alone / "phonehome.py")
+    root = tmp_path / "http"
+    (root / "ipxe").mkdir(parents=True)
+    (root / "ipxe" / "boot.ipxe").write_text("#!ipxe\n")
+    (tmp_path / "nodes.json").write_text('{"gpu01": {"address": "127.0.0.1", "fqdn": null}}\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kh = tmp_path / "known_hosts"
+    proc = subprocess.Popen([sys.executable, "-I", str(alone / "phonehome.py"), "--nodes", str(tmp_path / "nodes.json"),
+                             "--root", str(root), "--known-hosts", str(kh), "--bind", "127.0.0.1", "--port", str(port)],
+                            cwd=alone, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "for 1 node(s) on 127.0.0.1" in proc.stderr.readline()
+        assert _post(f"http://127.0.0.1:{port}/phone-home/gpu01", {"pub_key_ed25519": host_keys["ed25519"]}) == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    kind, blob = host_keys["ed25519"].split()[:2]
+    assert kh.read_text() == f"127.0.0.1,gpu01 {kind} {blob}\n"
+    bad = subprocess.run([sys.executable, "-I", str(alone / "phonehome.py"), "--nodes", str(tmp_path / "none.json"),
+                          "--root", str(root), "--known-hosts", str(kh), "--bind", "127.0.0.1", "--port", "1"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "none.json: cannot read the nodes file" in bad.stderr and not bad.stdout
 
 
 def test_known_hosts_store_creates_the_file(tmp_path):
