@@ -144,21 +144,6 @@ def render_templates(tmp: Path, spec: Path, templates) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def rendered_templates(tmp_path_factory):
-    """Every role template rendered by Ansible itself for lab hosts."""
-    if shutil.which("ansible-playbook") is None:
-        pytest.skip("ansible-core is not installed")
-    return _render_templates(tmp_path_factory.mktemp("templates"), CLUSTERS / "lab.yaml", TEMPLATES)
-
-
-@pytest.fixture(scope="module")
-def rendered_dgx_templates(tmp_path_factory):
-    if shutil.which("ansible-playbook") is None:
-        pytest.skip("ansible-core is not installed")
-    return _render_templates(tmp_path_factory.mktemp("dgx"), OWN_HARDWARE, DGX_TEMPLATES)
-
-
-@pytest.fixture(scope="module")
 def rendered_dgx_templates(tmp_path_factory):
     if shutil.which("ansible-playbook") is None:
         pytest.skip("ansible-core is not installed")
