@@ -6,7 +6,10 @@ code span early.
 * ``text``  inline prose and table cells: one line, HTML and Markdown markup characters escaped;
 * ``paragraph`` the same as a line of its own (a leading ``#``, ``>``, ``-`` or ``1.`` escaped too);
 * ``code``  an inline code span whose fence is longer than any run of backticks inside it;
-* ``fence`` a fenced block (```` ``` ````) around several lines, its fence longer than any inside.
+* ``fence`` a fenced block (```` ``` ````) around several lines, its fence longer than any inside;
+* ``pairs`` a two-column table of (label, value) rows, both escaped;
+* ``size_text``, ``num_text``, ``duration_text``: how plan.md, the diff and the pull-request comment write sizes,
+  figures and durations, so the same number reads the same everywhere.
 
 Escapes are CommonMark backslash escapes (any ASCII punctuation may be escaped), so what renders is exactly the
 text the spec holds. Characters that cannot start markup in the middle of a line (``.``, ``-``, ``(``) are left
@@ -71,3 +74,35 @@ def fence(body: str, info: str = "") -> list[str]:
     runs = [len(r) for r in re.findall(r"`{3,}", body)]
     ticks = "`" * max(3, max(runs, default=0) + 1)
     return [ticks + info, body, ticks]
+
+
+def pairs(rows) -> list[str]:
+    """A headerless two-column table of (label, value) rows, as plan.md's and the pull-request comment's at-a-glance
+    table."""
+    return ["| | |", "|---|---|"] + [f"| {text(k)} | {text(v)} |" for k, v in rows]
+
+
+def num_text(n: float) -> str:
+    """A figure: whole above 100, one decimal below."""
+    return f"{n:,.0f}" if n >= 100 else f"{n:,.1f}"
+
+
+def duration_text(days: float) -> str:
+    if days < 1:
+        return f"{days * 24:,.1f} hours"
+    return f"{days:,.1f} days"
+
+
+def size_text(n: int | None) -> str:
+    """A byte count in the units the spec most likely used: binary when it divides evenly, decimal otherwise."""
+    if not n:
+        return "-"
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
+        if n >= size and n % size == 0:  # written in binary units in the spec: show it the same way
+            return f"{n // size:,} {unit}"
+    for unit, size in (("PB", 10**15), ("TB", 10**12), ("GB", 10**9)):
+        if n >= size and n % size == 0:
+            return f"{n // size:,} {unit}"
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,} B"

@@ -43,7 +43,7 @@ def _what(c: Change) -> str:
 
 
 def _size(value):
-    from gpucloud.render.plan_md import size_text
+    from gpucloud.markdown import size_text
 
     return size_text(value) if isinstance(value, int) else value
 

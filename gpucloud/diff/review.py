@@ -37,7 +37,6 @@ def _section(spec: Path, base: str, allow_destroy: bool, max_rows: int) -> tuple
     from gpucloud.diff import compare, report
     from gpucloud.diff.inputs import _checked, document_of, load_base
     from gpucloud.plan import build_plan
-    from gpucloud.render.plan_md import glance
 
     from gpucloud import markdown as md
 
@@ -50,7 +49,7 @@ def _section(spec: Path, base: str, allow_destroy: bool, max_rows: int) -> tuple
     plan = build_plan(checked.spec, tuple(checked.findings))
     diff = compare(old, document_of(checked), old_label, spec.as_posix())
     warnings = sum(f.level == "warning" for f in checked.findings)
-    lines = head + glance(plan, note=False) + [""]
+    lines = head + md.pairs(plan.figures.rows()) + [""]
     if warnings:
         lines += [f":warning: {warnings} warning(s); see plan.md (`gpucloud plan`) for each.", ""]
     if diff.destroys_data:

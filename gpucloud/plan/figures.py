@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gpucloud.markdown import duration_text, num_text
 from gpucloud.plan.hosts import PoolPlan
 from gpucloud.spec.model import Spec
 
@@ -42,6 +43,21 @@ class Figures:
     peak_fp8_pflops: float
     server_power_kw: float  # nameplate, every server
     training_days: float | None  # the GPT-3 estimate at MFU; None without GPUs
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The at-a-glance rows as plan.md and the pull-request comment print them (label, value)."""
+        out = [
+            ("nodes", f"{self.nodes:,} ({self.gpu_nodes:,} with GPUs) in {self.racks:,} racks"),
+            ("GPUs", ", ".join(f"{n:,} x {name}" for name, n in self.gpus) or "none"),
+            ("peak dense BF16", f"{num_text(self.peak_bf16_pflops)} PFLOPS"),
+            ("peak dense FP8", f"{num_text(self.peak_fp8_pflops)} PFLOPS"),
+        ]
+        if self.training_days is not None:
+            out.append(("GPT-3 175B on 300B tokens", f"~{duration_text(self.training_days)} at {MFU:.0%} MFU (BF16)"))
+        power = self.server_power_kw
+        out.append(("server power (nameplate)",
+                    f"{power / 1000:,.1f} MW" if power >= 1000 else f"{num_text(power)} kW"))
+        return out
 
 
 def estimate_note() -> str:

@@ -17,7 +17,7 @@ from gpucloud import markdown as md
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
-from gpucloud.plan.figures import MFU, estimate_note
+from gpucloud.plan.figures import estimate_note
 from gpucloud.plan.stacks import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 
@@ -28,52 +28,16 @@ def _hostlist(pool) -> str:
     return pool_hostlist(pool)
 
 
-def _num(n: float) -> str:
-    return f"{n:,.0f}" if n >= 100 else f"{n:,.1f}"
-
-
-def size_text(n: int | None) -> str:
-    if not n:
-        return "-"
-    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
-        if n >= size and n % size == 0:  # written in binary units in the spec: show it the same way
-            return f"{n // size:,} {unit}"
-    for unit, size in (("PB", 10**15), ("TB", 10**12), ("GB", 10**9)):
-        if n >= size and n % size == 0:
-            return f"{n // size:,} {unit}"
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,} B"
-
-
 def cell(value) -> str:
     """Any text in a table cell, spec text included: one line, markup escaped (gpucloud.markdown)."""
     return md.text(value)
 
 
-def _duration(days: float) -> str:
-    if days < 1:
-        return f"{days * 24:,.1f} hours"
-    return f"{days:,.1f} days"
-
-
-def glance(plan: Plan, note: bool = True) -> list[str]:
-    """The at-a-glance table from Plan.figures, also the head of the pull-request comment (which adds the note
-    once)."""
-    fig = plan.figures
-    rows = [
-        ("nodes", f"{fig.nodes:,} ({fig.gpu_nodes:,} with GPUs) in {fig.racks:,} racks"),
-        ("GPUs", ", ".join(f"{n:,} x {name}" for name, n in fig.gpus) or "none"),
-        ("peak dense BF16", f"{_num(fig.peak_bf16_pflops)} PFLOPS"),
-        ("peak dense FP8", f"{_num(fig.peak_fp8_pflops)} PFLOPS"),
-    ]
-    days = fig.training_days
-    if days is not None:
-        rows.append(("GPT-3 175B on 300B tokens", f"~{_duration(days)} at {MFU:.0%} MFU (BF16)"))
-    power = fig.server_power_kw
-    rows.append(("server power (nameplate)", f"{power / 1000:,.1f} MW" if power >= 1000 else f"{_num(power)} kW"))
-    out = ["| | |", "|---|---|"] + [f"| {k} | {cell(v)} |" for k, v in rows]
-    if days is not None and note:
+def glance(plan: Plan) -> list[str]:
+    """The at-a-glance table: Plan.figures' rows (the pull-request comment prints the same rows) and, with a
+    training estimate, how it is made."""
+    out = md.pairs(plan.figures.rows())
+    if plan.figures.training_days is not None:
         out += ["", estimate_note()]
     return out
 
@@ -161,7 +125,7 @@ def _slurm(plan: Plan) -> list[str]:
         out += ["", "| tenant | partitions | users | GPU limit | MaxTime | IB pkey | storage quota |",
                 "|---|---|---:|---:|---|---|---|"]
         for t in plan.spec.tenants:
-            quota = ", ".join(f"{fs} {size_text(b)}" for fs, b in t.storage_quota) or "-"
+            quota = ", ".join(f"{fs} {md.size_text(b)}" for fs, b in t.storage_quota) or "-"
             out.append(f"| {cell(t.name)} | {cell(', '.join(t.partitions or t.pools))} | {len(t.users)} | "
                        f"{f'{t.gpu_limit:,}' if t.gpu_limit is not None else '-'} | {cell(t.max_time or '-')} | "
                        f"{f'0x{t.pkey:04x}' if t.pkey is not None else '-'} | {cell(quota)} |")
@@ -177,7 +141,7 @@ def _storage(plan: Plan) -> list[str]:
     for fs in plan.spec.storage:
         pools = fs.pools if fs.pools is not None else (gpu_pools if fs.kind == "local" else "all pools")
         pools = ", ".join(pools) if not isinstance(pools, str) else pools
-        out.append(f"| {cell(fs.name)} | {cell(fs.kind)} | {cell(fs.mount)} | {size_text(fs.capacity)} | "
+        out.append(f"| {cell(fs.name)} | {cell(fs.kind)} | {cell(fs.mount)} | {md.size_text(fs.capacity)} | "
                    f"{cell(pools)} |")
     return out
 

@@ -90,6 +90,17 @@ def test_a_backward_import_is_caught(tmp_path):
                      "gpucloud/render/y.py:1: gpucloud.render.y imports gpucloud.diff.thing"]
 
 
+def test_the_diff_reads_figures_from_the_plan_not_from_plan_md():
+    """The diff, the pull-request comment included, reads what it shows from the Plan and gpucloud.markdown; of the
+    renderers it uses plan.json's document alone (the thing it compares), never plan.md's code."""
+    found = []
+    for path in sorted((PACKAGE / "diff").rglob("*.py")):
+        for line, target in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if target.startswith("gpucloud.render") and not target.startswith("gpucloud.render.plan_json"):
+                found.append(f"{path.relative_to(ROOT)}:{line}: {target}")
+    assert found == []
+
+
 def _glue_outside_commands(root: Path = ROOT) -> list[str]:
     out = []
     for path in sorted((root / "gpucloud").rglob("*.py")):
