@@ -298,7 +298,7 @@ def verify(
     """Check live nodes against the plan over SSH (read-only): GPUs, HCAs, IPoIB, mounts, services, Slurm.
 
     Exit 0 when every host conforms, 1 when any does not or cannot be reached, 2 when verify cannot run."""
-    from gpucloud.verify.command import main as verify_main
+    from gpucloud.commands.verify import main as verify_main
 
     raise typer.Exit(verify_main(spec, limit, known_hosts, user, key, port, timeout, parallel, address, addresses,
                                  output.value, progress, max_input_mib))
@@ -337,9 +337,9 @@ def provision_serve(
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port [default: the planned one]."),
 ) -> None:
     """Serve iPXE scripts, images and install data over HTTP and record the host keys nodes phone home."""
-    from gpucloud.phonehome import serve_cli
+    from gpucloud.commands.provision import serve
 
-    raise typer.Exit(serve_cli(spec, root, known_hosts, bind, port, _checked_or_exit,
+    raise typer.Exit(serve(spec, root, known_hosts, bind, port, _checked_or_exit,
                                lambda m: typer.echo(m, err=True)))
 
 
@@ -370,7 +370,7 @@ def diff(
     """Show every change between two plans with its impact and the order to carry it out.
 
     Exit 0 when nothing changed, 1 when something changed, 3 when a change destroys data, 2 on errors."""
-    from gpucloud.diff.command import run_diff
+    from gpucloud.commands.diff import run_diff
 
     raise typer.Exit(run_diff(list(paths), base, output is Output.json))
 
@@ -385,7 +385,7 @@ def pr_comment(
     """Build the pull-request comment: each spec's plan summary and classified changes, behind one marker.
 
     Exit 0 no change, 1 changes, 3 destroys data without --allow-destroy, 2 a spec with errors."""
-    from gpucloud.diff.command import run_pr_comment
+    from gpucloud.commands.diff import run_pr_comment
 
     raise typer.Exit(run_pr_comment(list(specs), base, allow_destroy, out))
 

@@ -171,35 +171,6 @@ def make_server(root: str | Path, nodes: dict[str, Node], known_hosts: str | Pat
     return ThreadingHTTPServer((bind, port), Handler)
 
 
-def serve_cli(spec: Path, root: Path, known_hosts: Path, bind: str | None, port: int | None, checked_or_exit,
-              echo) -> int:
-    from gpucloud.plan import build_plan
-
-    checked = checked_or_exit(spec)
-    plan = build_plan(checked.spec, tuple(checked.findings))
-    if plan.provision is None:
-        echo(f"{spec}: no pool has the provisioner role (or there is no management network); nothing to serve")
-        return 2
-    if not (root / "ipxe" / "boot.ipxe").is_file():
-        echo(f"{root}: not a rendered provision/http folder (no ipxe/boot.ipxe); run gpucloud plan first")
-        return 2
-    p = plan.provision
-    try:
-        server = make_server(root, nodes_from_plan(plan), known_hosts, bind or p.server_address,
-                             port or p.http_port, echo)
-    except OSError as exc:
-        echo(f"cannot listen on {bind or p.server_address}:{port or p.http_port}: {exc.strerror}")
-        return 2
-    # An AF_INET server: its address is (host str, port); the stubs allow bytes for AF_UNIX ones.
-    where = f"{server.server_address[0]}:{server.server_address[1]}"  # type: ignore[str-bytes-safe]
-    echo(f"serving {root} and /phone-home/ on {where}, host keys to {known_hosts}")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """The server without gpucloud installed: the provisioner role runs ``python3 phonehome.py`` under systemd."""
     import sys

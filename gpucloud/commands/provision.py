@@ -1,5 +1,6 @@
 """``gpucloud provision discover``: read every host's MACs from its BMC (Redfish) into the discovered-MAC file
-beside the spec (clusters/discovered/<name>.yaml)."""
+beside the spec (clusters/discovered/<name>.yaml). ``gpucloud provision serve``: serve the plan's boot files and
+record the host keys installed nodes phone home (gpucloud/phonehome.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from gpucloud import phonehome
 from gpucloud.discover import merge, read_bmcs, secret_env
 from gpucloud.plan.hosts import plan_hosts
 from gpucloud.spec import discovered
@@ -38,3 +40,32 @@ def run_cli(spec: Path, limit: list[str], accept_changes: bool, checked_or_exit:
         echo(f"warning: {f.message}; {f.hint}")
     echo(f"{target}: {len(records)} host(s) recorded, {len(reported)} read now, {len(errors)} BMC(s) failed")
     return 1 if errors or (findings and not accept_changes) else 0
+
+
+def serve(spec: Path, root: Path, known_hosts: Path, bind: str | None, port: int | None, checked_or_exit,
+              echo) -> int:
+    from gpucloud.plan import build_plan
+
+    checked = checked_or_exit(spec)
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    if plan.provision is None:
+        echo(f"{spec}: no pool has the provisioner role (or there is no management network); nothing to serve")
+        return 2
+    if not (root / "ipxe" / "boot.ipxe").is_file():
+        echo(f"{root}: not a rendered provision/http folder (no ipxe/boot.ipxe); run gpucloud plan first")
+        return 2
+    p = plan.provision
+    try:
+        server = phonehome.make_server(root, phonehome.nodes_from_plan(plan), known_hosts, bind or p.server_address,
+                             port or p.http_port, echo)
+    except OSError as exc:
+        echo(f"cannot listen on {bind or p.server_address}:{port or p.http_port}: {exc.strerror}")
+        return 2
+    # An AF_INET server: its address is (host str, port); the stubs allow bytes for AF_UNIX ones.
+    where = f"{server.server_address[0]}:{server.server_address[1]}"  # type: ignore[str-bytes-safe]
+    echo(f"serving {root} and /phone-home/ on {where}, host keys to {known_hosts}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

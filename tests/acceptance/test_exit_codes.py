@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import gpucloud.diff.command  # noqa: F401  - imported now: it binds sys.stderr as a default argument, and capsys
+import gpucloud.commands.diff  # noqa: F401  - imported now: it binds sys.stderr as a default argument, and capsys
 # would otherwise hand it a stream that is closed once the first test ends
 from conftest import CLUSTERS, EXAMPLES, ROOT
 from gpucloud import cli

@@ -102,13 +102,16 @@ def test_the_diff_reads_figures_from_the_plan_not_from_plan_md():
 
 
 def _glue_outside_commands(root: Path = ROOT) -> list[str]:
+    """Command glue by its names: a run_cli or another *_cli function, or a module called command.py."""
     out = []
     for path in sorted((root / "gpucloud").rglob("*.py")):
         rel = path.relative_to(root).as_posix()
         if rel == "gpucloud/cli.py" or rel.startswith("gpucloud/commands/"):
             continue
+        if path.name == "command.py":
+            out.append(f"{rel}:1")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "run_cli":
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_cli"):
                 out.append(f"{rel}:{node.lineno}")
     return out
 
@@ -126,7 +129,11 @@ def test_glue_in_a_library_module_is_caught(tmp_path):
     for rel in ("cli.py", "commands/render.py", "verify/fabric.py"):
         (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
         (pkg / rel).write_text("def run_cli(spec):\n    return 0\n")
-    assert _glue_outside_commands(tmp_path) == ["gpucloud/verify/fabric.py:1"]
+    (pkg / "diff" / "command.py").parent.mkdir(parents=True)
+    (pkg / "diff" / "command.py").write_text("X = 1\n")
+    (pkg / "phonehome.py").write_text("def make_server():\n    pass\n\n\ndef serve_cli(spec):\n    return 0\n")
+    assert _glue_outside_commands(tmp_path) == ["gpucloud/diff/command.py:1", "gpucloud/phonehome.py:5",
+                                                "gpucloud/verify/fabric.py:1"]
 
 
 def test_a_library_module_importing_a_command_is_caught(tmp_path):
