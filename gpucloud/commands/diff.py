@@ -12,14 +12,7 @@ EXIT_USAGE = 2
 
 
 def _problem(exc: InputProblem, err: TextIO) -> int:
-    if exc.checked is not None:
-        from gpucloud import report
-
-        c = exc.checked
-        report.text(c.findings, {c.loaded.file: c.loaded.text}, err, False)
-    err.write(f"error: {exc.message}\n")
-    if exc.hint:
-        err.write(f"  hint: {exc.hint}\n")
+    exc.write(err)
     return EXIT_USAGE
 
 

@@ -27,6 +27,18 @@ class InputProblem(Exception):
     checked: Checked | None = None  # whose findings explain the problem
     text: dict = field(default_factory=dict)
 
+    def write(self, out) -> None:
+        """The findings that explain the problem (file:line, caret), then the error and its hint, as the CLI prints
+        them and the pull-request comment quotes them."""
+        if self.checked is not None:
+            from gpucloud import report
+
+            c = self.checked
+            report.text(c.findings, {c.loaded.file: c.loaded.text}, out, False)
+        out.write(f"error: {self.message}\n")
+        if self.hint:
+            out.write(f"  hint: {self.hint}\n")
+
 
 def _stacks_of_plan(plan) -> list[dict] | None:
     """The Pulumi stack split of a plan, without running Pulumi (resource counts are the layout's estimate)."""

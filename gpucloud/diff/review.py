@@ -19,15 +19,8 @@ EXIT_OK, EXIT_CHANGED, EXIT_ERRORS, EXIT_DESTROYS = 0, 1, 2, 3
 
 
 def _errors_block(exc: InputProblem) -> list[str]:
-    from gpucloud import report
-
     buf = io.StringIO()
-    if exc.checked is not None:
-        c = exc.checked
-        report.text(c.findings, {c.loaded.file: c.loaded.text}, buf, False)
-    buf.write(f"error: {exc.message}\n")
-    if exc.hint:
-        buf.write(f"  hint: {exc.hint}\n")
+    exc.write(buf)
     from gpucloud import markdown as md
 
     return md.fence(buf.getvalue().rstrip("\n")[:8000], "text")

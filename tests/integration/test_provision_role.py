@@ -71,8 +71,8 @@ def setup(rig):
     assert res.returncode == 0, res.stderr
     inv = root / "inventory"
     shutil.copytree(plan / "inventory", inv)
-    (inv / "host_vars").mkdir()
-    (inv / "host_vars" / "ctl01.yml").write_text(yaml.safe_dump({"ansible_host": ADDRESS}))
+    own = inv / "host_vars" / "ctl01.json"  # the planned literal addresses; the test host answers on ADDRESS
+    own.write_text(json.dumps({**json.loads(own.read_text()), "ansible_host": ADDRESS}))
     srv = root / "srv"
     test_vars = {
         "ansible_user": "root",
