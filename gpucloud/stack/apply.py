@@ -12,9 +12,11 @@ PULUMI_CONFIG_PASSPHRASE_FILE), which must be set.
 
 The gate: before `up`, a preview lists every step; if any would replace or delete a node (a new image, BMC address
 or pool id, a pool that shrinks, a node removed), apply refuses before touching anything, names the nodes and exits
-3, unless --allow-replace.
+3, unless --allow-replace. With it, those nodes roll in batches within each pool's budget (gpucloud.plan.rollout
+plans them, gpucloud.stack.rollout drains, replaces, converges, health-checks and resumes each batch), then the rest
+of the update runs.
 
-Exit codes: 0 done; 1 Pulumi failed; 2 a usage problem found before anything changed (bad spec, unknown stack, no
+Exit codes: 0 done; 1 Pulumi failed or the rollout stopped; 2 a usage problem found before anything changed (bad spec, unknown stack, no
 engine, no passphrase); 3 refused: the update would replace or delete nodes.
 """
 
