@@ -265,6 +265,15 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
             echo(f"refused: this update would replace or delete {len(refused)} node(s) of {where}: "
                  f"{', '.join(refused)}. Nothing was changed. Review the preview above; to go ahead, run again with "
                  "--allow-replace")
+            from gpucloud.stack.rollout import describe
+
+            for request, rolled in zip(requests, steps):
+                if rolled:
+                    batches = plan_batches(rolled, plan)
+                    echo(f"with --allow-replace, stack {request.stack} would roll them in {len(batches)} batch(es), "
+                         "each drained in Slurm first:")
+                    for line in describe(batches):
+                        echo(line)
             return Outcome(EXIT_REFUSED, changes, refused)
         done: dict[str, int] = {}
 
@@ -297,16 +306,22 @@ def rollout_failed() -> type[Exception]:
     return RolloutFailed
 
 
-def roll_stack(stack, name: str, nodes: dict, plan, hooks: "Hooks", echo: Callable[[str], None],
-               count: Callable[[object], None]) -> None:
-    """Replace or delete ``nodes`` (from node_steps) of one stack in batches within each pool's budget."""
+def plan_batches(nodes: dict, plan) -> list:
+    """The batches ``nodes`` (from node_steps) roll in, within each pool's budget."""
     from gpucloud.plan import rollout as planner
-    from gpucloud.stack import rollout
 
     pools = planner.pools_of(plan)
     planned = {h for _, hosts, _ in pools for h in hosts}
     gone = {n: s.pool for n, s in nodes.items() if s.deleted or n not in planned}
-    batches = planner.batches(sorted(nodes), pools, gone)
+    return planner.batches(sorted(nodes), pools, gone)
+
+
+def roll_stack(stack, name: str, nodes: dict, plan, hooks: "Hooks", echo: Callable[[str], None],
+               count: Callable[[object], None]) -> None:
+    """Replace or delete ``nodes`` (from node_steps) of one stack in batches within each pool's budget."""
+    from gpucloud.stack import rollout
+
+    batches = plan_batches(nodes, plan)
     timeouts = {p.pool.name: float(p.pool.rollout.drain_timeout) for p in plan.pools}
     slurm_pools = {p.pool.name for p in plan.pools if "compute" in p.pool.roles}
     echo(f"stack {name}: rolling {len(nodes)} node(s) in {len(batches)} batch(es), each drained in Slurm, "

@@ -161,6 +161,7 @@ def test_an_image_change_is_refused_before_anything_changes(lab):
     out = result.stdout + result.stderr
     assert result.returncode == apply.EXIT_REFUSED, out[-4000:]
     assert "refused" in out and "gpu01, gpu02" in out and "--allow-replace" in out
+    assert "would roll them in 2 batch(es)" in out and "batch 1/2: pool gpu, 1 node(s) (budget 1): gpu01" in out
     assert lab.state_file().read_bytes() == before
     assert all(bmc.system()["PowerState"] == "On" for bmc in lab.bmcs.values())
 
