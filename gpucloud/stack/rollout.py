@@ -8,8 +8,8 @@
    were not touched) and the rollout stops;
 2. a targeted ``up`` of exactly the batch's node resources (the RedfishNode is powered off and PXE-installed again;
    a node removed from the spec is powered off, only now that it runs nothing);
-3. converge the replaced nodes (``gpucloud converge SPEC --limit ...``), then health-check them
-   (``gpucloud accept SPEC --limit ...``, which tests held nodes as Slurm jobs);
+3. converge the replaced nodes (``gpucloud converge SPEC --limit ...``), then health-check the Slurm nodes among
+   them (``gpucloud accept SPEC --limit ...``, which tests held nodes as Slurm jobs);
 4. resume them in Slurm (nodes removed from the spec stay drained; nodes that were already drained or down before
    the rollout are left as they were).
 
@@ -191,10 +191,12 @@ def roll(stack, batches: Sequence[Batch], nodes: Mapping[str, NodeSteps], timeou
                 rc = hooks.converge(kept)
                 if rc != 0:
                     raise RolloutFailed(f"converge of {', '.join(kept)} failed (exit {rc})")
+                # The health check runs as Slurm jobs on the held nodes: nodes outside Slurm have none.
+                checked = [n for n in kept if n in slurm_nodes]
                 step = "health check"
-                rc = hooks.health(kept)
+                rc = hooks.health(checked) if checked else 0
                 if rc != 0:
-                    raise RolloutFailed(f"health check of {', '.join(kept)} failed (exit {rc})")
+                    raise RolloutFailed(f"health check of {', '.join(checked)} failed (exit {rc})")
             step = "resume"
             back = [n for n in slurm_nodes if n in kept and not held(before.get(n, ""))]
             if back:

@@ -94,3 +94,13 @@ def test_a_node_drained_before_the_rollout_stays_drained():
                                          ("draining", False), ("mixed+drain", False), ("allocated", False)])
 def test_held(state, want):
     assert held(state) is want
+
+
+def test_nodes_outside_slurm_are_converged_but_neither_drained_nor_health_checked():
+    log: list = []
+    nodes = {"login01": NodeSteps(("urn:login01",), False, "login")}
+    hooks = Hooks(slurm=FakeSlurm(log, states={}), converge=lambda h: log.append(("converge", tuple(h))) or 0,
+                  health=lambda h: log.append(("health", tuple(h))) or 0)
+    roll(None, batches(["login01"], [("login", ["login01"], 1)]), nodes, {}, set(), hooks, lambda m: None,
+         lambda stack, urns: log.append(("up", tuple(urns))))
+    assert log == [("up", ("urn:login01",)), ("converge", ("login01",))]
