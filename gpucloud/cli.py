@@ -428,7 +428,8 @@ def apply(
                                           "under the project, .pulumi-state/)."),
     preview: bool = typer.Option(False, "--preview", help="Show what would change, change nothing."),
     allow_replace: bool = typer.Option(False, "--allow-replace", help="Go ahead when the update replaces or deletes "
-                                       "nodes (otherwise refused with exit 3, naming them)."),
+                                       "nodes: they roll in batches within each pool's rollout budget, each drained "
+                                       "in Slurm first (otherwise refused with exit 3, naming them)."),
     refresh: bool = typer.Option(False, "--refresh", help="Read every resource back first (pulumi refresh), so "
                                  "drift such as a node powered off shows and is repaired."),
 ) -> None:

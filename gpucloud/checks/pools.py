@@ -27,3 +27,17 @@ def exclude_range(spec):
                           f"pool {pool.name} excludes {shown}, outside its indices "
                           f"{pool.start}-{pool.start + pool.count - 1}",
                           "exclude indices of the pool itself (index = start .. start + count - 1)")
+
+
+@check("pool-rollout-budget")
+def rollout_budget(spec):
+    """A rollout budget larger than the pool: the first batch would take the whole pool out, and the number is
+    probably meant for another pool (or as a percentage)."""
+    for pool in spec.pools:
+        budget = pool.rollout.max_unavailable
+        hosts = built_hosts(pool)
+        if isinstance(budget, int) and budget > hosts:
+            yield Finding("pool-rollout-budget", "error", (*pool.path, "rollout", "max_unavailable"),
+                          f"pool {pool.name} allows {budget} nodes out of service at once but has {hosts} "
+                          f"host{'s' if hosts != 1 else ''}",
+                          f"set max_unavailable to {hosts} or less (or a percentage such as \"10%\")")

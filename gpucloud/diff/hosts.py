@@ -190,6 +190,11 @@ def _pool_fields(pool: str, o: dict, n: dict, old: Side, new: Side) -> Iterator[
         yield Change("pools", f"pool {pool}", "change", Impact.RECONFIGURE, field="features",
                      old=so.get("features"), new=sn.get("features"), hosts=hosts, host_count=count,
                      note="node features in slurm.conf")
+    if so and sn and so.get("rollout") != sn.get("rollout"):
+        yield Change("pools", f"pool {pool}", "change", Impact.NONE, field="rollout", old=so.get("rollout"),
+                     new=sn.get("rollout"),
+                     note="how many nodes `gpucloud apply --allow-replace` takes out of service at once; nothing on "
+                          "the hosts changes")
     if so and sn and so.get("hostname") != sn.get("hostname"):
         yield Change("pools", f"pool {pool}", "change", Impact.NONE, field="hostname", old=so.get("hostname"),
                      new=sn.get("hostname"),

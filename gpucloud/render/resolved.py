@@ -7,6 +7,7 @@ Slurm settings and partitions, storage, tenants, fabric settings and the provide
 from __future__ import annotations
 
 from gpucloud.plan import Plan
+from gpucloud.spec.model import Rollout
 
 
 def _fabric(f) -> dict:
@@ -25,7 +26,11 @@ def spec_section(plan: Plan) -> dict:
     return {
         "pools": {p.name: {"hostname": p.hostname, "start": p.start, "features": list(p.features),
                            "rack": {"name": p.rack.name, "first": p.rack.first,
-                                    "nodes_per_rack": p.rack.nodes_per_rack, "first_u": p.rack.first_u}}
+                                    "nodes_per_rack": p.rack.nodes_per_rack, "first_u": p.rack.first_u},
+                           # Only when the spec sets it, so plans of specs without one stay as they were.
+                           **({"rollout": {"max_unavailable": p.rollout.max_unavailable,
+                                           "drain_timeout": p.rollout.drain_timeout}}
+                              if p.rollout != Rollout() else {})}
                   for p in spec.pools},
         "fabric": {name: _fabric(f) for name, f in spec.fabrics.items()},
         "slurm": {

@@ -80,6 +80,14 @@ class Rack:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """How `gpucloud apply --allow-replace` replaces the pool's nodes (gpucloud.plan.rollout plans the batches)."""
+
+    max_unavailable: int | str | None = None  # a count, a percentage ("10%"), or None for the default
+    drain_timeout: int = 3600  # seconds a drained batch may take to finish its jobs
+
+
+@dataclass(frozen=True)
 class NodePool:
     name: str
     id: int
@@ -95,6 +103,7 @@ class NodePool:
     features: tuple[str, ...]
     path: Path
     id_explicit: bool = False
+    rollout: Rollout = field(default_factory=Rollout)
     # The model with the spec's own models and the pool's overrides applied; None when it cannot be resolved
     # (an unknown model or a bad override: the catalog checks report it).
     hardware: catalog.ServerModel | None = field(default=None, compare=False)
@@ -348,6 +357,8 @@ def _pool(i: int, raw: dict, has_compute_fabric: bool, hw: catalog.ServerModel |
         fabric=fabric,
         features=tuple(raw.get("features", ())),
         path=("node_pools", i),
+        rollout=Rollout(max_unavailable=raw.get("rollout", {}).get("max_unavailable"),
+                        drain_timeout=raw.get("rollout", {}).get("drain_timeout", 3600)),
         hardware=hw,
     )
 

@@ -12,9 +12,11 @@ PULUMI_CONFIG_PASSPHRASE_FILE), which must be set.
 
 The gate: before `up`, a preview lists every step; if any would replace or delete a node (a new image, BMC address
 or pool id, a pool that shrinks, a node removed), apply refuses before touching anything, names the nodes and exits
-3, unless --allow-replace.
+3, unless --allow-replace. With it, those nodes roll in batches within each pool's budget (gpucloud.plan.rollout
+plans them, gpucloud.stack.rollout drains, replaces, converges, health-checks and resumes each batch), then the rest
+of the update runs.
 
-Exit codes: 0 done; 1 Pulumi failed; 2 a usage problem found before anything changed (bad spec, unknown stack, no
+Exit codes: 0 done; 1 Pulumi failed or the rollout stopped; 2 a usage problem found before anything changed (bad spec, unknown stack, no
 engine, no passphrase); 3 refused: the update would replace or delete nodes.
 """
 
@@ -26,10 +28,13 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gpucloud.findings import choices_hint
 from gpucloud.stack import graph
+
+if TYPE_CHECKING:
+    from gpucloud.stack.rollout import Hooks
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_BACKEND_DIR = ".pulumi-state"
@@ -182,6 +187,35 @@ def destructive_nodes(events) -> list[str]:
     return sorted(nodes)
 
 
+def node_steps(events) -> dict:
+    """Node -> its resources' URNs in a preview that replaces or deletes it, whether it goes away, and its pool."""
+    from gpucloud.stack.rollout import NodeSteps
+
+    urns: dict[str, list[str]] = {}
+    deleted: set[str] = set()
+    pools: dict[str, str] = {}
+    for event in events:
+        pre = event.resource_pre_event
+        if pre is None or pre.metadata.type not in NODE_TYPES:
+            continue
+        meta = pre.metadata
+        op = getattr(meta.op, "value", meta.op)
+        if op == "same":
+            continue
+        node = node_name(meta.urn)
+        urns.setdefault(node, []).append(meta.urn)
+        if op in ("delete", "discard"):
+            deleted.add(node)
+        if meta.type == graph.NODE:
+            state = meta.old if meta.old is not None else meta.new
+            parent = node_name(state.parent or "") if state is not None else ""
+            pools[node] = parent[len("pool-"):] if parent.startswith("pool-") else ""
+    # Only the nodes taken away: a node powered on again after drift, or a new one, is not rolled.
+    taken = set(destructive_nodes(events))
+    return {n: NodeSteps(tuple(sorted(set(u))), n in deleted, pools.get(n, ""))
+            for n, u in urns.items() if n in taken}
+
+
 def _summary(changes) -> dict[str, int]:
     return {getattr(k, "value", k): int(v) for k, v in (changes or {}).items()}
 
@@ -191,9 +225,12 @@ def run(request: Request, plan, echo: Callable[[str], None] = print) -> Outcome:
     return run_stacks([request], plan, echo)
 
 
-def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = print) -> Outcome:
+def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = print,
+               hooks: "Hooks | None" = None) -> Outcome:
     """Preview every stack first, then update them in order (for a split cluster: the shared stack, then each pod),
-    stopping at the first failure. The gate sees every stack's preview before any stack changes."""
+    stopping at the first failure. The gate sees every stack's preview before any stack changes. With
+    --allow-replace, the nodes a stack's update replaces or deletes roll in batches first (gpucloud.stack.rollout;
+    ``hooks``: its Slurm client, converge and health check, default the real ones), then the rest of the update."""
     for request in requests:
         check_stack(plan, request.stack)
     root = require_engine()
@@ -203,6 +240,7 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
 
     first = requests[0]
     stacks: list = []
+    steps: list[dict] = []
     changes: dict[str, int] = {}
     refused: list = []
     name = first.stack
@@ -217,6 +255,7 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
             for op, count in _summary(preview.change_summary).items():
                 changes[op] = changes.get(op, 0) + count
             nodes = destructive_nodes(events)
+            steps.append(node_steps(events))
             refused.extend(nodes if len(requests) == 1 else [f"{request.stack}/{n}" for n in nodes])
             stacks.append(stack)
         if first.preview:
@@ -226,24 +265,74 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
             echo(f"refused: this update would replace or delete {len(refused)} node(s) of {where}: "
                  f"{', '.join(refused)}. Nothing was changed. Review the preview above; to go ahead, run again with "
                  "--allow-replace")
+            from gpucloud.stack.rollout import describe
+
+            for request, rolled in zip(requests, steps):
+                if rolled:
+                    batches = plan_batches(rolled, plan)
+                    echo(f"with --allow-replace, stack {request.stack} would roll them in {len(batches)} batch(es), "
+                         "each drained in Slurm first:")
+                    for line in describe(batches):
+                        echo(line)
             return Outcome(EXIT_REFUSED, changes, refused)
         done: dict[str, int] = {}
-        for request, stack in zip(requests, stacks):
+
+        def tally(result) -> None:
+            for op, n in _summary(result.summary.resource_changes).items():
+                done[op] = done.get(op, 0) + n
+
+        from gpucloud.stack import rollout
+
+        for request, stack, rolled in zip(requests, stacks, steps):
             name = request.stack
+            if rolled:
+                if hooks is None:
+                    hooks = rollout.default_hooks(first.spec, echo)
+                roll_stack(stack, request.stack, rolled, plan, hooks, echo, tally)
             # up() shows secret values unless told not to; the BMC password must never reach a terminal or CI log.
-            result = stack.up(on_output=echo, show_secrets=False)
-            for op, count in _summary(result.summary.resource_changes).items():
-                done[op] = done.get(op, 0) + count
-        if refused:
-            # A replaced node was installed afresh, but the layers' triggers did not move (same hosts, same
-            # files): they do not run again by themselves.
-            hosts = sorted({n.rsplit("/", 1)[-1] for n in refused})
-            echo(f"replaced or deleted {len(refused)} node(s); converge the reinstalled ones: gpucloud converge "
-                 f"{first.spec} --limit {','.join(hosts)}")
+            tally(stack.up(on_output=echo, show_secrets=False))
         return Outcome(0, done, [])
     except auto.errors.CommandError as exc:
         echo(f"error: pulumi failed for stack {name}: {str(exc).strip()[-3000:]}")
         return Outcome(EXIT_FAILED)
+    except rollout_failed() as exc:
+        echo(f"error: stack {name}: {exc}")
+        return Outcome(EXIT_FAILED)
+
+
+def rollout_failed() -> type[Exception]:
+    from gpucloud.stack.rollout import RolloutFailed
+
+    return RolloutFailed
+
+
+def plan_batches(nodes: dict, plan) -> list:
+    """The batches ``nodes`` (from node_steps) roll in, within each pool's budget."""
+    from gpucloud.plan import rollout as planner
+
+    pools = planner.pools_of(plan)
+    planned = {h for _, hosts, _ in pools for h in hosts}
+    gone = {n: s.pool for n, s in nodes.items() if s.deleted or n not in planned}
+    return planner.batches(sorted(nodes), pools, gone)
+
+
+def roll_stack(stack, name: str, nodes: dict, plan, hooks: "Hooks", echo: Callable[[str], None],
+               count: Callable[[object], None]) -> None:
+    """Replace or delete ``nodes`` (from node_steps) of one stack in batches within each pool's budget."""
+    from gpucloud.stack import rollout
+
+    batches = plan_batches(nodes, plan)
+    timeouts = {p.pool.name: float(p.pool.rollout.drain_timeout) for p in plan.pools}
+    slurm_pools = {p.pool.name for p in plan.pools if "compute" in p.pool.roles}
+    echo(f"stack {name}: rolling {len(nodes)} node(s) in {len(batches)} batch(es), each drained in Slurm, "
+         "replaced, converged, health-checked and resumed before the next:")
+    for line in rollout.describe(batches):
+        echo(line)
+
+    def up(stack, urns: list[str]) -> None:
+        count(stack.up(on_output=echo, show_secrets=False, target=urns))
+
+    rollout.roll(stack, batches, nodes, timeouts, slurm_pools, hooks, echo, up)
 
 
 def run_cli(spec: Path, stack: str | None, backend: str | None, preview: bool, checked_or_exit, echo,

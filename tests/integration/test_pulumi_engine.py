@@ -9,8 +9,8 @@ preview lists exactly the resources, types, parents and inputs of the plan's pul
 with a one-time PXE boot, runs the six layers in order and downloads no plugin; a second up changes nothing; the
 state file holds the BMC password only encrypted; a node powered off behind Pulumi's back shows as drift on refresh
 and the next up powers it on; an image change is refused (exit 3, naming the nodes) and leaves the state as it was;
-removing a protected filesystem is refused by the engine; an allowed image change reinstalls the pool's nodes and
-names the converge command for them.
+removing a protected filesystem is refused by the engine; an allowed image change, which rolls node by node with
+each node drained in Slurm first, touches nothing while no Slurm controller answers.
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def test_an_image_change_is_refused_before_anything_changes(lab):
     out = result.stdout + result.stderr
     assert result.returncode == apply.EXIT_REFUSED, out[-4000:]
     assert "refused" in out and "gpu01, gpu02" in out and "--allow-replace" in out
+    assert "would roll them in 2 batch(es)" in out and "batch 1/2: pool gpu, 1 node(s) (budget 1): gpu01" in out
     assert lab.state_file().read_bytes() == before
     assert all(bmc.system()["PowerState"] == "On" for bmc in lab.bmcs.values())
 
@@ -178,14 +179,21 @@ def test_deleting_a_protected_filesystem_is_refused_by_the_engine(lab):
     assert lab.state_file().read_bytes() == before
 
 
-def test_an_allowed_image_change_reinstalls_the_pools_nodes_and_says_to_converge_them(lab):
+def test_an_allowed_image_change_powers_nothing_off_while_slurm_cannot_say_the_nodes_are_drained(lab, tmp_path):
+    """--allow-replace rolls the nodes in batches, each drained in Slurm first (tests/integration/
+    test_pulumi_rollout.py runs it against a real slurmctld); with no controller to ask, nothing is touched."""
+    before = lab.state_file().read_bytes()
     moved = lab.write_spec("lab-new-image.yaml", {"image: ubuntu-22.04-gpu": "image: ubuntu-24.04-gpu"})
-    out = _ok(lab.apply("--allow-replace", spec=moved))
-    assert f"gpucloud converge {moved} --limit gpu01,gpu02" in out
-    state = json.loads(lab.state_file().read_text())["checkpoint"]["latest"]["resources"]
-    images = {r["outputs"]["node"]: r["outputs"]["image"] for r in state if r["type"].endswith(":RedfishNode")}
-    assert images == {"gpu01": "ubuntu-24.04-gpu", "gpu02": "ubuntu-24.04-gpu", "ctl01": "ubuntu-22.04-base",
-                      "login01": "ubuntu-22.04-base"}
-    for node in ("gpu01", "gpu02"):
-        system = lab.bmcs[node].system()
-        assert system["PowerState"] == "On" and system["Boot"]["BootSourceOverrideTarget"] == "Pxe"
+    env = dict(lab.env)
+    lab.env["SLURM_CONF"] = str(tmp_path / "no-slurm.conf")
+    try:
+        result = lab.apply("--allow-replace", spec=moved)
+    finally:
+        lab.env = env
+    out = result.stdout + result.stderr
+    assert result.returncode == apply.EXIT_FAILED, out[-4000:]
+    assert "rolling 2 node(s) in 2 batch(es)" in out
+    assert "the rollout stopped at batch 1/2 (gpu01), step drain" in out and "nodes left untouched: gpu02" in out
+    assert PASSWORD not in out
+    assert lab.state_file().read_bytes() == before
+    assert all(bmc.system()["PowerState"] == "On" for bmc in lab.bmcs.values())

@@ -1,0 +1,106 @@
+"""gpucloud.stack.rollout.roll with a stand-in Slurm: the order of the steps per batch, and where a failure stops.
+The real engine and real Slurm run it in tests/integration/test_pulumi_rollout.py."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pulumi.automation")
+
+from gpucloud.plan.rollout import batches  # noqa: E402
+from gpucloud.stack.rollout import Hooks, NodeSteps, RolloutFailed, held, roll  # noqa: E402
+
+POOLS = [("gpu", ["gpu01", "gpu02", "gpu03"], 1)]
+
+
+class FakeSlurm:
+    """Nodes drain at once unless they run a job."""
+
+    def __init__(self, log, busy=(), states=None):
+        self.log, self.busy = log, set(busy)
+        self.state = states or {n: "idle" for n in POOLS[0][1]}
+
+    def states(self, nodes):
+        return {n: self.state[n] for n in nodes if n in self.state}
+
+    def drain(self, nodes, reason="x"):
+        self.log.append(("drain", tuple(nodes)))
+        for n in nodes:
+            self.state[n] = "draining" if n in self.busy else "drained"
+
+    def resume(self, nodes):
+        self.log.append(("resume", tuple(nodes)))
+        for n in nodes:
+            self.state[n] = "idle"
+
+
+def _run(slurm, log, converge_rc=0, health_rc=0, deleted=()):
+    nodes = {n: NodeSteps((f"urn:{n}",), n in deleted, "gpu") for n in ("gpu01", "gpu02", "gpu03")}
+    hooks = Hooks(slurm=slurm, converge=lambda h: log.append(("converge", tuple(h))) or converge_rc,
+                  health=lambda h: log.append(("health", tuple(h))) or health_rc, poll_interval=1,
+                  sleep=lambda s: log.append(("sleep", s)))
+    roll(None, batches(list(nodes), POOLS), nodes, {"gpu": 3}, {"gpu"}, hooks, lambda m: None,
+         lambda stack, urns: log.append(("up", tuple(urns))))
+
+
+def test_each_batch_is_drained_replaced_converged_checked_and_resumed_before_the_next():
+    log: list = []
+    _run(FakeSlurm(log), log)
+    want = []
+    for n in ("gpu01", "gpu02", "gpu03"):
+        want += [("drain", (n,)), ("up", (f"urn:{n}",)), ("converge", (n,)), ("health", (n,)), ("resume", (n,))]
+    assert log == want
+
+
+def test_a_failed_health_check_stops_with_the_rest_untouched_and_the_node_drained():
+    log: list = []
+    slurm = FakeSlurm(log)
+    with pytest.raises(RolloutFailed) as exc:
+        _run(slurm, log, health_rc=1)
+    assert log[-1] == ("health", ("gpu01",))
+    assert not any(n in entry[1] for entry in log for n in ("gpu02", "gpu03") if entry[0] != "sleep")
+    assert slurm.state == {"gpu01": "drained", "gpu02": "idle", "gpu03": "idle"}
+    text = str(exc.value)
+    assert "batch 1/3" in text and "health check" in text and "nodes left untouched: gpu02, gpu03" in text
+
+
+def test_a_node_still_running_a_job_is_never_replaced_and_the_drain_is_undone():
+    log: list = []
+    slurm = FakeSlurm(log, busy={"gpu01"})
+    with pytest.raises(RolloutFailed) as exc:
+        _run(slurm, log)
+    assert not any(entry[0] == "up" for entry in log)
+    assert [e for e in log if e[0] == "sleep"] == [("sleep", 1)] * 3  # the pool's drain_timeout, 3 s
+    assert log[-1] == ("resume", ("gpu01",))
+    assert "gpu01 (draining) still run jobs after 3 s" in str(exc.value)
+
+
+def test_a_deleted_node_is_drained_then_powered_off_and_stays_drained():
+    log: list = []
+    slurm = FakeSlurm(log)
+    _run(slurm, log, deleted={"gpu03"})
+    assert log[-2:] == [("drain", ("gpu03",)), ("up", ("urn:gpu03",))]
+    assert slurm.state["gpu03"] == "drained"
+
+
+def test_a_node_drained_before_the_rollout_stays_drained():
+    log: list = []
+    slurm = FakeSlurm(log, states={"gpu01": "drained", "gpu02": "idle", "gpu03": "idle"})
+    _run(slurm, log)
+    assert ("resume", ("gpu01",)) not in log and slurm.state["gpu01"] == "drained"
+
+
+@pytest.mark.parametrize("state, want", [("drained", True), ("drained*", True), ("down*", True), ("idle", False),
+                                         ("draining", False), ("mixed+drain", False), ("allocated", False)])
+def test_held(state, want):
+    assert held(state) is want
+
+
+def test_nodes_outside_slurm_are_converged_but_neither_drained_nor_health_checked():
+    log: list = []
+    nodes = {"login01": NodeSteps(("urn:login01",), False, "login")}
+    hooks = Hooks(slurm=FakeSlurm(log, states={}), converge=lambda h: log.append(("converge", tuple(h))) or 0,
+                  health=lambda h: log.append(("health", tuple(h))) or 0)
+    roll(None, batches(["login01"], [("login", ["login01"], 1)]), nodes, {}, set(), hooks, lambda m: None,
+         lambda stack, urns: log.append(("up", tuple(urns))))
+    assert log == [("up", ("urn:login01",)), ("converge", ("login01",))]
