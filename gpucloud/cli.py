@@ -435,7 +435,7 @@ def apply(
 ) -> None:
     """Run `pulumi up` for one stack of the spec through the Pulumi Automation API (exit 3: refused, it would
     replace or delete nodes)."""
-    from gpucloud.stack.apply import run_cli
+    from gpucloud.commands.apply import run_cli
 
     raise typer.Exit(run_cli(spec, stack, backend, preview, _checked_or_exit, lambda m: typer.echo(m, err=True),
                              allow_replace=allow_replace, refresh=refresh, all_stacks=all_stacks))
