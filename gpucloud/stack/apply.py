@@ -28,13 +28,11 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from gpucloud.findings import choices_hint
-from gpucloud.stack import graph
-
-if TYPE_CHECKING:
-    from gpucloud.stack.rollout import Hooks
+from gpucloud.plan import rollout as rollout_plan
+from gpucloud.stack import graph, rollout
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_BACKEND_DIR = ".pulumi-state"
@@ -189,8 +187,6 @@ def destructive_nodes(events) -> list[str]:
 
 def node_steps(events) -> dict:
     """Node -> its resources' URNs in a preview that replaces or deletes it, whether it goes away, and its pool."""
-    from gpucloud.stack.rollout import NodeSteps
-
     urns: dict[str, list[str]] = {}
     deleted: set[str] = set()
     pools: dict[str, str] = {}
@@ -212,7 +208,7 @@ def node_steps(events) -> dict:
             pools[node] = parent[len("pool-"):] if parent.startswith("pool-") else ""
     # Only the nodes taken away: a node powered on again after drift, or a new one, is not rolled.
     taken = set(destructive_nodes(events))
-    return {n: NodeSteps(tuple(sorted(set(u))), n in deleted, pools.get(n, ""))
+    return {n: rollout.NodeSteps(tuple(sorted(set(u))), n in deleted, pools.get(n, ""))
             for n, u in urns.items() if n in taken}
 
 
@@ -226,7 +222,7 @@ def run(request: Request, plan, echo: Callable[[str], None] = print) -> Outcome:
 
 
 def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = print,
-               hooks: "Hooks | None" = None) -> Outcome:
+               hooks: rollout.Hooks | None = None) -> Outcome:
     """Preview every stack first, then update them in order (for a split cluster: the shared stack, then each pod),
     stopping at the first failure. The gate sees every stack's preview before any stack changes. With
     --allow-replace, the nodes a stack's update replaces or deletes roll in batches first (gpucloud.stack.rollout;
@@ -265,14 +261,12 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
             echo(f"refused: this update would replace or delete {len(refused)} node(s) of {where}: "
                  f"{', '.join(refused)}. Nothing was changed. Review the preview above; to go ahead, run again with "
                  "--allow-replace")
-            from gpucloud.stack.rollout import describe
-
             for request, rolled in zip(requests, steps):
                 if rolled:
                     batches = plan_batches(rolled, plan)
                     echo(f"with --allow-replace, stack {request.stack} would roll them in {len(batches)} batch(es), "
                          "each drained in Slurm first:")
-                    for line in describe(batches):
+                    for line in rollout.describe(batches):
                         echo(line)
             return Outcome(EXIT_REFUSED, changes, refused)
         done: dict[str, int] = {}
@@ -280,8 +274,6 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
         def tally(result) -> None:
             for op, n in _summary(result.summary.resource_changes).items():
                 done[op] = done.get(op, 0) + n
-
-        from gpucloud.stack import rollout
 
         for request, stack, rolled in zip(requests, stacks, steps):
             name = request.stack
@@ -295,32 +287,22 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
     except auto.errors.CommandError as exc:
         echo(f"error: pulumi failed for stack {name}: {str(exc).strip()[-3000:]}")
         return Outcome(EXIT_FAILED)
-    except rollout_failed() as exc:
+    except rollout.RolloutFailed as exc:
         echo(f"error: stack {name}: {exc}")
         return Outcome(EXIT_FAILED)
 
 
-def rollout_failed() -> type[Exception]:
-    from gpucloud.stack.rollout import RolloutFailed
-
-    return RolloutFailed
-
-
 def plan_batches(nodes: dict, plan) -> list:
     """The batches ``nodes`` (from node_steps) roll in, within each pool's budget."""
-    from gpucloud.plan import rollout as planner
-
-    pools = planner.pools_of(plan)
+    pools = rollout_plan.pools_of(plan)
     planned = {h for _, hosts, _ in pools for h in hosts}
     gone = {n: s.pool for n, s in nodes.items() if s.deleted or n not in planned}
-    return planner.batches(sorted(nodes), pools, gone)
+    return rollout_plan.batches(sorted(nodes), pools, gone)
 
 
-def roll_stack(stack, name: str, nodes: dict, plan, hooks: "Hooks", echo: Callable[[str], None],
+def roll_stack(stack, name: str, nodes: dict, plan, hooks: rollout.Hooks, echo: Callable[[str], None],
                count: Callable[[object], None]) -> None:
     """Replace or delete ``nodes`` (from node_steps) of one stack in batches within each pool's budget."""
-    from gpucloud.stack import rollout
-
     batches = plan_batches(nodes, plan)
     timeouts = {p.pool.name: float(p.pool.rollout.drain_timeout) for p in plan.pools}
     slurm_pools = {p.pool.name for p in plan.pools if "compute" in p.pool.roles}
