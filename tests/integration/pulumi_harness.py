@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import bcrypt
+import pytest
 import requests
 
 from gpucloud.stack import apply
@@ -37,11 +38,18 @@ echo "$*" >> "$GPUCLOUD_TEST_LAYER_LOG"
 """
 
 
-def _engine_or_skip() -> Path:
+def engine_or_skip() -> Path:
+    """The built Pulumi engine, or a skip naming what is missing (the engine, sushy-emulator or openssl). In CI
+    scripts/setup.sh builds the engine, so these tests run there."""
     try:
-        return apply.require_engine()
+        engine = apply.require_engine()
     except apply.ApplyError as exc:
         pytest.skip(f"{exc}")
+    if EMULATOR is None:
+        pytest.skip("sushy-emulator is not installed (pip install sushy-tools)")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (apt-get install openssl)")
+    return engine
 
 
 class Bmc:

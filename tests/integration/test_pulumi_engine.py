@@ -16,7 +16,6 @@ each node drained in Slurm first, touches nothing while no Slurm controller answ
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,21 +28,14 @@ pytest.importorskip("bcrypt")
 pytest.importorskip("pulumi.automation")
 
 from gpucloud.stack import apply, dryrun  # noqa: E402
-from pulumi_harness import EMULATOR, LAYERS, PASSWORD, Lab  # noqa: E402
+from pulumi_harness import LAYERS, PASSWORD, Lab, engine_or_skip  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    try:
-        engine = apply.require_engine()
-    except apply.ApplyError as exc:
-        pytest.skip(f"{exc}")
-    if EMULATOR is None:
-        pytest.skip("sushy-emulator is not installed (pip install sushy-tools)")
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (apt-get install openssl)")
+    engine = engine_or_skip()
     lab = Lab(tmp_path_factory.mktemp("engine"), engine)
     try:
         yield lab

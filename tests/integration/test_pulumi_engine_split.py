@@ -3,7 +3,6 @@ stacks (lab-shared: control plane and storage; lab-gpu-pod000: the GPU nodes). H
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
@@ -12,7 +11,7 @@ pytest.importorskip("bcrypt")
 pytest.importorskip("pulumi.automation")
 
 from gpucloud.stack import apply  # noqa: E402
-from pulumi_harness import EMULATOR, LAYERS, PASSWORD, Lab  # noqa: E402
+from pulumi_harness import LAYERS, PASSWORD, Lab, engine_or_skip  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +20,7 @@ STACKS = ("lab-shared", "lab-gpu-pod000")
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    try:
-        engine = apply.require_engine()
-    except apply.ApplyError as exc:
-        pytest.skip(f"{exc}")
-    if EMULATOR is None or shutil.which("openssl") is None:
-        pytest.skip("sushy-emulator (pip install sushy-tools) and openssl are needed")
+    engine = engine_or_skip()
     lab = Lab(tmp_path_factory.mktemp("split"), engine, stacks=STACKS, extra="  pod_size: 1")
     try:
         yield lab

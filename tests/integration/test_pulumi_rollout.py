@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ from gpucloud.pipeline import check_spec  # noqa: E402
 from gpucloud.plan import build_plan  # noqa: E402
 from gpucloud.render import RENDERERS  # noqa: E402
 from gpucloud.stack import apply  # noqa: E402
-from pulumi_harness import EMULATOR, PASSWORD, USER, Lab  # noqa: E402
+from pulumi_harness import PASSWORD, USER, Lab, engine_or_skip  # noqa: E402
 from slurm_harness import SlurmHarness, skip_module_without_slurm  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -99,14 +98,7 @@ def _slurm_files(spec: Path):
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    try:
-        engine = apply.require_engine()
-    except apply.ApplyError as exc:
-        pytest.skip(f"{exc}")
-    if EMULATOR is None:
-        pytest.skip("sushy-emulator is not installed (pip install sushy-tools)")
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (apt-get install openssl)")
+    engine = engine_or_skip()
     plan, files = _slurm_files(CLUSTERS / "lab.yaml")
     nodes = [h.name for pp in plan.pools if "compute" in pp.pool.roles for h in pp.hosts]
     assert nodes == GPU_NODES  # the BMC emulators and the slurmd stand for the same machines
