@@ -18,6 +18,8 @@ from gpucloud.spec.model import Repository, Spec
 # Package names per pinned component, as the roles' defaults name them (playbooks/roles/*/defaults/main.yml).
 SLURM_ROLE_PACKAGES = {"compute": ("slurmd", "slurm-client"), "slurm-controller": ("slurmctld", "slurm-client"),
                        "slurmdbd": ("slurmdbd",), "login": ("slurm-client",)}
+# The lustre_client role's packages (its defaults' lustre_client_packages), installed where the pool mounts Lustre.
+LUSTRE_CLIENT_PACKAGES = ("lustre-client-utils", "lustre-client-modules-dkms")
 
 
 def upstream(debian_version: str) -> str:
@@ -31,9 +33,11 @@ def driver_packages(version: str) -> tuple[str, ...]:
     return (f"nvidia-driver-{branch}-server", f"nvidia-utils-{branch}-server")
 
 
-def pool_pins(spec: Spec, gpus: int, nvswitch: bool, hcas: int, roles: tuple[str, ...]) -> dict[str, str]:
+def pool_pins(spec: Spec, gpus: int, nvswitch: bool, hcas: int, roles: tuple[str, ...],
+              lustre: bool = False) -> dict[str, str]:
     """Package -> pinned (upstream) version for a pool's hosts: what the roles install (each on the hosts its
-    playbook targets: slurmd on compute, slurmctld on controllers, ...) and what verify reads back."""
+    playbook targets: slurmd on compute, slurmctld on controllers, ...) and what verify reads back. ``lustre``: the
+    pool mounts a Lustre filesystem of the plan (the Lustre client is installed only there)."""
     sw = spec.software
     out: dict[str, str] = {}
     if gpus and sw.nvidia_driver:
@@ -53,6 +57,8 @@ def pool_pins(spec: Spec, gpus: int, nvswitch: bool, hcas: int, roles: tuple[str
             out.update(dict.fromkeys(("enroot", "enroot+caps"), sw.enroot))
         if sw.pyxis:
             out["nvslurm-plugin-pyxis"] = sw.pyxis
+    if lustre and sw.lustre_client:
+        out.update(dict.fromkeys(LUSTRE_CLIENT_PACKAGES, sw.lustre_client))
     return dict(sorted(out.items()))
 
 

@@ -161,6 +161,7 @@ def pool_expect(plan: Plan, pp: PoolPlan) -> PoolExpect:
     ipoib = spec.networks.get("ipoib")
     gpu = model.gpu if model.gpus else None
     ports = _ports(plan, pp)
+    mounts = _mounts(plan, pp)
     return PoolExpect(
         pool=pool.name,
         gpus=model.gpus,
@@ -170,10 +171,11 @@ def pool_expect(plan: Plan, pp: PoolPlan) -> PoolExpect:
         nvswitch=model.nvswitch,
         ports=ports,
         ipoib_prefix=ipoib.rail_prefix if ipoib is not None else None,
-        mounts=_mounts(plan, pp),
+        mounts=mounts,
         services=tuple(services),
         slurm_node=slurm_node,
-        packages=tuple(pool_pins(spec, model.gpus, model.nvswitch, len(ports), pool.roles).items()),
+        packages=tuple(pool_pins(spec, model.gpus, model.nvswitch, len(ports), pool.roles,
+                                 lustre=any(m.kind == "lustre" for m in mounts)).items()),
     )
 
 

@@ -117,3 +117,23 @@ def test_repository_and_mirror_changes_restart_nothing(tmp_path):
         assert plain["spec"]["software"][key] is None
         del older["spec"]["software"][key]
     assert [c for c in compare(older, plain, "old", "new").changes if c.section == "software"] == []
+
+
+def test_verify_expects_the_pinned_lustre_client_only_where_the_pool_mounts_lustre():
+    """The lustre_client role installs its packages at software.lustre_client on pools that mount Lustre; verify
+    reads back the same packages there, and nowhere else."""
+    from gpucloud.plan.software import LUSTRE_CLIENT_PACKAGES
+    from gpucloud.verify.expect import expectations
+
+    plan = build_plan(check_spec(CLUSTERS / "abci3.yaml").spec)
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[2] / "playbooks" / "roles" / "lustre_client" /
+                               "defaults" / "main.yml").read_text())
+    assert tuple(defaults["lustre_client_packages"]) == LUSTRE_CLIENT_PACKAGES
+    by_pool = {}
+    for he in expectations(plan):
+        by_pool.setdefault(he.pool.pool, dict(he.pool.packages))
+    lustre_pools = {name for fs in plan.storage.lustre for name in fs.pools}
+    assert lustre_pools and set(by_pool) - lustre_pools, "the example must have pools with and without Lustre"
+    for pool, packages in by_pool.items():
+        for name in LUSTRE_CLIENT_PACKAGES:
+            assert packages.get(name) == ("2.15.5" if pool in lustre_pools else None), (pool, name)
