@@ -78,10 +78,41 @@ class Progress:
         return True  # keep the event in the artefacts
 
 
+def site_layers() -> dict[str, Path]:
+    """site.yml's layers: tag -> the playbook it imports, in site order."""
+    import yaml
+
+    out = {}
+    for entry in yaml.safe_load(PLAYBOOK.read_text()):
+        tags = entry.get("tags") or []
+        if "ansible.builtin.import_playbook" in entry and len(tags) == 1:
+            out[tags[0]] = PLAYBOOK.parent / entry["ansible.builtin.import_playbook"]
+    return out
+
+
+def layer_playbook(tags: str | None, work: Path) -> tuple[Path, str | None]:
+    """The playbook and tags to run. Tags that all name layers of site.yml run those layers' playbooks alone (a
+    wrapper in ``work`` importing them in site order), because Ansible runs every role's argument validation,
+    tagged ``always``, whatever ``--tags`` says: ``--tags provision`` through site.yml would still ask for the
+    Slurm secrets. Other tags go to site.yml as they are."""
+    wanted = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    layers = site_layers()
+    if not wanted or not all(t in layers for t in wanted):
+        return PLAYBOOK, tags
+    import yaml
+
+    chosen = [{"name": f"Layer {t}", "ansible.builtin.import_playbook": str(p)} for t, p in layers.items()
+              if t in wanted]
+    wrapper = work / "layers.yml"
+    wrapper.write_text("---\n" + yaml.safe_dump(chosen, sort_keys=False))
+    return wrapper, None
+
+
 def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str | None = None,
         check: bool = False, extravars: dict | None = None, extra_args: Sequence[str] = (),
         work: Path | None = None, out: TextIO = sys.stderr, envvars: dict | None = None) -> Result:
-    """Run site.yml with ``gpucloud_plan_dir`` pointing at ``plan_dir``. ``work``: the run's private folder."""
+    """Run site.yml (or the layers ``tags`` names) with ``gpucloud_plan_dir`` pointing at ``plan_dir``. ``work``: the
+    run's private folder."""
     import ansible_runner
 
     work = Path(work or tempfile.mkdtemp(prefix="gpucloud-converge-"))
@@ -99,8 +130,9 @@ def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str 
            "ANSIBLE_HOME": str(work / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
            **(envvars or {})}
     progress = Progress(out)
+    playbook, tags = layer_playbook(tags, work)
     r = ansible_runner.run(
-        private_data_dir=str(private), playbook=str(PLAYBOOK), inventory=str(inventory), limit=limit, tags=tags,
+        private_data_dir=str(private), playbook=str(playbook), inventory=str(inventory), limit=limit, tags=tags,
         extravars={"gpucloud_plan_dir": str(Path(plan_dir).resolve()), **(extravars or {})},
         cmdline=" ".join(cmdline) or None, envvars=env, event_handler=progress, quiet=True,
         project_dir=str(ROOT))
