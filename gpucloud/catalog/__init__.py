@@ -187,6 +187,8 @@ _GB200_RACK = NVLinkRack(trays=18, switch_trays=9, rack_power_kw=150.0, nmx=True
 _GB300_RACK = NVLinkRack(trays=18, switch_trays=9, rack_power_kw=142.0, nmx=True,
                          source="NVIDIA NVL72 AI Factory Enterprise RA, System Hardware (9 NVSwitch trays, 8 x 33 kW "
                                 "power shelves, full rack up to 142 kW)")
+# The trays hold no NVSwitch (nvswitch=False: no Fabric Manager on them): the NVLink switch trays are managed by NMX
+# on the switch trays (nvlink.nmx). A site running Fabric Manager on the trays instead sets nvswitch: true.
 # A compute tray: NVIDIA Grace, 72 Arm Neoverse V2 cores and 480 GB LPDDR5X per CPU (GB200 NVL72 data sheet: up to
 # 17 TB LPDDR5X per rack of 36 Grace CPUs).
 _GRACE_CPU = "NVIDIA Grace (72 Arm Neoverse V2 cores)"
@@ -253,7 +255,7 @@ SERVERS: dict[str, ServerModel] = {
         vendor_reference="NVIDIA DGX GB200 User Guide (compute tray: 4x ConnectX-7 single-port 400G OSFP, 2x "
                          "BlueField-3); DGX SuperPOD GB200 RA",
         rack_units=1, cpu_model=_GRACE_CPU, sockets=2, cores_per_socket=72, threads_per_core=1, memory_gib=960,
-        cpu_arch="aarch64", gpu=GPUS["gb200-186gb"], gpus=4, nvswitch=True,
+        cpu_arch="aarch64", gpu=GPUS["gb200-186gb"], gpus=4, nvswitch=False,
         compute_hcas=(CX7_NDR,) * 4, storage_hcas=(), nvme_drives=4, nvme_drive_tb=3.84, gpu_socket=(0, 0, 1, 1),
         power_kw=round(_GB200_RACK.rack_power_kw / _GB200_RACK.trays, 3), nvlink=_GB200_RACK,
     ),
@@ -264,7 +266,7 @@ SERVERS: dict[str, ServerModel] = {
         vendor_reference="NVIDIA NVL72 AI Factory Enterprise RA (compute tray: 4 ConnectX-8 HCAs on 2 mezzanine "
                          "boards, 1 M.2 OS drive, 4 E1.S NVMe); GB300 NVL72 data sheet",
         rack_units=1, cpu_model=_GRACE_CPU, sockets=2, cores_per_socket=72, threads_per_core=1, memory_gib=960,
-        cpu_arch="aarch64", gpu=GPUS["gb300-288gb"], gpus=4, nvswitch=True,
+        cpu_arch="aarch64", gpu=GPUS["gb300-288gb"], gpus=4, nvswitch=False,
         compute_hcas=(CX8_XDR,) * 4, storage_hcas=(), nvme_drives=4, nvme_drive_tb=3.84, gpu_socket=(0, 0, 1, 1),
         power_kw=round(_GB300_RACK.rack_power_kw / _GB300_RACK.trays, 3), nvlink=_GB300_RACK,
     ),

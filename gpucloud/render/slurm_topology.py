@@ -62,7 +62,31 @@ def topology_conf(plan: Plan) -> str:
     return "\n".join(lines + tops) + "\n"
 
 
+def nvlink_block_conf(plan: Plan) -> str:
+    """One block per NVLink domain (an NVL72 rack), the base block size being a full domain's trays; the compute
+    nodes without rack-scale NVLink keep one block per scalable unit of the fabric. Nodes in no block (a compute
+    pool on neither) are the slurm-block-partition check's error, so none reach this file."""
+    sp = plan.slurm
+    nvlink = {name for name, _ in sp.nvlink_blocks}
+    lines = [f"# topology/block for cluster {plan.spec.name}: one block per NVLink domain (rack) of "
+             f"{sp.block_size} trays;",
+             "# a job that fits in a domain gets one, so its GPUs talk over NVLink (topology.conf(5), topology/block)."]
+    lines += [f"BlockName={name} Nodes={nodes}" for name, nodes in sp.nvlink_blocks]
+    by_su, _, _ = _groups(plan)
+    nvlink_hosts = {h for pp in plan.pools if pp.model.nvlink is not None for h in (x.name for x in pp.hosts)} \
+        if by_su else set()
+    others = [(su, [h for h in hosts if h not in nvlink_hosts]) for su, hosts in sorted(by_su.items())]
+    others = [(su, hosts) for su, hosts in others if hosts]
+    if others:
+        lines.append("# compute nodes without rack-scale NVLink: one block per scalable unit of the compute fabric")
+        lines += [f"BlockName=su{su:03} Nodes={compress(hosts)}" for su, hosts in others if f"su{su:03}" not in nvlink]
+    lines.append(f"BlockSizes={sp.block_size}")
+    return "\n".join(lines) + "\n"
+
+
 def block_conf(plan: Plan) -> str:
+    if plan.slurm.nvlink_blocks:
+        return nvlink_block_conf(plan)
     by_su, _, off = _groups(plan)
     lines = [f"# topology/block for cluster {plan.spec.name}: one block per scalable unit of the compute fabric."]
     for su in sorted(by_su):
