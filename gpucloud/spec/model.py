@@ -136,6 +136,8 @@ class Fabric:
     subnet_manager: SubnetManager
     split: str
     path: Path
+    # (leaves, spines) of a spine-leaf group (three tiers, DGX SuperPOD GB200 RA); None: the usual pods
+    spine_leaf_groups: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,8 @@ def _fabric(name: str, raw: dict) -> Fabric:
         subnet_manager=SubnetManager(kind=sm.get("kind", "opensm"), routing_engine=sm.get("routing_engine", "ftree"),
                                      pool=sm.get("pool")),
         split=raw.get("split", "auto"), path=("fabric", name),
+        spine_leaf_groups=(raw["spine_leaf_groups"]["leaves"], raw["spine_leaf_groups"]["spines"])
+        if "spine_leaf_groups" in raw else None,
     )
 
 
