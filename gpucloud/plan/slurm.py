@@ -337,9 +337,8 @@ def section(plan) -> dict:
         "dbd_host": sp.dbd_host,
         "accounting": sp.accounting,
         "topology_plugin": sp.topology_plugin,
-        "nvlink_blocks": [{"name": name, "nodes": nodes} for name, nodes in sp.nvlink_blocks],
-        "block_size": sp.block_size,
-        "imex_channels": sp.imex_channels,
+        **({"nvlink_blocks": [{"name": name, "nodes": nodes} for name, nodes in sp.nvlink_blocks],
+            "block_size": sp.block_size, "imex_channels": sp.imex_channels} if sp.nvlink_blocks else {}),
         "nodes": sp.node_count,
         "gpus": sp.gpu_count,
         "node_groups": [
