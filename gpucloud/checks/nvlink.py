@@ -6,7 +6,8 @@ exactly one domain's trays; Slurm places jobs by blocks of those domains, and ev
 * ``nvlink-partial-rack``: the pool does not fill its last rack (a smaller last domain and block);
 * ``slurm-block-partition``: a partition holds nodes outside every block (topology/block never allocates them);
 * ``slurm-block-mixed``: NVL72 and other GPU nodes in one cluster or partition under one block topology;
-* ``slurm-imex-version``: switch/nvidia_imex needs a Slurm release that has it.
+* ``slurm-imex-version``: switch/nvidia_imex needs a Slurm release that has it;
+* ``nvlink-rollout-budget``: a rolling update's batches are whole racks, never part of a domain.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Iterable
 
 from gpucloud.checks import check
 from gpucloud.findings import Finding
+from gpucloud.plan.rollout import DEFAULT_PERCENT, budget
 from gpucloud.spec.model import NodePool, Spec
 
 # The release gpucloud has seen accept TopologyPlugin=topology/block with SwitchType=switch/nvidia_imex (24.11.5).
@@ -118,3 +120,22 @@ def imex_version(spec: Spec) -> Iterable[Finding]:
                       f"NVL72 trays get SwitchType=switch/nvidia_imex, which needs Slurm 24.11 or later "
                       f"(software.slurm is {spec.software.slurm or 'not set'})",
                       "set software.slurm to 24.11 or later")
+
+
+@check("nvlink-rollout-budget")
+def rollout_budget(spec: Spec) -> Iterable[Finding]:
+    """A rolling update of an NVL72 pool takes whole racks: its batch size is a multiple of a rack's trays."""
+    for pool in _nvlink_pools(spec):
+        assert pool.hardware is not None and pool.hardware.nvlink is not None
+        trays = pool.hardware.nvlink.trays
+        hosts = pool.count - len(pool.exclude & set(pool.indices))
+        size = budget(pool.rollout.max_unavailable, hosts)
+        if size % trays and size < hosts:
+            said = pool.rollout.max_unavailable
+            yield Finding("nvlink-rollout-budget", "warning", (*pool.path, "rollout", "max_unavailable")
+                          if said is not None else pool.path,
+                          f"pool '{pool.name}' rolls in batches of {size} trays "
+                          f"({said if said is not None else f'the default {DEFAULT_PERCENT}%'}), not whole racks of "
+                          f"{trays}: a batch would drain part of an NVLink domain and end the jobs running across it",
+                          f"set rollout.max_unavailable to a multiple of {trays} "
+                          f"(e.g. {max(trays, size // trays * trays)})")

@@ -144,7 +144,7 @@ def test_override_of_the_domain(tmp_path):
     """Spec overrides work as for any model: an NVL36-style rack of 9 trays from the catalog's tray."""
     data = copy.deepcopy(EXAMPLE)
     data["hardware"] = {"models": {"gb200-nvl36": {"base": "gb200-nvl72", "nvlink": {"trays": 9, "rack_power_kw": 66}}}}
-    data["node_pools"][0].update(model="gb200-nvl36", count=72)
+    data["node_pools"][0].update(model="gb200-nvl36", count=72, rollout={"max_unavailable": 18})
     data["fabric"]["compute"]["scalable_unit"] = 9
     data["fabric"]["compute"]["spine_leaf_groups"] = {"leaves": 8, "spines": 3}
     checked = _checked(tmp_path, data)
@@ -176,3 +176,14 @@ def test_spine_leaf_groups_the_switches_cannot_build(tmp_path):
     data["fabric"]["compute"]["spine_leaf_groups"] = {"leaves": 8, "spines": 5}
     found = [f for f in _checked(tmp_path, data).findings if f.check == "fabric-spine-leaf-groups"]
     assert found and found[0].level == "error" and "divides 18" in found[0].hint
+
+
+def test_rollout_batches_of_part_of_a_rack_warn(tmp_path):
+    data = _variant(rollout={"max_unavailable": 100})
+    found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
+    assert found and found[0].level == "warning" and "e.g. 90" in found[0].hint
+    data = copy.deepcopy(EXAMPLE)
+    del data["node_pools"][0]["rollout"]  # the default 10 % of 1,152 trays is 115
+    found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
+    assert found and "batches of 115 trays" in found[0].message
+    assert ("nvlink-rollout-budget", "warning") not in _findings(check_spec(CLUSTERS / "nvl72.yaml"))
