@@ -59,7 +59,8 @@ def partial_rack(spec: Spec) -> Iterable[Finding]:
         if pool.count % trays:
             yield Finding("nvlink-partial-rack", "warning", (*pool.path, "count"),
                           f"pool '{pool.name}' has {pool.count} trays, not whole racks of {trays}: its last NVLink "
-                          f"domain has {pool.count % trays} trays, and Slurm's block of it is smaller than the others",
+                          f"domain has {pool.count % trays} trays, and since Slurm refuses a block smaller than the "
+                          f"base block, the base block size of every rack becomes {pool.count % trays}",
                           f"use a multiple of {trays} trays (count: {pool.count + trays - pool.count % trays})")
 
 

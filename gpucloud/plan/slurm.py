@@ -124,7 +124,8 @@ class SlurmPlan:
     health_check_interval: int
     sizing: Sizing
     # topology/block: one block per NVLink domain of a compute pool (name, hostlist), in pool then rack order, and
-    # the base block size (trays of a full domain); empty without rack-scale NVLink
+    # the base block size: the smallest domain's trays (slurmctld refuses a block smaller than the base); empty
+    # without rack-scale NVLink
     nvlink_blocks: tuple[tuple[str, str], ...] = ()
     block_size: int = 0
     # switch/nvidia_imex with this many IMEX channels where a compute pool has rack-scale NVLink; 0: no switch plugin
@@ -322,7 +323,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         state_save=state, state_save_mount=mount, ports=_ports(s.settings, s.dbd_settings),
         settings=_spelled(s.settings, slurm_keys.KNOWN), dbd_settings=_spelled(s.dbd_settings, slurm_keys.DBD_KNOWN),
         nvlink_blocks=tuple((d.name, compress(d.hosts)) for d in domains),
-        block_size=max((d.trays for d in domains), default=0), imex_channels=IMEX_CHANNELS if domains else 0,
+        block_size=min((len(d.hosts) for d in domains), default=0), imex_channels=IMEX_CHANNELS if domains else 0,
     )
 
 

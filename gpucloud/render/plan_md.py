@@ -132,7 +132,7 @@ def _nvlink(plan: Plan) -> list[str]:
                    f"{nv.switch_trays} switch trays, {'NMX (no Fabric Manager on the trays)' if nv.nmx else 'Fabric Manager'} |")
     sp = plan.slurm
     out += ["", f"- Slurm: {sp.topology_plugin or 'no topology plugin'}, one block per NVLink domain "
-            f"(BlockSizes={sp.block_size}); every job gets an IMEX channel (switch/nvidia_imex, "
+            f"(base block {sp.block_size} trays); every job gets an IMEX channel (switch/nvidia_imex, "
             f"{sp.imex_channels:,} channels).",
             "- IMEX: one peer list per domain, holding only that rack's trays: `imex/<rack>/nodes_config.cfg`; "
             "the domains as data: `imex/domains.json`.",

@@ -84,7 +84,9 @@ def test_block_topology_and_imex_channels(plan):
     topo = slurm_topology.render(plan)["slurm/topology.conf"].decode()
     blocks = [line for line in topo.splitlines() if line.startswith("BlockName=")]
     assert len(blocks) == 64 and blocks[0] == "BlockName=nvl01 Nodes=gb[0001-0018]"
-    assert blocks[-1] == "BlockName=nvl64 Nodes=gb[1135-1152]" and "BlockSizes=18" in topo.splitlines()
+    assert blocks[-1] == "BlockName=nvl64 Nodes=gb[1135-1152]"
+    assert "BlockSizes=18,36,72,144,288,576,1152" in topo.splitlines()
+    assert _slurmctld_block_errors(topo) == []
     files = slurm.render(plan)
     conf = files["slurm/slurm.conf"].decode().splitlines()
     assert "TopologyPlugin=topology/block" in conf and "SwitchType=switch/nvidia_imex" in conf
@@ -94,12 +96,39 @@ def test_block_topology_and_imex_channels(plan):
     assert "NodeName=gb[0001-1152] Name=gpu Type=gb200 File=/dev/nvidia[0-3]\n" in gres and "Cores=" not in gres
 
 
-def test_partial_domain_is_its_own_smaller_block(tmp_path):
+def _slurmctld_block_errors(topo: str) -> list[str]:
+    """What slurmctld's topology/block refuses (src/plugins/topology/block/block_record.c): the first BlockSizes
+    value is the base block size; every further one is base x 2^n, n <= 15; a block with fewer nodes than the base
+    is fatal."""
+    from gpucloud.hostlist import expand
+
+    sizes = [int(v) for line in topo.splitlines() if line.startswith("BlockSizes=")
+             for v in line.split("=", 1)[1].split(",")]
+    blocks = {kv["BlockName"]: len(expand(kv["Nodes"])) for kv in
+              (dict(f.split("=", 1) for f in line.split()) for line in topo.splitlines()
+               if line.startswith("BlockName="))}
+    base = sizes[0] if sizes else next(iter(blocks.values()))
+    errors = [f"BlockSizes {s} is not {base} x 2^n" for s in sizes
+              if s % base or (s // base) & (s // base - 1) or s // base > 1 << 15]
+    errors += [f"block {name} has {n} nodes, fewer than the base {base}" for name, n in blocks.items() if n < base]
+    return errors
+
+
+def test_partial_domain_lowers_the_base_block(tmp_path):
     checked = _checked(tmp_path, _variant(count=1160))
     assert ("nvlink-partial-rack", "warning") in _findings(checked)
     p = build_plan(checked.spec)
     assert nvlink_domains(p.pools)[-1].hosts == tuple(f"gb{i:04}" for i in range(1153, 1161))
-    assert "BlockName=nvl65 Nodes=gb[1153-1160]" in slurm_topology.render(p)["slurm/topology.conf"].decode()
+    topo = slurm_topology.render(p)["slurm/topology.conf"].decode()
+    assert "BlockName=nvl65 Nodes=gb[1153-1160]" in topo and "BlockSizes=8,16,32,64,128,256,512,1024" in topo
+    assert _slurmctld_block_errors(topo) == []
+
+
+def test_an_excluded_tray_keeps_topology_conf_acceptable(tmp_path):
+    p = build_plan(_checked(tmp_path, _variant(exclude=[20])).spec)
+    topo = slurm_topology.render(p)["slurm/topology.conf"].decode()
+    assert "BlockName=nvl02 Nodes=gb[0019,0021-0036]" in topo and "BlockSizes=17," in topo
+    assert _slurmctld_block_errors(topo) == []
 
 
 def test_rack_that_is_not_one_domain_is_an_error(tmp_path):
@@ -132,6 +161,7 @@ def test_partition_outside_every_block_is_an_error(tmp_path):
     assert ("slurm-block-mixed", "info") in _findings(checked)
     topo = slurm_topology.render(build_plan(checked.spec))["slurm/topology.conf"].decode()
     assert "BlockName=su065 Nodes=h[001-018]" in topo and "BlockName=su066 Nodes=h[019-036]" in topo
+    assert _slurmctld_block_errors(topo) == []
 
 
 def test_mixed_partition_warns(tmp_path):
@@ -152,7 +182,7 @@ def test_override_of_the_domain(tmp_path):
     p = build_plan(checked.spec)
     domains = nvlink_domains(p.pools)
     assert len(domains) == 8 and all(len(d.hosts) == 9 and d.gpus == 36 for d in domains)
-    assert "BlockSizes=9" in slurm_topology.render(p)["slurm/topology.conf"].decode()
+    assert "BlockSizes=9,18,36,72\n" in slurm_topology.render(p)["slurm/topology.conf"].decode()
 
 
 # DGX SuperPOD GB200 RA, "Network Fabrics", compute fabric scale-out: per SU 4 spine-leaf groups (one per rail), each
