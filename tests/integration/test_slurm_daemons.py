@@ -222,7 +222,7 @@ def test_slurmctld_accepts_example(example, lab, tmp_path):
     if plan.slurm.nvlink_blocks and _slurmctld_release() < (24, 11):
         # topology/block and switch/nvidia_imex are not in this slurmctld; slurm24_harness runs a 24.11 one on them
         pytest.skip(f"{example.stem} needs slurmctld 24.11 (topology/block, switch/nvidia_imex); this one is "
-                    f"{'.'.join(map(str, _slurmctld_release()))}")
+                    f"{_slurmctld_release()[0]}.{_slurmctld_release()[1]:02}")
     other = harness_for(tmp_path, plan, files, shared=h)
     try:
         other.run("sacctmgr", "-i", "add", "cluster", plan.slurm.cluster_name, check=True)
