@@ -4,6 +4,7 @@ exactly one domain's trays; Slurm places jobs by blocks of those domains, and ev
 * ``nvlink-rack-domain``: rack.nodes_per_rack of an NVL72 pool is not the model's trays per rack (a block or an
   IMEX peer list would cross a domain's boundary or leave trays out);
 * ``nvlink-partial-rack``: the pool does not fill its last rack (a smaller last domain and block);
+* ``nvlink-rack-shared``: two NVL72 pools in one rack (one domain's IMEX peers and block split in two);
 * ``slurm-block-partition``: a partition holds nodes outside every block (topology/block never allocates them);
 * ``slurm-block-mixed``: NVL72 and other GPU nodes in one cluster or partition under one block topology;
 * ``slurm-imex-version``: switch/nvidia_imex needs a Slurm release that has it;
@@ -140,3 +141,23 @@ def rollout_budget(spec: Spec) -> Iterable[Finding]:
                           f"{trays}: a batch would drain part of an NVLink domain and end the jobs running across it",
                           f"set rollout.max_unavailable to a multiple of {trays} "
                           f"(e.g. {max(trays, size // trays * trays)})")
+
+
+@check("nvlink-rack-shared")
+def rack_shared(spec: Spec) -> Iterable[Finding]:
+    """No rack holds trays of two NVL72 pools: a rack is one NVLink domain, and two pools in it would split its IMEX
+    peer list and its Slurm block in two (trays of one domain that do not list each other)."""
+    owner: dict[str, str] = {}
+    for pool in _nvlink_pools(spec):
+        assert pool.hardware is not None and pool.hardware.nvlink is not None
+        per = max(1, pool.rack.nodes_per_rack)
+        racks = (pool.count + per - 1) // per
+        for n in range(pool.rack.first, pool.rack.first + racks):
+            name = pool.rack.name.format(rack=n)
+            other = owner.setdefault(name, pool.name)
+            if other != pool.name:
+                yield Finding("nvlink-rack-shared", "error", (*pool.path, "rack", "name"),
+                              f"rack {name} would hold trays of pools '{other}' and '{pool.name}', but an NVL72 rack "
+                              "is one NVLink domain: its IMEX peers and its Slurm block would be split in two",
+                              "give each NVL72 pool racks of its own (rack.name or rack.first)")
+                break

@@ -217,3 +217,15 @@ def test_rollout_batches_of_part_of_a_rack_warn(tmp_path):
     found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
     assert found and "batches of 115 trays" in found[0].message
     assert ("nvlink-rollout-budget", "warning") not in _findings(check_spec(CLUSTERS / "nvl72.yaml"))
+
+
+def test_two_pools_in_one_rack_are_an_error(tmp_path):
+    data = copy.deepcopy(EXAMPLE)
+    data["node_pools"][0]["count"] = 36
+    data["node_pools"][0]["rollout"] = {"max_unavailable": 18}
+    data["node_pools"].append({"name": "gpu2", "id": 3, "model": "gb200-nvl72", "count": 18, "hostname": "gc{index:04}",
+                               "roles": ["compute"], "rack": {"name": "nvl{rack:02}", "first": 2, "first_u": 24}})
+    found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rack-shared"]
+    assert found and found[0].level == "error" and "rack nvl02" in found[0].message
+    data["node_pools"][-1]["rack"]["first"] = 3
+    assert ("nvlink-rack-shared", "error") not in _findings(_checked(tmp_path, data))
