@@ -96,9 +96,10 @@ def block_mixed(spec: Spec) -> Iterable[Finding]:
     if not gpu_others:
         return
     v = _version(spec.software.slurm)
-    if v is None or v < TOPOLOGY_YAML_SINCE:
+    on_fabric = {p.name for p in spec.pools if p.name in gpu_others and p.fabric == "compute"}
+    if on_fabric and (v is None or v < TOPOLOGY_YAML_SINCE):
         yield Finding("slurm-block-mixed", "info", ("slurm", "topology"),
-                      f"pools {', '.join(sorted(gpu_others))} have no rack-scale NVLink but share the cluster's one "
+                      f"pools {', '.join(sorted(on_fabric))} have no rack-scale NVLink but share the cluster's one "
                       "topology/block with the NVL72 racks: their nodes get one block per scalable unit of the "
                       "fabric, of another size than the NVLink blocks",
                       "fine for Slurm before 25.05; from 25.05 topology.yaml can give them a tree topology of their "
