@@ -229,3 +229,20 @@ def test_two_pools_in_one_rack_are_an_error(tmp_path):
     assert found and found[0].level == "error" and "rack nvl02" in found[0].message
     data["node_pools"][-1]["rack"]["first"] = 3
     assert ("nvlink-rack-shared", "error") not in _findings(_checked(tmp_path, data))
+
+
+def test_gb300_racks_on_an_xdr_fabric(tmp_path):
+    """GB300 NVL72 trays plan the same way, with ConnectX-8 XDR adapters on Quantum-X800 leaves."""
+    data = _variant(model="gb300-nvl72", count=144, rollout={"max_unavailable": 18})
+    data["fabric"]["compute"]["switch"] = "q3400"
+    del data["fabric"]["compute"]["spine_leaf_groups"]
+    del data["software"]["doca_ofed"]  # 2.9.1 predates ConnectX-8 (catalog/compat.py): the check refuses it
+    checked = _checked(tmp_path, data)
+    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
+    p = build_plan(checked.spec)
+    fp = p.fabrics[0]
+    assert fp.rate == "xdr" and fp.count(1) == 32 and len(fp.endpoints) == 576
+    assert p.figures.rack_power_kw == 142.0 and p.figures.domain_gpus == 72
+    files = slurm.render(p)
+    assert "Gres=gpu:gb300:4" in files["slurm/slurm.conf"].decode()
+    assert "Type=gb300 File=/dev/nvidia[0-3]\n" in files["slurm/gres.conf"].decode()
