@@ -246,3 +246,19 @@ def test_gb300_racks_on_an_xdr_fabric(tmp_path):
     files = slurm.render(p)
     assert "Gres=gpu:gb300:4" in files["slurm/slurm.conf"].decode()
     assert "Type=gb300 File=/dev/nvidia[0-3]\n" in files["slurm/gres.conf"].decode()
+
+
+def test_a_change_of_spine_leaf_groups_is_cabling_work(tmp_path):
+    import subprocess
+    import sys
+
+    specs = []
+    for name, groups in (("old", {"leaves": 8, "spines": 6}), ("new", {"leaves": 4, "spines": 6})):
+        data = _variant(count=288, rollout={"max_unavailable": 18})
+        data["fabric"]["compute"]["spine_leaf_groups"] = groups
+        (tmp_path / name).mkdir()
+        specs.append(tmp_path / name / "nvl72.yaml")
+        specs[-1].write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "gpucloud", "diff", *map(str, specs)], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert "| hardware / cabling work | fabric compute spine_leaf_groups | 8, 6 -> 4, 6 |" in out.stdout
