@@ -262,3 +262,13 @@ def test_a_change_of_spine_leaf_groups_is_cabling_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gpucloud", "diff", *map(str, specs)], capture_output=True, text=True)
     assert out.returncode == 1, out.stderr
     assert "| hardware / cabling work | fabric compute spine_leaf_groups | 8, 6 -> 4, 6 |" in out.stdout
+
+
+def test_a_smaller_fabric_block_sets_the_base(tmp_path):
+    """HGX nodes of a mixed cluster whose last scalable unit is partly filled make the smallest block: it is the
+    base, or slurmctld would refuse that block."""
+    data = _mixed("compute")
+    data["node_pools"][-1]["count"] = 40
+    topo = slurm_topology.render(build_plan(_checked(tmp_path, data).spec))["slurm/topology.conf"].decode()
+    assert "BlockName=su067 Nodes=h[037-040]" in topo and "\nBlockSizes=4,8,16," in topo
+    assert _slurmctld_block_errors(topo) == []
