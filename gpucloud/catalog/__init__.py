@@ -50,6 +50,20 @@ class HCA:
 
 
 @dataclass(frozen=True)
+class NVLinkRack:
+    """A rack-scale NVLink domain (GB200/GB300 NVL72): ``trays`` compute trays, each a node of its own with the
+    model's GPUs, joined by ``switch_trays`` NVLink switch trays into one domain of trays x GPUs GPUs. A domain never
+    spans racks; a rack is one domain."""
+
+    trays: int
+    switch_trays: int
+    rack_power_kw: float  # the whole rack: compute and switch trays, power shelves
+    # NVLink switches managed by NMX on the switch trays: the compute trays run no Fabric Manager.
+    nmx: bool
+    source: str = field(default="defined in the cluster spec", compare=False)
+
+
+@dataclass(frozen=True)
 class ServerModel:
     name: str
     description: str
@@ -78,6 +92,15 @@ class ServerModel:
     # mlx5_<n> numbering (compute adapters first). A DGX H100 names its rails mlx5_0,3,4,5,6,9,10,11.
     compute_devices: tuple[str, ...] = ()
     storage_devices: tuple[str, ...] = ()
+    # Rack-scale NVLink (NVL72): the node is one compute tray of a domain of nvlink.trays trays; None for a server
+    # whose NVLink stays inside it (HGX).
+    nvlink: NVLinkRack | None = None
+    cpu_arch: str = "x86_64"  # "aarch64" for Grace: no x86 core-affinity layout is assumed (docs/hardware.md)
+
+    @property
+    def nvlink_domain_gpus(self) -> int:
+        """GPUs that share one NVLink domain: the rack's for NVL72, else the server's own."""
+        return self.nvlink.trays * self.gpus if self.nvlink else self.gpus
 
     @property
     def rails(self) -> int:
@@ -129,12 +152,20 @@ _B300_SOURCE = ("NVIDIA HGX B300 data sheet (8 GPUs: 36 PFLOPS BF16 and 72 PFLOP
                 "2,250/4,500; 288 GB HBM3e at 8 TB/s)")
 
 
+_GB200_SOURCE = ("NVIDIA GB200 NVL72 data sheet (72 GPUs: 360 PFLOPS BF16 and 720 PFLOPS FP8 with sparsity, i.e. dense "
+                 "per GPU 2,500/5,000; up to 13.4 TB HBM3e, i.e. 186 GB per GPU, 576 TB/s); 1,200 W per GPU")
+_GB300_SOURCE = ("NVIDIA GB300 NVL72 data sheet (72 GPUs: 360 PFLOPS BF16 and 720 PFLOPS FP8 with sparsity, i.e. dense "
+                 "per GPU 2,500/5,000; up to 21 TB HBM3e, i.e. 288 GB per GPU, 576 TB/s); 1,400 W per GPU")
+
+
 GPUS: dict[str, GPU] = {key: replace(gpu, key=key) for key, gpu in {
     "h100-sxm5-80gb": GPU("NVIDIA H100 SXM5 80GB", 80, 3.35, 989.4, 1978.9, 700, _H100_SOURCE),
     "h100-nvl-94gb": GPU("NVIDIA H100 NVL 94GB", 94, 3.9, 835.5, 1670.5, 400, _H100_NVL_SOURCE),
     "h200-sxm-141gb": GPU("NVIDIA H200 SXM 141GB", 141, 4.8, 989.4, 1978.9, 700, _H200_SOURCE),
     "b200-sxm-180gb": GPU("NVIDIA B200 180GB", 180, 8.0, 2250.0, 4500.0, 1000, _B200_SOURCE),
     "b300-sxm-288gb": GPU("NVIDIA B300 288GB", 288, 8.0, 2250.0, 4500.0, 1100, _B300_SOURCE),
+    "gb200-186gb": GPU("NVIDIA B200 (GB200) 186GB", 186, 8.0, 2500.0, 5000.0, 1200, _GB200_SOURCE),
+    "gb300-288gb": GPU("NVIDIA B300 (GB300) 288GB", 288, 8.0, 2500.0, 5000.0, 1400, _GB300_SOURCE),
 }.items()}
 
 CX7_NDR = HCA("ConnectX-7 NDR 400G OSFP", "ndr")
@@ -143,6 +174,24 @@ CX6_HDR = HCA("ConnectX-6 HDR 200G QSFP56", "hdr")
 CX8_XDR = HCA("ConnectX-8 SuperNIC XDR 800G", "xdr")
 
 _HGX_GPU_SOCKETS = (0, 0, 0, 0, 1, 1, 1, 1)
+
+# NVL72 racks. 18 compute trays (1U, 2 Grace + 4 Blackwell GPUs each) and 9 NVLink switch trays per rack, one
+# 72-GPU NVLink domain (DGX SuperPOD GB200 RA, "Network Fabrics": "Each DGX GB200 rack is built with 18 compute trays
+# and 9 NVLink switch trays"; DGX GB200 User Guide, "Hardware"). Rack power: the SuperPOD GB200 RA gives 1.2 MW TDP
+# per SU of 8 racks (150 kW a rack with its share of the SU); the NVL72 AI Factory Enterprise RA gives "up to 142 kW"
+# for a GB300 NVL72 rack (8 power shelves of 33 kW). A tray's power_kw is the rack's over its 18 trays, so that the
+# plan's power sums (per host) give the rack's figure.
+_GB200_RACK = NVLinkRack(trays=18, switch_trays=9, rack_power_kw=150.0, nmx=True,
+                         source="NVIDIA DGX SuperPOD GB200 RA (18 compute + 9 NVLink switch trays; 1.2 MW per SU of 8 "
+                                "racks); DGX GB200 User Guide, Hardware")
+_GB300_RACK = NVLinkRack(trays=18, switch_trays=9, rack_power_kw=142.0, nmx=True,
+                         source="NVIDIA NVL72 AI Factory Enterprise RA, System Hardware (9 NVSwitch trays, 8 x 33 kW "
+                                "power shelves, full rack up to 142 kW)")
+# The trays hold no NVSwitch (nvswitch=False: no Fabric Manager on them): the NVLink switch trays are managed by NMX
+# on the switch trays (nvlink.nmx). A site running Fabric Manager on the trays instead sets nvswitch: true.
+# A compute tray: NVIDIA Grace, 72 Arm Neoverse V2 cores and 480 GB LPDDR5X per CPU (GB200 NVL72 data sheet: up to
+# 17 TB LPDDR5X per rack of 36 Grace CPUs).
+_GRACE_CPU = "NVIDIA Grace (72 Arm Neoverse V2 cores)"
 
 SERVERS: dict[str, ServerModel] = {
     "hgx-h100-8": ServerModel(
@@ -198,6 +247,28 @@ SERVERS: dict[str, ServerModel] = {
         memory_gib=2048, gpu=GPUS["b300-sxm-288gb"], gpus=8, nvswitch=True,
         compute_hcas=(CX8_XDR,) * 8, storage_hcas=(),
         nvme_drives=8, nvme_drive_tb=3.84, gpu_socket=_HGX_GPU_SOCKETS, power_kw=14.5,
+    ),
+    "gb200-nvl72": ServerModel(
+        name="gb200-nvl72",
+        description="GB200 NVL72 compute tray (2 Grace, 4 B200, 4x ConnectX-7 NDR 400G, 2x BlueField-3); 18 trays and "
+                    "9 NVLink switch trays make one 72-GPU rack",
+        vendor_reference="NVIDIA DGX GB200 User Guide (compute tray: 4x ConnectX-7 single-port 400G OSFP, 2x "
+                         "BlueField-3); DGX SuperPOD GB200 RA",
+        rack_units=1, cpu_model=_GRACE_CPU, sockets=2, cores_per_socket=72, threads_per_core=1, memory_gib=960,
+        cpu_arch="aarch64", gpu=GPUS["gb200-186gb"], gpus=4, nvswitch=False,
+        compute_hcas=(CX7_NDR,) * 4, storage_hcas=(), nvme_drives=4, nvme_drive_tb=3.84, gpu_socket=(0, 0, 1, 1),
+        power_kw=round(_GB200_RACK.rack_power_kw / _GB200_RACK.trays, 3), nvlink=_GB200_RACK,
+    ),
+    "gb300-nvl72": ServerModel(
+        name="gb300-nvl72",
+        description="GB300 NVL72 compute tray (2 Grace, 4 B300, 4x ConnectX-8 XDR 800G, BlueField-3); 18 trays and "
+                    "9 NVLink switch trays make one 72-GPU rack",
+        vendor_reference="NVIDIA NVL72 AI Factory Enterprise RA (compute tray: 4 ConnectX-8 HCAs on 2 mezzanine "
+                         "boards, 1 M.2 OS drive, 4 E1.S NVMe); GB300 NVL72 data sheet",
+        rack_units=1, cpu_model=_GRACE_CPU, sockets=2, cores_per_socket=72, threads_per_core=1, memory_gib=960,
+        cpu_arch="aarch64", gpu=GPUS["gb300-288gb"], gpus=4, nvswitch=False,
+        compute_hcas=(CX8_XDR,) * 4, storage_hcas=(), nvme_drives=4, nvme_drive_tb=3.84, gpu_socket=(0, 0, 1, 1),
+        power_kw=round(_GB300_RACK.rack_power_kw / _GB300_RACK.trays, 3), nvlink=_GB300_RACK,
     ),
     "h100-4": ServerModel(
         name="h100-4",
@@ -375,6 +446,18 @@ def apply_fields(base: ServerModel, name: str, raw: dict[str, Any]) -> ServerMod
     compute, compute_devs = _hcas(base.compute_hcas, base.compute_devices, raw.get("compute_hcas", {}), "compute")
     storage, storage_devs = _hcas(base.storage_hcas, base.storage_devices, raw.get("storage_hcas", {}), "storage")
     nvme = raw.get("nvme", {})
+    nvlink = base.nvlink
+    if "nvlink" in raw:
+        nv = raw["nvlink"]
+        if nv is None:
+            nvlink = None
+        elif nvlink is None and not {"trays", "switch_trays", "rack_power_kw"} <= set(nv):
+            raise HardwareError(("nvlink",), "rack-scale NVLink on a model without it needs every figure",
+                                "give nvlink.trays, nvlink.switch_trays and nvlink.rack_power_kw (and nmx)")
+        else:
+            old = nvlink or NVLinkRack(0, 0, 0.0, False, "defined in the cluster spec")
+            nvlink = replace(old, trays=nv.get("trays", old.trays), switch_trays=nv.get("switch_trays", old.switch_trays),
+                             rack_power_kw=nv.get("rack_power_kw", old.rack_power_kw), nmx=nv.get("nmx", old.nmx))
     model = replace(
         base, name=name, description=raw.get("description", base.description),
         vendor_reference=raw.get("vendor_reference", base.vendor_reference),
@@ -386,7 +469,7 @@ def apply_fields(base: ServerModel, name: str, raw: dict[str, Any]) -> ServerMod
         gpu_socket=gpu_socket, nvswitch=raw.get("nvswitch", base.nvswitch and gpus > 0),
         compute_hcas=compute, compute_devices=compute_devs, storage_hcas=storage, storage_devices=storage_devs,
         nvme_drives=nvme.get("drives", base.nvme_drives), nvme_drive_tb=nvme.get("drive_tb", base.nvme_drive_tb),
-        nvme_first=nvme.get("first", base.nvme_first),
+        nvme_first=nvme.get("first", base.nvme_first), nvlink=nvlink, cpu_arch=cpu.get("arch", base.cpu_arch),
     )
     taken = set(model.devices("compute")) & set(model.devices("storage"))
     if taken:
@@ -436,7 +519,7 @@ def model_fields(model: ServerModel) -> dict[str, Any]:
         "name": model.name, "description": model.description, "vendor_reference": model.vendor_reference,
         "rack_units": model.rack_units, "power_kw": model.power_kw,
         "cpu": {"model": model.cpu_model, "sockets": model.sockets, "cores_per_socket": model.cores_per_socket,
-                "threads_per_core": model.threads_per_core},
+                "threads_per_core": model.threads_per_core, "arch": model.cpu_arch},
         "memory_gib": model.memory_gib,
         "gpu": {"model": model.gpu.key or model.gpu.name if model.gpu else None,
                 "memory_gib": model.gpu.memory_gib if model.gpu else None, "count": model.gpus,
@@ -445,6 +528,9 @@ def model_fields(model: ServerModel) -> dict[str, Any]:
         "compute_hcas": hcas(model.compute_hcas, model.devices("compute")),
         "storage_hcas": hcas(model.storage_hcas, model.devices("storage")),
         "nvme": {"drives": model.nvme_drives, "drive_tb": model.nvme_drive_tb, "first": model.nvme_first},
+        "nvlink": None if model.nvlink is None else {
+            "trays": model.nvlink.trays, "switch_trays": model.nvlink.switch_trays,
+            "rack_power_kw": model.nvlink.rack_power_kw, "nmx": model.nvlink.nmx},
     }
 
 

@@ -54,6 +54,10 @@ GPU_MIN_DRIVER: dict[str, Requirement] = {r.version: r for r in (
     Requirement("gpu", "NVIDIA H200 SXM 141GB", "550.54.14", "NVIDIA Data Center GPU Driver R550 release notes",
                 "H200 is supported from the R550 branch"),
     Requirement("gpu", "NVIDIA B200 180GB", "570.26", CUDA_RELEASE_NOTES, "Blackwell support arrived with CUDA 12.8"),
+    Requirement("gpu", "NVIDIA B200 (GB200) 186GB", "570.26", CUDA_RELEASE_NOTES,
+                "Blackwell support arrived with CUDA 12.8"),
+    Requirement("gpu", "NVIDIA B300 (GB300) 288GB", "570.26", CUDA_RELEASE_NOTES,
+                "Blackwell support arrived with CUDA 12.8"),
 )}
 
 # DCGM release line -> minimum driver.

@@ -25,7 +25,7 @@ REGISTRY: dict[str, CheckFn] = {}
 
 # Domain modules, imported on first use so that the registry is complete.
 MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "slurm", "slurm_settings",
-           "storage", "tenants", "software", "provider", "provisioning")
+           "storage", "tenants", "software", "provider", "provisioning", "nvlink")
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:

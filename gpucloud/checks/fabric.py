@@ -257,3 +257,38 @@ def _bare(spec: Spec, sh):
     if len(pools) != len(spec.pools):
         return None
     return shape(spec, sh.name, tuple(pp for pp in pools if positioned(pp, sh.name)))
+
+
+@check("fabric-spine-leaf-groups")
+def spine_leaf_groups(spec: Spec) -> Iterable[Finding]:
+    """Spine-leaf groups the switches can build: a rail-optimized fabric, spines that divide a leaf's uplinks, a
+    group's links that fit half a spine's ports, and no more groups than a core has ports."""
+    for sh in _shapes(spec):
+        slg = sh.fabric.spine_leaf_groups
+        if slg is None:
+            continue
+        path = (*sh.fabric.path, "spine_leaf_groups")
+        leaves, spines = slg
+        if not sh.rail_opt:
+            yield Finding("fabric-spine-leaf-groups", "error", path,
+                          f"spine-leaf groups group the leaves of one rail, but fabric {sh.name} is a plain fat tree",
+                          "use topology: rail-optimized-fat-tree, or remove spine_leaf_groups")
+            continue
+        if sh.up % spines:
+            yield Finding("fabric-spine-leaf-groups", "error", (*path, "spines"),
+                          f"a leaf has {sh.up} uplinks, which {spines} spines cannot share evenly",
+                          "use a number of spines that divides " + str(sh.up) + " (" +
+                          ", ".join(str(d) for d in range(1, sh.up + 1) if sh.up % d == 0) + ")")
+            continue
+        down = leaves * (sh.up // spines)
+        if down > sh.switch_radix // 2:
+            yield Finding("fabric-spine-leaf-groups", "error", (*path, "leaves"),
+                          f"a spine would take {down} links from its group's {leaves} leaves and as many to the "
+                          f"cores, more than its {sh.switch_radix} ports",
+                          f"use at most {sh.switch_radix // 2 // (sh.up // spines)} leaves per group, or more spines")
+            continue
+        groups = sh.spines // spines if spines else 0
+        if groups > sh.switch_radix:
+            yield Finding("fabric-spine-leaf-groups", "error", path,
+                          f"{groups} spine-leaf groups need more than a core's {sh.switch_radix} ports",
+                          "use more leaves per group, or split the fabric")

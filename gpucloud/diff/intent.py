@@ -62,7 +62,8 @@ NETWORK: dict[str, Rule] = {
 
 FABRIC: dict[str, Rule] = {
     key: (Impact.HARDWARE, Side.hca_pools, "the switch layout and cabling change; see fabric/ for the new plan")
-    for key in ("kind", "switch", "rate", "topology", "scalable_unit", "oversubscription", "tiers", "split")
+    for key in ("kind", "switch", "rate", "topology", "scalable_unit", "oversubscription", "tiers", "split",
+                "spine_leaf_groups")
 }
 FABRIC_SM_KEYS = ("kind", "routing_engine", "pool")  # fabric.<name>.subnet_manager.<key>
 FABRIC_SM: Rule = (Impact.RESTART, Side.sm_pools, "subnet manager restarts with the new settings; routes are "

@@ -336,6 +336,81 @@ def _tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int
     return pod * 2, pods * m2
 
 
+def slg_key(group: int, rail: int, leaves: int) -> tuple[int, int]:
+    """The spine-leaf group of a leaf: its rail within a block of ``leaves`` consecutive SUs (service leaves, SU 0,
+    form groups of their own after every SU's)."""
+    return (group - 1) // leaves if group else -1, rail
+
+
+def slg_cores(groups: int, uplinks: int, k: int) -> int:
+    """Cores in each core group over ``groups`` spines of ``uplinks`` uplinks each: the fewest whose count divides
+    the uplinks (every spine has the same number of links to every core of its group)."""
+    return divisor_at_least(uplinks, ceil(groups * uplinks / k))
+
+
+def _slg_tree(b: _Builder, leaves: list[int], subnet: int, tag: str, k: int, up: int, down: int, step: int,
+              slg: tuple[int, int]) -> tuple[int, int]:
+    """Spine-leaf groups (DGX SuperPOD GB200 RA, "Compute Fabric"): the rail-r leaves of ``slg[0]`` consecutive SUs
+    under ``slg[1]`` spines of their own, each leaf with up/spines links to each; the spines' uplinks (as many as
+    their down links: non-blocking) go to core group j, which joins spine j of every group. Returns the ports used
+    per spine and per core."""
+    per_group, spines = slg
+    groups: dict[tuple[int, int], list[int]] = {}
+    for leaf in leaves:
+        s = b.switches[leaf]
+        groups.setdefault(slg_key(s.group, s.rail, per_group), []).append(leaf)
+    order = sorted(groups, key=lambda g: (g[0] < 0, abs(g[0]), g[1]))
+    m = up // spines  # links from a leaf to each spine of its group
+    up_ports = [down + 1 + j * step for j in range(up)]
+    half = k // 2
+    spine_rows: list[list[int]] = []
+    uplinks = 0
+    for p, key in enumerate(order):
+        members = groups[key]
+        row = []
+        for j in range(spines):
+            rack, u = _rack_of(b.prefix + tag, f"p{p + 1:02}sp", j)
+            row.append(b.add(f"{b.prefix}-spine{tag}-p{p + 1:02}-{j + 1:02}", 2, subnet, p + 1, -1, rack, u))
+        spine_rows.append(row)
+        targets = [row[j % spines] for j in range(up)]
+        for li, leaf in enumerate(members):
+            b.lo.extend([leaf] * up)
+            b.lo_port.extend(up_ports)
+            b.hi.extend(targets)
+            b.hi_port.extend([(li * m + j // spines) * step + 1 for j in range(up)])
+            b.hi_tier.extend([2] * up)
+        uplinks = max(uplinks, len(members) * m)
+    # Every spine gets as many uplinks as the largest group's spines have down links, so all groups stay alike.
+    cores_per = slg_cores(len(order), uplinks, k)
+    m2 = uplinks // cores_per
+    spine_up = [(half + t) * step + 1 for t in range(uplinks)]
+    seq = 0
+    for j in range(spines):
+        cores = []
+        for c in range(cores_per):
+            rack, u = _rack_of(b.prefix + tag, "co", seq)
+            seq += 1
+            cores.append(b.add(f"{b.prefix}-core{tag}-{j + 1:02}-{c + 1:02}", 3, subnet, j + 1, -1, rack, u))
+        targets = [cores[t % cores_per] for t in range(uplinks)]
+        for p in range(len(order)):
+            b.lo.extend([spine_rows[p][j]] * uplinks)
+            b.lo_port.extend(spine_up)
+            b.hi.extend(targets)
+            b.hi_port.extend([(p * m2 + t // cores_per) * step + 1 for t in range(uplinks)])
+            b.hi_tier.extend([3] * uplinks)
+    return uplinks * 2, len(order) * m2
+
+
+def slg_upper(keys: set[tuple[int, int]], per_group_leaves: dict[tuple[int, int], int], up: int, k: int,
+              slg: tuple[int, int]) -> tuple[int, int]:
+    """Spines and cores of the spine-leaf groups ``keys`` (the same arithmetic as _slg_tree)."""
+    if not keys:
+        return 0, 0
+    spines = slg[1]
+    uplinks = max(per_group_leaves[g] for g in keys) * (up // spines)
+    return len(keys) * spines, spines * slg_cores(len(keys), uplinks, k)
+
+
 @dataclass(frozen=True)
 class Shape:
     """The fabric's dimensions from counts alone (no cables): what checks need, and what plan_fabric builds."""
@@ -480,6 +555,23 @@ def shape(spec: Spec, name: str, pools: tuple[PoolPlan, ...] | None = None) -> S
         tiers = 2 if biggest <= kp else 3
     pod = leaves_per_pod(kp, 1 if split == "per-rail" else rails)
     uppers = tuple(_upper(n, up, kp, tiers, pod) for n in planes)
+    slg = fabric.spine_leaf_groups if rail_opt else None
+    if slg is not None and any(planes):
+        tiers, pod = 3, slg[0]
+        counts: list[dict[tuple[int, int], int]] = [{} for _ in planes]
+        su_no = 0
+        for _, n, lanes in pool_sus:
+            for s in range(su_no + 1, su_no + n + 1):
+                for r in range(lanes):
+                    key = slg_key(s, r, slg[0])
+                    plane = counts[r if split == "per-rail" else 0]
+                    plane[key] = plane.get(key, 0) + 1
+            su_no += n
+        for n in range(svc_leaves):
+            key = slg_key(0, n % rails, slg[0])  # service leaves take rails in turn (plan_fabric)
+            plane = counts[n % rails if split == "per-rail" else 0]
+            plane[key] = plane.get(key, 0) + 1
+        uppers = tuple(slg_upper(set(c), c, up, kp, slg) for c in counts)
     spines = sum(sp for sp, _ in uppers)
     cores = sum(co for _, co in uppers)
     return Shape(name, fabric, model, rate, k, rail_opt, rails, su, up, down, sus, svc, svc_leaves, endpoints, split,
@@ -602,7 +694,11 @@ def plan_fabric(spec: Spec, pools: tuple[PoolPlan, ...], name: str) -> FabricPla
     spine_ports = core_ports = 0
     for si, plane in enumerate(planes):
         tag = f"-r{si}" if split == "per-rail" else ""
-        sp, cp = _tree(b, plane, si, tag, sh.switch_radix, up, down, tiers, 1 if split == "per-rail" else rails, step)
+        if fabric.spine_leaf_groups is not None and rail_opt:
+            sp, cp = _slg_tree(b, plane, si, tag, sh.switch_radix, up, down, step, fabric.spine_leaf_groups)
+        else:
+            sp, cp = _tree(b, plane, si, tag, sh.switch_radix, up, down, tiers, 1 if split == "per-rail" else rails,
+                           step)
         spine_ports, core_ports = max(spine_ports, sp), max(core_ports, cp)
 
     switches = tuple(b.switches)

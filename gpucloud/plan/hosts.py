@@ -47,6 +47,46 @@ class PoolPlan:
         return len(self.hosts) * self.model.gpus
 
 
+@dataclass(frozen=True)
+class NVLinkDomain:
+    """One rack-scale NVLink domain (an NVL72 rack): the trays of one pool in one rack. IMEX peers, Slurm's block
+    and the unit a rolling update drains are all this set of hosts, never more and never part of it."""
+
+    name: str  # the rack's name
+    pool: str
+    rack_number: int
+    hosts: tuple[str, ...]  # in slot order
+    peers: tuple[str, ...]  # IMEX peer addresses (management address, else the host name), in slot order
+    trays: int  # trays a full domain holds (the model's)
+    gpus: int  # GPUs of the planned trays
+    rack_power_kw: float  # the whole rack's, from the catalog
+    nmx: bool  # NVLink switches managed by NMX (no Fabric Manager on the trays)
+
+    @property
+    def full(self) -> bool:
+        return len(self.hosts) == self.trays
+
+
+def nvlink_domains(pools: tuple[PoolPlan, ...]) -> tuple[NVLinkDomain, ...]:
+    """The NVLink domains of every pool whose model has rack-scale NVLink, by pool id then rack number. Only those
+    pools' hosts are visited (each once), so the cost is their host count."""
+    out: list[NVLinkDomain] = []
+    for pp in sorted(pools, key=lambda pp: (pp.pool.id, pp.pool.name)):
+        nv = pp.model.nvlink
+        if nv is None:
+            continue
+        racks: dict[int, list[Host]] = {}
+        for h in pp.hosts:
+            racks.setdefault(h.rack_number, []).append(h)
+        for number in sorted(racks):
+            hosts = racks[number]
+            out.append(NVLinkDomain(
+                name=hosts[0].rack, pool=pp.pool.name, rack_number=number, hosts=tuple(h.name for h in hosts),
+                peers=tuple(h.management or h.name for h in hosts), trays=nv.trays, gpus=len(hosts) * pp.model.gpus,
+                rack_power_kw=nv.rack_power_kw, nmx=nv.nmx))
+    return tuple(out)
+
+
 def block_base(net: Network, pool_id: int, base: int | None = None) -> int:
     """First address (as int) of pool ``pool_id``'s block in ``net`` (or in the rail subnet starting at ``base``)."""
     size = 1 << (32 - net.pool_prefix)

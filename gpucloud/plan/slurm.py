@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass
 
 from gpucloud import catalog
-from gpucloud.hostlist import pool_hostlist
+from gpucloud.hostlist import compress, pool_hostlist
 from gpucloud.plan import slurm_keys
-from gpucloud.plan.hosts import PoolPlan
+from gpucloud.plan.hosts import PoolPlan, nvlink_domains
 from gpucloud.spec.model import Spec, parse_duration_minutes
 
 # Keep back for the kernel, slurmd and the page cache: a node that reports less memory than RealMemory is drained.
@@ -24,6 +24,9 @@ MEMORY_RESERVE_MIN_MIB = 4096
 LOCAL_STATE_SAVE = "/var/spool/slurmctld"
 
 DEFAULT_PORTS = {"slurmctld": 6817, "slurmd": 6818, "slurmdbd": 6819}
+# switch/nvidia_imex hands every job an IMEX channel of its own; slurm.conf(5), SwitchParameters imex_channel_count
+# (the plugin's default, written out so that a reviewer sees it).
+IMEX_CHANNELS = 2048
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class NodeGroup:
     gpus: int
     gpu_type: str | None
     features: tuple[str, ...]
-    # (device hostlist, core range) per CPU socket the GPUs hang off, for gres.conf
+    # (device hostlist, core range) per CPU socket the GPUs hang off, for gres.conf; the core range is "" where the
+    # plan does not know the core numbering (Grace: no x86 socket-major layout is assumed)
     gpu_devices: tuple[tuple[str, str], ...]
 
     @property
@@ -119,6 +123,13 @@ class SlurmPlan:
     enroot: bool
     health_check_interval: int
     sizing: Sizing
+    # topology/block: one block per NVLink domain of a compute pool (name, hostlist), in pool then rack order, and
+    # the base block size: the smallest domain's trays (slurmctld refuses a block smaller than the base); empty
+    # without rack-scale NVLink
+    nvlink_blocks: tuple[tuple[str, str], ...] = ()
+    block_size: int = 0
+    # switch/nvidia_imex with this many IMEX channels where a compute pool has rack-scale NVLink; 0: no switch plugin
+    imex_channels: int = 0
     ports: tuple[tuple[str, int], ...] = tuple(sorted(DEFAULT_PORTS.items()))
     state_save: str = LOCAL_STATE_SAVE  # StateSaveLocation
     state_save_mount: str | None = None  # mount point of the shared filesystem it lives on; None: local disk
@@ -177,6 +188,10 @@ def _gpu_devices(pp: PoolPlan) -> tuple[tuple[str, str], ...]:
     if not m.gpus:
         return ()
     sockets = m.gpu_socket or (0,) * m.gpus
+    if m.cpu_arch != "x86_64":
+        # On Grace, first = socket x cores_per_socket is an x86 assumption the plan cannot check: list the devices
+        # without Cores= (every core may drive every GPU) rather than bind jobs to a guessed range.
+        return ((f"/dev/nvidia[0-{m.gpus - 1}]" if m.gpus > 1 else "/dev/nvidia0", ""),)
     out = []
     for socket in sorted(set(sockets)):
         idx = [i for i, s in enumerate(sockets) if s == socket]
@@ -296,6 +311,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
     if fs is not None and s.state_save is not None:  # on a filesystem every controller mounts: a backup takes over
         mount = fs.mount
         state = fs.mount.rstrip("/") + "/" + s.state_save.directory
+    domains = nvlink_domains(tuple(pp for pp in pools if pp.pool.name in groups))
     return SlurmPlan(
         cluster_name=s.cluster_name, version=spec.software.slurm, controllers=controllers,
         dbd_host=dbd[0] if dbd else None, accounting=s.accounting.enabled,
@@ -306,6 +322,8 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         sizing=size_for(sum(g.count for g in groups.values())),
         state_save=state, state_save_mount=mount, ports=_ports(s.settings, s.dbd_settings),
         settings=_spelled(s.settings, slurm_keys.KNOWN), dbd_settings=_spelled(s.dbd_settings, slurm_keys.DBD_KNOWN),
+        nvlink_blocks=tuple((d.name, compress(d.hosts)) for d in domains),
+        block_size=min((len(d.hosts) for d in domains), default=0), imex_channels=IMEX_CHANNELS if domains else 0,
     )
 
 
@@ -320,6 +338,8 @@ def section(plan) -> dict:
         "dbd_host": sp.dbd_host,
         "accounting": sp.accounting,
         "topology_plugin": sp.topology_plugin,
+        **({"nvlink_blocks": [{"name": name, "nodes": nodes} for name, nodes in sp.nvlink_blocks],
+            "block_size": sp.block_size, "imex_channels": sp.imex_channels} if sp.nvlink_blocks else {}),
         "nodes": sp.node_count,
         "gpus": sp.gpu_count,
         "node_groups": [

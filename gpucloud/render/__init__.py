@@ -23,6 +23,7 @@ RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.storage", "render"),
     ("gpucloud.render.slurm", "render"),
     ("gpucloud.render.slurm_task_prolog", "render"),
+    ("gpucloud.render.imex", "render"),
     ("gpucloud.render.inventory", "render"),
     ("gpucloud.render.provision", "render"),
     ("gpucloud.render.monitoring", "render"),

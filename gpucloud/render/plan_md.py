@@ -14,10 +14,12 @@ from typing import Mapping
 
 from gpucloud import catalog
 from gpucloud import markdown as md
+from gpucloud.markdown import num_text
 from gpucloud.hostlist import pool_hostlist
 from gpucloud.plan import Plan
 from gpucloud.plan.fabric import headroom
 from gpucloud.plan.figures import estimate_note
+from gpucloud.plan.hosts import nvlink_domains
 from gpucloud.plan.stacks import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 
@@ -112,6 +114,33 @@ def _fabric(plan: Plan) -> list[str]:
     return out
 
 
+def _nvlink(plan: Plan) -> list[str]:
+    """Rack-scale NVLink: the domains per pool, what Slurm and IMEX make of them, and how a rack is taken down."""
+    doms = nvlink_domains(plan.pools)
+    by_pool: dict[str, list] = {}
+    for d in doms:
+        by_pool.setdefault(d.pool, []).append(d)
+    out = ["| pool | model | racks (domains) | trays per rack | GPUs per domain | partial racks | rack power | "
+           "NVLink switches |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for pp in plan.pools:
+        ds = by_pool.get(pp.pool.name)
+        if not ds or pp.model.nvlink is None:
+            continue
+        nv = pp.model.nvlink
+        out.append(f"| {cell(pp.pool.name)} | {cell(pp.model.name)} | {len(ds):,} | {nv.trays} | "
+                   f"{nv.trays * pp.model.gpus} | {sum(1 for d in ds if not d.full)} | {num_text(nv.rack_power_kw)} kW | "
+                   f"{nv.switch_trays} switch trays, {'NMX (no Fabric Manager on the trays)' if nv.nmx else 'Fabric Manager'} |")
+    sp = plan.slurm
+    out += ["", f"- Slurm: {sp.topology_plugin or 'no topology plugin'}, one block per NVLink domain "
+            f"(base block {sp.block_size} trays); every job gets an IMEX channel (switch/nvidia_imex, "
+            f"{sp.imex_channels:,} channels).",
+            "- IMEX: one peer list per domain, holding only that rack's trays: `imex/<rack>/nodes_config.cfg`; "
+            "the domains as data: `imex/domains.json`.",
+            "- Maintenance: drain a rack as a unit (`scontrol update nodename=<the rack's hostlist> state=drain`): "
+            "a job inside a domain uses every tray it holds over NVLink, so taking part of a rack takes its jobs."]
+    return out
+
+
 def _slurm(plan: Plan) -> list[str]:
     s = plan.spec.slurm
     if not s.partitions:
@@ -191,7 +220,8 @@ FOLDERS = {"fabric": "cabling plan, switch lists, subnet-manager configuration",
            "inventory": "Ansible inventory and variables", "pulumi": "every stack's resources",
            "diagrams": "fabric and rack diagrams",
            "monitoring": "Prometheus targets and rules, Alertmanager routing, Grafana dashboards",
-           "provision": "DHCP reservations, iPXE scripts and install data per host"}
+           "provision": "DHCP reservations, iPXE scripts and install data per host",
+           "imex": "the IMEX peer list of every NVLink domain, and the domains as data"}
 
 
 def _files(files: Mapping[str, bytes]) -> list[str]:
@@ -210,7 +240,9 @@ def render_text(plan: Plan, files: Mapping[str, bytes] | None = None) -> str:
     if spec.metadata.get("description"):
         out += [md.paragraph(spec.metadata["description"]), ""]
     parts = [("At a glance", glance(plan)), ("Bill of materials", _bom(plan)), ("Node pools", _pools(plan)),
-             ("Fabric", _fabric(plan)), ("Slurm", _slurm(plan)), ("Storage", _storage(plan)),
+             ("Fabric", _fabric(plan)),
+             *([("NVLink domains", _nvlink(plan))] if plan.slurm.nvlink_blocks or plan.figures.nvlink_domains else []),
+             ("Slurm", _slurm(plan)), ("Storage", _storage(plan)),
              ("Pulumi stacks", _pulumi(plan, files)), ("Warnings", _warnings(plan)), ("Files", _files(files))]
     for title, lines in parts:
         out += [f"## {title}", "", *lines, ""]

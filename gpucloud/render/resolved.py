@@ -17,6 +17,8 @@ def _fabric(f) -> dict:
         "tiers": f.tiers, "split": f.split,
         "subnet_manager": {"kind": f.subnet_manager.kind, "routing_engine": f.subnet_manager.routing_engine,
                            "pool": f.subnet_manager.pool},
+        **({"spine_leaf_groups": list(f.spine_leaf_groups)}  # [leaves, spines]
+           if f.spine_leaf_groups else {}),
     }
 
 

@@ -103,7 +103,12 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
             "PriorityWeightFairshare=1000", "PriorityWeightAge=100",
         ]
     if sp.topology_plugin:
-        out += ["", "# topology.conf comes from the fabric plan", f"TopologyPlugin={sp.topology_plugin}"]
+        where = "NVLink domains and the fabric plan" if sp.nvlink_blocks else "the fabric plan"
+        out += ["", f"# topology.conf comes from {where}", f"TopologyPlugin={sp.topology_plugin}"]
+    if sp.imex_channels:
+        # Every job gets an IMEX channel of its own, so jobs sharing an NVLink domain cannot map each other's memory.
+        out += ["", "# Rack-scale NVLink: IMEX channels per job (the nvidia-imex service runs on every tray)",
+                "SwitchType=switch/nvidia_imex", f"SwitchParameters=imex_channel_count={sp.imex_channels}"]
     if sp.pyxis:
         out += ["", "# Containers: pyxis (srun --container-image) on enroot", f"PlugStackConfig={CONF_DIR}/plugstack.conf"]
     out += ["", "# Nodes: one line per pool"]
@@ -145,7 +150,8 @@ def gres_conf(sp: SlurmPlan) -> bytes:
         return _lines(out)
     for g in sp.nodes:
         for files, cores in g.gpu_devices:
-            out.append(f"NodeName={g.names} Name=gpu Type={g.gpu_type} File={files} Cores={cores}")
+            line = f"NodeName={g.names} Name=gpu Type={g.gpu_type} File={files}"
+            out.append(f"{line} Cores={cores}" if cores else line)
     return _lines(out)
 
 

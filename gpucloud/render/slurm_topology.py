@@ -62,7 +62,43 @@ def topology_conf(plan: Plan) -> str:
     return "\n".join(lines + tops) + "\n"
 
 
+def nvlink_block_conf(plan: Plan) -> str:
+    """One block per NVLink domain (an NVL72 rack), the base block size being a full domain's trays; the compute
+    nodes without rack-scale NVLink keep one block per scalable unit of the fabric. Nodes in no block (a compute
+    pool on neither) are the slurm-block-partition check's error, so none reach this file."""
+    sp = plan.slurm
+    nvlink = {name for name, _ in sp.nvlink_blocks}
+    lines = [f"# topology/block for cluster {plan.spec.name}: one block per NVLink domain (rack) of "
+             f"{sp.block_size} trays;",
+             "# a job that fits in a domain gets one, so its GPUs talk over NVLink (topology.conf(5), topology/block)."]
+    lines += [f"BlockName={name} Nodes={nodes}" for name, nodes in sp.nvlink_blocks]
+    by_su, _, _ = _groups(plan)
+    nvlink_hosts = {h for pp in plan.pools if pp.model.nvlink is not None for h in (x.name for x in pp.hosts)} \
+        if by_su else set()
+    others = [(su, [h for h in hosts if h not in nvlink_hosts]) for su, hosts in sorted(by_su.items())]
+    others = [(su, hosts) for su, hosts in others if hosts and f"su{su:03}" not in nvlink]
+    if others:
+        lines.append("# compute nodes without rack-scale NVLink: one block per scalable unit of the compute fabric")
+        lines += [f"BlockName=su{su:03} Nodes={compress(hosts)}" for su, hosts in others]
+    base = min([sp.block_size, *(len(hosts) for _, hosts in others)])
+    lines.append(f"BlockSizes={','.join(str(s) for s in block_sizes(base, len(sp.nvlink_blocks) + len(others)))}")
+    return "\n".join(lines) + "\n"
+
+
+def block_sizes(base: int, blocks: int) -> list[int]:
+    """BlockSizes for ``blocks`` blocks of at least ``base`` nodes: the base block size, then every power-of-two
+    multiple up to the first that holds every block, so a job of any size finds an aggregate of consecutive blocks.
+
+    slurmctld (src/plugins/topology/block/block_record.c) takes the first value as the base block size, refuses a
+    block with fewer nodes and a size that is not base x 2^n (n <= 15), and without BlockSizes aggregates only up to
+    16 blocks; the smallest block is therefore the base (a rack the pool does not fill, or a smaller SU)."""
+    levels = min(15, max(0, (blocks - 1).bit_length()))
+    return [base << n for n in range(levels + 1)]
+
+
 def block_conf(plan: Plan) -> str:
+    if plan.slurm.nvlink_blocks:
+        return nvlink_block_conf(plan)
     by_su, _, off = _groups(plan)
     lines = [f"# topology/block for cluster {plan.spec.name}: one block per scalable unit of the compute fabric."]
     for su in sorted(by_su):

@@ -136,6 +136,8 @@ class Fabric:
     subnet_manager: SubnetManager
     split: str
     path: Path
+    # (leaves, spines) of a spine-leaf group (three tiers, DGX SuperPOD GB200 RA); None: the usual pods
+    spine_leaf_groups: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -351,8 +353,10 @@ def _pool(i: int, raw: dict, has_compute_fabric: bool, hw: catalog.ServerModel |
         hostname=raw.get("hostname", name + "{index:03}"),
         exclude=frozenset(raw.get("exclude", ())),
         roles=tuple(raw.get("roles", ("compute",))),
+        # A rack-scale NVLink model fills a rack with one NVLink domain's trays unless the spec says otherwise.
         rack=Rack(name=rack.get("name", "r{rack:03}"), first=rack.get("first", 1),
-                  nodes_per_rack=rack.get("nodes_per_rack", 4), first_u=rack.get("first_u", 2)),
+                  nodes_per_rack=rack.get("nodes_per_rack", hw.nvlink.trays if hw and hw.nvlink else 4),
+                  first_u=rack.get("first_u", 2)),
         image=raw.get("image"),
         fabric=fabric,
         features=tuple(raw.get("features", ())),
@@ -373,10 +377,12 @@ def _fabric(name: str, raw: dict) -> Fabric:
         subnet_manager=SubnetManager(kind=sm.get("kind", "opensm"), routing_engine=sm.get("routing_engine", "ftree"),
                                      pool=sm.get("pool")),
         split=raw.get("split", "auto"), path=("fabric", name),
+        spine_leaf_groups=(raw["spine_leaf_groups"]["leaves"], raw["spine_leaf_groups"]["spines"])
+        if "spine_leaf_groups" in raw else None,
     )
 
 
-def _slurm(name: str, raw: dict, has_fabric: bool) -> Slurm:
+def _slurm(name: str, raw: dict, has_fabric: bool, nvlink: bool = False) -> Slurm:
     acc = raw.get("accounting", {})
     containers = raw.get("containers", {})
     parts = tuple(
@@ -388,7 +394,8 @@ def _slurm(name: str, raw: dict, has_fabric: bool) -> Slurm:
     )
     topology = raw.get("topology", "auto")
     if topology == "auto":
-        topology = "tree" if has_fabric else "none"
+        # One block per NVLink domain where a pool has rack-scale NVLink: a job inside a domain talks over NVLink.
+        topology = "block" if nvlink else "tree" if has_fabric else "none"
     return Slurm(
         cluster_name=raw.get("cluster_name", name), partitions=parts,
         accounting=Accounting(enabled=acc.get("enabled", False),
@@ -460,7 +467,9 @@ def build(data: dict, source: str = "") -> Spec:
         networks={n: _network(n, raw) for n, raw in sorted(data["networks"].items())},
         pools=pools,
         fabrics=fabrics,
-        slurm=_slurm(data["name"], data.get("slurm", {}), has_compute),
+        slurm=_slurm(data["name"], data.get("slurm", {}), has_compute,
+                     any(p.hardware is not None and p.hardware.nvlink is not None and "compute" in p.roles
+                         for p in pools)),
         storage=tuple(_filesystem(i, raw) for i, raw in enumerate(data.get("storage", ()))),
         tenants=tuple(_tenant(i, raw) for i, raw in enumerate(data.get("tenants", ()))),
         software=Software(**{"os": "ubuntu-22.04", **sw,

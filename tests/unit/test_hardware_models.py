@@ -150,7 +150,10 @@ def test_catalog_command_json():
     doc = json.loads(out)
     h = doc["servers"]["hgx-h100-8"]
     assert h["cpu"] == {"model": "Intel Xeon Platinum 8480C", "sockets": 2, "cores_per_socket": 56,
-                        "threads_per_core": 2}
+                        "threads_per_core": 2, "arch": "x86_64"}
+    assert doc["servers"]["gb200-nvl72"]["nvlink"] == {"trays": 18, "switch_trays": 9, "rack_power_kw": 150.0,
+                                                       "nmx": True}
+    assert doc["servers"]["gb200-nvl72"]["cpu"]["arch"] == "aarch64"
     assert h["compute_hcas"]["devices"][:2] == ["mlx5_0", "mlx5_1"] and h["storage_hcas"]["count"] == 2
     assert "h100-nvl-94gb" in doc["gpus"] and "qm9700" in doc["switches"]
     one = subprocess.run([sys.executable, "-m", "gpucloud", "catalog", "epyc-h100nvl-4", "--spec", str(OWN), "-o",
