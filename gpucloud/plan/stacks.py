@@ -153,7 +153,7 @@ def stack_input(plan: Plan, part: StackPart, contents: Mapping[str, dict]) -> di
             "hosts": [[h.name, h.bmc] for h in m.hosts],
         })
     names = (h.name for m in part.members for h in m.hosts)
-    return {
+    out = {
         "project": PROJECT,
         "cluster": spec.name,
         "part": part.name,
@@ -165,6 +165,12 @@ def stack_input(plan: Plan, part: StackPart, contents: Mapping[str, dict]) -> di
         "storage": _storage(plan) if part.shared else [],
         "layers": layers.stack_layers(contents, layers.hosts_digest(names, contents.get(layers.HOSTS)), part.limit),
     }
+    p = plan.provision
+    if p is not None:
+        # Where each PXE-booted node's install phones home (the base plus its name) and how long its resource waits;
+        # absent where the plan has no provisioning server, so those stacks are as they were.
+        out["phone_home"] = {"base": p.phone_home_base, "server": p.server, "timeout": p.phone_home_timeout}
+    return out
 
 
 def stack_inputs(plan: Plan, files: Mapping[str, bytes]) -> list[dict]:

@@ -48,12 +48,23 @@ def node_inputs(hostname: str, image: str | None) -> dict[str, Any]:
     return {"hostname": hostname, "image": image}
 
 
+def phone_home(ph: dict[str, Any] | None, host: str, image: str | None) -> tuple[str | None, int | None]:
+    """(URL, timeout) of the phone-home a PXE-booted ``host`` waits for, from the stack input's ``phone_home``;
+    (None, None) where nothing installs it: no provisioning server in the plan, no image, or the host is that
+    server (installed by hand)."""
+    if not ph or not image or host == ph["server"]:
+        return None, None
+    return ph["base"] + host, ph["timeout"]
+
+
 def redfish_inputs(hostname: str, bmc: str, image: str | None, username: str | None, password: Any,
-                   verify_tls: bool, ca_bundle: str | None) -> dict[str, Any]:
+                   verify_tls: bool, ca_bundle: str | None, phone_home_url: str | None = None,
+                   phone_home_timeout: int | None = None) -> dict[str, Any]:
     return {
         "node": hostname, "bmc": f"https://{bmc}", "system": "", "username": username or "", "password": password,
         "image": image or "", "boot_target": BOOT_TARGET, "power": "On", "verify_tls": verify_tls,
         "ca_bundle": ca_bundle or "", "power_timeout": POWER_TIMEOUT, "poll_interval": POLL_INTERVAL,
+        "phone_home": phone_home_url, "phone_home_timeout": phone_home_timeout,
     }
 
 
@@ -115,7 +126,7 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
             if prov["kind"] == "redfish" and bmc:
                 rname = redfish_name(host)
                 inputs = redfish_inputs(host, bmc, raw["image"], prov["username"], SECRET, prov["verify_tls"],
-                                        prov["ca_bundle"])
+                                        prov["ca_bundle"], *phone_home(data.get("phone_home"), host, raw["image"]))
                 add(rname, REDFISH, host, {**{k: None for k in REDFISH_OUTPUTS}, **inputs}, protect,
                     options={"additional_secret_outputs": ["password"]})
                 for a in (*ancestors, pname):
