@@ -17,9 +17,9 @@ The model (docs/provisioning.md has the walk-through):
   NoCloud seed (``install/<host>/``): disk layout, the planned address, host name, the operators' SSH keys, the
   package mirror, and a phone-home that posts the installed system's SSH host keys, which become the known_hosts
   lines converge and verify check;
-* the Redfish node resource that PXE-boots a host waits for that phone-home (``phone_home_url``, at most
-  ``phone_home_timeout`` seconds) before the configuration layers run. The server itself is installed by hand and
-  phones home to nobody, so it has no URL.
+* the Redfish node resource that PXE-boots a host with a reservation waits for that phone-home (at most
+  ``phone_home_timeout`` seconds) before the configuration layers run. The server (installed by hand) and hosts
+  without a recorded MAC have no install planned, so nothing waits for them.
 
 Only hosts on the management network are provisioned. The plan holds names and numbers only; the renderer writes
 the files.
@@ -28,6 +28,7 @@ the files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from gpucloud.plan.hosts import PoolPlan, gateway
 from gpucloud.spec.model import Spec
@@ -79,9 +80,10 @@ class ProvisionPlan:
         read (gpucloud.phonehome)."""
         return f"{self.http_base}/phone-home/"
 
-    def phone_home_url(self, host: str) -> str | None:
-        """Where ``host``'s install phones home; None for the server, which is installed by hand."""
-        return None if host == self.server else self.phone_home_base + host
+    @cached_property
+    def installed(self) -> frozenset[str]:
+        """The hosts with a reservation: those the service installs (the server and unrecorded hosts are not)."""
+        return frozenset(r.host for r in self.reservations)
 
 
 def plan_provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | None:

@@ -37,8 +37,8 @@ class BareMetalNodeArgs:
     bmc_address: str | None
     image: str | None
     provider: ProviderArgs
-    # The stack input's phone_home (base URL, server, timeout), or None where the plan has no provisioning server.
-    phone_home: dict[str, Any] | None = None
+    # Where the stack's installed nodes phone home, or None where the plan has no provisioning server.
+    phone_home: graph.PhoneHome | None = None
 
 
 class BareMetalNode(pulumi.ComponentResource):
@@ -70,7 +70,7 @@ class NodePoolArgs:
     hosts: tuple[tuple[str, str | None], ...]  # (hostname, BMC address)
     provider: ProviderArgs
     protect: bool = False  # stateful hosts (accounting database, storage servers)
-    phone_home: dict[str, Any] | None = None  # see BareMetalNodeArgs
+    phone_home: graph.PhoneHome | None = None  # see BareMetalNodeArgs
 
 
 class NodePool(pulumi.ComponentResource):

@@ -10,6 +10,7 @@ gpucloud.stack.dryrun), so a difference is a failed plan, not a silent lie.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 CLUSTER = "gpucloud:cluster:Cluster"
@@ -48,13 +49,29 @@ def node_inputs(hostname: str, image: str | None) -> dict[str, Any]:
     return {"hostname": hostname, "image": image}
 
 
-def phone_home(ph: dict[str, Any] | None, host: str, image: str | None) -> tuple[str | None, int | None]:
-    """(URL, timeout) of the phone-home a PXE-booted ``host`` waits for, from the stack input's ``phone_home``;
-    (None, None) where nothing installs it: no provisioning server in the plan, no image, or the host is that
-    server (installed by hand)."""
-    if not ph or not image or host == ph["server"]:
-        return None, None
-    return ph["base"] + host, ph["timeout"]
+@dataclass(frozen=True)
+class PhoneHome:
+    """The stack input's ``phone_home``: the receiver's base URL, the wait, and the stack's hosts it installs."""
+
+    base: str
+    timeout: int
+    hosts: frozenset[str]
+
+    @classmethod
+    def of(cls, raw: dict[str, Any] | None) -> PhoneHome | None:
+        return cls(raw["base"], raw["timeout"], frozenset(raw["hosts"])) if raw else None
+
+    def wait(self, host: str, image: str | None) -> tuple[str | None, int | None]:
+        """(URL, timeout) of the phone-home a PXE-booted ``host`` waits for; (None, None) where nothing installs it:
+        no image, or no install planned (the provisioning server itself, a host without a recorded MAC)."""
+        if not image or host not in self.hosts:
+            return None, None
+        return self.base + host, self.timeout
+
+
+def phone_home(ph: PhoneHome | None, host: str, image: str | None) -> tuple[str | None, int | None]:
+    """``ph.wait(host, image)``, or (None, None) where the plan has no provisioning server."""
+    return ph.wait(host, image) if ph is not None else (None, None)
 
 
 def redfish_inputs(hostname: str, bmc: str, image: str | None, username: str | None, password: Any,
@@ -115,6 +132,7 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(rec)
 
     prov = data["provider"]
+    ph = PhoneHome.of(data.get("phone_home"))
 
     def pool(raw, parent, ancestors):
         pname = pool_name(raw["name"])
@@ -126,7 +144,7 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
             if prov["kind"] == "redfish" and bmc:
                 rname = redfish_name(host)
                 inputs = redfish_inputs(host, bmc, raw["image"], prov["username"], SECRET, prov["verify_tls"],
-                                        prov["ca_bundle"], *phone_home(data.get("phone_home"), host, raw["image"]))
+                                        prov["ca_bundle"], *phone_home(ph, host, raw["image"]))
                 add(rname, REDFISH, host, {**{k: None for k in REDFISH_OUTPUTS}, **inputs}, protect,
                     options={"additional_secret_outputs": ["password"]})
                 for a in (*ancestors, pname):
