@@ -100,7 +100,7 @@ class InstallLab(Lab):
         self.nodes = phonehome.nodes_from_plan(plan)
         root = self.tmp / "http"
         (root / "ipxe").mkdir(parents=True)
-        self.base = plan.provision.phone_home_base
+        self.base = f"{plan.provision.http_base}/phone-home/"  # as the seeds spell it
         self.server = phonehome.make_server(root, self.nodes, self.known_hosts, plan.provision.server_address,
                                             self.http_port)
         t = threading.Thread(target=self.server.serve_forever, daemon=True)
