@@ -411,11 +411,15 @@ def converge(
                                              help="Inventory to use instead of the spec's generated one."),
     extra_vars: List[str] = typer.Option([], "--extra-vars", "-e", help="KEY=VALUE or @FILE, passed to Ansible."),
     plan_dir: Optional[Path] = typer.Option(None, "--plan", help="Apply this plan folder instead of planning SPEC."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts",
+                                               help="known_hosts file to check host keys against, strictly (the "
+                                                    "phone-home's) [default: ssh's own, ~/.ssh/known_hosts]."),
 ) -> None:
     """Run the playbooks over the cluster through ansible-runner; exit 1 when any host failed or was unreachable."""
     from gpucloud.commands.converge import run_cli
 
-    raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit, plan_dir))
+    raise typer.Exit(run_cli(spec, limit, tags, check, inventory, extra_vars, _checked_or_exit, plan_dir,
+                             known_hosts))
 
 
 @app.command()

@@ -108,11 +108,21 @@ def layer_playbook(tags: str | None, work: Path) -> tuple[Path, str | None]:
     return wrapper, None
 
 
+def ssh_known_hosts_env(known_hosts: Path | None) -> dict[str, str]:
+    """Ansible's environment that makes ssh check host keys against ``known_hosts`` only, never accepting a new key
+    (ansible.cfg keeps host_key_checking on); empty for None (ssh's own files, ~/.ssh/known_hosts)."""
+    if known_hosts is None:
+        return {}
+    return {"ANSIBLE_SSH_EXTRA_ARGS": f"-o UserKnownHostsFile={Path(known_hosts).resolve()} "
+                                      "-o StrictHostKeyChecking=yes"}
+
+
 def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str | None = None,
         check: bool = False, extravars: dict | None = None, extra_args: Sequence[str] = (),
-        work: Path | None = None, out: TextIO = sys.stderr, envvars: dict | None = None) -> Result:
+        work: Path | None = None, out: TextIO = sys.stderr, envvars: dict | None = None,
+        known_hosts: Path | None = None) -> Result:
     """Run site.yml (or the layers ``tags`` names) with ``gpucloud_plan_dir`` pointing at ``plan_dir``. ``work``: the
-    run's private folder."""
+    run's private folder. ``known_hosts``: the only file host keys are checked against (the phone-home's), strictly."""
     import ansible_runner
 
     work = Path(work or tempfile.mkdtemp(prefix="gpucloud-converge-"))
@@ -128,7 +138,7 @@ def run(plan_dir: Path, inventory: Path, *, limit: str | None = None, tags: str 
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
     env = {"PATH": path, "ANSIBLE_CONFIG": str(CONFIG), "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"),
            "ANSIBLE_HOME": str(work / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-           **(envvars or {})}
+           **ssh_known_hosts_env(known_hosts), **(envvars or {})}
     progress = Progress(out)
     playbook, tags = layer_playbook(tags, work)
     r = ansible_runner.run(

@@ -5,6 +5,12 @@ A node's first boot after the install posts its SSH host keys (cloud-init's phon
 planned address, name and FQDN, the names converge and verify look up (``gpucloud.verify.known_hosts``), replacing
 the host's earlier lines: a reinstall makes new keys.
 
+``GET /phone-home/<host>`` answers what the server has recorded for a planned host, as JSON: ``reports`` (how many
+posts it took for the host since it started), ``last`` (the UTC time of the latest, or null) and ``fingerprints``
+(the SHA256 fingerprints of the keys last posted; public, like the keys). The Redfish node resource reads it before
+it PXE-boots a node and waits until ``reports`` or ``last`` moves (``gpucloud.stack.installwait``): a new install,
+not an old one, has phoned home. A host the plan does not install answers 404.
+
 Trust: a post is taken only for a planned host, only from that host's planned management address (the address its
 DHCP reservation and its installed network configuration give it), and only with well-formed public keys. Anyone
 who can take a node's address on the management network can still post for it; the management network is the
@@ -20,11 +26,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
 import json
 import os
 import struct
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,6 +82,33 @@ def known_hosts_lines(node: Node, form: dict[str, list[str]]) -> list[str]:
             if key is not None:
                 out.append(f"{','.join(node.names)} {key[0]} {key[1]}")
     return out
+
+
+def fingerprint(blob_b64: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a key's base64 blob (``ssh-keygen -l``): ``SHA256:<base64, unpadded>``."""
+    digest = hashlib.sha256(base64.b64decode(blob_b64)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class Reports:
+    """Each planned host's phone-home record since the server started: count, latest time, key fingerprints."""
+
+    def __init__(self, clock=time.time):
+        self.lock = threading.Lock()
+        self.clock = clock
+        self.rows: dict[str, dict] = {}
+
+    def record(self, node: Node, lines: list[str]) -> None:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        prints = [f"{ln.split()[1]} {fingerprint(ln.split()[2])}" for ln in lines]
+        with self.lock:
+            old = self.rows.get(node.name, {})
+            self.rows[node.name] = {"reports": old.get("reports", 0) + 1, "last": when, "fingerprints": prints}
+
+    def answer(self, node: Node) -> dict:
+        with self.lock:
+            row = dict(self.rows.get(node.name) or {"reports": 0, "last": None, "fingerprints": []})
+        return {"node": node.name, **row}
 
 
 class KnownHosts:
@@ -130,6 +165,7 @@ def make_server(root: str | Path, nodes: dict[str, Node], known_hosts: str | Pat
                 log=None) -> ThreadingHTTPServer:
     """An HTTP server for ``root`` (the rendered provision/http/) with the phone-home receiver; not yet serving."""
     store = KnownHosts(known_hosts)
+    reports = Reports()
     say = log or (lambda message: None)
 
     class Handler(SimpleHTTPRequestHandler):
@@ -147,13 +183,33 @@ def make_server(root: str | Path, nodes: dict[str, Node], known_hosts: str | Pat
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def _phone_home_node(self) -> tuple[bool, Node | None, str]:
+            """(whether the path is /phone-home/<name>, the planned node of that name or None, the name)."""
             parts = self.path.split("?")[0].strip("/").split("/")
             if len(parts) != 2 or parts[0] != "phone-home":
-                return self._answer(404, "not found")
-            node = nodes.get(parts[1])
+                return False, None, ""
+            return True, nodes.get(parts[1]), parts[1]
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            ours, node, name = self._phone_home_node()
+            if not ours:
+                return super().do_GET()
             if node is None:
-                return self._answer(404, f"no install is planned for {parts[1][:64]!r}")
+                return self._answer(404, f"no install is planned for {name[:64]!r}")
+            body = (json.dumps(reports.answer(node), sort_keys=True) + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            ours, node, name = self._phone_home_node()
+            if not ours:
+                return self._answer(404, "not found")
+            if node is None:
+                return self._answer(404, f"no install is planned for {name[:64]!r}")
             if self.client_address[0] != node.address:
                 say(f"refused phone-home for {node.name} from {self.client_address[0]} (planned {node.address})")
                 return self._answer(403, f"{node.name} phones home from {node.address}")
@@ -165,6 +221,7 @@ def make_server(root: str | Path, nodes: dict[str, Node], known_hosts: str | Pat
             if not lines:
                 return self._answer(400, "no well-formed SSH host key in the post")
             store.replace_host(node, lines)
+            reports.record(node, lines)
             say(f"{node.name}: recorded {len(lines)} host key(s)")
             return self._answer(200, "recorded")
 

@@ -31,6 +31,22 @@ def server(spec):
                       f"add {ROLE} to the roles of the pool that runs the install service")
 
 
+# An unattended Ubuntu server install from a mirror takes 10-30 minutes (more with a GPU driver build); a shorter wait
+# fails nodes that are only slow.
+SHORT_PHONE_HOME = 600
+
+
+@check("provisioning-phone-home-timeout")
+def phone_home_timeout(spec):
+    """A phone-home wait too short for an unattended install: apply would fail nodes that are only slow."""
+    t = spec.provisioning.phone_home_timeout
+    if spec.pools_with_role(ROLE) and t < SHORT_PHONE_HOME:
+        yield Finding("provisioning-phone-home-timeout", "warning", ("provisioning", "phone_home_timeout"),
+                      f"apply waits only {t} s for a PXE-booted node to phone home; an unattended install takes "
+                      "10-30 minutes, so nodes that are only slow would fail",
+                      f"leave phone_home_timeout out (3600 s) or set it to at least {SHORT_PHONE_HOME}")
+
+
 @check("discovered-unknown-host")
 def unknown_hosts(spec):
     """A host in the discovered-MAC file that the spec does not plan (renamed, excluded or removed)."""

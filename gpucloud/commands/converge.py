@@ -30,7 +30,7 @@ def _extravars(items: list[str]) -> tuple[dict, list[str]]:
 
 
 def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_vars: list[str],
-            checked_or_exit: Callable, plan: Path | None = None) -> int:
+            checked_or_exit: Callable, plan: Path | None = None, known_hosts: Path | None = None) -> int:
     try:
         values, files = _extravars(extra_vars)
     except ValueError as exc:
@@ -40,15 +40,20 @@ def run_cli(spec: Path, limit, tags, check: bool, inventory: Path | None, extra_
         print(f"error: inventory {inventory} does not exist", file=sys.stderr)
         print("  hint: write it with `gpucloud render SPEC`, or leave out --inventory to use the plan's", file=sys.stderr)
         return 2
+    if known_hosts is not None and not Path(known_hosts).is_file():
+        print(f"error: known_hosts file {known_hosts} does not exist", file=sys.stderr)
+        print("  hint: give the file the provisioning server writes the phone-home host keys to "
+              "(/var/lib/gpucloud-provision/known_hosts, copied here)", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="gpucloud-converge-"))
     try:
-        return _converge(spec, limit, tags, check, inventory, values, files, checked_or_exit, plan, work)
+        return _converge(spec, limit, tags, check, inventory, values, files, checked_or_exit, plan, work, known_hosts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _converge(spec: Path, limit, tags, check: bool, inventory: Path | None, values: dict, files: list[str],
-              checked_or_exit: Callable, plan: Path | None, work: Path) -> int:
+              checked_or_exit: Callable, plan: Path | None, work: Path, known_hosts: Path | None = None) -> int:
     from gpucloud.pipeline import plan_files
     from gpucloud.write import write_tree
 
@@ -63,6 +68,6 @@ def _converge(spec: Path, limit, tags, check: bool, inventory: Path | None, valu
     inventory = Path(inventory) if inventory is not None else Path(plan) / "inventory"
     print(f"converging {spec} with the plan in {plan}", file=sys.stderr)
     result = converge.run(Path(plan), inventory, limit=limit, tags=tags, check=check, extravars=values,
-                          extra_args=files, work=work)
+                          extra_args=files, work=work, known_hosts=known_hosts)
     converge.summary(result, sys.stdout)
     return 0 if result.ok else 1

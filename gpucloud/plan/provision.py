@@ -16,7 +16,10 @@ The model (docs/provisioning.md has the walk-through):
 * each host's script boots its pool image's kernel and initrd with Ubuntu's autoinstall pointed at its own
   NoCloud seed (``install/<host>/``): disk layout, the planned address, host name, the operators' SSH keys, the
   package mirror, and a phone-home that posts the installed system's SSH host keys, which become the known_hosts
-  lines converge and verify check.
+  lines converge and verify check;
+* the Redfish node resource that PXE-boots a host with a reservation waits for that phone-home (at most
+  ``phone_home_timeout`` seconds) before the configuration layers run. The server (installed by hand) and hosts
+  without a recorded MAC have no install planned, so nothing waits for them.
 
 Only hosts on the management network are provisioned. The plan holds names and numbers only; the renderer writes
 the files.
@@ -25,6 +28,7 @@ the files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from gpucloud.plan.hosts import PoolPlan, gateway
 from gpucloud.spec.model import Spec
@@ -64,10 +68,22 @@ class ProvisionPlan:
     reservations: tuple[Reservation, ...]  # ordered by pool id, then host position
     pools: tuple[PoolInstall, ...]
     unrecorded: int  # hosts on the management network without a recorded MAC: they get no install
+    phone_home_timeout: int = 3600  # seconds a PXE-booted node's resource waits for its phone-home
 
     @property
     def http_base(self) -> str:
         return f"http://{self.server_address}:{self.http_port}"
+
+    @property
+    def phone_home_base(self) -> str:
+        """The receiver's URL without the host name: ``<base><host>`` is where a host posts, and where its record is
+        read (gpucloud.phonehome)."""
+        return f"{self.http_base}/phone-home/"
+
+    @cached_property
+    def installed(self) -> frozenset[str]:
+        """The hosts with a reservation: those the service installs (the server and unrecorded hosts are not)."""
+        return frozenset(r.host for r in self.reservations)
 
 
 def plan_provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | None:
@@ -99,4 +115,4 @@ def plan_provision(spec: Spec, pools: tuple[PoolPlan, ...]) -> ProvisionPlan | N
         server=server.name, server_address=server.management, http_port=inst.http_port, subnet=str(mgmt.cidr),
         prefix=mgmt.cidr.prefixlen, gateway=gateway(mgmt), domain=mgmt.domain, mirror=inst.mirror,
         ssh_keys=inst.ssh_keys, disk=inst.disk, reservations=tuple(reservations), pools=tuple(installs),
-        unrecorded=unrecorded)
+        unrecorded=unrecorded, phone_home_timeout=inst.phone_home_timeout)

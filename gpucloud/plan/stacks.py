@@ -153,7 +153,7 @@ def stack_input(plan: Plan, part: StackPart, contents: Mapping[str, dict]) -> di
             "hosts": [[h.name, h.bmc] for h in m.hosts],
         })
     names = (h.name for m in part.members for h in m.hosts)
-    return {
+    out = {
         "project": PROJECT,
         "cluster": spec.name,
         "part": part.name,
@@ -165,6 +165,14 @@ def stack_input(plan: Plan, part: StackPart, contents: Mapping[str, dict]) -> di
         "storage": _storage(plan) if part.shared else [],
         "layers": layers.stack_layers(contents, layers.hosts_digest(names, contents.get(layers.HOSTS)), part.limit),
     }
+    p = plan.provision
+    if p is not None:
+        # Where each installed node of the stack phones home (the base plus its name) and how long its resource
+        # waits; absent where the plan has no provisioning server, so those stacks are as they were.
+        installed = p.installed
+        out["phone_home"] = {"base": p.phone_home_base, "timeout": p.phone_home_timeout,
+                             "hosts": [h.name for m in part.members for h in m.hosts if h.name in installed]}
+    return out
 
 
 def stack_inputs(plan: Plan, files: Mapping[str, bytes]) -> list[dict]:

@@ -101,7 +101,7 @@ def host_script(p: ProvisionPlan, r: Reservation, image: str) -> bytes:
         "#!ipxe\n"
         f"# {r.host}: pool {r.pool}, image {image}, management address {r.address}\n"
         f"kernel {img}/vmlinuz initrd=initrd ip=dhcp url={img}/live.iso autoinstall ds=nocloud-net;s={seed} "
-        f"gpucloud.phone_home={p.http_base}/phone-home/{r.host} ---\n"
+        f"gpucloud.phone_home={p.phone_home_base}{r.host} ---\n"
         f"initrd --name initrd {img}/initrd\n"
         "boot\n"
     ).encode()
@@ -149,7 +149,7 @@ def user_data(p: ProvisionPlan, r: Reservation) -> bytes:
         "    ssh_authorized_keys:" + ("" if keys else " []"),
         *keys,
         "    phone_home:",
-        f"      url: {_q(f'{p.http_base}/phone-home/{r.host}')}",
+        f"      url: {_q(p.phone_home_base + r.host)}",
         "      post: [pub_key_ed25519, pub_key_ecdsa, pub_key_rsa, hostname, fqdn, instance_id]",
         "      tries: 10",
     ]

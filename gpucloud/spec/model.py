@@ -257,6 +257,8 @@ class Provisioning:
     mirror: str = "http://archive.ubuntu.com/ubuntu"
     http_port: int = 8080
     disk: str = "largest"
+    # Seconds the Redfish node resource waits, after a node's PXE boot, for its installed system to phone home.
+    phone_home_timeout: int = 3600
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Cluster
  |   +- NodePool ...
  +- Storage             filesystems (protected) and storage-server pools (protected)
  +- NodePool            compute pools (or this stack's pod of one)
- |   +- BareMetalNode   +- RedfishNode (dynamic provider: power, one-time PXE, read back)
+ |   +- BareMetalNode   +- RedfishNode (dynamic provider: power, one-time PXE, wait for the phone-home, read back)
  +- ConfigurationLayers one LayerCommand per layer running its playbook; triggers = hash of the layer's inputs
 
 Components only compose; no resource is created at import time.
@@ -37,6 +37,8 @@ class BareMetalNodeArgs:
     bmc_address: str | None
     image: str | None
     provider: ProviderArgs
+    # Where the stack's installed nodes phone home, or None where the plan has no provisioning server.
+    phone_home: graph.PhoneHome | None = None
 
 
 class BareMetalNode(pulumi.ComponentResource):
@@ -51,6 +53,7 @@ class BareMetalNode(pulumi.ComponentResource):
         if p.kind == "redfish" and args.bmc_address:
             self.redfish = RedfishNode(graph.redfish_name(name), graph.redfish_inputs(
                 args.hostname, args.bmc_address, args.image, p.username, p.password, p.verify_tls, p.ca_bundle,
+                *graph.phone_home(args.phone_home, args.hostname, args.image),
             ), pulumi.ResourceOptions(parent=self))
             self.register_outputs({"power_state": self.redfish.power_state,
                                    "mac_addresses": self.redfish.mac_addresses})
@@ -67,6 +70,7 @@ class NodePoolArgs:
     hosts: tuple[tuple[str, str | None], ...]  # (hostname, BMC address)
     provider: ProviderArgs
     protect: bool = False  # stateful hosts (accounting database, storage servers)
+    phone_home: graph.PhoneHome | None = None  # see BareMetalNodeArgs
 
 
 class NodePool(pulumi.ComponentResource):
@@ -76,7 +80,8 @@ class NodePool(pulumi.ComponentResource):
         super().__init__(self.TYPE, name, graph.pool_inputs(args.name, args.model, args.image, args.roles,
                                                             len(args.hosts)), opts)
         child = pulumi.ResourceOptions(parent=self, protect=args.protect or None)
-        self.nodes = [BareMetalNode(host, BareMetalNodeArgs(host, bmc, args.image, args.provider), child)
+        self.nodes = [BareMetalNode(host, BareMetalNodeArgs(host, bmc, args.image, args.provider, args.phone_home),
+                                    child)
                       for host, bmc in args.hosts]
         self.register_outputs({})
 

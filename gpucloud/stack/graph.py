@@ -10,6 +10,7 @@ gpucloud.stack.dryrun), so a difference is a failed plan, not a silent lie.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 CLUSTER = "gpucloud:cluster:Cluster"
@@ -48,12 +49,39 @@ def node_inputs(hostname: str, image: str | None) -> dict[str, Any]:
     return {"hostname": hostname, "image": image}
 
 
+@dataclass(frozen=True)
+class PhoneHome:
+    """The stack input's ``phone_home``: the receiver's base URL, the wait, and the stack's hosts it installs."""
+
+    base: str
+    timeout: int
+    hosts: frozenset[str]
+
+    @classmethod
+    def of(cls, raw: dict[str, Any] | None) -> PhoneHome | None:
+        return cls(raw["base"], raw["timeout"], frozenset(raw["hosts"])) if raw else None
+
+    def wait(self, host: str, image: str | None) -> tuple[str | None, int | None]:
+        """(URL, timeout) of the phone-home a PXE-booted ``host`` waits for; (None, None) where nothing installs it:
+        no image, or no install planned (the provisioning server itself, a host without a recorded MAC)."""
+        if not image or host not in self.hosts:
+            return None, None
+        return self.base + host, self.timeout
+
+
+def phone_home(ph: PhoneHome | None, host: str, image: str | None) -> tuple[str | None, int | None]:
+    """``ph.wait(host, image)``, or (None, None) where the plan has no provisioning server."""
+    return ph.wait(host, image) if ph is not None else (None, None)
+
+
 def redfish_inputs(hostname: str, bmc: str, image: str | None, username: str | None, password: Any,
-                   verify_tls: bool, ca_bundle: str | None) -> dict[str, Any]:
+                   verify_tls: bool, ca_bundle: str | None, phone_home_url: str | None = None,
+                   phone_home_timeout: int | None = None) -> dict[str, Any]:
     return {
         "node": hostname, "bmc": f"https://{bmc}", "system": "", "username": username or "", "password": password,
         "image": image or "", "boot_target": BOOT_TARGET, "power": "On", "verify_tls": verify_tls,
         "ca_bundle": ca_bundle or "", "power_timeout": POWER_TIMEOUT, "poll_interval": POLL_INTERVAL,
+        "phone_home": phone_home_url, "phone_home_timeout": phone_home_timeout,
     }
 
 
@@ -104,6 +132,7 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(rec)
 
     prov = data["provider"]
+    ph = PhoneHome.of(data.get("phone_home"))
 
     def pool(raw, parent, ancestors):
         pname = pool_name(raw["name"])
@@ -115,7 +144,7 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
             if prov["kind"] == "redfish" and bmc:
                 rname = redfish_name(host)
                 inputs = redfish_inputs(host, bmc, raw["image"], prov["username"], SECRET, prov["verify_tls"],
-                                        prov["ca_bundle"])
+                                        prov["ca_bundle"], *phone_home(ph, host, raw["image"]))
                 add(rname, REDFISH, host, {**{k: None for k in REDFISH_OUTPUTS}, **inputs}, protect,
                     options={"additional_secret_outputs": ["password"]})
                 for a in (*ancestors, pname):

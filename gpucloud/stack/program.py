@@ -21,17 +21,18 @@ def secret_config_key(secret: str) -> str:
     return f"gpucloud:{secret}"
 
 
-def _pool(raw: dict[str, Any], provider: c.ProviderArgs) -> c.NodePoolArgs:
+def _pool(raw: dict[str, Any], provider: c.ProviderArgs, phone_home: graph.PhoneHome | None) -> c.NodePoolArgs:
     return c.NodePoolArgs(name=raw["name"], model=raw["model"], image=raw["image"], roles=tuple(raw["roles"]),
                           hosts=tuple((h, b) for h, b in raw["hosts"]), provider=provider,
-                          protect=raw["protect"])
+                          protect=raw["protect"], phone_home=phone_home)
 
 
 def cluster_args(data: dict[str, Any], password: pulumi.Input[str] | None) -> c.ClusterArgs:
     prov = data["provider"]
     provider = c.ProviderArgs(kind=prov["kind"], username=prov["username"], password=password,
                               verify_tls=prov["verify_tls"], ca_bundle=prov["ca_bundle"])
-    pools = [_pool(p, provider) for p in data["pools"]]
+    phone_home = graph.PhoneHome.of(data.get("phone_home"))
+    pools = [_pool(p, provider, phone_home) for p in data["pools"]]
     kinds = [graph.pool_kind(raw) for raw in data["pools"]]
     control = tuple(p for p, k in zip(pools, kinds) if k == "control")
     servers = tuple(p for p, k in zip(pools, kinds) if k == "storage")

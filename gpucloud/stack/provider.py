@@ -1,6 +1,10 @@
 """The Redfish dynamic provider: one RedfishNode resource per bare-metal node.
 
-create   set a one-time PXE boot when the node has an image to install, power it on, read it back
+create   set a one-time PXE boot when the node has an image to install, power it on; where the plan has a
+         provisioning server (input ``phone_home``, its URL for this node), read the node's phone-home record
+         first and then wait, at most ``phone_home_timeout`` seconds, for the new install to report
+         (gpucloud.stack.installwait), so the configuration layers that depend on the node run on an installed
+         machine; read it back
 read     power state, serial number, system UUID and MAC addresses, so `pulumi refresh` shows drift
 diff     an image or BMC change replaces the node (power off, then PXE-install again); a node found powered
          off by refresh is an update that powers it on again
@@ -15,6 +19,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource
 from pulumi.dynamic import ResourceProvider, UpdateResult
 
+from gpucloud.stack.installwait import Waiter
 from gpucloud.stack.redfish import Client, Target
 
 # Inputs whose change means the node must be installed again (or is another machine).
@@ -41,7 +46,22 @@ class RedfishNodeProvider(ResourceProvider):
             failures.append(CheckFailure("bmc", f"{bmc!r} is not an http(s) URL"))
         if news.get("power") not in (None, "On", "Off"):
             failures.append(CheckFailure("power", "power must be On or Off"))
+        url = news.get("phone_home")
+        if url and not str(url).startswith(("http://", "https://")):
+            failures.append(CheckFailure("phone_home", f"{url!r} is not an http(s) URL"))
+        timeout = news.get("phone_home_timeout")
+        if url and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            failures.append(CheckFailure("phone_home_timeout", "phone_home_timeout must be a positive number"))
         return CheckResult(news, failures)
+
+    @staticmethod
+    def _waiter(props: dict[str, Any]) -> Waiter | None:
+        """The phone-home wait of a node this create installs; None where nothing installs it or no server is
+        planned (then the node is only powered on, as without provisioning)."""
+        if not (props.get("image") and props.get("phone_home")):
+            return None
+        return Waiter(node=props["node"], bmc=props["bmc"], url=props["phone_home"],
+                      timeout=float(props["phone_home_timeout"]), poll_interval=float(props.get("poll_interval", 5)))
 
     def _apply(self, props: dict[str, Any], install: bool) -> dict[str, Any]:
         client = Client(target(props))
@@ -54,7 +74,13 @@ class RedfishNodeProvider(ResourceProvider):
         return {**props, **client.state()}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        waiter = self._waiter(props)
+        # Read before the boot: an earlier install's report must not count, and a server that is down or does not
+        # know the node fails here, before the BMC is touched.
+        before = waiter.read() if waiter else None
         outs = self._apply(props, install=True)
+        if waiter and before is not None:
+            waiter.wait(before)
         return CreateResult(id_=f"{props['bmc'].rstrip('/')}{outs['system_uri']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
