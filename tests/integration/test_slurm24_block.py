@@ -167,7 +167,7 @@ def test_segment_job_lands_inside_one_block(cluster):
 def test_segment_larger_than_the_base_block_is_refused(cluster):
     job = cluster.sbatch("-N4", "--segment=4", script="#!/bin/sh\ntrue\n")
     assert job.returncode != 0, job.stdout
-    assert "Requested node configuration is not available" in job.stderr, job.stderr
+    assert "Requested topology configuration is not available" in job.stderr, job.stderr
 
 
 def test_node_outside_every_block_is_accepted_with_a_warning(cluster):
@@ -183,7 +183,7 @@ def test_node_outside_every_block_runs_no_job(cluster):
     """What the block plugin does with a job for that node is what the planner's check must know."""
     job = cluster.sbatch("-N1", "-w", OUTSIDE, script="#!/bin/sh\ntrue\n")
     assert job.returncode != 0, job.stdout
-    assert "Requested node configuration is not available" in job.stderr, job.stderr
+    assert "Requested topology configuration is not available" in job.stderr, job.stderr
 
 
 def test_block_smaller_than_the_block_size_is_refused(verdict):
@@ -194,12 +194,14 @@ def test_block_smaller_than_the_block_size_is_refused(verdict):
     assert "fatal: Block configuration (rack2) children count lower than bblock_node_cnt" in out
 
 
-def test_without_block_sizes_the_smallest_block_is_the_base(controller):
-    """topology.conf without BlockSizes (what the plan wrote before): the base block size slurmctld takes."""
-    h = controller(files(**{"topology.conf": b"BlockName=rack1 Nodes=n[1-3]\nBlockName=rack2 Nodes=n4\n"}))
-    blocks = topology(h)
-    assert sorted(blocks) == ["rack1", "rack2"], blocks
-    assert {b["BlockSize"] for b in blocks.values()} == {"1"}, blocks
+def test_without_block_sizes_the_first_block_is_the_base(verdict):
+    """topology.conf without BlockSizes (what the plan wrote before): the first block's node count is the base
+    block size; a later, smaller block stops slurmctld, a later, larger one (spare nodes) is accepted."""
+    code, out = verdict(files(**{"topology.conf": b"BlockName=rack1 Nodes=n[1-3]\nBlockName=rack2 Nodes=n4\n"}))
+    assert code == 1, out
+    assert "fatal: Block configuration (rack2) children count lower than bblock_node_cnt" in out
+    code, out = verdict(files(**{"topology.conf": b"BlockName=rack1 Nodes=n1\nBlockName=rack2 Nodes=n[2-4]\n"}))
+    assert code == 124, out
 
 
 def test_nvidia_imex_switch_is_accepted(controller):
