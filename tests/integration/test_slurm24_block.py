@@ -28,13 +28,13 @@ BLOCKS = {"rack1": ["n1", "n2"], "rack2": ["n3", "n4"]}
 OUTSIDE = "n5"  # a node that no block lists (a login-rack or off-fabric node of a rendered plan)
 
 
-def slurm_conf(nodes: str = "n[1-5]", extra: str = "") -> bytes:
+def slurm_conf(nodes: str = "n[1-5]", extra: str = "", topology: str = "TopologyPlugin=topology/block\n") -> bytes:
     return (
         "ClusterName=nvl\n"
         "SlurmctldHost=ctl\n"
         "SelectType=select/cons_tres\n"
         "SelectTypeParameters=CR_Core_Memory\n"
-        "TopologyPlugin=topology/block\n"
+        f"{topology}"
         "GresTypes=gpu\n"
         "ReturnToService=2\n"
         f"NodeName={nodes} Sockets=1 CoresPerSocket=8 ThreadsPerCore=1 RealMemory=1000 Gres=gpu:gb200:4\n"
@@ -162,6 +162,16 @@ def test_segment_job_lands_inside_one_block(cluster):
         assert nodes == BLOCKS["rack2"]
     finally:
         cluster.cancel_jobs()
+
+
+def test_without_blocks_the_same_pair_straddles_the_racks(controller):
+    """The control for the test above: with the default (flat) topology Slurm picks n2+n3 for the same request,
+    so that test fails unless the block plugin keeps the job inside one block."""
+    h = controller(files(**{"slurm.conf": slurm_conf(topology="")}), slurmd=tuple(NODES))
+    hold = job_id(h.sbatch("-N1", "-w", "n1", "--exclusive", script="#!/bin/sh\nsleep 600\n"))
+    assert h.wait_job(hold)["NodeList"] == "n1"
+    fields = h.wait_job(job_id(h.sbatch("-N2", "--exclusive", script="#!/bin/sh\nsleep 600\n")))
+    assert expand(fields["NodeList"]) == ["n2", "n3"], fields
 
 
 def test_segment_larger_than_the_base_block_is_refused(cluster):
