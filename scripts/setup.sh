@@ -2,8 +2,10 @@
 # Create .venv with gpucloud installed (editable). `--deploy` adds the deploy extra (the Pulumi SDK, Ansible,
 # paramiko: what `gpucloud plan` needs to check the Pulumi graph under mocks, and converge/apply/verify need);
 # `--test` adds that, the test extras and the Debian packages the integration tests run for real (Slurm, MariaDB,
-# OpenSM + ibsim, sshd, ...). Both also build the Pulumi engine from pinned Go modules (scripts/build-pulumi.sh),
-# which `gpucloud apply` drives; GPUCLOUD_BUILD_ENGINE=0 skips that where only plans are made (scripts/quickstart.sh).
+# OpenSM + ibsim, sshd, ...) and a Debian 13 root with Slurm 24.11 for the block-topology tests
+# (scripts/build-slurm-root.sh; GPUCLOUD_BUILD_SLURM_ROOT=0 skips it). Both also build the Pulumi engine from pinned
+# Go modules (scripts/build-pulumi.sh), which `gpucloud apply` drives; GPUCLOUD_BUILD_ENGINE=0 skips that where only
+# plans are made (scripts/quickstart.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,4 +58,8 @@ fi
 if { [ "$with_tests" = 1 ] || [ "$with_deploy" = 1 ]; } && [ "${GPUCLOUD_BUILD_ENGINE:-1}" != 0 ]; then
   # The Pulumi engine `gpucloud apply` drives, built from pinned Go modules (reused once built).
   scripts/build-pulumi.sh >/dev/null
+fi
+if [ "$with_tests" = 1 ] && [ "${GPUCLOUD_BUILD_SLURM_ROOT:-1}" != 0 ]; then
+  # Slurm 24.11 (topology/block, --segment, switch/nvidia_imex), chrooted by the tests; reused once built.
+  as_root scripts/build-slurm-root.sh >/dev/null
 fi
