@@ -51,6 +51,7 @@ AREAS = {
     "nvlink": ["tests/unit/test_nvl72.py", "tests/golden/test_slurm_golden.py"],
     "verify": ["tests/unit/test_verify_compare.py", "tests/unit/test_verify_parse.py",
                "tests/unit/test_survivors_verify.py"],
+    "rollout": ["tests/unit/test_rollout_plan.py", "tests/unit/test_rollout_steps.py"],
 }
 # --all-tests: every fast test file except the property tests (minutes of random specs per mutant).
 FAST = ["tests/unit", "tests/golden", "--deselect", "tests/unit/test_properties.py"]
@@ -176,6 +177,25 @@ MUTANTS: list[tuple[str, str, str, str, str]] = [
      '.split("+")[:1] if s in BAD_SLURM_STATES]', "verify"),
     ("verify-hostname-fqdn", "gpucloud/verify/compare.py", 'answered = sec.out.strip().split(".")[0]',
      "answered = sec.out.strip()", "verify"),
+    # plan/rollout.py: the batches `apply --allow-replace` takes out of service together
+    ("rollout-budget-floor", "gpucloud/plan/rollout.py",
+     'return max(1, pool_size * int(max_unavailable.rstrip("%")) // 100)',
+     'return pool_size * int(max_unavailable.rstrip("%")) // 100', "rollout"),
+    ("rollout-budget-round-up", "gpucloud/plan/rollout.py",
+     'return max(1, pool_size * int(max_unavailable.rstrip("%")) // 100)',
+     'return max(1, -(-pool_size * int(max_unavailable.rstrip("%")) // 100))', "rollout"),
+    ("rollout-default-percent", "gpucloud/plan/rollout.py", "DEFAULT_PERCENT = 10", "DEFAULT_PERCENT = 20", "rollout"),
+    ("rollout-batch-number", "gpucloud/plan/rollout.py", "out.append(Batch(len(out) + 1, pool,",
+     "out.append(Batch(len(out), pool,", "rollout"),
+    ("rollout-batch-overlap", "gpucloud/plan/rollout.py", "tuple(members[start:start + size])",
+     "tuple(members[start:start + size + 1])", "rollout"),
+    ("rollout-gone-sorted", "gpucloud/plan/rollout.py",
+     "members += sorted(n for n, p in gone.items() if p == name and n in wanted)",
+     "members += [n for n, p in gone.items() if p == name and n in wanted]", "rollout"),
+    ("rollout-orphans-sorted", "gpucloud/plan/rollout.py", "orphans = sorted(n for n in wanted if n not in placed)",
+     "orphans = [n for n in wanted if n not in placed]", "rollout"),
+    ("rollout-pool-budget", "gpucloud/plan/rollout.py",
+     "budget(planned.pool.rollout.max_unavailable, len(hosts))", "budget(None, len(hosts))", "rollout"),
 ]
 
 

@@ -13,6 +13,7 @@ connection from one host to another leaves from 127.0.0.1, not from the sender's
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sshd_daemon
-from conftest import stop_process
+import yaml
+from conftest import CLUSTERS, ROOT, stop_process
 from slurm_harness import FAKE_GPU_DEV, free_port  # the same fake /dev as the Slurm daemon tests
 
 BINARIES = ("sshd", "ssh", "ssh-keygen", "unshare", "nsenter", "munged", "slurmctld", "slurmd", "slurmdbd",
@@ -172,3 +174,126 @@ class Rig:
                 pass
         for proc in self.procs:
             stop_process(proc)
+
+
+# -- The lab cluster on these hosts (test_converge.py, test_pulumi_engine_site.py) --------------------------------
+
+# The lab's four machines on loopback addresses, with eight fake GPUs on each GPU node.
+LAB_HOSTS = {"ctl01": ("127.0.0.2", 0), "gpu01": ("127.0.0.3", 8), "gpu02": ("127.0.0.4", 8),
+             "login01": ("127.0.0.5", 0)}
+ACCEPT_FIXTURES = ROOT / "tests" / "fixtures" / "accept"
+
+
+def ssh_vars(rig: Rig) -> dict:
+    """How Ansible reaches the test hosts: root over the rig's sshd with its key and known_hosts, and daemons
+    started directly (the hosts have no systemd)."""
+    root = rig.root
+    return {
+        "ansible_user": "root",
+        "ansible_port": rig.port,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_ssh_private_key_file": str(root / "id_ed25519"),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={root / 'known_hosts'} -o StrictHostKeyChecking=accept-new"
+                                   " -o ConnectTimeout=5",
+        "ansible_remote_tmp": str(root / "remote-tmp"),
+        "ansible_ssh_transfer_method": "piped",  # sessions are forced into the host's namespace: no sftp
+        "gpucloud_service_manager": "direct",
+    }
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """What the lab needs to run on the test hosts: the lab spec with the test machine's Slurm settings, the
+    extra variables of every playbook run, and a port for each GPU node's slurmd (see node_ports)."""
+
+    spec: dict
+    test_vars: dict
+    slurmd_ports: dict[str, int]
+
+
+def lab_settings(rig: Rig) -> LabSettings:
+    """The Slurm side in the spec's own settings (free ports instead of Slurm's fixed ones, no cgroup hierarchy of
+    our own, a small VM claiming to be an HGX node, a stand-in health check), no pyxis (not packaged), and the rest
+    in extra variables (see the comments)."""
+    root = rig.root
+    names = ("ctld", "dbd", "mysql") + tuple(n for n, (_a, gpus) in rig.hosts.items() if gpus)
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    # Slurm's health check on the GPU nodes, and the node_health role's: all eight fake GPUs are there.
+    health = root / "gpu-health-check"
+    health.write_text('#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n'
+                      'test "$(ls /dev | grep -c "^nvidia[0-9]")" -eq 8\n')
+    health.chmod(0o755)
+    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
+    data["slurm"]["containers"]["pyxis"] = False  # not packaged for Debian 12
+    data["slurm"]["settings"] = {
+        "SlurmctldPort": ports["ctld"],
+        # No cgroup hierarchy of our own on a shared test machine.
+        "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
+        "JobAcctGatherType": "jobacct_gather/linux", "PrologFlags": "Alloc",
+        "HealthCheckProgram": str(health),
+        "SlurmdParameters": "config_overrides",  # a small VM stands in for an HGX node
+    }
+    data["slurm"]["dbd_settings"] = {"DbdPort": ports["dbd"]}  # slurm.conf's AccountingStoragePort follows it
+    test_vars = {
+        **ssh_vars(rig),
+        # Test-only secrets: the deployment's live in Ansible Vault.
+        "vault_munge_key": secrets.token_hex(64),
+        # Quotes, a backslash, '$', '#' and a backtick: the SQL and slurmdbd.conf quoting must carry them all, or
+        # slurmdbd cannot reach MariaDB and the accounting checks fail.
+        "vault_slurmdbd_db_password": secrets.token_hex(8) + "q'u\\o$t#e`x",
+        # The test hosts are stand-ins with fake /dev/nvidia* and no GPU on the PCI bus, no HCA and no NVMe: the
+        # roles fail on that unless told these hosts are stand-ins.
+        "gpucloud_hardware_optional": True,
+        "common_time_sync": False,
+        "common_sysctl_apply": False,
+        "common_hosts_entries": {name: addr for name, (addr, _g) in rig.hosts.items()},
+        "enroot_pyxis_enabled": False,
+        # The roles install software.slurm's version; this machine's repositories carry Debian's Slurm, so the test
+        # pins what Debian has (the roles then check it is exactly that version).
+        "slurm_version": debian_slurm(),
+        "node_health_packages": [],  # NHC is not packaged for Debian 12; its config is golden-tested
+        "node_health_command": str(health),
+        # The resume gate's checks run the stand-in GPU and InfiniBand tools (tests/fixtures/accept, written in
+        # the tools' output formats, not recorded on hardware).
+        "slurmd_accept_script": str(root / "gpucloud-accept-node"),
+        "slurmd_accept_environment": {"PATH": f"{ACCEPT_FIXTURES / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                              "/usr/bin:/sbin:/bin",
+                                      "GPUCLOUD_ACCEPT_SYSFS": str(ACCEPT_FIXTURES / "sysfs")},
+        "gpucloud_batch": 3,
+        "gpucloud_max_fail_percentage": 50,
+        "slurmdbd_mariadb_port": ports["mysql"],
+    }
+    return LabSettings(data, test_vars, {n: ports[n] for n in names[3:]})
+
+
+def debian_slurm() -> str:
+    from gpucloud.plan.software import upstream
+
+    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "slurmd"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout, f"slurmd is not installed: {res.stderr}"
+    return upstream(res.stdout)
+
+
+def node_ports(conf: Path, ports: dict[str, int]) -> None:
+    """The plan's NodeName lines in slurm.conf ``conf``, rewritten one per node with its port from ``ports``
+    (`Port=`, Slurm's way of running several slurmd on one machine): the test hosts share one network stack.
+    NodeName is the plan's (a spec setting cannot replace it), so this edits the plan's file. Idempotent."""
+    from gpucloud.hostlist import expand
+
+    out, nodes = [], []
+    for line in conf.read_text().splitlines():
+        if not line.startswith("NodeName="):
+            out.append(line)
+            continue
+        names, rest = line.removeprefix("NodeName=").split(" ", 1)
+        if rest.startswith("Port="):
+            rest = rest.split(" ", 1)[1]
+        for name in expand(names):
+            out.append(f"NodeName={name} Port={ports[name]} {rest}")
+            nodes.append(name)
+    assert sorted(nodes) == sorted(ports), nodes
+    conf.write_text("\n".join(out) + "\n")

@@ -10,6 +10,7 @@ and bench/bench_pulumi_engine.py; started and stopped by PID.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 import requests
+import yaml
 
 from gpucloud.stack import apply
 
@@ -32,8 +34,8 @@ NODES = {"gpu01": "127.101.0.65", "gpu02": "127.101.0.66", "ctl01": "127.101.0.1
 LAYERS = ["common", "fabric", "storage", "slurm", "compute", "monitoring"]
 
 STAND_IN = """#!/bin/sh
-# ansible-playbook stand-in: the layer must run in the project root, with the plan's inventory on disk.
-[ -f plans/lab/inventory/hosts.yml ] || { echo "no plans/lab/inventory/hosts.yml in $PWD" >&2; exit 9; }
+# ansible-playbook stand-in: the layer must run in the project root, with the plan's inventory (-i FILE) on disk.
+[ "$1" = -i ] && [ -f "$2" ] || { echo "no inventory $2 in $PWD" >&2; exit 9; }
 echo "$*" >> "$GPUCLOUD_TEST_LAYER_LOG"
 """
 
@@ -86,7 +88,7 @@ class Bmc:
                 return
             except requests.exceptions.RequestException:
                 time.sleep(0.2)
-        raise RuntimeError(f"sushy-emulator for {self.node} did not answer within 30 s")
+        raise RuntimeError(f"sushy-emulator for {self.node} did not answer in time")
 
     def system(self) -> dict:
         return self.get(f"/redfish/v1/Systems/{self.uuid}")
@@ -106,9 +108,16 @@ class Bmc:
 
 
 class Lab:
-    def __init__(self, tmp: Path, engine: Path, stacks: tuple[str, ...] = ("lab",), extra: str = ""):
-        """``stacks``: the plan's stacks (one, "lab", unless ``extra`` provider settings such as pod_size split it)."""
-        self.tmp, self.engine, self.stacks, self.extra = tmp, engine, stacks, extra
+    def __init__(self, tmp: Path, engine: Path, stacks: tuple[str, ...] = ("lab",), extra: str = "",
+                 base: dict | None = None, playbook: str = STAND_IN, nodes: dict[str, str] | None = None,
+                 spec_text: str | None = None):
+        """``stacks``: the plan's stacks (one, "lab", unless ``extra`` provider settings such as pod_size split it).
+        ``base``: the spec's data instead of clusters/lab.yaml (its BMC network and CA bundle are set the same way).
+        ``playbook``: the ansible-playbook first on PATH (default the recording stand-in). ``nodes`` and
+        ``spec_text``, for another cluster than the lab: node -> BMC address (one emulator each), and the spec's text
+        with its BMC network already on loopback and @CA_BUNDLE@ where the BMCs' certificate goes."""
+        self.tmp, self.engine, self.stacks, self.extra, self.base = tmp, engine, stacks, extra, base
+        self.nodes, self.spec_text = nodes or NODES, spec_text
         self.work = tmp / "work"
         self.work.mkdir()
         # Pulumi runs the providers in the program's folder (`main: infra/`); the layers run one level up, in the
@@ -119,10 +128,10 @@ class Lab:
         self.layer_log = tmp / "layers.log"
         bin_dir = tmp / "bin"
         bin_dir.mkdir()
-        (bin_dir / "ansible-playbook").write_text(STAND_IN)
+        (bin_dir / "ansible-playbook").write_text(playbook)
         (bin_dir / "ansible-playbook").chmod(0o755)
         cert, key, auth = tmp / "bmc.crt", tmp / "bmc.key", tmp / "htpasswd"
-        sans = ",".join(f"IP:{ip}" for ip in NODES.values())
+        sans = ",".join(f"IP:{ip}" for ip in self.nodes.values())
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                         "/CN=lab BMCs", "-addext", f"subjectAltName={sans}", "-keyout", str(key), "-out", str(cert)],
                        check=True, capture_output=True)
@@ -134,9 +143,9 @@ class Lab:
                     "PATH": os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), os.environ["PATH"]])}
         self.bmcs = {}
         try:
-            for node, ip in NODES.items():
+            for node, ip in self.nodes.items():
                 self.bmcs[node] = Bmc(tmp / f"bmc-{node}", node, ip, cert, key, auth)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 30 + len(self.bmcs)  # emulators start one Python process each
             for bmc in self.bmcs.values():
                 bmc.wait_ready(deadline)
         except Exception:
@@ -145,10 +154,21 @@ class Lab:
         self.set_password()
 
     def write_spec(self, name: str, replace: dict[str, str]) -> Path:
-        text = (ROOT / "clusters" / "lab.yaml").read_text()
-        text = text.replace("bmc: {cidr: 10.101.0.0/22,", f"bmc: {{cidr: {BMC_CIDR},")
-        text = text.replace("  password: {secret: bmc-password}",
-                            f"  password: {{secret: bmc-password}}\n  ca_bundle: {self.tmp / 'bmc.crt'}\n{self.extra}")
+        if self.base is not None:
+            assert not replace and not self.extra, "a spec from data takes no text replacements"
+            data = copy.deepcopy(self.base)
+            data["networks"]["bmc"]["cidr"] = BMC_CIDR
+            data["provider"]["ca_bundle"] = str(self.tmp / "bmc.crt")
+            path = self.tmp / name
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+            return path
+        if self.spec_text is not None:
+            text = self.spec_text.replace("@CA_BUNDLE@", str(self.tmp / "bmc.crt"))
+        else:
+            text = (ROOT / "clusters" / "lab.yaml").read_text()
+            text = text.replace("bmc: {cidr: 10.101.0.0/22,", f"bmc: {{cidr: {BMC_CIDR},")
+            text = text.replace("  password: {secret: bmc-password}", "  password: {secret: bmc-password}\n"
+                                f"  ca_bundle: {self.tmp / 'bmc.crt'}\n{self.extra}")
         for old, new in replace.items():
             assert old in text
             text = text.replace(old, new)
@@ -167,13 +187,13 @@ class Lab:
                 subprocess.run([pulumi, *args, "--non-interactive"], cwd=self.work, env=env, check=True,
                                capture_output=True, text=True)
 
-    def apply(self, *args: str, spec: Path | None = None) -> subprocess.CompletedProcess:
-        which = ["--stack", "lab"] if self.stacks == ("lab",) else ["--all"]
+    def apply(self, *args: str, spec: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+        which = ["--stack", self.stacks[0]] if len(self.stacks) == 1 else ["--all"]
         cmd = [sys.executable, "-m", "gpucloud", "apply", str(spec or self.spec), *which, *args]
-        return subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900)
+        return subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def state_file(self, stack: str = "lab") -> Path:
-        return self.state / ".pulumi" / "stacks" / "gpucloud" / f"{stack}.json"
+    def state_file(self, stack: str | None = None) -> Path:
+        return self.state / ".pulumi" / "stacks" / "gpucloud" / f"{stack or self.stacks[0]}.json"
 
     def stop(self) -> None:
         for bmc in self.bmcs.values():

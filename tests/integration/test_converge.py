@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import threading
@@ -32,32 +31,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CLUSTERS, ROOT, run_cli
+import converge_rig
+from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.integration
 
-HOSTS = {"ctl01": ("127.0.0.2", 0), "gpu01": ("127.0.0.3", 8), "gpu02": ("127.0.0.4", 8), "login01": ("127.0.0.5", 0)}
+HOSTS = converge_rig.LAB_HOSTS
 TAGS = "common,slurm,compute"
-
-
-def _rig_module():
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import converge_rig
-
-    return converge_rig
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    cr = _rig_module()
+    cr = converge_rig
     if os.geteuid() != 0:
         pytest.skip("the loopback hosts need root (mount namespaces, overlays, sshd)")
     missing = cr.missing()
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (.ci/run installs them)")
-    r = cr.Rig(tmp_path_factory.mktemp("converge"), HOSTS)
+    r = cr.Rig(tmp_path_factory.mktemp("converge"), cr.LAB_HOSTS)
     try:
         r.start()
         yield r
@@ -75,40 +66,23 @@ def _summary(stdout: str) -> dict[str, dict[str, int]]:
     return rows
 
 
-ACCEPT_FIXTURES = ROOT / "tests" / "fixtures" / "accept"
-
-
 @pytest.fixture(scope="module")
 def setup(rig):
     return prepare(rig)
 
 
 def prepare(rig):
-    """The lab spec with the test machine's Slurm settings, its plan, an inventory of the loopback hosts (plus one
-    that is down) and the test machine's vars."""
+    """The lab spec with the test machine's Slurm settings (converge_rig.lab_settings), its plan, an inventory of the
+    loopback hosts (plus one that is down) and the test machine's vars."""
+    cr = converge_rig
     root = rig.root
     plan = root / "plan"
-    ports = {k: _rig_module().free_port() for k in ("ctld", "dbd", "mysql")}
-    # Slurm's health check on the GPU nodes, and the node_health role's: all eight fake GPUs are there.
-    health = root / "gpu-health-check"
-    health.write_text('#!/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\ntest "$(ls /dev | grep -c "^nvidia[0-9]")" -eq 8\n')
-    health.chmod(0o755)
+    lab = cr.lab_settings(rig)
     spec = root / "lab.yaml"
-    data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
-    data["slurm"]["containers"]["pyxis"] = False  # not packaged for Debian 12
-    data["slurm"]["settings"] = {
-        "SlurmctldPort": ports["ctld"],
-        # No cgroup hierarchy of our own on a shared test machine.
-        "ProctrackType": "proctrack/linuxproc", "TaskPlugin": "task/none",
-        "JobAcctGatherType": "jobacct_gather/linux", "PrologFlags": "Alloc",
-        "HealthCheckProgram": str(health),
-        "SlurmdParameters": "config_overrides",  # a small VM stands in for an HGX node
-    }
-    data["slurm"]["dbd_settings"] = {"DbdPort": ports["dbd"]}  # slurm.conf's AccountingStoragePort follows it
-    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    spec.write_text(yaml.safe_dump(lab.spec, sort_keys=False))
     res = run_cli("plan", str(spec), "--out", str(plan))
     assert res.returncode == 0, res.stderr
-    _node_port_per_node(plan, set(ports.values()))
+    cr.node_ports(plan / "slurm" / "slurm.conf", lab.slurmd_ports)
     inv = root / "inventory"
     shutil.copytree(plan / "inventory", inv)
     for name, (addr, _gpus) in HOSTS.items():  # the planned addresses, but the test host listens on loopback
@@ -116,77 +90,9 @@ def prepare(rig):
         own.write_text(json.dumps({**json.loads(own.read_text()), "ansible_host": addr}))
     # A third GPU node whose machine is down: nothing listens on its port.
     (inv / "down.yml").write_text(yaml.safe_dump({"all": {"children": {"pool_gpu": {"hosts": {
-        "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": _rig_module().free_port()}}}}}}))
-    test_vars = {
-        "ansible_user": "root",
-        "ansible_port": rig.port,
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "ansible_ssh_private_key_file": str(root / "id_ed25519"),
-        "ansible_ssh_common_args": f"-o UserKnownHostsFile={root / 'known_hosts'} -o StrictHostKeyChecking=accept-new"
-                                   " -o ConnectTimeout=5",
-        "ansible_remote_tmp": str(root / "remote-tmp"),
-        "ansible_ssh_transfer_method": "piped",  # sessions are forced into the host's namespace: no sftp
-        "gpucloud_service_manager": "direct",
-        # Test-only secrets: the deployment's live in Ansible Vault.
-        "vault_munge_key": secrets.token_hex(64),
-        # Quotes, a backslash, '$', '#' and a backtick: the SQL and slurmdbd.conf quoting must carry them all, or
-        # slurmdbd cannot reach MariaDB and the accounting checks below fail.
-        "vault_slurmdbd_db_password": secrets.token_hex(8) + "q'u\\o$t#e`x",
-        # The test hosts are stand-ins with fake /dev/nvidia* and no GPU on the PCI bus, no HCA and no NVMe: the
-        # roles fail on that unless told these hosts are stand-ins.
-        "gpucloud_hardware_optional": True,
-        "common_time_sync": False,
-        "common_sysctl_apply": False,
-        "common_hosts_entries": {name: addr for name, (addr, _g) in HOSTS.items()},
-        "enroot_pyxis_enabled": False,
-        # The roles install software.slurm's version; this machine's repositories carry Debian's Slurm, so the test
-        # pins what Debian has (the roles then check it is exactly that version).
-        "slurm_version": _debian_slurm(),
-        "node_health_packages": [],  # NHC is not packaged for Debian 12; its config is golden-tested
-        "node_health_command": str(health),
-        # The resume gate's checks run the stand-in GPU and InfiniBand tools (tests/fixtures/accept, written in
-        # the tools' output formats, not recorded on hardware).
-        "slurmd_accept_script": str(root / "gpucloud-accept-node"),
-        "slurmd_accept_environment": {"PATH": f"{ACCEPT_FIXTURES / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                                              "/usr/bin:/sbin:/bin",
-                                      "GPUCLOUD_ACCEPT_SYSFS": str(ACCEPT_FIXTURES / "sysfs")},
-        "gpucloud_batch": 3,
-        "gpucloud_max_fail_percentage": 50,
-        "slurmdbd_mariadb_port": ports["mysql"],
-    }
-    (root / "test-vars.yml").write_text(yaml.safe_dump(test_vars))
+        "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": cr.free_port()}}}}}}))
+    (root / "test-vars.yml").write_text(yaml.safe_dump(lab.test_vars))
     return spec, plan, inv, root / "test-vars.yml"
-
-
-def _debian_slurm() -> str:
-    from gpucloud.plan.software import upstream
-
-    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "slurmd"], capture_output=True, text=True)
-    assert res.returncode == 0 and res.stdout, f"slurmd is not installed: {res.stderr}"
-    return upstream(res.stdout)
-
-
-def _node_port_per_node(plan: Path, taken: set[int]) -> None:
-    """The plan's NodeName lines, rewritten one per node with a free port of its own: the test hosts share one
-    network stack. NodeName is the plan's (a spec setting cannot replace it), so this edits the plan's file."""
-    from gpucloud.hostlist import expand
-
-    conf = plan / "slurm" / "slurm.conf"
-    out, nodes = [], []
-    for line in conf.read_text().splitlines():
-        if not line.startswith("NodeName="):
-            out.append(line)
-            continue
-        names, rest = line.removeprefix("NodeName=").split(" ", 1)
-        for name in expand(names):
-            port = _rig_module().free_port()
-            while port in taken:
-                port = _rig_module().free_port()
-            taken.add(port)
-            out.append(f"NodeName={name} Port={port} {rest}")
-            nodes.append(name)
-    assert sorted(nodes) == sorted(n for n, (_a, gpus) in HOSTS.items() if gpus), nodes
-    conf.write_text("\n".join(out) + "\n")
 
 
 def _why(res: subprocess.CompletedProcess) -> str:

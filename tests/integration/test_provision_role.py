@@ -75,15 +75,7 @@ def setup(rig):
     own.write_text(json.dumps({**json.loads(own.read_text()), "ansible_host": ADDRESS}))
     srv = root / "srv"
     test_vars = {
-        "ansible_user": "root",
-        "ansible_port": rig.port,
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "ansible_ssh_private_key_file": str(root / "id_ed25519"),
-        "ansible_ssh_common_args": f"-o UserKnownHostsFile={root / 'known_hosts'} -o StrictHostKeyChecking=accept-new"
-                                   " -o ConnectTimeout=5",
-        "ansible_remote_tmp": str(root / "remote-tmp"),
-        "ansible_ssh_transfer_method": "piped",
-        "gpucloud_service_manager": "direct",
+        **_rig_module().ssh_vars(rig),
         # `--tags provision` still checks every role's arguments; the Slurm roles want their (test-only) secrets.
         "vault_munge_key": secrets.token_hex(64),
         "vault_slurmdbd_db_password": secrets.token_hex(8),

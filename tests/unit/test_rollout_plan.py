@@ -84,3 +84,11 @@ def test_a_budget_change_is_classified_and_touches_no_node(tmp_path):
     assert (change.section, change.field, change.impact) == ("pools", "rollout", Impact.NONE)
     assert change.new == {"max_unavailable": 2, "drain_timeout": 60}
     assert not change.hosts
+
+
+def test_nodes_of_removed_pools_roll_in_name_order_whatever_the_input_order():
+    # Enough nodes that a set's iteration order is never sorted by chance (1 in 12!).
+    names = [f"old{i:02}" for i in range(1, 13)]
+    gone = dict.fromkeys(names, "old")
+    for order in (names, list(reversed(names)), names[6:] + names[:6]):
+        assert [b.nodes for b in batches(order, POOLS, gone)] == [(n,) for n in names]
