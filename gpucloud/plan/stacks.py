@@ -170,7 +170,7 @@ def stack_input(plan: Plan, part: StackPart, contents: Mapping[str, dict]) -> di
         # Where each installed node of the stack phones home (the base plus its name) and how long its resource
         # waits; absent where the plan has no provisioning server, so those stacks are as they were.
         installed = p.installed
-        out["phone_home"] = {"base": p.phone_home_base, "timeout": p.phone_home_timeout,
+        out["phone_home"] = {"base": p.phone_home_base, "timeout": p.phone_home_timeout, "server": p.server,
                              "hosts": [h.name for m in part.members for h in m.hosts if h.name in installed]}
     return out
 

@@ -51,9 +51,10 @@ class BareMetalNode(pulumi.ComponentResource):
         self.redfish: RedfishNode | None = None
         p = args.provider
         if p.kind == "redfish" and args.bmc_address:
+            image = graph.boot_image(args.phone_home, args.hostname, args.image)
             self.redfish = RedfishNode(graph.redfish_name(name), graph.redfish_inputs(
-                args.hostname, args.bmc_address, args.image, p.username, p.password, p.verify_tls, p.ca_bundle,
-                *graph.phone_home(args.phone_home, args.hostname, args.image),
+                args.hostname, args.bmc_address, image, p.username, p.password, p.verify_tls, p.ca_bundle,
+                *graph.phone_home(args.phone_home, args.hostname, image),
             ), pulumi.ResourceOptions(parent=self))
             self.register_outputs({"power_state": self.redfish.power_state,
                                    "mac_addresses": self.redfish.mac_addresses})

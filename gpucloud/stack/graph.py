@@ -56,10 +56,16 @@ class PhoneHome:
     base: str
     timeout: int
     hosts: frozenset[str]
+    server: str = ""  # the provisioning server: installed by hand, so its BMC never PXE-boots it
 
     @classmethod
     def of(cls, raw: dict[str, Any] | None) -> PhoneHome | None:
-        return cls(raw["base"], raw["timeout"], frozenset(raw["hosts"])) if raw else None
+        return cls(raw["base"], raw["timeout"], frozenset(raw["hosts"]), raw.get("server", "")) if raw else None
+
+    def boot_image(self, host: str, image: str | None) -> str | None:
+        """The image the node resource installs: none on the provisioning server, which nothing could install (a
+        PXE boot would only restart it while the other nodes' installs need it)."""
+        return None if host == self.server else image
 
     def wait(self, host: str, image: str | None) -> tuple[str | None, int | None]:
         """(URL, timeout) of the phone-home a PXE-booted ``host`` waits for; (None, None) where nothing installs it:
@@ -67,6 +73,11 @@ class PhoneHome:
         if not image or host not in self.hosts:
             return None, None
         return self.base + host, self.timeout
+
+
+def boot_image(ph: PhoneHome | None, host: str, image: str | None) -> str | None:
+    """``ph.boot_image(host, image)``, or the pool's image where the plan has no provisioning server."""
+    return ph.boot_image(host, image) if ph is not None else image
 
 
 def phone_home(ph: PhoneHome | None, host: str, image: str | None) -> tuple[str | None, int | None]:
@@ -143,8 +154,9 @@ def stack_graph(data: dict[str, Any]) -> list[dict[str, Any]]:
             add(host, NODE, pname, node_inputs(host, raw["image"]), protect)
             if prov["kind"] == "redfish" and bmc:
                 rname = redfish_name(host)
-                inputs = redfish_inputs(host, bmc, raw["image"], prov["username"], SECRET, prov["verify_tls"],
-                                        prov["ca_bundle"], *phone_home(ph, host, raw["image"]))
+                image = boot_image(ph, host, raw["image"])
+                inputs = redfish_inputs(host, bmc, image, prov["username"], SECRET, prov["verify_tls"],
+                                        prov["ca_bundle"], *phone_home(ph, host, image))
                 add(rname, REDFISH, host, {**{k: None for k in REDFISH_OUTPUTS}, **inputs}, protect,
                     options={"additional_secret_outputs": ["password"]})
                 for a in (*ancestors, pname):

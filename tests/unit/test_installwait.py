@@ -197,7 +197,7 @@ def _lab_inputs(tmp_path: Path, edit=lambda s: s, macs: str | None = None) -> di
 def test_every_pxe_booted_lab_node_but_the_server_waits_on_its_own_url(tmp_path):
     data = _lab_inputs(tmp_path)
     assert data["phone_home"] == {"base": "http://10.100.0.129:8080/phone-home/", "timeout": 3600,
-                                  "hosts": ["gpu01", "gpu02", "login01"]}
+                                  "server": "ctl01", "hosts": ["gpu01", "gpu02", "login01"]}
     nodes = {r["name"]: r["inputs"] for r in graph.stack_graph(data) if r["type"] == graph.REDFISH}
     assert nodes["gpu01-bmc"]["phone_home"] == "http://10.100.0.129:8080/phone-home/gpu01"
     assert nodes["login01-bmc"]["phone_home"] == "http://10.100.0.129:8080/phone-home/login01"
@@ -205,6 +205,22 @@ def test_every_pxe_booted_lab_node_but_the_server_waits_on_its_own_url(tmp_path)
         "ctl01-bmc": None, "gpu01-bmc": 3600, "gpu02-bmc": 3600, "login01-bmc": 3600}
     assert nodes["ctl01-bmc"]["phone_home"] is None  # installed by hand; it runs the server
     assert graph.PhoneHome.of(data["phone_home"]).wait("gpu01", None) == (None, None)  # no image, nothing installs
+
+
+def test_the_provisioning_server_is_powered_on_never_pxe_booted(tmp_path):
+    """Nothing could install the server (it runs the service), and a PXE boot would restart it while the other
+    nodes install from it: its BMC resource has no image, so create only powers it on and a changed image of its
+    pool replaces nothing. Its node keeps the pool's image; the other nodes still install theirs."""
+    data = _lab_inputs(tmp_path)
+    resources = {r["name"]: r["inputs"] for r in graph.stack_graph(data)}
+    assert resources["ctl01-bmc"]["image"] == "" and resources["ctl01"]["image"] == "ubuntu-22.04-base"
+    assert resources["gpu01-bmc"]["image"] == "ubuntu-22.04-gpu"
+    assert resources["login01-bmc"]["image"] == "ubuntu-22.04-base"  # same pool image as ctl01, still installed
+    (tmp_path / "moved").mkdir()
+    moved = _lab_inputs(tmp_path / "moved", lambda s: s.replace("ubuntu-22.04-base", "ubuntu-24.04-base"))
+    after = {r["name"]: r["inputs"] for r in graph.stack_graph(moved)}
+    assert after["ctl01-bmc"] == resources["ctl01-bmc"]
+    assert after["login01-bmc"]["image"] == "ubuntu-24.04-base"
 
 
 def test_a_host_without_a_recorded_mac_has_no_install_to_wait_for(tmp_path):
