@@ -24,7 +24,7 @@ CheckFn = Callable[[Spec], Iterable[Finding]]
 REGISTRY: dict[str, CheckFn] = {}
 
 # Domain modules, imported on first use so that the registry is complete.
-MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "slurm", "slurm_settings",
+MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "ethernet", "slurm", "slurm_settings",
            "storage", "tenants", "software", "provider", "provisioning")
 
 

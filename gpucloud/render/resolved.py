@@ -6,6 +6,8 @@ Slurm settings and partitions, storage, tenants, fabric settings and the provide
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from gpucloud.plan import Plan
 from gpucloud.spec.model import Rollout
 
@@ -17,6 +19,7 @@ def _fabric(f) -> dict:
         "tiers": f.tiers, "split": f.split,
         "subnet_manager": {"kind": f.subnet_manager.kind, "routing_engine": f.subnet_manager.routing_engine,
                            "pool": f.subnet_manager.pool},
+        **({"roce": asdict(f.roce)} if f.roce is not None else {}),  # Ethernet fabrics only
     }
 
 
