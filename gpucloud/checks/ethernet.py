@@ -214,3 +214,21 @@ def rails(spec: Spec) -> Iterable[Finding]:
                               f"pool {pool.name} has {pool.hardware.rails} fabric NIC(s) but the {fabric.name} "
                               f"fabric has {sh.rails} rails; its scalable units get leaves for its own rails only",
                               "put pools with different NIC counts on separate fabrics, or use the same server model")
+
+
+@check("ethernet-lustre")
+def lustre(spec: Spec) -> Iterable[Finding]:
+    """Lustre reached over an Ethernet compute fabric: LNet would be planned on IPoIB interfaces it does not have."""
+    from gpucloud.plan.storage import lustre_via
+
+    for fs in spec.storage:
+        if fs.kind != "lustre":
+            continue
+        via = lustre_via(spec, fs)
+        fabric = spec.fabrics.get(via)
+        if fabric is not None and fabric.kind == "ethernet":
+            yield Finding("ethernet-lustre", "error", fs.path,
+                          f"Lustre {fs.name!r} would be reached over the Ethernet {via} fabric; LNet over RoCE "
+                          "(o2ib on the rail NICs) or tcp is not planned yet",
+                          "leave the filesystem out of the spec for now, or reach it through an InfiniBand "
+                          "storage fabric (lnet: storage)")
