@@ -160,6 +160,8 @@ def shape(spec: Spec, name: str) -> Shape | None:
     fabric = spec.fabrics.get(name)
     if fabric is None or fabric.kind != "ethernet" or fabric.switch not in _switches():
         return None
+    if fabric.rate is not None and fabric.rate not in ETHERNET_RATES_GBPS:
+        return None  # an InfiniBand rate: ethernet-infiniband-field reports it
     model = ethernet_switch(fabric.switch)
     pools = attached(spec, name)
     rails = max((p.hardware.rails for p in pools if p.hardware), default=0)
