@@ -4,6 +4,8 @@ cabling.csv, by device and port. The tables here are built in lldpcli's shape; t
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import CLUSTERS
@@ -71,3 +73,23 @@ def test_one_neighbour_comes_as_an_object():
     doc = {"lldp": {"interface": _entry("Ethernet8", "c-spine-002", "Ethernet4")}}
     assert lldp.parse_lldpcli(doc) == {"Ethernet8": ("c-spine-002", "Ethernet4")}
     assert lldp.parse_lldpcli({"lldp": {}}) == {}
+
+
+def test_the_command_names_a_moved_cable_and_exits_1(cabling, tmp_path):
+    from conftest import run_cli
+
+    swap = (("c-spine-001", "Ethernet0"), ("c-spine-001", "Ethernet32"))
+    for name, table in _tables(cabling, ["c-spine-001", "c-spine-002"], swap=swap).items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(table))
+    res = run_cli("fabric", "lldp", str(CLUSTERS / "sakuraone.yaml"), "--tables", str(tmp_path))
+    assert res.returncode == 1, res.stderr
+    assert "c-spine-001 Ethernet0: LLDP sees c-leaf-su001-r1 Ethernet256" in res.stdout
+    assert "2 of 24 switch(es) checked; 2 difference(s)" in res.stdout
+
+
+def test_the_command_refuses_an_unknown_switch_file(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "c-spine-099.json").write_text("{}")
+    res = run_cli("fabric", "lldp", str(CLUSTERS / "sakuraone.yaml"), "--tables", str(tmp_path))
+    assert res.returncode == 2 and "no switch 'c-spine-099'" in res.stderr
