@@ -80,8 +80,9 @@ class Twin:
             if sw.tier == LEAF_TIER:
                 gw = next(p for p in self.fp.ports if p.leaf == self.fp.switches.index(sw))
                 # The hosts' side as a veth pair inside the namespace (the test kernel has no dummy driver).
-                lines += ["link add hosts type veth peer name hostside", f"addr add {gw.gateway}/{gw.prefixlen} dev hosts",
-                          "link set hostside up", "link set hosts up"]
+                lines += ["link add hosts type veth peer name hostside",
+                          f"addr add {gw.gateway}/{gw.prefixlen} dev hosts", "link set hostside up",
+                          "link set hosts up"]
             _run("ip", "-n", ns, "-batch", "-", stdin="\n".join(lines) + "\n")
             _run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
                  "net.ipv6.conf.all.forwarding=1")
@@ -153,8 +154,8 @@ class Twin:
         b = self.cables[second]
         for leaf, lp, _, _ in (a, b):
             _run("ip", "-n", self.ns[leaf], "link", "del", lp)
-        batch = [f"link add name {a[1]} netns {self.ns[a[0]]} mtu 9100 type veth peer name {b[3]} netns {self.ns[b[2]]}",
-                 f"link add name {b[1]} netns {self.ns[b[0]]} mtu 9100 type veth peer name {a[3]} netns {self.ns[a[2]]}"]
+        batch = [f"link add name {x[1]} netns {self.ns[x[0]]} mtu 9100 type veth peer name {y[3]} netns {self.ns[y[2]]}"
+                 for x, y in ((a, b), (b, a))]
         _run("ip", "-batch", "-", stdin="\n".join(batch) + "\n")
         for sw, port in ((a[0], a[1]), (b[2], b[3]), (b[0], b[1]), (a[2], a[3])):
             _run("ip", "-n", self.ns[sw], "link", "set", port, "up")

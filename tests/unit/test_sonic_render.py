@@ -154,7 +154,8 @@ def test_frr_accepts_every_frr_conf(rendered, tmp_path: Path):
 @pytest.mark.skipif(shutil.which("vtysh") is None, reason="vtysh (apt: frr) is not installed")
 def test_vtysh_refuses_a_broken_frr_conf(rendered, tmp_path: Path):
     conf = tmp_path / "frr.conf"
-    conf.write_bytes(rendered[1]["fabric/compute/switches/c-spine-001/frr.conf"].replace(b"remote-as external", b"remote-as outside"))
+    good = rendered[1]["fabric/compute/switches/c-spine-001/frr.conf"]
+    conf.write_bytes(good.replace(b"remote-as external", b"remote-as outside"))
     assert subprocess.run(["vtysh", "-C", "-f", str(conf)], capture_output=True, timeout=60).returncode != 0
 
 
