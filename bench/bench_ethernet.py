@@ -60,8 +60,11 @@ def main() -> int:
         leaves = [s for s in fp.switches if s.tier == 1]
 
         def converged() -> bool:
-            return all(twin.ecmp(leaf.name).get(o.subnet, (0, 0))[0] == fp.ecmp_paths
-                       for leaf in leaves for o in leaves if o is not leaf)
+            for leaf in leaves:
+                routes = twin.ecmp(leaf.name)  # one vtysh call per leaf
+                if any(routes.get(o.subnet, (0, 0))[0] != fp.ecmp_paths for o in leaves if o is not leaf):
+                    return False
+            return True
 
         ok = twin.wait(converged, timeout=args.timeout, step=1)
         print(f"twin: {len(fp.switches)} switches {'converged to full ECMP' if ok else 'did NOT converge'} in "
