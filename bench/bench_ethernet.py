@@ -66,12 +66,15 @@ def main() -> int:
                     return False
             return True
 
+        ok = False
         ok = twin.wait(converged, timeout=args.timeout, step=1)
         print(f"twin: {len(fp.switches)} switches {'converged to full ECMP' if ok else 'did NOT converge'} in "
               f"{time.monotonic() - start:.1f} s; daemons' RSS {twin.memory_kib() / 1024:.0f} MiB")
         return 0 if ok else 1
     finally:
-        twin.stop()
+        twin.stop(keep_logs=not ok)
+        if not ok:
+            print(f"twin: daemons' logs kept in {twin.root}")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ class Twin:
                 pass
         return total
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
+        """Stop every daemon and remove the namespaces; ``keep_logs`` leaves the daemons' folder for a post-mortem."""
         for p in self.procs:
             if p.poll() is None:
                 p.terminate()
@@ -183,4 +184,5 @@ class Twin:
                 p.wait(timeout=10)
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=60)
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(self.root, ignore_errors=True)
