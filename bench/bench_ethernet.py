@@ -54,6 +54,7 @@ def main() -> int:
         print(f"twin: skipped: {why}")
         return 1
     twin = Twin(fp, files)
+    ok = False
     try:
         start = time.monotonic()
         twin.start()
@@ -66,7 +67,6 @@ def main() -> int:
                     return False
             return True
 
-        ok = False
         ok = twin.wait(converged, timeout=args.timeout, step=1)
         print(f"twin: {len(fp.switches)} switches {'converged to full ECMP' if ok else 'did NOT converge'} in "
               f"{time.monotonic() - start:.1f} s; daemons' RSS {twin.memory_kib() / 1024:.0f} MiB")
