@@ -324,6 +324,19 @@ def fabric_verify(
     raise typer.Exit(run_cli(spec, ibnetdiscover, fabric, _checked_or_exit, subnet, rail, max_input_mib))
 
 
+@fabric_app.command("lldp")
+def fabric_lldp(
+    spec: Path = typer.Argument(..., help="Spec file."),
+    tables: Path = typer.Option(..., "--tables", help="Folder of <switch>.json: 'lldpcli show neighbors -f json'."),
+    fabric: str = typer.Option("compute", "--fabric", help="Which Ethernet fabric of the spec."),
+) -> None:
+    """Ethernet fabrics: list every cable whose LLDP neighbour differs from the plan, by device and port; exit 1 if
+    any."""
+    from gpucloud.commands.fabric_lldp import run_cli
+
+    raise typer.Exit(run_cli(spec, tables, fabric, _checked_or_exit))
+
+
 provision_app = typer.Typer(help="Provisioning: discover MACs from the BMCs, serve installs.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")
 

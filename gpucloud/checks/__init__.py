@@ -24,8 +24,8 @@ CheckFn = Callable[[Spec], Iterable[Finding]]
 REGISTRY: dict[str, CheckFn] = {}
 
 # Domain modules, imported on first use so that the registry is complete.
-MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "slurm", "slurm_settings",
-           "storage", "tenants", "software", "provider", "provisioning", "nvlink")
+MODULES = ("catalog", "names", "pools", "networks", "racks", "references", "fabric", "ethernet", "slurm",
+           "slurm_settings", "storage", "tenants", "software", "provider", "provisioning", "nvlink")
 
 
 def check(check_id: str) -> Callable[[CheckFn], CheckFn]:

@@ -51,6 +51,8 @@ def rails_per_gpu(spec):
 def unknown_switches(spec):
     """A fabric names a switch that is not in the catalog."""
     for fabric in spec.fabrics.values():
+        if fabric.kind == "ethernet":
+            continue  # Ethernet switches: checks/ethernet.py
         if fabric.switch not in catalog.SWITCHES and fabric.switch not in catalog.SWITCH_ALIASES:
             yield Finding("catalog-switch", "error", (*fabric.path, "switch"),
                           f"unknown switch model {fabric.switch!r}",

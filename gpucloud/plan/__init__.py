@@ -14,6 +14,7 @@ from gpucloud.plan.hosts import Host, PoolPlan, plan_hosts
 from gpucloud.spec.model import Spec
 
 if TYPE_CHECKING:  # the planners import this package's hosts module; at run time they are imported by the stages
+    from gpucloud.plan.ethernet import EthernetFabricPlan
     from gpucloud.plan.fabric import FabricPlan
     from gpucloud.plan.figures import Figures
     from gpucloud.plan.monitoring import MonitoringPlan
@@ -29,6 +30,7 @@ class Plan:
     spec: Spec
     pools: tuple[PoolPlan, ...]
     fabrics: tuple[FabricPlan, ...]  # one per InfiniBand fabric, empty without one
+    ethernet: tuple[EthernetFabricPlan, ...]  # one per Ethernet (RoCE) fabric, empty without one
     storage: StoragePlan
     slurm: SlurmPlan
     provision: ProvisionPlan | None  # None without a provisioner
@@ -59,6 +61,12 @@ def _fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, ...]:
     from gpucloud.plan.fabric import plan_fabrics
 
     return plan_fabrics(spec, pools)
+
+
+def _ethernet(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[EthernetFabricPlan, ...]:
+    from gpucloud.plan.ethernet import plan_ethernet
+
+    return plan_ethernet(spec, pools)
 
 
 def _storage(spec: Spec, pools: tuple[PoolPlan, ...]) -> StoragePlan:
@@ -94,7 +102,7 @@ def _figures(spec: Spec, pools: tuple[PoolPlan, ...]) -> Figures:
 # The planners after the host planner, in order: (Plan field, planner(spec, pools)). Each reads the spec and the
 # planned hosts only, so they can be timed (bench/run.py) and tested one by one.
 STAGES: tuple[tuple[str, Callable[[Spec, tuple[PoolPlan, ...]], Any]], ...] = (
-    ("fabrics", _fabrics), ("storage", _storage), ("slurm", _slurm), ("provision", _provision),
+    ("fabrics", _fabrics), ("ethernet", _ethernet), ("storage", _storage), ("slurm", _slurm), ("provision", _provision),
     ("monitoring", _monitoring), ("figures", _figures))
 
 

@@ -759,13 +759,13 @@ def plan_fabrics(spec: Spec, pools: tuple[PoolPlan, ...]) -> tuple[FabricPlan, .
 
 def port_rate(plan, name: str | None) -> str | None:
     """The switch port rate of fabric ``name``: the planned one (plan.fabrics) first, then the spec's; None when the
-    spec has no such fabric or names no rate."""
+    spec has no such InfiniBand fabric or names no rate."""
     for fp in getattr(plan, "fabrics", None) or ():
         rate = getattr(fp, "rate", None)
         if getattr(fp, "name", None) == name and isinstance(rate, str) and rate in catalog.LINK_SHAPE:
             return rate
     fabric = plan.spec.fabrics.get(name)
-    return fabric.rate if fabric is not None else None
+    return fabric.rate if fabric is not None and fabric.kind == "infiniband" else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.plan_json", "render"),
     ("gpucloud.render.diagrams", "render"),
     ("gpucloud.render.fabric", "render"),
+    ("gpucloud.render.ethernet", "render"),
     ("gpucloud.render.slurm_topology", "render"),
     ("gpucloud.render.pulumi", "render"),
     ("gpucloud.render.storage", "render"),

@@ -28,6 +28,7 @@ from gpucloud.plan import Plan
 from gpucloud.plan.fabric import port_rate
 from gpucloud.plan.groups import group_name, secret_var
 from gpucloud.plan.hosts import Host, PoolPlan
+from gpucloud.render import roce_hosts
 from gpucloud.render.slurm import SECRET_TOKEN
 
 # Every role a spec may give a pool (schemas/cluster.schema.json); each gets a group, empty or not.
@@ -263,6 +264,7 @@ def pool_vars(plan: Plan, pp: PoolPlan) -> dict:
         rates = {LINK_RATES_GBPS[link_rate(h.rate, port)] for h in hcas}
         assert len(rates) == 1, f"{model.name}: compute HCAs of different rates"  # tested for every catalog model
         out["gpucloud_ib_rate"] = rates.pop()
+    out.update(roce_hosts.pool_vars(plan, pp))  # RoCE QoS, MTU and NCCL settings on an Ethernet fabric
     return out
 
 
@@ -278,6 +280,7 @@ def render(plan: Plan) -> dict[str, bytes]:
         files[f"inventory/group_vars/{group_name('pool', pp.pool.name)}.yml"] = _yaml(name, pool_vars(plan, pp))
     ipoib = plan.spec.networks.get("ipoib")
     prefix = ipoib.rail_prefix if ipoib is not None else None
+    roce = roce_hosts.host_vars(plan)  # hosts on an Ethernet fabric: their NIC per rail (render/roce_hosts.py)
     for h in plan.hosts():
-        files[f"inventory/host_vars/{h.name}.json"] = _json(host_vars(h, prefix))
+        files[f"inventory/host_vars/{h.name}.json"] = _json({**host_vars(h, prefix), **roce.get(h.name, {})})
     return files

@@ -15,6 +15,7 @@ FORMAT = 1
 # key -> (module, function(plan) -> JSON-able). Each planner that owns a section of plan.json registers it here.
 SECTIONS: dict[str, tuple[str, str]] = {
     "fabric": ("gpucloud.render.fabric", "section"),
+    "ethernet": ("gpucloud.render.ethernet", "section"),  # Ethernet (RoCE) fabrics: switches, ASNs, loopbacks
     "storage": ("gpucloud.render.storage", "section"),
     "spec": ("gpucloud.render.resolved", "spec_section"),  # the resolved spec, so plan folders can be diffed
     "slurm": ("gpucloud.plan.slurm", "section"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from functools import lru_cache
 from typing import Mapping
 
@@ -22,6 +23,7 @@ from gpucloud.plan.figures import estimate_note
 from gpucloud.plan.hosts import nvlink_domains
 from gpucloud.plan.stacks import estimates
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
+from gpucloud.render.ethernet import plan_md as ethernet_md
 
 @lru_cache(maxsize=256)
 def _hostlist(pool) -> str:
@@ -88,6 +90,8 @@ def _pools(plan: Plan) -> list[str]:
 
 def _fabric(plan: Plan) -> list[str]:
     fabrics = plan.fabrics
+    if plan.ethernet:  # Ethernet (RoCE) fabrics have their own section: render/ethernet.py
+        return ethernet_md(plan) + (["", *_fabric(replace(plan, ethernet=()))] if fabrics else [])
     if not fabrics:
         if not plan.spec.fabrics:
             return ["No InfiniBand fabric in this spec."]

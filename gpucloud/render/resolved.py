@@ -6,6 +6,8 @@ Slurm settings and partitions, storage, tenants, fabric settings and the provide
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from gpucloud.plan import Plan
 from gpucloud.spec.model import Rollout
 
@@ -19,6 +21,7 @@ def _fabric(f) -> dict:
                            "pool": f.subnet_manager.pool},
         **({"spine_leaf_groups": list(f.spine_leaf_groups)}  # [leaves, spines]
            if f.spine_leaf_groups else {}),
+        **({"roce": asdict(f.roce)} if f.roce is not None else {}),  # Ethernet fabrics only
     }
 
 

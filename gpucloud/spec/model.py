@@ -124,6 +124,49 @@ class SubnetManager:
 
 
 @dataclass(frozen=True)
+class Roce:
+    """An Ethernet fabric's routing, addresses and lossless-traffic settings (schema: $defs/roce)."""
+
+    cidr: str
+    rail_prefix: int | None
+    loopbacks: str
+    spine_asn: int = 4200000000
+    leaf_asn_base: int = 4200001000
+    lossless_priority: int = 3
+    dscp: int = 26
+    cnp_priority: int = 6
+    cnp_dscp: int = 48
+    ecn_min_bytes: int = 1048576
+    ecn_max_bytes: int = 2097152
+    ecn_probability: int = 5
+    pfcwd_detection_ms: int = 200
+    pfcwd_restoration_ms: int = 200
+    pfcwd_action: str = "drop"
+    mtu: int = 9000
+    host_cable: str = "5m"
+    fabric_cable: str = "40m"
+
+
+def _roce(raw: dict | None) -> Roce | None:
+    if raw is None:
+        return None
+    ecn, wd, cable = raw.get("ecn", {}), raw.get("pfc_watchdog", {}), raw.get("cable_length", {})
+    d = Roce(cidr="", rail_prefix=None, loopbacks="")
+    return Roce(
+        cidr=raw["cidr"], rail_prefix=raw.get("rail_prefix"), loopbacks=raw["loopbacks"],
+        spine_asn=raw.get("spine_asn", d.spine_asn), leaf_asn_base=raw.get("leaf_asn_base", d.leaf_asn_base),
+        lossless_priority=raw.get("lossless_priority", d.lossless_priority), dscp=raw.get("dscp", d.dscp),
+        cnp_priority=raw.get("cnp_priority", d.cnp_priority), cnp_dscp=raw.get("cnp_dscp", d.cnp_dscp),
+        ecn_min_bytes=ecn.get("min_bytes", d.ecn_min_bytes), ecn_max_bytes=ecn.get("max_bytes", d.ecn_max_bytes),
+        ecn_probability=ecn.get("probability", d.ecn_probability),
+        pfcwd_detection_ms=wd.get("detection_ms", d.pfcwd_detection_ms),
+        pfcwd_restoration_ms=wd.get("restoration_ms", d.pfcwd_restoration_ms),
+        pfcwd_action=wd.get("action", d.pfcwd_action), mtu=raw.get("mtu", d.mtu),
+        host_cable=cable.get("host", d.host_cable), fabric_cable=cable.get("fabric", d.fabric_cable),
+    )
+
+
+@dataclass(frozen=True)
 class Fabric:
     name: str
     kind: str
@@ -138,6 +181,7 @@ class Fabric:
     path: Path
     # (leaves, spines) of a spine-leaf group (three tiers, DGX SuperPOD GB200 RA); None: the usual pods
     spine_leaf_groups: tuple[int, int] | None = None
+    roce: Roce | None = None  # kind: ethernet only
 
 
 @dataclass(frozen=True)
@@ -378,7 +422,7 @@ def _fabric(name: str, raw: dict) -> Fabric:
         oversubscription=(int(over[0]), int(over[1])), tiers=raw.get("tiers", "auto"),
         subnet_manager=SubnetManager(kind=sm.get("kind", "opensm"), routing_engine=sm.get("routing_engine", "ftree"),
                                      pool=sm.get("pool")),
-        split=raw.get("split", "auto"), path=("fabric", name),
+        split=raw.get("split", "auto"), path=("fabric", name), roce=_roce(raw.get("roce")),
         spine_leaf_groups=(raw["spine_leaf_groups"]["leaves"], raw["spine_leaf_groups"]["spines"])
         if "spine_leaf_groups" in raw else None,
     )

@@ -26,6 +26,8 @@ RUNS = {
     "bench_diff.py": (["clusters/lab.yaml"], r"whole process gpucloud diff\s+\d+\.\d+ s \(exit 1\)", ()),
     "bench_validate.py": (["2000"], r"2,000\s+\S+MB text\s+\d+\.\d+s", ()),
     "bench_fabric.py": (["clusters/lab.yaml"], r"compute: \d+ leaf .* plan \d+\.\d+ s CPU", ()),
+    "bench_ethernet.py": (["--nodes", "64"], r"ethernet: 64 nodes, 8 leaf, 4 spine, .* plan \d+\.\d+ s CPU",
+                          ()),
     "bench_inventory.py": (["--quick", "clusters/lab.yaml"], r"ansible-inventory --graph\s+wall\s+\d+\.\d+ s", ()),
     "run.py": (["--quick", "--only", "lab", "--repeat", "1", "--json", "{tmp}/latest.json"],
                r"plan_process_s\s+\d+\.\d+ m?s", ()),

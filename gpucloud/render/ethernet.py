@@ -1,0 +1,101 @@
+"""Ethernet fabric files under fabric/<fabric>/: cabling plan and bill of materials in the same format as an
+InfiniBand fabric's, and one folder per switch with its SONiC configuration (render/sonic.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from gpucloud.catalog.ethernet import ETHERNET_OPTICS, SWITCH_CABLE
+from gpucloud.plan import Plan
+from gpucloud.plan.ethernet import LEAF_TIER, SPINE_TIER, EthernetFabricPlan, summary
+from gpucloud.render.fabric import CABLING_HEADER
+
+TIER_NAMES = {LEAF_TIER: "leaf", SPINE_TIER: "spine"}
+
+
+def cabling_csv(fp: EthernetFabricPlan) -> bytes:
+    """One row per cable: host NIC (RDMA device name) to leaf port, then leaf to spine, by SONiC interface name."""
+    host_cable = ETHERNET_OPTICS[fp.host_gbps][3] if fp.host_gbps in ETHERNET_OPTICS else ""
+    sws = fp.switches
+    rows = [CABLING_HEADER]
+    for p in fp.ports:
+        leaf = sws[p.leaf]
+        rows.append(f"{p.host},{p.device},{leaf.name},{p.port},node_leaf,{p.rack},{leaf.rack},{host_cable}")
+    for link in fp.links:
+        a, b = sws[link.leaf], sws[link.spine]
+        rows.append(f"{a.name},{link.leaf_port},{b.name},{link.spine_port},leaf_spine,{a.rack},{b.rack},{SWITCH_CABLE}")
+    rows.append("")
+    return "\n".join(rows).encode()
+
+
+def bom_csv(fp: EthernetFabricPlan) -> bytes:
+    """Switches by tier, cables by tier, transceivers: a host-facing cage takes one 2 x 400G transceiver, an uplink
+    cage one 800G transceiver at each end, a NIC one transceiver."""
+    down, up, nic, cable = ETHERNET_OPTICS.get(fp.host_gbps, ("", "", "", ""))
+    host_cages = {(p.leaf, p.port) for p in fp.ports}
+    cages = len({(leaf, _cage(fp, port)) for leaf, port in host_cages})
+    rows: list[tuple] = []
+    for tier in (LEAF_TIER, SPINE_TIER):
+        n = fp.count(tier)
+        if n:
+            rows.append(("switch", f"{fp.model.name} ({fp.model.description})", TIER_NAMES[tier], n))
+    rows.append(("cable", cable, "node_leaf", len(fp.ports)))
+    if fp.links:
+        rows.append(("cable", SWITCH_CABLE, "leaf_spine", len(fp.links)))
+    rows.append(("transceiver", down, "switch cage to hosts", cages))
+    if fp.links:
+        rows.append(("transceiver", up, "switch cage to switches", 2 * len(fp.links)))
+    rows.append(("transceiver", nic, "host adapter", len(fp.ports)))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("category", "item", "tier", "quantity"))
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def _cage(fp: EthernetFabricPlan, port: str) -> int:
+    return int(port[len("Ethernet"):]) // fp.model.lanes_per_cage
+
+
+def section(plan: Plan) -> dict:
+    """plan.json's ``ethernet`` section: the summary and every switch (hosts' ports are in cabling.csv)."""
+    return {fp.name: {
+        "summary": summary(fp),
+        "switches": [{"name": s.name, "tier": TIER_NAMES[s.tier], "asn": s.asn, "loopback": s.loopback,
+                      "rack": s.rack, "u": s.u, **({"subnet": s.subnet} if s.subnet else {})} for s in fp.switches],
+    } for fp in plan.ethernet}
+
+
+def plan_md(plan: Plan) -> list[str]:
+    """plan.md's lines for the Ethernet fabrics: switch counts, ECMP, routing and the lossless class."""
+    out = ["| fabric | switch | leaf | spine | SUs x size | rails | host ports | uplinks/leaf | ECMP | cables |",
+           "|---|---|---:|---:|---|---:|---|---:|---:|---:|"]
+    for fp in plan.ethernet:
+        out.append(f"| {fp.name} (Ethernet, RoCEv2) | {fp.model.name} ({fp.model.gbps}G, {fp.model.cages} cages) | "
+                   f"{fp.count(LEAF_TIER):,} | {fp.count(SPINE_TIER):,} | {fp.sus} x {fp.su_size} | {fp.rails} | "
+                   f"{len(fp.ports):,} x {fp.host_gbps}G | {fp.up_cages} x {fp.model.gbps}G | {fp.ecmp_paths} | "
+                   f"{len(fp.ports) + len(fp.links):,} |")
+    for fp in plan.ethernet:
+        r = fp.roce
+        out += ["", f"- {fp.name}: eBGP unnumbered on every leaf-spine cable; spines share AS {r.spine_asn}, leaves "
+                f"take AS {r.leaf_asn_base} + position; hosts' subnets per rail in {r.cidr} "
+                f"({', '.join(fp.rail_blocks[:2])}{', ...' if fp.rails > 2 else ''}), loopbacks in {r.loopbacks}.",
+                f"- {fp.name}: RoCE lossless on priority {r.lossless_priority} (DSCP {r.dscp}, traffic class "
+                f"{fp.traffic_class()}), PFC and ECN on that queue only, CNPs on priority {r.cnp_priority} "
+                f"(DSCP {r.cnp_dscp}); hosts and switches read the same settings.",
+                f"- Cabling plan, bill of materials and each switch's SONiC config_db.json and frr.conf: "
+                f"`fabric/{fp.name}/`."]
+    return out
+
+
+def render(plan: Plan) -> dict[str, bytes]:
+    from gpucloud.render import sonic
+
+    files: dict[str, bytes] = {}
+    for fp in plan.ethernet:
+        base = f"fabric/{fp.name}/"
+        files[base + "cabling.csv"] = cabling_csv(fp)
+        files[base + "bom.csv"] = bom_csv(fp)
+        files.update(sonic.render_fabric(fp, base))
+    return files
