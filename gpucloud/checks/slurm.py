@@ -13,8 +13,9 @@ from gpucloud.checks import check
 from gpucloud.findings import Finding, choices_hint
 from gpucloud.spec.model import Filesystem, NodePool, Spec, parse_duration_minutes
 
-# Slurm's own releases as (major, minor); topology/block arrived in 23.11.
-BLOCK_TOPOLOGY_SINCE = (23, 11)
+# Slurm's own releases as (major, minor). topology/block arrived in 23.11, but the topology.conf gpucloud writes
+# for it sets BlockSizes=, which 24.05 brought (23.11 had BlockLevels= and refuses the key).
+BLOCK_TOPOLOGY_SINCE = (24, 5)
 
 
 def _version(text: str | None) -> tuple[int, int] | None:
@@ -203,9 +204,9 @@ def topology(spec: Spec) -> Iterable[Finding]:
         v = _version(spec.software.slurm)
         if v is None or v < BLOCK_TOPOLOGY_SINCE:
             yield Finding("slurm-topology", "error", ("slurm", "topology"),
-                          f"topology 'block' needs Slurm 23.11 or later (software.slurm is "
-                          f"{spec.software.slurm or 'not set'})",
-                          "set software.slurm to 23.11 or later, or use topology: tree")
+                          f"topology 'block' needs Slurm 24.05 or later: its topology.conf sets BlockSizes, which "
+                          f"23.11 does not know (software.slurm is {spec.software.slurm or 'not set'})",
+                          "set software.slurm to 24.05 or later, or use topology: tree")
 
 
 @check("slurm-containers")

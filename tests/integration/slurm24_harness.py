@@ -105,11 +105,17 @@ class Slurm24Harness:
 
     ``files``: {'slurm.conf': bytes, 'topology.conf': bytes, 'gres.conf': bytes, ...}; slurm.conf may name the
     test folder's paths as ``/gpucloud/...``. ``controller``: the SlurmctldHost name; ``nodes``: the slurmd hosts
-    (each gets its own loopback address in /etc/hosts)."""
+    (each gets its own loopback address in /etc/hosts). ``overrides``: further ``Key=value`` lines for the wrapper
+    slurm.conf, after the test machine's, for what a rendered slurm.conf names that this machine cannot serve;
+    ``unset``: keys whose lines are taken out of the given slurm.conf, for those that cannot be set back to their
+    default (Slurm parses no empty value: ``Prolog=`` is an error)."""
 
     def __init__(self, directory: Path, files: Mapping[str, bytes], controller: str, nodes: Iterable[str],
-                 root: Path, client_name: str = "gpucloud-client"):
+                 root: Path, client_name: str = "gpucloud-client", overrides: Iterable[str] = (),
+                 unset: Iterable[str] = ()):
         self.dir = Path(directory)
+        self.overrides = list(overrides)
+        self.unset = tuple(unset)
         self.root = Path(root)
         self.files = dict(files)
         self.controller = controller
@@ -143,6 +149,10 @@ class Slurm24Harness:
             if path.is_file():
                 path.unlink()
         for name, data in self.files.items():
+            if name == "slurm.conf" and self.unset:
+                keys = tuple(f"{k.lower()}=" for k in self.unset)
+                data = b"".join(line for line in data.splitlines(keepends=True)
+                                if not line.decode().lower().startswith(keys))
             (self.dir / "plan" / name).write_bytes(data)
             if name != "slurm.conf":
                 # Slurm reads topology.conf, gres.conf, cgroup.conf next to the slurm.conf it was given.
@@ -169,6 +179,7 @@ class Slurm24Harness:
             "MailProg=/bin/true",
             # A 2-core VM stands in for big nodes; several slurmd share the host on their own addresses.
             "SlurmdParameters=config_overrides", "CommunicationParameters=NoInAddrAny",
+            *self.overrides,
         ]
         text = f"include {d}/plan/slurm.conf\n# test-machine overrides (later values win)\n"
         (etc / "slurm.conf").write_text(text + "\n".join(overrides) + "\n")

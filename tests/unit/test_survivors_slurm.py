@@ -1,5 +1,5 @@
 """Slurm boundaries the rest of the fast suite let through: the RealMemory floor, DefCpuPerGPU/DefMemPerGPU over
-pools of different shapes, default_time equal to max_time, topology/block on exactly Slurm 23.11 (and tree without a
+pools of different shapes, default_time equal to max_time, topology/block on exactly Slurm 24.05 (and tree without a
 fabric), and AllowAccounts for the owners of a dedicated pool.
 
 Each test fails under a one-line bug listed in scripts/mutants.py.
@@ -112,7 +112,7 @@ def test_default_time_a_minute_over_max_time_is_refused(tmp_path):
     assert f.level == "error" and f.path[-1] == "default_time"
 
 
-# --- topology/block arrived in Slurm 23.11 ---
+# --- topology/block arrived in Slurm 23.11; the BlockSizes= our topology.conf writes in 24.05 ---
 
 def _block(version):
     def edit(data):
@@ -121,18 +121,29 @@ def _block(version):
     return edit
 
 
-def test_block_topology_on_exactly_23_11_is_accepted(tmp_path):
-    for version in ("23.11", "23.11.0", "24.05.4"):
+def test_block_topology_on_exactly_24_05_is_accepted(tmp_path):
+    for version in ("24.05", "24.05.0", "24.11.5"):
         spec = lab(tmp_path, _block(version)).spec
         assert [f for f in run_checks(spec) if f.check == "slurm-topology"] == [], version
         assert "TopologyPlugin=topology/block" in slurm_conf(spec)
 
 
-def test_block_topology_before_23_11_is_refused(tmp_path):
-    for version in ("23.02.7", "22.05"):
+def test_block_topology_before_24_05_is_refused(tmp_path):
+    for version in ("24.02", "23.02.7", "22.05"):
         spec = lab(tmp_path, _block(version)).spec
         (f,) = [f for f in run_checks(spec) if f.check == "slurm-topology"]
-        assert f.level == "error" and "23.11" in f.message, version
+        assert f.level == "error" and "24.05" in f.message, version
+
+
+def test_block_topology_on_23_11_is_refused_for_block_sizes(tmp_path):
+    """23.11 has topology/block but not BlockSizes= (it had BlockLevels=), which our topology.conf writes: a spec
+    that asks for block on 23.11 stops, naming software.slurm and the release to set."""
+    checked = lab(tmp_path, _block("23.11.10"))
+    (f,) = [f for f in checked.findings if f.check == "slurm-topology"]
+    assert f.level == "error" and f.path == ("slurm", "topology"), f
+    assert "BlockSizes" in f.message and "software.slurm is 23.11.10" in f.message, f.message
+    assert f.hint == "set software.slurm to 24.05 or later, or use topology: tree"
+    assert checked.fails()
 
 
 # --- AllowAccounts: owners of a dedicated pool reach every partition over it ---
@@ -147,7 +158,7 @@ def test_dedicated_pool_owner_is_allowed_on_every_partition_over_the_pool(tmp_pa
 
 # --- topology: tree needs a fabric to describe, block does not ---
 
-def _no_fabric(topology, version="23.11.10"):
+def _no_fabric(topology, version="24.11.5"):
     def edit(data):
         data.pop("fabric")
         data["slurm"]["topology"] = topology
