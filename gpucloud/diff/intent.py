@@ -65,6 +65,12 @@ FABRIC: dict[str, Rule] = {
     for key in ("kind", "switch", "rate", "topology", "scalable_unit", "oversubscription", "tiers", "split",
                 "spine_leaf_groups")
 }
+# An Ethernet fabric's RoCE settings (DSCP, the lossless priority, PFC, ECN, MTU) drive the switches' QoS tables and the
+# hosts' NIC settings alike: both sides change in one window, and RoCE traffic loses its lossless class while they
+# disagree.
+FABRIC["roce"] = (Impact.RESTART, Side.hca_pools, "switch QoS (config_db.json) and the hosts' NIC settings "
+                                                  "(roce_host) change together; jobs on the fabric may stall "
+                                                  "until both sides agree: drain the fabric's pools first")
 FABRIC_SM_KEYS = ("kind", "routing_engine", "pool")  # fabric.<name>.subnet_manager.<key>
 FABRIC_SM: Rule = (Impact.RESTART, Side.sm_pools, "subnet manager restarts with the new settings; routes are "
                                                   "recomputed, traffic pauses briefly")

@@ -42,4 +42,4 @@ def test_the_sources_of_a_layer_are_its_playbook_and_roles(project):
     files = [p.relative_to(project).as_posix() for p in sources.layer_sources("playbooks/fabric.yml", project)]
     assert "playbooks/fabric.yml" in files and "playbooks/plan.yml" in files
     roles = sorted({f.split("/")[2] for f in files if f.startswith("playbooks/roles/")})
-    assert roles == ["daemon", "opensm", "rdma"]
+    assert roles == ["daemon", "opensm", "rdma", "roce_host"]
