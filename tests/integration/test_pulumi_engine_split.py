@@ -134,7 +134,8 @@ def test_all_with_allow_replace_rolls_each_stacks_nodes_in_its_own_batches_share
     ]
     images = [s["images"] for s in steps if s["step"] == "converge"]
     # Each targeted up replaced its batch only: the pod stack is untouched while the shared stack rolls.
-    assert images[0] == {"ctl01": "ubuntu-22.04-base", "login01": "ubuntu-24.04-base",
+    # ctl01 runs the provisioning service: its BMC resource carries no image (never PXE-booted by apply).
+    assert images[0] == {"ctl01": "", "login01": "ubuntu-24.04-base",
                          "gpu01": "ubuntu-22.04-gpu", "gpu02": "ubuntu-22.04-gpu"}
     assert (images[1]["gpu01"], images[1]["gpu02"]) == ("ubuntu-24.04-gpu", "ubuntu-22.04-gpu")
     assert (images[2]["gpu01"], images[2]["gpu02"]) == ("ubuntu-24.04-gpu", "ubuntu-24.04-gpu")
