@@ -4,7 +4,7 @@ FRR twin (one namespace per switch) with its convergence time and memory.
     python bench/bench_ethernet.py --nodes 512                 # plan + render only
     flock /tmp/gpucloud-integration.lock python bench/bench_ethernet.py --nodes 256 --twin   # root, apt: frr lldpd
 
-A twin past ~80 switches needs larger net.ipv4/ipv6.neigh.default.gc_thresh*; ~150 switches is the memory ceiling
+The twin raises net.ipv4/ipv6.neigh.default.gc_thresh* to fit its cables while it runs; ~150 switches is the memory ceiling
 of a 24 GiB machine. Nothing here is asserted; figures go to docs/fabric.md.
 """
 

@@ -39,6 +39,19 @@ def available() -> str | None:
     return None
 
 
+# The kernel's neighbour tables are shared by every namespace (gc_thresh* are set in the first one only): each end
+# of a cable holds its peer's IPv6 link-local address (BGP unnumbered) and its IPv4 stand-in, so 512 cables fill
+# the default hard limit of 1,024 entries exactly and the table overflows ("ndisc_cache: neighbor table overflow!"),
+# leaving sessions without routes. The twin raises the limits to fit its cables while it runs and puts them back.
+NEIGH = Path("/proc/sys/net")
+
+
+def _neigh_limits(cables: int) -> dict[Path, int]:
+    need = 4 * cables + 1024
+    return {NEIGH / family / "neigh" / "default" / f"gc_thresh{i}": value
+            for family in ("ipv4", "ipv6") for i, value in ((1, need // 4), (2, need // 2), (3, need))}
+
+
 def _run(*args: str, stdin: str | None = None) -> str:
     out = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=120)
     if out.returncode:
@@ -56,6 +69,7 @@ class Twin:
         self.root = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
         os.chmod(self.root, 0o755)
         self.procs: list[subprocess.Popen] = []
+        self.saved_limits: dict[Path, int] = {}  # neighbour-table limits the twin raised, to put back on stop
         self.cables = [(fp.switches[c.leaf].name, c.leaf_port, fp.switches[c.spine].name, c.spine_port)
                        for c in fp.links]
 
@@ -64,6 +78,11 @@ class Twin:
 
     def start(self) -> None:
         frr = pwd.getpwnam("frr")
+        for path, value in _neigh_limits(len(self.cables)).items():
+            old = int(path.read_text())
+            if old < value:
+                self.saved_limits[path] = old
+                path.write_text(f"{value}\n")
         batch = []
         for name, ns in self.ns.items():
             _run("ip", "netns", "add", ns)
@@ -184,5 +203,9 @@ class Twin:
                 p.wait(timeout=10)
         for ns in self.ns.values():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=60)
+        # Put back in reverse (gc_thresh1 <= 2 <= 3 must hold at every write).
+        for path, old in sorted(self.saved_limits.items(), reverse=True):
+            path.write_text(f"{old}\n")
+        self.saved_limits.clear()
         if not keep_logs:
             shutil.rmtree(self.root, ignore_errors=True)
