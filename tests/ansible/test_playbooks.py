@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,27 @@ def test_no_task_loops_over_all_hosts():
             assert word not in text, f"{path.relative_to(ROOT)} uses {word}"
     for path in PLAYBOOKS.rglob("*.j2"):
         assert "hostvars" not in path.read_text(), path
+
+
+@needs_ansible
+def test_roles_read_facts_under_ansible_facts(tmp_path):
+    """ansible.cfg turns off the top-level copies of facts (they cost every host a copy on each variable lookup),
+    so a role that says `ansible_os_family` instead of `ansible_facts['os_family']` would fail on an undefined
+    variable. The fact names are the ones the real setup module gathers here."""
+    env = _env(tmp_path)
+    config = subprocess.run(["ansible-config", "dump", "--only-changed"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert re.search(r"^INJECT_FACTS_AS_VARS\(.*\) = False$", config.stdout, re.M), config.stdout + config.stderr
+    setup = subprocess.run(["ansible", "localhost", "-c", "local", "-m", "ansible.builtin.setup",
+                            "-e", f"ansible_python_interpreter={sys.executable}", "-o"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    facts = json.loads(setup.stdout.split("=>", 1)[1])["ansible_facts"]
+    names = {k for k in facts if k.startswith("ansible_")} - {"ansible_facts"}
+    assert {"ansible_os_family", "ansible_kernel", "ansible_distribution"} <= names, sorted(names)[:20]
+    used = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b")
+    for path in sorted([*PLAYBOOKS.rglob("*.yml"), *PLAYBOOKS.rglob("*.j2")]):
+        hits = sorted(set(used.findall(path.read_text())))
+        assert not hits, f"{path.relative_to(ROOT)} reads {', '.join(hits)}: use ansible_facts['<name>']"
 
 
 TEMPLATES = [  # (role, template, host, extra vars)
