@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Build a Debian 13 (trixie) root holding Slurm 24.11, for the integration tests of what Debian 12's Slurm 22.05
-# does not know (topology/block, --segment, switch/nvidia_imex). The tests run its slurmctld and slurmd chrooted
-# in a private mount namespace (tests/integration/slurm24_harness.py). The root goes into a cache folder that later
-# runs reuse:
+# Build a Debian root holding a newer Slurm than Debian 12's 22.05, for the integration tests of what 22.05 does
+# not know: Debian 13 (trixie, the default) has Slurm 24.11 (topology/block, --segment, switch/nvidia_imex),
+# Debian's testing suite (forky) a 25.05 or later one (topology.yaml: several named topologies). The tests run its
+# slurmctld and slurmd chrooted in a private mount namespace (tests/integration/slurm24_harness.py). The root goes
+# into a cache folder that later runs reuse:
 #
-#   $GPUCLOUD_SLURM_ROOT (default ${XDG_CACHE_HOME:-~/.cache}/gpucloud/slurm-root/<hash of this script>)
-#     usr/sbin/slurmctld, usr/sbin/slurmd, usr/bin/scontrol, ...   Debian's slurm-wlm 24.11 packages
+#   scripts/build-slurm-root.sh [SUITE]     SUITE: trixie (default) or forky
+#
+#   ${XDG_CACHE_HOME:-~/.cache}/gpucloud/slurm-root/<suite>-<hash of this script and suite>
+#   ($GPUCLOUD_SLURM_ROOT instead, for trixie only)
+#     usr/sbin/slurmctld, usr/sbin/slurmd, usr/bin/scontrol, ...   Debian's slurm-wlm packages of the suite
 #     usr/sbin/munged                                              munge, the authentication the tests use
 #     gpucloud/                                                    empty: the harness mounts its test folder here
 #     .stamp                                                       the hash; a root without it is unfinished
@@ -17,12 +21,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suite=trixie
-packages=(slurmctld slurmd slurm-client munge)
-stamp=$(sha256sum "$0" | cut -d' ' -f1)
-root=${GPUCLOUD_SLURM_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/gpucloud/slurm-root/${stamp:0:16}}
-
 fail() { echo "build-slurm-root: $*" >&2; exit 2; }
+
+suite=${1:-trixie}
+case "$suite" in
+  trixie|forky) ;;
+  *) fail "unknown suite '$suite': trixie (Slurm 24.11) or forky (Debian testing, Slurm 25.05 or later)" ;;
+esac
+packages=(slurmctld slurmd slurm-client munge)
+stamp=$( (cat "$0"; echo "$suite") | sha256sum | cut -d' ' -f1)
+root=${XDG_CACHE_HOME:-$HOME/.cache}/gpucloud/slurm-root/$suite-${stamp:0:16}
+# GPUCLOUD_SLURM_ROOT names the trixie root only (the forky one always lives in the cache).
+[ "$suite" = trixie ] && root=${GPUCLOUD_SLURM_ROOT:-$root}
 
 if [ -x "$root/usr/sbin/slurmctld" ] && [ "$(cat "$root/.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "$root"
@@ -49,7 +59,10 @@ chmod 0755 "$work"
 trap 'rm -rf --one-file-system "$work" "$work.log"' EXIT
 start=$(date +%s)
 echo "build-slurm-root: debootstrap $suite from $mirror into $root (first time: a few minutes)" >&2
-nice -n 10 debootstrap --variant=minbase "$suite" "$work" "$mirror" >"$work.log" 2>&1 ||
+# Debian 12's debootstrap has no script for forky; testing is built the way sid is.
+script=/usr/share/debootstrap/scripts/$suite
+[ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+nice -n 10 debootstrap --variant=minbase "$suite" "$work" "$mirror" "$script" >"$work.log" 2>&1 ||
   { tail -n 20 "$work.log" >&2; rm -f "$work.log"; fail "debootstrap $suite from $mirror failed (log above)"; }
 rm -f "$work.log"
 
@@ -79,9 +92,11 @@ echo "$stamp" >"$work/.stamp"
 rm -rf --one-file-system "$root"
 mv "$work" "$root"
 trap - EXIT
-if [ -z "${GPUCLOUD_SLURM_ROOT:-}" ]; then
-  # Roots of earlier versions of this script are never used again.
-  find "$(dirname "$root")" -mindepth 1 -maxdepth 1 ! -name "$(basename "$root")*" -exec rm -rf --one-file-system {} +
+if [ "$suite" != trixie ] || [ -z "${GPUCLOUD_SLURM_ROOT:-}" ]; then
+  # Roots of this suite made by earlier versions of this script, and those named without a suite, are never used
+  # again; the other suite's root stays.
+  find "$(dirname "$root")" -mindepth 1 -maxdepth 1 ! -name "$(basename "$root")*" \
+    \( -name "$suite-*" -o -regex '.*/[0-9a-f]+\(\.tmp\..*\)?' \) -exec rm -rf --one-file-system {} +
 fi
 echo "build-slurm-root: Slurm $version in $(( $(date +%s) - start )) s, $(du -sh "$root" | cut -f1): $root" >&2
 echo "$root"

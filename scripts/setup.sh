@@ -2,7 +2,8 @@
 # Create .venv with gpucloud installed (editable). `--deploy` adds the deploy extra (the Pulumi SDK, Ansible,
 # paramiko: what `gpucloud plan` needs to check the Pulumi graph under mocks, and converge/apply/verify need);
 # `--test` adds that, the test extras and the Debian packages the integration tests run for real (Slurm, MariaDB,
-# OpenSM + ibsim, sshd, ...) and a Debian 13 root with Slurm 24.11 for the block-topology tests
+# OpenSM + ibsim, sshd, ...) and two Debian roots, 13 with Slurm 24.11 for the block-topology tests and testing with
+# 25.05 or later for topology.yaml
 # (scripts/build-slurm-root.sh; GPUCLOUD_BUILD_SLURM_ROOT=0 skips it). Both also build the Pulumi engine from pinned
 # Go modules (scripts/build-pulumi.sh), which `gpucloud apply` drives; GPUCLOUD_BUILD_ENGINE=0 skips that where only
 # plans are made (scripts/quickstart.sh).
@@ -60,6 +61,8 @@ if { [ "$with_tests" = 1 ] || [ "$with_deploy" = 1 ]; } && [ "${GPUCLOUD_BUILD_E
   scripts/build-pulumi.sh >/dev/null
 fi
 if [ "$with_tests" = 1 ] && [ "${GPUCLOUD_BUILD_SLURM_ROOT:-1}" != 0 ]; then
-  # Slurm 24.11 (topology/block, --segment, switch/nvidia_imex), chrooted by the tests; reused once built.
-  as_root scripts/build-slurm-root.sh >/dev/null
+  # Slurm 24.11 (topology/block, --segment, switch/nvidia_imex) and Debian testing's 25.05 or later (topology.yaml),
+  # chrooted by the tests; reused once built.
+  as_root scripts/build-slurm-root.sh trixie >/dev/null
+  as_root scripts/build-slurm-root.sh forky >/dev/null
 fi

@@ -27,6 +27,8 @@ DEFAULT_PORTS = {"slurmctld": 6817, "slurmd": 6818, "slurmdbd": 6819}
 # switch/nvidia_imex hands every job an IMEX channel of its own; slurm.conf(5), SwitchParameters imex_channel_count
 # (the plugin's default, written out so that a reviewer sees it).
 IMEX_CHANNELS = 2048
+# topology.yaml (Slurm 25.05): several named topologies in one cluster, each partition on one of them (Topology=).
+TOPOLOGY_YAML_SINCE = (25, 5)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class PartitionPlan:
     priority_tier: int | None
     exclusive: bool
     allow_accounts: tuple[str, ...]  # empty: every account
+    topology: str | None = None  # the named topology of topology.yaml the partition's jobs use; None: the default
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,10 @@ class SlurmPlan:
     block_size: int = 0
     # switch/nvidia_imex with this many IMEX channels where a compute pool has rack-scale NVLink; 0: no switch plugin
     imex_channels: int = 0
+    # Slurm 25.05+ with NVL72 racks beside other GPU pools on the compute fabric: topology.yaml instead of
+    # topology.conf, a block topology over the NVLink domains (partitions of NVL72 pools only) and a tree over the
+    # fabric (the cluster default)
+    topology_yaml: bool = False
     ports: tuple[tuple[str, int], ...] = tuple(sorted(DEFAULT_PORTS.items()))
     state_save: str = LOCAL_STATE_SAVE  # StateSaveLocation
     state_save_mount: str | None = None  # mount point of the shared filesystem it lives on; None: local disk
@@ -239,7 +246,30 @@ def _hosts_with_role(pools: tuple[PoolPlan, ...], role: str) -> tuple[str, ...]:
     return tuple(h.name for pp in pools if role in pp.pool.roles for h in pp.hosts)
 
 
-def _partitions(spec: Spec, groups: dict[str, NodeGroup]) -> tuple[PartitionPlan, ...]:
+def _version(text: str | None) -> tuple[int, int] | None:
+    parts = (text or "").split(".")
+    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
+
+
+# The names of the two topologies of topology.yaml.
+NVLINK_TOPOLOGY = "nvlink"
+FABRIC_TOPOLOGY = "fabric"
+
+
+def _named_topologies(spec: Spec, pools: tuple[PoolPlan, ...], groups: dict[str, NodeGroup], domains) -> bool:
+    """topology/block with NVL72 racks and other GPU pools on the compute fabric, on a Slurm that reads
+    topology.yaml: the other pools get a tree of their own instead of blocks the size of a scalable unit."""
+    if spec.slurm.topology != "block" or not domains:
+        return False
+    v = _version(spec.software.slurm)
+    if v is None or v < TOPOLOGY_YAML_SINCE:
+        return False
+    return any(pp.model.nvlink is None and pp.pool.fabric == "compute" and groups[pp.pool.name].gpus
+               for pp in pools if pp.pool.name in groups)
+
+
+def _partitions(spec: Spec, groups: dict[str, NodeGroup], nvlink_pools: frozenset[str] = frozenset()) \
+        -> tuple[PartitionPlan, ...]:
     owners: dict[str, list[str]] = {}
     users_of: dict[str, list[str]] = {}
     for t in spec.tenants:
@@ -259,6 +289,8 @@ def _partitions(spec: Spec, groups: dict[str, NodeGroup]) -> tuple[PartitionPlan
             node_count=sum(g.count for g in members), gpus=sum(g.count * g.gpus for g in members),
             default=p.default, max_time=p.max_time, default_time=p.default_time, priority_tier=p.priority_tier,
             exclusive=p.exclusive, allow_accounts=tuple(sorted(allowed)),
+            topology=NVLINK_TOPOLOGY if nvlink_pools and members and all(n in nvlink_pools for n in p.pools)
+            else None,
         ))
     return tuple(out)
 
@@ -312,11 +344,13 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         mount = fs.mount
         state = fs.mount.rstrip("/") + "/" + s.state_save.directory
     domains = nvlink_domains(tuple(pp for pp in pools if pp.pool.name in groups))
+    named = _named_topologies(spec, pools, groups, domains)
+    nvlink_pools = frozenset(pp.pool.name for pp in pools if pp.model.nvlink is not None) if named else frozenset()
     return SlurmPlan(
         cluster_name=s.cluster_name, version=spec.software.slurm, controllers=controllers,
         dbd_host=dbd[0] if dbd else None, accounting=s.accounting.enabled,
         database_password=s.accounting.database_password, retention_months=s.accounting.retention_months,
-        nodes=tuple(groups.values()), partitions=_partitions(spec, groups), accounts=_accounts(spec),
+        nodes=tuple(groups.values()), partitions=_partitions(spec, groups, nvlink_pools), accounts=_accounts(spec),
         topology_plugin=topology, gres_autodetect=s.gres_autodetect, pyxis=s.pyxis, enroot=s.enroot,
         health_check_interval=s.health_check_interval,
         sizing=size_for(sum(g.count for g in groups.values())),
@@ -324,6 +358,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         settings=_spelled(s.settings, slurm_keys.KNOWN), dbd_settings=_spelled(s.dbd_settings, slurm_keys.DBD_KNOWN),
         nvlink_blocks=tuple((d.name, compress(d.hosts)) for d in domains),
         block_size=min((len(d.hosts) for d in domains), default=0), imex_channels=IMEX_CHANNELS if domains else 0,
+        topology_yaml=named,
     )
 
 
@@ -340,6 +375,7 @@ def section(plan) -> dict:
         "topology_plugin": sp.topology_plugin,
         **({"nvlink_blocks": [{"name": name, "nodes": nodes} for name, nodes in sp.nvlink_blocks],
             "block_size": sp.block_size, "imex_channels": sp.imex_channels} if sp.nvlink_blocks else {}),
+        **({"topology_file": "topology.yaml"} if sp.topology_yaml else {}),
         "nodes": sp.node_count,
         "gpus": sp.gpu_count,
         "node_groups": [
@@ -348,7 +384,8 @@ def section(plan) -> dict:
         ],
         "partitions": [
             {"name": p.name, "nodes": p.nodes, "node_count": p.node_count, "gpus": p.gpus, "default": p.default,
-             "max_time": p.max_time, "allow_accounts": list(p.allow_accounts)} for p in sp.partitions
+             "max_time": p.max_time, "allow_accounts": list(p.allow_accounts),
+             **({"topology": p.topology} if p.topology else {})} for p in sp.partitions
         ],
         "accounts": [
             {"name": a.name, "qos": a.qos, "users": list(a.users), "partitions": list(a.partitions),

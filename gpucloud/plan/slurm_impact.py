@@ -104,6 +104,8 @@ IMPACT: dict[str, tuple[Effect, str]] = {
     "SlurmctldPidFile": (RESTART_SLURMCTLD, _CTLD), "SlurmdPidFile": (RESTART_SLURMD, "read when slurmd starts"),
     # Other files.
     "topology.conf": (RECONFIGURE, "topology/tree re-reads topology.conf on scontrol reconfigure"),
+    "topology.yaml": (RECONFIGURE, "slurmctld re-reads topology.yaml on scontrol reconfigure (as topology.conf)"),
+    "Topology": (RECONFIGURE, "a partition's topology changes on scontrol reconfigure"),
     "gres.conf": (RESTART_SLURMD, "slurmd reads gres.conf when it starts"),
     "cgroup.conf": (RESTART_SLURMD, "slurmd reads cgroup.conf when it starts"),
     "plugstack.conf": (RESTART_SLURMD, "SPANK plugins are loaded when slurmd and the job steps start"),

@@ -20,6 +20,7 @@ RENDERERS: tuple[tuple[str, str], ...] = (
     ("gpucloud.render.fabric", "render"),
     ("gpucloud.render.ethernet", "render"),
     ("gpucloud.render.slurm_topology", "render"),
+    ("gpucloud.render.slurm_topology_yaml", "render"),
     ("gpucloud.render.pulumi", "render"),
     ("gpucloud.render.storage", "render"),
     ("gpucloud.render.slurm", "render"),

@@ -102,7 +102,10 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
             "JobAcctGatherFrequency=30", "PriorityType=priority/multifactor", "PriorityWeightQOS=10000",
             "PriorityWeightFairshare=1000", "PriorityWeightAge=100",
         ]
-    if sp.topology_plugin:
+    if sp.topology_yaml:
+        out += ["", "# topology.yaml (Slurm 25.05+): topology/tree over the compute fabric for every node (the default),",
+                "# topology/block over the NVLink domains for the partitions that name it (Topology=)"]
+    elif sp.topology_plugin:
         where = "NVLink domains and the fabric plan" if sp.nvlink_blocks else "the fabric plan"
         out += ["", f"# topology.conf comes from {where}", f"TopologyPlugin={sp.topology_plugin}"]
     if sp.imex_channels:
@@ -138,6 +141,8 @@ def slurm_conf(sp: SlurmPlan) -> bytes:
             line += f" DefMemPerGPU={min(g.real_memory_mib // g.gpus for g in gpu_groups)}"
         if p.allow_accounts:
             line += f" AllowAccounts={','.join(p.allow_accounts)}"
+        if p.topology:
+            line += f" Topology={p.topology}"
         out.append(line + " State=UP")
     return _lines(out)
 

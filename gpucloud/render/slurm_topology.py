@@ -110,6 +110,8 @@ def block_conf(plan: Plan) -> str:
 
 def render(plan: Plan) -> dict[str, bytes]:
     kind = plan.spec.slurm.topology
+    if plan.slurm.topology_yaml:
+        return {}  # slurm/topology.yaml instead (render/slurm_topology_yaml.py); Slurm would ignore this file
     if kind == "tree":
         return {"slurm/topology.conf": topology_conf(plan).encode()}
     if kind == "block":

@@ -38,36 +38,38 @@ ROOT_ENV = "GPUCLOUD_SLURM_ROOT"
 _root_cache: dict[str, Path | str] = {}
 
 
-def slurm_root() -> Path | str:
-    """The Slurm 24.11 root, built (or found) by scripts/build-slurm-root.sh, or the reason it cannot be had.
+def slurm_root(suite: str = "trixie") -> Path | str:
+    """The root of Debian ``suite`` (trixie: Slurm 24.11; forky, Debian testing: 25.05 or later), built (or found)
+    by scripts/build-slurm-root.sh, or the reason it cannot be had.
 
     The build is reused from the cache once made (the script checks its own stamp and returns at once)."""
-    if "root" in _root_cache:
-        return _root_cache["root"]
+    if suite in _root_cache:
+        return _root_cache[suite]
     result: Path | str
     if os.geteuid() != 0:
-        result = "the Slurm 24.11 root is built with debootstrap and run chrooted in mount namespaces: needs root"
+        result = f"the Slurm root of Debian {suite} is built with debootstrap and run chrooted in mount namespaces: " \
+                 "needs root"
     elif shutil.which("unshare") is None:
         result = "unshare (util-linux) is not installed"
     else:
-        proc = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run([str(BUILD_SCRIPT), suite], capture_output=True, text=True, timeout=1800)
         if proc.returncode == 0 and proc.stdout.strip():
             result = Path(proc.stdout.strip().splitlines()[-1])
         else:
-            result = (f"scripts/build-slurm-root.sh could not build the Slurm 24.11 root (exit {proc.returncode}): "
+            result = (f"scripts/build-slurm-root.sh {suite} could not build the Slurm root (exit {proc.returncode}): "
                       f"{proc.stderr.strip()[-600:]}")
-    _root_cache["root"] = result
+    _root_cache[suite] = result
     return result
 
 
-def skip_module_without_slurm24() -> Path:
+def skip_module_without_slurm24(suite: str = "trixie") -> Path:
     """At the top of a test module: the root, or skip the module saying why it cannot be built.
 
-    ``scripts/setup.sh --test`` builds the root first, so this only finds it; a skip after setup means the build
+    ``scripts/setup.sh --test`` builds the roots first, so this only finds them; a skip after setup means the build
     broke, and the reason quotes the build script's message."""
     import pytest
 
-    root = slurm_root()
+    root = slurm_root(suite)
     if isinstance(root, str):
         pytest.skip(root, allow_module_level=True)
     return root

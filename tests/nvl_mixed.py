@@ -1,0 +1,27 @@
+"""The small mixed cluster of the topology.yaml tests (unit and integration): NVL72 racks beside HGX nodes."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import CLUSTERS
+
+
+def mixed_spec(tmp_path, slurm: str):
+    """clusters/nvl72.yaml cut down to 2 racks of 2 trays, plus a pool of 2 HGX H100 nodes on the same fabric."""
+    data = yaml.safe_load((CLUSTERS / "nvl72.yaml").read_text(encoding="utf-8"))
+    data["hardware"] = {"models": {"gb200-nvl8": {"base": "gb200-nvl72", "nvlink": {"trays": 2}}}}
+    data["node_pools"][0].update(model="gb200-nvl8", count=4, rollout={"max_unavailable": 2})
+    data["node_pools"].insert(1, {"name": "hgx", "id": 3, "model": "hgx-h100-8", "count": 2,
+                                  "hostname": "hgx{index:02}", "roles": ["compute"],
+                                  "rack": {"name": "hgx{rack:02}", "nodes_per_rack": 2}, "image": "ubuntu-24.04-base"})
+    data["fabric"]["compute"].update(scalable_unit=4, spine_leaf_groups={"leaves": 2, "spines": 1})
+    data["slurm"]["topology"] = "block"
+    data["slurm"]["partitions"] = [{"name": "gpu", "pools": ["gpu"], "default": True, "max_time": "1-00:00:00"},
+                                   {"name": "hgx", "pools": ["hgx"], "max_time": "1-00:00:00"}]
+    for tenant in data["tenants"]:
+        tenant.update(gpu_limit=16, partitions=["gpu", "hgx"])
+    data["software"]["slurm"] = slurm
+    path = tmp_path / f"mixed-{slurm}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,64 @@
+"""topology.yaml: which plans get it (Slurm 25.05+, NVL72 racks beside other GPU pools on the fabric) and what it
+holds. The real slurmctld reads it in tests/integration/test_slurm_topology_yaml.py."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+import yaml
+
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.render import RENDERERS
+from gpucloud.render.slurm_topology import topology_conf
+from nvl_mixed import mixed_spec
+
+
+def rendered(path):
+    checked = check_spec(path)
+    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    files: dict[str, bytes] = {}
+    for module, name in RENDERERS:
+        if module.startswith("gpucloud.render.slurm") or module == "gpucloud.render.plan_json":
+            files.update(getattr(importlib.import_module(module), name)(plan))
+    return plan, files
+
+
+@pytest.mark.parametrize("version", ["24.11.5", "25.05.0"])
+def test_the_version_decides_the_file(tmp_path, version):
+    _, files = rendered(mixed_spec(tmp_path, version))
+    new = version >= "25.05"
+    assert ("slurm/topology.yaml" in files) is new and ("slurm/topology.conf" in files) is not new
+    assert (b"TopologyPlugin=topology/block" in files["slurm/slurm.conf"]) is not new
+    assert (b" Topology=nvlink State=UP" in files["slurm/slurm.conf"]) is new
+    partitions = {p["name"]: p.get("topology") for p in json.loads(files["plan.json"])["slurm"]["partitions"]}
+    assert partitions == ({"gpu": "nvlink", "hgx": None} if new else {"gpu": None, "hgx": None})
+
+
+def test_a_cluster_of_nvl72_racks_only_keeps_topology_conf(tmp_path):
+    """No other GPU pool on the fabric: one block topology says it all, whatever the version."""
+    data = yaml.safe_load(mixed_spec(tmp_path, "25.05.0").read_text())
+    data["node_pools"] = [p for p in data["node_pools"] if p["name"] != "hgx"]
+    data["slurm"]["partitions"] = data["slurm"]["partitions"][:1]
+    for tenant in data["tenants"]:
+        tenant["partitions"] = ["gpu"]
+    path = tmp_path / "nvl-only.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    _, files = rendered(path)
+    assert "slurm/topology.yaml" not in files and b"BlockName=nvl01" in files["slurm/topology.conf"]
+
+
+def test_the_tree_is_topology_conf_and_the_blocks_are_the_racks(tmp_path):
+    plan, files = rendered(mixed_spec(tmp_path, "25.05.0"))
+    fabric, nvlink = yaml.safe_load(files["slurm/topology.yaml"])
+    assert fabric["topology"] == "fabric" and fabric["cluster_default"] is True
+    assert nvlink["topology"] == "nvlink" and nvlink["cluster_default"] is False
+    switches = [f"SwitchName={s['switch']} " + (f"Nodes={s['nodes']}" if "nodes" in s else f"Switches={s['children']}")
+                for s in fabric["tree"]["switches"]]
+    assert switches == [line for line in topology_conf(plan).splitlines() if line.startswith("SwitchName=")]
+    assert switches[:2] == ["SwitchName=su001 Nodes=gb[0001-0004]", "SwitchName=su002 Nodes=hgx[01-02]"]
+    assert nvlink["block"] == {"block_sizes": [2, 4], "blocks": [{"block": "nvl01", "nodes": "gb[0001-0002]"},
+                                                                 {"block": "nvl02", "nodes": "gb[0003-0004]"}]}
