@@ -29,12 +29,8 @@ def _groups(plan: Plan):
     pod_of: dict[int, int] = {}
     efp = _ethernet(plan) if fp is None else None
     if efp is not None:
-        sws = efp.switches
-        for p in efp.ports:
-            # the rail-0 NIC stands for the node: a node has one NIC per rail, all on leaves of its own SU
-            if p.rail == 0 and p.pool in compute_pools:
-                by_su.setdefault(sws[p.leaf].su, []).append(p.host)
-                on_fabric.add(p.host)
+        by_su = efp.su_hosts(compute_pools)
+        on_fabric.update(h for hosts in by_su.values() for h in hosts)
     if fp is not None:
         sws = fp.switches
         for e in fp.endpoints:
