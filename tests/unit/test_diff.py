@@ -423,3 +423,27 @@ def test_ethernet_plan_folder_cabling_gives_the_same_links_as_the_spec(tmp_path)
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(render_ethernet.cabling_csv(plan.ethernet[0]))
     assert of_folder(tmp_path, ["compute"]) == of_plan(plan) and len(of_plan(plan)["compute"]) == 800 + 512
+
+
+def test_ethernet_plan_folder_diffs_its_cables_like_the_spec(tmp_path):
+    """A plan folder of SAKURAONE (plan.json and fabric/compute/cabling.csv, as `gpucloud plan` writes them) gives
+    the diff its Ethernet cables, so a third SU's recabling shows against a folder too, not only against a spec."""
+    from gpucloud.diff.inputs import load_side
+    from gpucloud.diff.links import LINKS
+    from gpucloud.plan import build_plan
+    from gpucloud.render import ethernet as render_ethernet
+    from gpucloud.render import plan_json
+
+    checked = check_spec(CLUSTERS / "sakuraone.yaml")
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    folder = tmp_path / "plan"
+    for rel, data in {**plan_json.render(plan), **render_ethernet.render(plan)}.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    old, _ = load_side(folder)
+    assert len(old[LINKS]["compute"]) == 1312
+    data = spec_data("sakuraone")
+    pool(data, "gpu").update(count=130)
+    diff = compare(old, doc_of(data, tmp_path), "old", "new")
+    assert only(diff, section="fabric", field="existing links").note.startswith("recables 510 existing link(s)")
+    assert not [n for n in diff.notes if "links were not compared" in n]
