@@ -68,6 +68,8 @@ def section(plan: Plan) -> dict:
 
 
 def plan_md(plan: Plan) -> list[str]:
+    from gpucloud.render.sonic import port_mtu
+
     """plan.md's lines for the Ethernet fabrics: switch counts, ECMP, routing and the lossless class."""
     out = ["| fabric | switch | leaf | spine | SUs x size | rails | host ports | uplinks/leaf | ECMP | cables |",
            "|---|---|---:|---:|---|---:|---|---:|---:|---:|"]
@@ -83,7 +85,10 @@ def plan_md(plan: Plan) -> list[str]:
                 f"({', '.join(fp.rail_blocks[:2])}{', ...' if fp.rails > 2 else ''}), loopbacks in {r.loopbacks}.",
                 f"- {fp.name}: RoCE lossless on priority {r.lossless_priority} (DSCP {r.dscp}, traffic class "
                 f"{fp.traffic_class()}), PFC and ECN on that queue only, CNPs on priority {r.cnp_priority} "
-                f"(DSCP {r.cnp_dscp}); hosts and switches read the same settings.",
+                f"(DSCP {r.cnp_dscp}); hosts and switches read the same settings. ECN marks from "
+                f"{_bytes(r.ecn_min_bytes)} to {_bytes(r.ecn_max_bytes)} of queue ({r.ecn_probability}% at the top); "
+                f"the PFC watchdog acts ({r.pfcwd_action}) on a queue paused {r.pfcwd_detection_ms} ms; MTU {r.mtu} "
+                f"on the hosts, {port_mtu(r)} on the switch ports.",
                 f"- {fp.name}: every leaf has {fp.up_cages} x {fp.model.gbps}G uplinks, {fp.links_per_spine} to each "
                 f"spine; spine ports in use {len(fp.links):,} of {fp.count(SPINE_TIER) * fp.model.cages:,}"
                 f"{_spine_note(fp)}.",
@@ -91,6 +96,13 @@ def plan_md(plan: Plan) -> list[str]:
                 f"`fabric/{fp.name}/`."]
         out += ["", *_sus_md(plan, fp)]
     return out
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
 
 
 def _spine_note(fp: EthernetFabricPlan) -> str:

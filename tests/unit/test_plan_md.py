@@ -121,6 +121,8 @@ def test_ethernet_fabric_section_shows_switches_sus_and_slurm_topology():
     assert row(text, "2") == ("`su002` | `gpu[0065-0100]` | 28 | `c-leaf-su002-r[0-7]` | 4200001008-4200001015")
     assert "Slurm (topology/tree): one switch per SU" in text
     assert "spine ports in use 512 of 512 (full:" in text
+    assert "ECN marks from 1 MiB to 2 MiB of queue (5% at the top)" in text
+    assert "MTU 9000 on the hosts, 9100 on the switch ports" in text
 
 
 def test_ethernet_sus_fold_and_say_when_slurm_has_no_topology(tmp_path):
