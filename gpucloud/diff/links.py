@@ -145,7 +145,8 @@ def link_changes(old_side, new_side):
                      old=f"{len(old_side.doc[LINKS][name]):,} links", new=f"{len(new_side.doc[LINKS][name]):,} links",
                      hosts=compress(touched), host_count=len(touched),
                      note=f"recables {len(moved):,} existing link(s): {shown}{more}; a moved cable is down while it "
-                          f"moves: drain the listed hosts first, and move switch-to-switch cables one at a time{behind}")
+                          "moves: drain the listed hosts first, and move switch-to-switch cables one at a time"
+                          f"{behind}")
 
 
 def _behind_leaves(links: set[str], moved: list[str], hosts: dict, existing: set[str], cabled: list[str]

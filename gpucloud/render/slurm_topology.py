@@ -60,8 +60,8 @@ def topology_conf(plan: Plan) -> str:
     if efp is not None:
         lines[1:] = [f"# Lowest level: scalable units of the RoCE Ethernet fabric (a node has one NIC on each of the "
                      f"{efp.rails} rail",
-                     f"# leaves of its SU); above them 'fabric', the {efp.count(SPINE_TIER)} spines every leaf reaches. Slurm "
-                     "packs a job into as few SUs as it can."]
+                     f"# leaves of its SU); above them 'fabric', the {efp.count(SPINE_TIER)} spines every leaf reaches. "
+                     "Slurm packs a job into as few SUs as it can."]
     tops = []
     for su in sorted(by_su):
         lines.append(f"SwitchName=su{su:03} Nodes={compress(by_su[su])}")

@@ -347,7 +347,8 @@ def test_ethernet_new_su_with_room_on_the_spines_is_additive_hardware(tmp_path):
     assert not [c for c in diff.changes if c.field in ("existing links", "switch layout")]
     assert "new hosts only" in only(diff, section="pools", subject="pool gpu", field="hosts").note
     derived = {c.subject: c for c in diff.derived}
-    assert derived["ethernet.compute"].impact is Impact.HARDWARE and "switches: 8 added" in derived["ethernet.compute"].note
+    grown = derived["ethernet.compute"]
+    assert grown.impact is Impact.HARDWARE and "switches: 8 added" in grown.note
 
 
 def test_ethernet_new_su_that_needs_more_spines_recables_every_leaf(tmp_path):
