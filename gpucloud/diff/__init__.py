@@ -30,7 +30,8 @@ def compare(old_doc: dict, new_doc: dict, old_label: str = "old", new_label: str
         if side.doc.get("hosts") and "spec" not in side.doc:
             diff.notes.append(f"{side.label} has no 'spec' section in plan.json (written by an older gpucloud): "
                               "software, Slurm, storage and tenant settings were not compared")
-    if old.pools and any(side.doc.get("fabric") and not isinstance(side.doc.get(LINKS), dict) for side in (old, new)):
+    if old.pools and any((side.doc.get("fabric") or side.doc.get("ethernet"))
+                         and not isinstance(side.doc.get(LINKS), dict) for side in (old, new)):
         diff.notes.append("existing fabric links were not compared: a plan folder without fabric/<name>/cabling.csv "
                           "(written by an older gpucloud)")
     if not old.pools:

@@ -15,7 +15,7 @@ from gpucloud.diff.model import Change
 # Sections the diff reads itself (or that are not plan content; figures sums up cluster and hosts).
 OWN = {"generator", "format", "cluster", "networks", "hosts", "findings", "spec", "_links", "figures"}
 # Records of these sections are hardware: adding or removing one is work in the data hall.
-HARDWARE_SECTIONS = {"fabric", "fabrics", "racks", "cabling"}
+HARDWARE_SECTIONS = {"fabric", "fabrics", "racks", "cabling", "ethernet"}
 _IDS = ("name", "stack", "pool", "id", "guid", "key", "path", "host", "urn")
 MAX_ITEMS = 6  # details per group in the note; plan.json has them all
 

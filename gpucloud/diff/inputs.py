@@ -109,7 +109,7 @@ def load_side(path: Path) -> tuple[dict, str]:
             doc["pulumi"] = {"stacks": stacks, "resources": "dry run"}
         from gpucloud.diff.links import LINKS, of_folder
 
-        found = of_folder(path, sorted(doc.get("fabric") or {}))
+        found = of_folder(path, sorted(set(doc.get("fabric") or {}) | set(doc.get("ethernet") or {})))
         if found is not None:
             doc[LINKS] = found
         return doc, str(path)

@@ -71,6 +71,47 @@ FABRIC: dict[str, Rule] = {
 FABRIC["roce"] = (Impact.RESTART, Side.hca_pools, "switch QoS (config_db.json) and the hosts' NIC settings "
                                                   "(roce_host) change together; jobs on the fabric may stall "
                                                   "until both sides agree: drain the fabric's pools first")
+# A RoCE Ethernet fabric's settings (fabric.<name>.roce, as plan.json's resolved spec names them), each with what
+# it changes; the hosts are the pools on that fabric. QoS lives on both sides of every cable: the switches'
+# config_db.json (DSCP_TO_TC_MAP, PFC, the ECN queue) and each host's NICs (roce_host: mlnx_qos, ECN, cma_roce_tos,
+# NCCL_IB_TC), and while the two disagree RoCE traffic has no lossless class.
+_QOS_WHOLE = ("traffic-disrupting on the whole fabric: every switch's config_db.json and every host's NIC QoS "
+              "(roce_host: mlnx_qos, ECN, cma_roce_tos, NCCL_IB_TC) change, and while switches and hosts disagree "
+              "RoCE traffic has no lossless class (drops, retransmits, NCCL timeouts): drain every node on the "
+              "fabric, apply all switches and hosts in one maintenance window (not rolling; no reboot), then resume")
+_SWITCH_QOS = ("every switch's config_db.json changes ({what}); reloading a switch's QoS pauses the traffic through "
+               "it: apply one switch at a time, the hosts keep their settings")
+_BGP = ("BGP: {what}; each changed switch's bgpd restarts and its sessions reset (peers use remote-as external, so "
+        "they follow without a change of their own){more}")
+ROCE: dict[str, tuple[Impact, str]] = {
+    "dscp": (Impact.DRAIN_REBOOT, _QOS_WHOLE),
+    "lossless_priority": (Impact.DRAIN_REBOOT, _QOS_WHOLE),
+    "cnp_dscp": (Impact.DRAIN_REBOOT, _QOS_WHOLE),
+    "cnp_priority": (Impact.DRAIN_REBOOT, _QOS_WHOLE),
+    "mtu": (Impact.DRAIN_REBOOT, "every switch port's MTU (host MTU + 100) and every host's fabric interfaces "
+                                 "change: switches first, then the drained hosts; a host with the larger MTU before "
+                                 "its leaf drops its large packets, so drain every node on the fabric"),
+    "cidr": (Impact.DRAIN_REBOOT, "every host's fabric addresses and routes and every leaf's subnet change: drain "
+                                  "every node on the fabric, apply switches and hosts in one window"),
+    "rail_prefix": (Impact.DRAIN_REBOOT, "every host's fabric addresses and routes and every leaf's subnet change: "
+                                         "drain every node on the fabric, apply switches and hosts in one window"),
+    "ecn_min_bytes": (Impact.RESTART, _SWITCH_QOS.format(what="WRED_PROFILE: ECN marking thresholds")),
+    "ecn_max_bytes": (Impact.RESTART, _SWITCH_QOS.format(what="WRED_PROFILE: ECN marking thresholds")),
+    "ecn_probability": (Impact.RESTART, _SWITCH_QOS.format(what="WRED_PROFILE: ECN marking probability")),
+    "pfcwd_detection_ms": (Impact.RESTART, _SWITCH_QOS.format(what="PFC_WD: the PFC watchdog")),
+    "pfcwd_restoration_ms": (Impact.RESTART, _SWITCH_QOS.format(what="PFC_WD: the PFC watchdog")),
+    "pfcwd_action": (Impact.RESTART, _SWITCH_QOS.format(what="PFC_WD: the PFC watchdog")),
+    "host_cable": (Impact.RESTART, _SWITCH_QOS.format(what="CABLE_LENGTH: the leaves' lossless buffer headroom")),
+    "fabric_cable": (Impact.RESTART, _SWITCH_QOS.format(what="CABLE_LENGTH: the lossless buffer headroom")),
+    "spine_asn": (Impact.RESTART, _BGP.format(what="every spine changes its AS", more=
+                                              "; one spine at a time keeps every leaf's other uplinks carrying the "
+                                              "traffic (ECMP), with less bandwidth meanwhile")),
+    "leaf_asn_base": (Impact.RESTART, _BGP.format(what="every leaf changes its AS", more=
+                                                  ": while a leaf's sessions come back its hosts reach no other "
+                                                  "SU on that rail, so drain the SU (or the fabric) first")),
+    "loopbacks": (Impact.RESTART, _BGP.format(what="every switch's router id (loopback) changes", more=
+                                              "; one switch at a time, leaves with their SU drained")),
+}
 FABRIC_SM_KEYS = ("kind", "routing_engine", "pool")  # fabric.<name>.subnet_manager.<key>
 FABRIC_SM: Rule = (Impact.RESTART, Side.sm_pools, "subnet manager restarts with the new settings; routes are "
                                                   "recomputed, traffic pauses briefly")
@@ -234,13 +275,29 @@ def fabric_changes(old: Side, new: Side) -> Iterator[Change]:
         else:
             sm: Rule = (FABRIC_SM[0], partial(Side.sm_pools, fabric=fn[name]), FABRIC_SM[2])
             rules = {**FABRIC, **{f"subnet_manager.{k}": sm for k in FABRIC_SM_KEYS}}
+            if "ethernet" in (fo[name].get("kind"), fn[name].get("kind")):
+                rules.update(_ethernet_rules(name))
             yield from _fields("fabric", subject, fo[name], fn[name], rules, None, new)
+
+
+def _ethernet_rules(name: str) -> dict[str, Rule]:
+    """An Ethernet fabric's rules: its own pools are the hosts (never the login or controller hosts off it), the
+    layout keys are hardware as on InfiniBand, and each roce setting says what it changes."""
+    on: Selector = partial(Side.fabric_pools, fabric=name)
+    out: dict[str, Rule] = {key: (impact, on, why) for key, (impact, _, why) in FABRIC.items()
+                            if impact is Impact.HARDWARE}
+    out["switch"] = (Impact.HARDWARE, on, "a new switch model: every leaf and spine is replaced and recabled, and "
+                                         "every switch gets a new config_db.json (hwsku, ports) and frr.conf; the "
+                                         "fabric is down for the swap: drain every node on it")
+    out.update({f"roce.{key}": (impact, on, why) for key, (impact, why) in ROCE.items()})
+    return out
 
 
 def fabric_layout_changes(old: Side, new: Side) -> Iterator[Change]:
     """Switches of the planned fabric that go away or move: existing cabling is redone. Growth that crosses a tier
     boundary (two tiers to three) does this, and a reviewer must see it as more than an addition."""
-    fo, fn = old.doc.get("fabric") or {}, new.doc.get("fabric") or {}
+    fo = {**(old.doc.get("fabric") or {}), **(old.doc.get("ethernet") or {})}
+    fn = {**(new.doc.get("fabric") or {}), **(new.doc.get("ethernet") or {})}
     for name in sorted(set(fo) & set(fn)):
         so = {s["name"]: s for s in fo[name].get("switches", ()) if isinstance(s, dict) and "name" in s}
         sn = {s["name"]: s for s in fn[name].get("switches", ()) if isinstance(s, dict) and "name" in s}
@@ -255,7 +312,8 @@ def fabric_layout_changes(old: Side, new: Side) -> Iterator[Change]:
                 what.append(f"{len(gone):,} switch(es) of the current layout removed ({compress(gone)})")
             if moved:
                 what.append(f"{len(moved):,} switch(es) move racks")
-            hosts, count = new.hosts_of(new.hca_pools())
+            ethernet = name in (new.doc.get("ethernet") or {})
+            hosts, count = new.hosts_of(new.fabric_pools(name) if ethernet else new.hca_pools())
             yield Change("fabric", f"fabric {name}", "change", Impact.HARDWARE, field="switch layout",
                          old=f"{len(so):,} switches", new=f"{len(sn):,} switches", hosts=hosts, host_count=count,
                          note="; ".join(what) + ": existing switch-to-switch cables are redone, plan a maintenance "

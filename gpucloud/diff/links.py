@@ -46,6 +46,12 @@ def of_plan(plan) -> dict[str, set[str]]:
         links.update(_key(names[lo], label(lp), names[hi], label(hp))
                      for lo, lp, hi, hp in zip(fp.lo, fp.lo_port, fp.hi, fp.hi_port))
         out[fp.name] = links
+    for efp in getattr(plan, "ethernet", ()) or ():
+        # a RoCE fabric's cables as its cabling.csv lists them: NIC (RDMA device) to leaf port, leaf to spine port
+        names = [s.name for s in efp.switches]
+        links = {_key(p.host, p.device, names[p.leaf], p.port) for p in efp.ports}
+        links.update(_key(names[k.leaf], k.leaf_port, names[k.spine], k.spine_port) for k in efp.links)
+        out[efp.name] = links
     return out
 
 
@@ -131,8 +137,40 @@ def link_changes(old_side, new_side):
         shown = "; ".join(_describe(link, now, hosts_new) for link in moved[:SHOWN])
         more = f"; {len(moved) - SHOWN:,} more in fabric/{name}/cabling.csv" if len(moved) > SHOWN else ""
         touched = sorted({d for link in moved for d in link.split("\t")[0::2] if d in hosts_new})
+        behind = ""
+        if name in (new_side.doc.get("ethernet") or {}):
+            existing = {h["name"] for h in old_side.doc.get("hosts", ())}
+            touched, behind = _behind_leaves(new_side.doc[LINKS][name], moved, hosts_new, existing, touched)
         yield Change("fabric", f"fabric {name}", "change", Impact.HARDWARE, field="existing links",
                      old=f"{len(old_side.doc[LINKS][name]):,} links", new=f"{len(new_side.doc[LINKS][name]):,} links",
                      hosts=compress(touched), host_count=len(touched),
                      note=f"recables {len(moved):,} existing link(s): {shown}{more}; a moved cable is down while it "
-                          "moves: drain the listed hosts first, and move switch-to-switch cables one at a time")
+                          "moves: drain the listed hosts first, and move switch-to-switch cables one at a time"
+                          f"{behind}")
+
+
+def _behind_leaves(links: set[str], moved: list[str], hosts: dict, existing: set[str], cabled: list[str]
+                   ) -> tuple[list[str], str]:
+    """A RoCE fabric's moved leaf-spine cables reach the existing nodes behind those leaves: their traffic to other
+    leaves shares the leaf's remaining uplinks (ECMP) while a cable moves. Those nodes, with the ones whose own cable
+    moves, and the note that says so. One pass over the new links."""
+    ends = [link.split("\t")[0::2] for link in moved]
+    leaves = {d for pair in ends if not (set(pair) & hosts.keys()) for d in pair}  # switch-to-switch cables only
+    if not leaves:
+        return cabled, ""
+    behind = set()
+    switches_with_hosts = set()
+    for link in links:
+        a, _, b, _ = link.split("\t")
+        if a in leaves and b in hosts:
+            behind.add(b)
+            switches_with_hosts.add(a)
+        elif b in leaves and a in hosts:
+            behind.add(a)
+            switches_with_hosts.add(b)
+    behind = (behind & existing) - set(cabled)
+    movers = sum(1 for d in leaves if d in switches_with_hosts)
+    note = (f"; the {len(behind):,} node(s) behind the {movers:,} leaves whose uplinks move keep their "
+            "traffic on the other uplinks (ECMP) with less bandwidth while a cable moves: one cable per leaf at a "
+            "time, or drain them for the window")
+    return sorted(set(cabled) | behind), note

@@ -53,6 +53,8 @@ def _old_new(c: Change) -> str:
         return "-"
     if c.field == "capacity" or c.field.startswith(("storage_quota.", "capacity")):
         return f"{cell(_size(c.old))} -> {cell(_size(c.new))}"  # bytes in JSON, readable here
+    if c.field.endswith(("_asn", "_asn_base")):  # an AS number names a switch: no thousands separators
+        return " -> ".join(cell(None if v is None else str(v)) for v in (c.old, c.new))
     return f"{cell(c.old)} -> {cell(c.new)}"
 
 

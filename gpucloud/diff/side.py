@@ -59,6 +59,10 @@ class Side:
         return [n for n in self.pools if self.model(n) is not None and
                 (self.model(n).compute_hcas or self.model(n).storage_hcas)]
 
+    def fabric_pools(self, fabric: str) -> list[str]:
+        """Pools with ports on the named fabric (plan.json records each pool's fabric and rail count)."""
+        return [n for n, p in self.pools.items() if p.get("fabric") == fabric and p.get("rails")]
+
     def role_pools(self, *roles: str) -> list[str]:
         return [n for n, p in self.pools.items() if set(roles) & set(p.get("roles", ()))]
 

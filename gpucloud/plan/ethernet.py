@@ -109,6 +109,15 @@ class EthernetFabricPlan:
         """Equal-cost paths from a leaf to another leaf's hosts: one per uplink (spines x parallel links)."""
         return self.up_cages if self.count(SPINE_TIER) else 0
 
+    def su_hosts(self, pools: frozenset[str] | set[str] | None = None) -> dict[int, list[str]]:
+        """Hosts by SU (1-based), in port order, of the given pools (all when None): the rail-0 NIC stands for the
+        node, whose NICs all sit on the rail leaves of its own SU. Slurm's topology and plan.md group by this."""
+        out: dict[int, list[str]] = {}
+        for p in self.ports:
+            if p.rail == 0 and (pools is None or p.pool in pools):
+                out.setdefault(self.switches[p.leaf].su, []).append(p.host)
+        return out
+
     def traffic_class(self) -> int:
         """IP traffic class of RoCE packets (NCCL_IB_TC): the DSCP in the upper six bits, ECT(0) in the ECN bits."""
         return self.roce.dscp << 2 | 2

@@ -196,15 +196,90 @@ def _draw_fabric(svg: Svg, fp, top: int) -> int:
     return y + 20 + len(all_rows) * (box_h + gap) + 10
 
 
+def _row(svg: Svg, ry: float, label: str, boxes: list[tuple[str, str]], tier: int) -> list[float]:
+    """One row of boxes (label, sub) with its name on the left; returns the boxes' centres."""
+    box_w, box_h = 100, 40
+    svg.text(20, ry + 24, label, size=13, anchor="start", weight="bold")
+    step = (WIDTH - 200) / max(len(boxes), 1)
+    centres = []
+    for b, (name, sub) in enumerate(boxes):
+        cx = 160 + b * step + step / 2
+        centres.append(cx)
+        svg.rect(cx - box_w / 2, ry, box_w, box_h, COLOURS[tier])
+        svg.text(cx, ry + 16, name if len(name) <= 18 else name[-18:], size=10)
+        if sub:
+            svg.text(cx, ry + 31, sub, size=9, colour="#444")
+    return centres
+
+
+def _draw_ethernet(svg: Svg, fp, top: int, slurm: str | None) -> int:
+    """A RoCE rail fabric: spines, one box per SU for its rail leaves, and under each the nodes it holds, which is
+    the Slurm switch of that SU when topology.conf is planned (render/slurm_topology.py groups the same way)."""
+    box_h, gap = 40, 70
+    by_su = fp.su_hosts()
+    sus = sorted({s.su for s in fp.leaves})
+    spines = fp.spines
+    svg.text(20, top + 20, f"{fp.name} fabric: Ethernet RoCEv2, {fp.model.name} ({fp.model.gbps}G, "
+             f"{fp.model.cages} cages), 2 tiers, {fp.sus} scalable unit(s) of {fp.su_size}, {fp.rails} rail(s)",
+             size=15, anchor="start", weight="bold")
+    svg.text(20, top + 40, f"switches: {len(fp.leaves):,} leaf, {len(spines):,} spine; cables: node-leaf "
+             f"{len(fp.ports):,}, leaf-spine {len(fp.links):,}; eBGP unnumbered, {fp.ecmp_paths} ECMP paths per leaf; "
+             f"lossless priority {fp.roce.lossless_priority} (DSCP {fp.roce.dscp})", size=12, anchor="start")
+    note = (f"Slurm {slurm}: one switch per SU (its nodes), 'fabric' above them (the spines)" if slurm
+            else "Slurm: no topology plugin")
+    svg.text(20, top + 60, note, size=11, anchor="start", colour="#555")
+    y = top + 80
+    if len(spines) <= SINGLE_SWITCHES:
+        spine_boxes = [(s.name, f"AS {s.asn}") for s in spines]
+    else:
+        spine_boxes = [("spines", f"{len(spines):,} switches")]
+    su_boxes = fold(sus)
+    leaf_boxes, host_boxes = [], []
+    for su in su_boxes:
+        if su is None:
+            hidden = sus[MAX_BOXES - 3:-2]
+            leaf_boxes.append((f"... {len(hidden)} more", f"{len(hidden) * fp.rails:,} switches"))
+            host_boxes.append((f"... {len(hidden)} more", f"{sum(len(by_su.get(u, ())) for u in hidden):,} hosts"))
+            continue
+        leaf_boxes.append((f"SU {su}", f"{fp.rails} leaves, rails 0-{fp.rails - 1}" if fp.rails > 1 else "1 leaf"))
+        host_boxes.append((f"su{su:03}" if slurm else f"SU {su}", f"{len(by_su.get(su, ())):,} hosts"))
+    rows = [("spine" + f" ({len(spines):,})", spine_boxes, 2), ("leaf" + f" ({len(fp.leaves):,})", leaf_boxes, 1),
+            ("hosts" + (" = Slurm switches" if slurm else ""), host_boxes, 0)]
+    ys = [y + 20 + r * (box_h + gap) for r in range(len(rows))]
+    # links under the boxes: every SU's leaves reach every spine (fp.links_per_spine cables per leaf and spine)
+    centres_x = []
+    for (_, boxes, _), ry in zip(rows, ys):
+        step = (WIDTH - 200) / max(len(boxes), 1)
+        centres_x.append([160 + b * step + step / 2 for b in range(len(boxes))])
+    per_su = fp.rails * fp.links_per_spine
+    for x1 in centres_x[1]:
+        for x2 in centres_x[0]:
+            svg.line(x1, ys[1], x2, ys[0] + box_h, width=0.6 + log2(1 + per_su) / 3)
+    for x1, x2 in zip(centres_x[2], centres_x[1]):
+        svg.line(x1, ys[2], x2, ys[1] + box_h, width=1.5)
+    svg.text(20, ys[0] + box_h + gap / 2 + 4, f"{len(fp.links):,} links ({per_su} per SU and spine)", size=11,
+             anchor="start", colour="#444")
+    svg.text(20, ys[1] + box_h + gap / 2 + 4, f"{len(fp.ports):,} links (one per NIC)", size=11, anchor="start",
+             colour="#444")
+    for (label, boxes, tier), ry in zip(rows, ys):
+        _row(svg, ry, label, boxes, tier)
+    return int(ys[-1] + box_h + 30)
+
+
 def render_fabric(plan: Plan) -> bytes:
     svg = Svg()
     fabrics = [fp for fp in getattr(plan, "fabrics", ()) or () if getattr(fp, "switches", None)]
+    ethernet = [fp for fp in getattr(plan, "ethernet", ()) or () if fp.switches]
     y = 10
-    if not fabrics:
+    if not fabrics and not ethernet:
         svg.text(20, 40, f"{plan.spec.name}: no InfiniBand fabric planned", size=15, anchor="start")
         return svg.document(WIDTH, 80, f"{plan.spec.name} fabric")
     for fp in fabrics:
         y = _draw_fabric(svg, fp, y) + 10
+    plugin = getattr(getattr(plan, "slurm", None), "topology_plugin", None)
+    for efp in ethernet:
+        tree = plugin if efp.name == "compute" and plugin in ("topology/tree", "topology/block") else None
+        y = _draw_ethernet(svg, efp, y, tree) + 10
     return svg.document(WIDTH, int(y), f"{plan.spec.name} fabric")
 
 
@@ -232,6 +307,13 @@ def _rack_contents(plan: Plan) -> tuple[list[str], dict[str, list[tuple]]]:
             if s.rack not in contents:
                 order.append(s.rack)
             contents[s.rack].append((s.u, height, s.name, f"{TIER_LABEL.get(s.tier, 'switch')} ({fp.model.name}, "
+                                                          f"{height}U)"))
+    for efp in getattr(plan, "ethernet", ()) or ():
+        height = efp.model.rack_units
+        for s in efp.switches:
+            if s.rack not in contents:
+                order.append(s.rack)
+            contents[s.rack].append((s.u, height, s.name, f"{TIER_LABEL.get(s.tier, 'switch')} ({efp.model.name}, "
                                                           f"{height}U)"))
     return order, contents
 

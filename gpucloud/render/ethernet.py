@@ -68,6 +68,8 @@ def section(plan: Plan) -> dict:
 
 
 def plan_md(plan: Plan) -> list[str]:
+    from gpucloud.render.sonic import port_mtu
+
     """plan.md's lines for the Ethernet fabrics: switch counts, ECMP, routing and the lossless class."""
     out = ["| fabric | switch | leaf | spine | SUs x size | rails | host ports | uplinks/leaf | ECMP | cables |",
            "|---|---|---:|---:|---|---:|---|---:|---:|---:|"]
@@ -83,9 +85,67 @@ def plan_md(plan: Plan) -> list[str]:
                 f"({', '.join(fp.rail_blocks[:2])}{', ...' if fp.rails > 2 else ''}), loopbacks in {r.loopbacks}.",
                 f"- {fp.name}: RoCE lossless on priority {r.lossless_priority} (DSCP {r.dscp}, traffic class "
                 f"{fp.traffic_class()}), PFC and ECN on that queue only, CNPs on priority {r.cnp_priority} "
-                f"(DSCP {r.cnp_dscp}); hosts and switches read the same settings.",
+                f"(DSCP {r.cnp_dscp}); hosts and switches read the same settings. ECN marks from "
+                f"{_bytes(r.ecn_min_bytes)} to {_bytes(r.ecn_max_bytes)} of queue ({r.ecn_probability}% at the top); "
+                f"the PFC watchdog acts ({r.pfcwd_action}) on a queue paused {r.pfcwd_detection_ms} ms; MTU {r.mtu} "
+                f"on the hosts, {port_mtu(r)} on the switch ports.",
+                f"- {fp.name}: every leaf has {fp.up_cages} x {fp.model.gbps}G uplinks, {fp.links_per_spine} to each "
+                f"spine; spine ports in use {len(fp.links):,} of {fp.count(SPINE_TIER) * fp.model.cages:,}"
+                f"{_spine_note(fp)}.",
                 f"- Cabling plan, bill of materials and each switch's SONiC config_db.json and frr.conf: "
                 f"`fabric/{fp.name}/`."]
+        out += ["", *_sus_md(plan, fp)]
+    return out
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
+
+
+def _spine_note(fp: EthernetFabricPlan) -> str:
+    if fp.count(SPINE_TIER) and len(fp.links) == fp.count(SPINE_TIER) * fp.model.cages:
+        return (" (full: another SU's leaves need more spines, and then existing leaf-spine cables move to new spine "
+                "ports)")
+    return ""
+
+
+MAX_SU_ROWS = 8  # SUs listed one by one; more fold into one row (12,500 nodes are ~200 SUs)
+
+
+def _sus_md(plan: Plan, fp: EthernetFabricPlan) -> list[str]:
+    """The SUs: their nodes, free slots, leaves and ASNs, and the Slurm switch each becomes (render/slurm_topology.py
+    reads the same grouping)."""
+    from gpucloud.hostlist import compress
+
+    by_su = fp.su_hosts()
+    leaves: dict[int, list] = {}
+    for s in fp.leaves:
+        leaves.setdefault(s.su, []).append(s)
+    plugin = plan.slurm.topology_plugin if fp.name == "compute" else None
+    slurm = plugin in ("topology/tree", "topology/block")
+    out = [f"| SU | {'Slurm switch | ' if slurm else ''}nodes | free slots | leaves (one per rail) | leaf ASNs |",
+           f"|---:|{'---|' if slurm else ''}---|---:|---|---|"]
+    sus = sorted(leaves)
+    shown = sus if len(sus) <= MAX_SU_ROWS else sus[:MAX_SU_ROWS - 2] + [0] + sus[-1:]
+    for su in shown:
+        if su == 0:
+            hidden = sus[MAX_SU_ROWS - 2:-1]
+            out.append(f"| ... {len(hidden)} more | {'| ' if slurm else ''}"
+                       f"{sum(len(by_su.get(u, ())) for u in hidden):,} nodes | | | |")
+            continue
+        ls, hosts = leaves[su], by_su.get(su, [])
+        out.append(f"| {su} | {f'`su{su:03}` | ' if slurm else ''}`{compress(hosts) if hosts else '-'}` | "
+                   f"{fp.su_size - len(hosts)} | `{compress(s.name for s in ls)}` | {ls[0].asn}-{ls[-1].asn} |")
+    if slurm:
+        top = "one top switch `fabric` (the spines)" if plugin == "topology/tree" else "no switch above them"
+        out += ["", f"- Slurm ({plugin}): one switch per SU holding its nodes, {top}; a job inside one SU talks "
+                f"leaf-local on every rail, one across SUs crosses the spines (`slurm/topology.conf`)."]
+    elif fp.name == "compute":
+        out += ["", "- Slurm: no topology plugin (`slurm.topology: none`), so jobs are not packed into SUs; "
+                "`topology: tree` makes one switch per SU."]
     return out
 
 

@@ -74,6 +74,12 @@ def _bom(plan: Plan) -> list[str]:
         cables = fp.cable_counts()
         rows.append((f"cables ({fp.name} fabric)", sum(cables.values()),
                      ", ".join(f"{k.replace('_', '-')} {v:,}" for k, v in cables.items() if v)))
+    for efp in plan.ethernet:
+        tiers = f"{efp.count(1):,} leaf, {efp.count(2):,} spine"
+        rows.append((f"switch {efp.model.name} ({efp.name} fabric)", len(efp.switches),
+                     f"{efp.model.description}; {tiers}"))
+        rows.append((f"cables ({efp.name} fabric)", len(efp.ports) + len(efp.links),
+                     f"node-leaf {len(efp.ports):,}, leaf-spine {len(efp.links):,}"))
     out = ["| item | count | notes |", "|---|---:|---|"]
     out += [f"| {cell(item)} | {n:,} | {cell(note)} |" for item, n, note in rows]
     return out

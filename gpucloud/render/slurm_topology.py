@@ -3,12 +3,21 @@
 In a rail-optimized fabric a node touches one leaf per rail, so no single leaf holds a node; the smallest group of
 nodes that share switches is the scalable unit (its rail leaves), which is the lowest "switch" here. Above it: the
 pods of a three-tier fabric, then one top switch. Jobs placed inside an SU talk leaf-local on every rail.
+
+A RoCE Ethernet rail fabric (plan/ethernet.py) has the same shape with two tiers: an SU's leaves (one per rail) hold
+its nodes' NICs and every leaf reaches every spine, so its tree is the SUs under one top switch (the spine layer).
 """
 
 from __future__ import annotations
 
 from gpucloud.hostlist import compress
 from gpucloud.plan import Plan
+from gpucloud.plan.ethernet import SPINE_TIER
+
+
+def _ethernet(plan: Plan):
+    """The compute fabric when it is a RoCE Ethernet one, else None."""
+    return next((f for f in getattr(plan, "ethernet", ()) if f.name == "compute"), None)
 
 
 def _groups(plan: Plan):
@@ -18,6 +27,10 @@ def _groups(plan: Plan):
     by_su: dict[int, list[str]] = {}
     on_fabric: set[str] = set()
     pod_of: dict[int, int] = {}
+    efp = _ethernet(plan) if fp is None else None
+    if efp is not None:
+        by_su = efp.su_hosts(compute_pools)
+        on_fabric.update(h for hosts in by_su.values() for h in hosts)
     if fp is not None:
         sws = fp.switches
         for e in fp.endpoints:
@@ -43,6 +56,12 @@ def topology_conf(plan: Plan) -> str:
     lines = [f"# topology/tree for cluster {plan.spec.name}, from the compute fabric plan (gpucloud).",
              "# Lowest level: scalable units (a node has one port on each rail leaf of its SU); then pods; then the",
              "# fabric. Slurm packs a job into as few of these as it can."]
+    efp = _ethernet(plan) if not any(f.name == "compute" for f in plan.fabrics) else None
+    if efp is not None:
+        lines[1:] = [f"# Lowest level: scalable units of the RoCE Ethernet fabric (a node has one NIC on each of the "
+                     f"{efp.rails} rail",
+                     f"# leaves of its SU); above them 'fabric', the {efp.count(SPINE_TIER)} spines every leaf reaches. "
+                     "Slurm packs a job into as few SUs as it can."]
     tops = []
     for su in sorted(by_su):
         lines.append(f"SwitchName=su{su:03} Nodes={compress(by_su[su])}")

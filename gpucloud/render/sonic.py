@@ -68,11 +68,16 @@ def _neighbours(fp: EthernetFabricPlan) -> list[list[tuple[str, str, str, str]]]
     return out
 
 
+def port_mtu(roce) -> int:
+    """A switch port's MTU: the hosts' plus room for the headers, at most the switches' 9216."""
+    return min(roce.mtu + 100, 9216)
+
+
 def config_db(fp: EthernetFabricPlan, sw: EthSwitch, cabled: list[tuple[str, str, str, str]]) -> dict:
     r, model = fp.roce, fp.model
     leaf = sw.tier == LEAF_TIER
     by_port = {port: (peer, peer_port, kind) for port, peer, peer_port, kind in cabled}
-    mtu = str(min(r.mtu + 100, 9216))
+    mtu = str(port_mtu(r))
     ports: dict[str, dict] = {}
     breakout: dict[str, dict] = {}
     kinds: dict[str, str] = {}

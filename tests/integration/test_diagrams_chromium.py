@@ -79,7 +79,7 @@ def hex_rgb(value: str) -> tuple[int, int, int]:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-@pytest.mark.parametrize("name", ["lab", "colossus-100k"])
+@pytest.mark.parametrize("name", ["lab", "colossus-100k", "sakuraone"])
 def test_chromium_renders_the_diagrams(name, tmp_path):
     plan = build_plan(check_spec(CLUSTERS / f"{name}.yaml").spec)
     for rel, data in diagrams.render(plan).items():

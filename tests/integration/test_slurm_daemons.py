@@ -237,6 +237,45 @@ def test_slurmctld_accepts_example(example, lab, tmp_path):
         other.stop()
 
 
+def _shown_topology(h) -> dict[str, tuple[list[str], list[str]]]:
+    """`scontrol show topology` as {switch: (its nodes, its child switches)}."""
+    got = {}
+    for line in h.run("scontrol", "show", "topology", check=True, timeout=120).stdout.splitlines():
+        name = re.search(r"SwitchName=(\S+)", line)
+        nodes = re.search(r"\bNodes=(\S+)", line)
+        below = re.search(r"\bSwitches=(\S+)", line)
+        if name:
+            got[name.group(1)] = (sorted(expand(nodes.group(1))) if nodes else [],
+                                  sorted(expand(below.group(1))) if below else [])
+    return got
+
+
+def test_ethernet_rail_fabric_topology_under_slurmctld(lab, tmp_path):
+    """SAKURAONE's RoCE fabric as slurmctld holds it: one switch per scalable unit holding exactly the nodes cabled
+    to that SU's rail leaves (read from the Ethernet plan's NIC ports, not from topology.conf), under one top
+    switch for the spines."""
+    h = lab[0]
+    plan, files = planned(CLUSTERS / "sakuraone.yaml")
+    assert plan.slurm.topology_plugin == "topology/tree"
+    (fp,) = plan.ethernet
+    want: dict[str, set[str]] = {}
+    for p in fp.ports:
+        want.setdefault(f"su{fp.switches[p.leaf].su:03}", set()).add(p.host)
+    other = harness_for(tmp_path, plan, files, shared=h)
+    try:
+        other.run("sacctmgr", "-i", "add", "cluster", plan.slurm.cluster_name)  # the example test may have added it
+        other.start_slurmctld()
+        got = _shown_topology(other)
+    finally:
+        other.stop()
+    assert set(got) == set(want) | {"fabric"}
+    for su, hosts in want.items():
+        assert got[su] == (sorted(hosts), [])
+    # slurmctld lists every node below a switch on it too
+    assert got["fabric"] == (sorted(h for hosts in want.values() for h in hosts), sorted(want))
+    assert sum(len(v) for v in want.values()) == 100
+
+
 def _slurmctld_release() -> tuple[int, int]:
     import subprocess
 

@@ -81,3 +81,18 @@ def test_no_fabric_still_gives_a_readable_svg(tmp_path):
     assert not checked.fails("error"), [f.message for f in checked.findings if f.level == "error"]
     root = ET.fromstring(diagrams.render_fabric(build_plan(checked.spec)))
     assert any("no InfiniBand fabric planned" in w for w in texts(root))
+
+
+def test_ethernet_fabric_diagram_shows_the_sus_as_slurm_switches():
+    """SAKURAONE's RoCE fabric is drawn (it said 'no InfiniBand fabric planned'): its spines, one box per SU of rail
+    leaves, and under each the nodes that are that SU's Slurm switch; its switches stand in the rack elevations."""
+    files = diagrams.render(plan_of("sakuraone"))
+    shown = texts(ET.fromstring(files[diagrams.FABRIC_SVG]))
+    assert not any("no InfiniBand fabric" in t for t in shown)
+    assert [t for t in shown if t.startswith("c-spine-")] == [f"c-spine-{i:03}" for i in range(1, 9)]
+    assert shown.count("8 leaves, rails 0-7") == 2
+    i = shown.index("su001")
+    assert shown[i + 1] == "64 hosts" and shown[shown.index("su002") + 1] == "36 hosts"
+    assert any(t.startswith("Slurm topology/tree: one switch per SU") for t in shown)
+    racks = texts(ET.fromstring(files[diagrams.RACKS_SVG]))
+    assert "c-leaf-su001-r0" in racks and "c-spine-001" in racks

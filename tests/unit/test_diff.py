@@ -313,3 +313,138 @@ def test_plan_folder_cabling_gives_the_same_links_as_the_spec(tmp_path):
         (tmp_path / rel).write_bytes(data)
     assert of_folder(tmp_path, ["compute"]) == of_plan(plan) and len(of_plan(plan)["compute"]) == 36
     assert of_folder(tmp_path, ["storage"]) is None  # no cabling plan: the diff says links were not compared
+
+
+# --- RoCE Ethernet fabrics (SAKURAONE: 2 SUs of 8 rail leaves, 8 spines with every port in use) -------------------
+
+def sakuraone(edit, tmp_path, base=None):
+    """The diff of an edit to sakuraone.yaml, from the example itself or from ``base`` (an edit of it)."""
+    data = spec_data("sakuraone")
+    if base is not None:
+        base(data)
+        old = doc_of(data, tmp_path, "old")
+    else:
+        old = base_doc("sakuraone")
+    edit(data)
+    return compare(old, doc_of(data, tmp_path, "new"), "old", "new")
+
+
+def roce(**values):
+    return lambda d: d["fabric"]["compute"]["roce"].update(values)
+
+
+def test_ethernet_growth_inside_an_su_adds_hosts_and_cables_only(tmp_path):
+    diff = sakuraone(lambda d: pool(d, "gpu").update(count=120), tmp_path)
+    assert "new hosts only" in only(diff, section="pools", subject="pool gpu", field="hosts").note
+    assert not [c for c in diff.changes if c.section == "fabric"]
+
+
+def test_ethernet_new_su_with_room_on_the_spines_is_additive_hardware(tmp_path):
+    """3 SUs -> 4 SUs: 16 spines of 64 ports hold 32 leaves x 32 uplinks, so the new leaves and their cables are
+    added and no existing cable moves; the new switches are hardware work, not a plan-only record."""
+    diff = sakuraone(lambda d: pool(d, "gpu").update(count=200), tmp_path,
+                     base=lambda d: pool(d, "gpu").update(count=130))
+    assert not [c for c in diff.changes if c.field in ("existing links", "switch layout")]
+    assert "new hosts only" in only(diff, section="pools", subject="pool gpu", field="hosts").note
+    derived = {c.subject: c for c in diff.derived}
+    grown = derived["ethernet.compute"]
+    assert grown.impact is Impact.HARDWARE and "switches: 8 added" in grown.note
+
+
+def test_ethernet_new_su_that_needs_more_spines_recables_every_leaf(tmp_path):
+    """A third SU on SAKURAONE: the 8 spines are full, so the planner goes to 16 spines with 2 cables per leaf and
+    spine, and existing leaf-spine cables move to other spine ports: the diff names the ports and the nodes behind
+    those leaves (all 100), never 'new hosts only'."""
+    diff = sakuraone(lambda d: pool(d, "gpu").update(count=130), tmp_path)
+    c = only(diff, section="fabric", field="existing links")
+    assert c.impact is Impact.HARDWARE and c.step == 2
+    assert c.note.startswith("recables 510 existing link(s): c-leaf-su001-r0 Ethernet272: c-spine-001 Ethernet16 -> "
+                             "c-spine-002 Ethernet0; ")
+    assert c.hosts == "gpu[0001-0100]" and c.host_count == 100
+    assert "the 100 node(s) behind the 16 leaves whose uplinks move" in c.note and "(ECMP)" in c.note
+    grow = only(diff, section="pools", subject="pool gpu", field="hosts")
+    assert "510 existing fabric link(s) are recabled" in grow.note
+
+
+def test_ethernet_moved_host_cable_names_the_leaf_ports_and_the_host(tmp_path):
+    """The model's rail-7 NIC renamed (mlx5_11 -> mlx5_12): every node's rail-7 cable leaves the old port; the
+    change names leaf and port, and the affected hosts are exactly the GPU nodes."""
+    def edit(d):
+        d["hardware"]["models"]["hgx-h100-8-roce"]["compute_hcas"]["devices"][7] = "mlx5_12"
+
+    diff = sakuraone(edit, tmp_path)
+    c = only(diff, section="fabric", field="existing links")
+    assert c.note.startswith("recables 100 existing link(s): c-leaf-su001-r7 Ethernet0: gpu0001 mlx5_11 -> "
+                             "gpu0001 mlx5_12; ")
+    assert c.hosts == "gpu[0001-0100]" and "behind" not in c.note
+
+
+@pytest.mark.parametrize("values", [{"dscp": 24}, {"lossless_priority": 4}, {"cnp_dscp": 46}, {"cnp_priority": 7}])
+def test_ethernet_qos_change_disrupts_traffic_on_the_whole_fabric(tmp_path, values):
+    diff = sakuraone(roce(**values), tmp_path)
+    (key,) = values
+    c = only(diff, section="fabric", field=f"roce.{key}")
+    assert c.impact is Impact.DRAIN_REBOOT and c.step == 4
+    assert c.hosts == "gpu[0001-0100]" and c.host_count == 100  # the fabric's nodes, not login or ctl
+    assert c.note.startswith("traffic-disrupting on the whole fabric: every switch's config_db.json and every host's "
+                             "NIC QoS")
+    assert "not rolling" in c.note
+
+
+@pytest.mark.parametrize("values, words", [({"spine_asn": 4200000001}, "every spine changes its AS"),
+                                            ({"leaf_asn_base": 4200002000}, "every leaf changes its AS")])
+def test_ethernet_asn_change_restarts_bgp_on_the_switches(tmp_path, values, words):
+    diff = sakuraone(roce(**values), tmp_path)
+    (key,) = values
+    c = only(diff, section="fabric", field=f"roce.{key}")
+    assert c.impact is Impact.RESTART and c.note.startswith(f"BGP: {words}") and c.host_count == 100
+
+
+def test_ethernet_switch_model_change_is_hardware_on_the_fabric_nodes(tmp_path):
+    diff = sakuraone(lambda d: d["fabric"]["compute"].update(switch="sn5600"), tmp_path)
+    c = only(diff, section="fabric", field="switch")
+    assert c.impact is Impact.HARDWARE and c.hosts == "gpu[0001-0100]"
+    assert "every leaf and spine is replaced" in c.note
+
+
+def test_every_roce_setting_has_its_own_class():
+    """A roce key that no rule names would reach reviewers as an unexplained restart of nothing."""
+    from gpucloud.diff.intent import ROCE
+
+    assert set(base_doc("sakuraone")["spec"]["fabric"]["compute"]["roce"]) <= set(ROCE)
+
+
+def test_ethernet_plan_folder_cabling_gives_the_same_links_as_the_spec(tmp_path):
+    from gpucloud.diff.links import of_folder, of_plan
+    from gpucloud.plan import build_plan
+    from gpucloud.render import ethernet as render_ethernet
+
+    plan = build_plan(check_spec(CLUSTERS / "sakuraone.yaml").spec)
+    for rel in ("fabric/compute/cabling.csv",):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(render_ethernet.cabling_csv(plan.ethernet[0]))
+    assert of_folder(tmp_path, ["compute"]) == of_plan(plan) and len(of_plan(plan)["compute"]) == 800 + 512
+
+
+def test_ethernet_plan_folder_diffs_its_cables_like_the_spec(tmp_path):
+    """A plan folder of SAKURAONE (plan.json and fabric/compute/cabling.csv, as `gpucloud plan` writes them) gives
+    the diff its Ethernet cables, so a third SU's recabling shows against a folder too, not only against a spec."""
+    from gpucloud.diff.inputs import load_side
+    from gpucloud.diff.links import LINKS
+    from gpucloud.plan import build_plan
+    from gpucloud.render import ethernet as render_ethernet
+    from gpucloud.render import plan_json
+
+    checked = check_spec(CLUSTERS / "sakuraone.yaml")
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    folder = tmp_path / "plan"
+    for rel, data in {**plan_json.render(plan), **render_ethernet.render(plan)}.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    old, _ = load_side(folder)
+    assert len(old[LINKS]["compute"]) == 1312
+    data = spec_data("sakuraone")
+    pool(data, "gpu").update(count=130)
+    diff = compare(old, doc_of(data, tmp_path), "old", "new")
+    assert only(diff, section="fabric", field="existing links").note.startswith("recables 510 existing link(s)")
+    assert not [n for n in diff.notes if "links were not compared" in n]

@@ -18,7 +18,7 @@ from gpucloud.verify.fabric import compare, report
 
 VALID = ROOT / "tests" / "specs" / "valid"
 GOLDEN = ROOT / "tests" / "golden" / "fabric"
-SPECS = {"lab": CLUSTERS / "lab.yaml", "mid": VALID / "fabric-mid.yaml"}
+SPECS = {"lab": CLUSTERS / "lab.yaml", "mid": VALID / "fabric-mid.yaml", "sakuraone": CLUSTERS / "sakuraone.yaml"}
 
 
 def _plan(name):
@@ -200,3 +200,25 @@ def test_verify_reads_managed_switch_and_fqdn_descriptions():
     real = net.replace('"c-leaf-su001-r0"', '"MF0;c-leaf-su001-r0:MQM9700/U1"').replace('"gpu01 mlx5_0"',
                                                                                           '"gpu01.lab.example mlx5_0"')
     assert compare(fp, real).clean
+
+
+def test_topology_conf_of_an_ethernet_rail_fabric():
+    """SAKURAONE's RoCE fabric: a node's 8 NICs sit on the 8 rail leaves of its SU, so the SU is the lowest switch
+    and the spines (every leaf reaches every spine) are the one above; before the Ethernet plan was read here, every
+    node landed under 'nofabric'."""
+    plan = _plan("sakuraone")
+    fp = plan.ethernet[0]
+    text = slurm_topology.topology_conf(plan)
+    from gpucloud.hostlist import expand
+
+    switches = dict(re.findall(r"^SwitchName=(\S+) (?:Nodes|Switches)=(\S+)", text, re.M))
+    assert set(switches) == {"su001", "su002", "fabric"} and "nofabric" not in text
+    assert expand(switches["fabric"]) == ["su001", "su002"]
+    # every planned leaf of an SU holds exactly that SU's nodes (one NIC each, one per rail)
+    for su in (1, 2):
+        nodes = sorted(expand(switches[f"su{su:03}"]))
+        for leaf in (i for i, s in enumerate(fp.switches) if s.tier == 1 and s.su == su):
+            assert sorted(p.host for p in fp.ports if p.leaf == leaf) == nodes
+    assert len(expand(switches["su001"])) == 64 and len(expand(switches["su002"])) == 36
+    blocks = slurm_topology.block_conf(plan)
+    assert "BlockName=su001 Nodes=gpu[0001-0064]" in blocks and "nofabric" not in blocks

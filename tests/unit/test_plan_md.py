@@ -94,3 +94,40 @@ def test_plan_md_is_short_enough_for_a_comment_at_any_scale():
         text = plan_md.render_text(plan_of(name))
         assert len(text) < 16000, (name, len(text))
         assert len(text.splitlines()) < 150
+
+
+def _ethernet_variant(tmp_path, **edits):
+    data = yaml.safe_load((CLUSTERS / "sakuraone.yaml").read_text())
+    for key, value in edits.items():
+        section, _, field = key.partition("__")
+        if section == "gpu":
+            data["node_pools"][0][field] = value
+        else:
+            data["slurm"][field] = value
+    path = tmp_path / "sakuraone.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    checked = check_spec(path)
+    return build_plan(checked.spec, tuple(checked.findings))
+
+
+def test_ethernet_fabric_section_shows_switches_sus_and_slurm_topology():
+    """A reviewer of an Ethernet fabric sees what to buy, each SU's nodes, leaves and ASNs, the Slurm switch each SU
+    becomes, and that the spine ports are full (the next SU moves cables)."""
+    text = plan_md.render_text(plan_of("sakuraone"))
+    assert row(text, "switch ais800-64o (compute fabric)").startswith("24 | ")
+    assert "16 leaf, 8 spine" in row(text, "switch ais800-64o (compute fabric)")
+    assert row(text, "cables (compute fabric)") == "1,312 | node-leaf 800, leaf-spine 512"
+    assert row(text, "1") == ("`su001` | `gpu[0001-0064]` | 0 | `c-leaf-su001-r[0-7]` | 4200001000-4200001007")
+    assert row(text, "2") == ("`su002` | `gpu[0065-0100]` | 28 | `c-leaf-su002-r[0-7]` | 4200001008-4200001015")
+    assert "Slurm (topology/tree): one switch per SU" in text
+    assert "spine ports in use 512 of 512 (full:" in text
+    assert "ECN marks from 1 MiB to 2 MiB of queue (5% at the top)" in text
+    assert "MTU 9000 on the hosts, 9100 on the switch ports" in text
+
+
+def test_ethernet_sus_fold_and_say_when_slurm_has_no_topology(tmp_path):
+    plan = _ethernet_variant(tmp_path, gpu__count=1000, slurm__topology="none")
+    text = plan_md.render_text(plan)
+    sus = [ln for ln in text.splitlines() if re.match(r"^\| (\d+|\.\.\.)", ln) and "c-leaf" in ln or "more |" in ln]
+    assert len(sus) == 8 and "| ... 9 more | 576 nodes |" in text  # 16 SUs: 6 shown, 9 folded, the last
+    assert "`su001`" not in text and "no topology plugin (`slurm.topology: none`)" in text

@@ -51,6 +51,21 @@ def test_lab_change_diff(golden, tmp_path):
     golden(HERE / "lab-change.diff.json", report.as_json(diff))
 
 
+def test_sakuraone_change_diff(golden, tmp_path):
+    """A RoCE Ethernet fabric's typical change: a third SU (the full spines double and existing leaf-spine cables
+    move), a new DSCP for RoCE (every switch and host at once) and a new spine ASN (BGP)."""
+    data = yaml.safe_load((CLUSTERS / "sakuraone.yaml").read_text())
+    data["node_pools"][0]["count"] = 130
+    data["fabric"]["compute"]["roce"].update(dscp=24, spine_asn=4200000001)
+    new = tmp_path / "sakuraone.yaml"
+    new.write_text(yaml.safe_dump(data, sort_keys=False))
+    diff = compare(document_of(check_spec(CLUSTERS / "sakuraone.yaml")), document_of(check_spec(new)),
+                   "clusters/sakuraone.yaml", "sakuraone.yaml (edited)")
+    assert ("ethernet.compute", "hardware") in {(c.subject, c.impact.value) for c in diff.derived}
+    diff.derived = []
+    golden(HERE / "sakuraone-change.diff.md", report.markdown(diff) + "\n")
+
+
 def _lab_edit(edit) -> dict:
     data = yaml.safe_load((CLUSTERS / "lab.yaml").read_text())
     edit(data)
