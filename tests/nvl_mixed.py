@@ -1,10 +1,29 @@
-"""The small mixed cluster of the topology.yaml tests (unit and integration): NVL72 racks beside HGX nodes."""
+"""For the Slurm tests of NVL72 plans (unit and integration): the small mixed cluster (NVL72 racks beside HGX nodes)
+and the plan with its rendered Slurm files."""
 
 from __future__ import annotations
+
+import importlib
 
 import yaml
 
 from conftest import CLUSTERS
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.render import RENDERERS
+
+
+def rendered(path):
+    """The plan of the spec at ``path`` (which must have no errors) and what the Slurm renderers and plan.json's
+    renderer write for it, by path (``slurm/slurm.conf``, ``plan.json``, ...)."""
+    checked = check_spec(path)
+    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    files: dict[str, bytes] = {}
+    for module, name in RENDERERS:
+        if module.startswith("gpucloud.render.slurm") or module == "gpucloud.render.plan_json":
+            files.update(getattr(importlib.import_module(module), name)(plan))
+    return plan, files
 
 
 def mixed_spec(tmp_path, slurm: str):

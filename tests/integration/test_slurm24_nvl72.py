@@ -24,7 +24,6 @@ plugin with a warning and runs jobs.
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 
 import pytest
@@ -32,10 +31,8 @@ import yaml
 
 from conftest import CLUSTERS
 from gpucloud.hostlist import expand
-from gpucloud.pipeline import check_spec
-from gpucloud.plan import build_plan
 from gpucloud.plan.hosts import nvlink_domains
-from gpucloud.render import RENDERERS
+from nvl_mixed import rendered
 from slurm24_harness import Slurm24Harness, parse_fields, skip_module_without_slurm24
 
 pytestmark = pytest.mark.integration
@@ -54,13 +51,7 @@ GIVEN = ("slurm.conf", "topology.conf", "gres.conf")
 
 def planned(path):
     """The plan and its rendered slurm.conf, topology.conf and gres.conf (by the registered renderers)."""
-    checked = check_spec(path)
-    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
-    plan = build_plan(checked.spec, tuple(checked.findings))
-    files: dict[str, bytes] = {}
-    for module, name in RENDERERS:
-        if module.startswith("gpucloud.render.slurm"):
-            files.update(getattr(importlib.import_module(module), name)(plan))
+    plan, files = rendered(path)
     return plan, {name: files[f"slurm/{name}"] for name in GIVEN}
 
 

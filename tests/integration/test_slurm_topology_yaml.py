@@ -15,18 +15,13 @@ topology, not the tree, keeps the two-tray job inside one rack.
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from gpucloud.hostlist import expand
-from gpucloud.pipeline import check_spec
-from gpucloud.plan import build_plan
 from gpucloud.plan.hosts import nvlink_domains
-from gpucloud.render import RENDERERS
+from nvl_mixed import mixed_spec, rendered
 from slurm24_harness import Slurm24Harness, parse_fields, skip_module_without_slurm24
 from test_slurm24_nvl72 import SERVED_ELSEWHERE, SERVED_ELSEWHERE_UNSET, job_id
-from nvl_mixed import mixed_spec
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +29,6 @@ ROOT = skip_module_without_slurm24("forky")
 TRAYS = ["gb0001", "gb0002", "gb0003", "gb0004"]
 HGX = ["hgx01", "hgx02"]
 ACCOUNT = "frontier-lab"  # in both partitions' AllowAccounts (no slurmdbd: the name alone)
-
-
-def rendered(path):
-    checked = check_spec(path)
-    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
-    plan = build_plan(checked.spec, tuple(checked.findings))
-    files: dict[str, bytes] = {}
-    for module, name in RENDERERS:
-        if module.startswith("gpucloud.render.slurm"):
-            files.update(getattr(importlib.import_module(module), name)(plan))
-    return plan, files
 
 
 def run_pair(directory, plan, files) -> tuple[list[str], list[str], dict[str, dict[str, list[str]]]]:

@@ -3,28 +3,13 @@ holds. The real slurmctld reads it in tests/integration/test_slurm_topology_yaml
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 import yaml
 
-from gpucloud.pipeline import check_spec
-from gpucloud.plan import build_plan
-from gpucloud.render import RENDERERS
 from gpucloud.render.slurm_topology import topology_conf
-from nvl_mixed import mixed_spec
-
-
-def rendered(path):
-    checked = check_spec(path)
-    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
-    plan = build_plan(checked.spec, tuple(checked.findings))
-    files: dict[str, bytes] = {}
-    for module, name in RENDERERS:
-        if module.startswith("gpucloud.render.slurm") or module == "gpucloud.render.plan_json":
-            files.update(getattr(importlib.import_module(module), name)(plan))
-    return plan, files
+from nvl_mixed import mixed_spec, rendered
 
 
 @pytest.mark.parametrize("version", ["24.11.5", "25.05.0"])
