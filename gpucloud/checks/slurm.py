@@ -326,10 +326,27 @@ def verify_rendered(files: Mapping[str, bytes]) -> list[Finding]:
     topo = files.get("slurm/topology.conf")
     if topo is not None and settings.get("topologyplugin") in ("topology/tree", "topology/block"):
         problems.extend(_verify_topology(topo.decode(), [kv["nodename"] for kv in node_lines]))
+    topo_yaml = files.get("slurm/topology.yaml")
+    if topo_yaml is not None:
+        problems.extend(_verify_topology_yaml(topo_yaml.decode(), [kv["nodename"] for kv in node_lines]))
     return problems
 
 
-def _verify_topology(text: str, node_exprs: list[str]) -> list[Finding]:
+def _verify_topology_yaml(text: str, node_exprs: list[str]) -> list[Finding]:
+    """topology.yaml: the cluster default holds every node (as topology.conf must), the others only known ones."""
+    import yaml  # only plans with topology.yaml pay for the import
+
+    problems = []
+    for topo in yaml.safe_load(text) or []:
+        entries = topo.get("tree", {}).get("switches", []) or topo.get("block", {}).get("blocks", [])
+        lines = "\n".join(f"SwitchName={e.get('switch') or e.get('block')} Nodes={e['nodes']}" for e in entries
+                          if "nodes" in e)
+        found = _verify_topology(lines, node_exprs, f"topology.yaml (topology {topo.get('topology')})")
+        problems += [f for f in found if topo.get("cluster_default") or "on no switch" not in f.message]
+    return problems
+
+
+def _verify_topology(text: str, node_exprs: list[str], name: str = "topology.conf") -> list[Finding]:
     known: set[str] = set()
     for expr in node_exprs:
         known.update(_expand(expr))
@@ -342,10 +359,10 @@ def _verify_topology(text: str, node_exprs: list[str]) -> list[Finding]:
             unknown = [n for n in names if n not in known]
             if unknown:
                 where = kv.get("switchname") or kv.get("blockname") or "?"
-                problems.append(_finding(f"topology.conf switch/block {where} names "
+                problems.append(_finding(f"{name} switch/block {where} names "
                                          f"{len(unknown)} unknown node(s), e.g. {unknown[0]}"))
             placed.update(names)
     missing = known - placed
     if missing:
-        problems.append(_finding(f"{len(missing)} node(s) are on no switch in topology.conf, e.g. {min(missing)}"))
+        problems.append(_finding(f"{len(missing)} node(s) are on no switch in {name}, e.g. {min(missing)}"))
     return problems

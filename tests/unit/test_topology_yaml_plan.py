@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from gpucloud.checks.slurm import verify_rendered
 from gpucloud.render.slurm_topology import topology_conf
 from nvl_mixed import mixed_spec, rendered
 
@@ -47,3 +48,16 @@ def test_the_tree_is_topology_conf_and_the_blocks_are_the_racks(tmp_path):
     assert switches[:2] == ["SwitchName=su001 Nodes=gb[0001-0004]", "SwitchName=su002 Nodes=hgx[01-02]"]
     assert nvlink["block"] == {"block_sizes": [2, 4], "blocks": [{"block": "nvl01", "nodes": "gb[0001-0002]"},
                                                                  {"block": "nvl02", "nodes": "gb[0003-0004]"}]}
+
+
+def test_self_check_reads_topology_yaml(tmp_path):
+    """The default topology must hold every node (as topology.conf must); the block topology only known ones."""
+    _, files = rendered(mixed_spec(tmp_path, "25.05.0"))
+    assert verify_rendered(files) == []
+    text = files["slurm/topology.yaml"]
+    no_hgx = {**files, "slurm/topology.yaml": text.replace(b'nodes: "hgx[01-02]"', b'nodes: "hgx01"')}
+    assert [f.message for f in verify_rendered(no_hgx)] == [
+        "1 node(s) are on no switch in topology.yaml (topology fabric), e.g. hgx02"]
+    stray = {**files, "slurm/topology.yaml": text.replace(b'nodes: "gb[0003-0004]"', b'nodes: "gb[0003-0005]"')}
+    messages = [f.message for f in verify_rendered(stray)]
+    assert messages == ["topology.yaml (topology nvlink) switch/block nvl02 names 1 unknown node(s), e.g. gb0005"]
