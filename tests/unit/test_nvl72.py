@@ -208,15 +208,20 @@ def test_spine_leaf_groups_the_switches_cannot_build(tmp_path):
     assert found and found[0].level == "error" and "divides 18" in found[0].hint
 
 
-def test_rollout_batches_of_part_of_a_rack_warn(tmp_path):
+def test_a_rollout_budget_that_is_not_whole_racks_is_rounded_to_racks(tmp_path):
     data = _variant(rollout={"max_unavailable": 100})
     found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
-    assert found and found[0].level == "warning" and "e.g. 90" in found[0].hint
+    assert found and found[0].level == "info" and "e.g. 90" in found[0].hint
+    assert "rounded down to 5 whole racks (90 trays)" in found[0].message
     data = copy.deepcopy(EXAMPLE)
-    del data["node_pools"][0]["rollout"]  # the default 10 % of 1,152 trays is 115
+    del data["node_pools"][0]["rollout"]  # the default 10 % of 1,152 trays is 115: 6 racks
     found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
-    assert found and "batches of 115 trays" in found[0].message
-    assert ("nvlink-rollout-budget", "warning") not in _findings(check_spec(CLUSTERS / "nvl72.yaml"))
+    assert found and "budget 115 (the default 10%) rounded down to 6 whole racks" in found[0].message
+    # Less than a rack: a whole rack anyway, more than the spec asked, so a warning.
+    data = _variant(rollout={"max_unavailable": 4})
+    found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
+    assert found and found[0].level == "warning" and "raised to 1 rack (18 trays)" in found[0].message
+    assert not [f for f in check_spec(CLUSTERS / "nvl72.yaml").findings if f.check == "nvlink-rollout-budget"]
 
 
 def test_two_pools_in_one_rack_are_an_error(tmp_path):

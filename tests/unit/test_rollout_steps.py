@@ -104,3 +104,21 @@ def test_nodes_outside_slurm_are_converged_but_neither_drained_nor_health_checke
     roll(None, batches(["login01"], [("login", ["login01"], 1)]), nodes, {}, set(), hooks, lambda m: None,
          lambda stack, urns: log.append(("up", tuple(urns))))
     assert log == [("up", ("urn:login01",)), ("converge", ("login01",))]
+
+
+def test_an_nvlink_batch_drains_and_resumes_the_whole_rack_but_replaces_only_its_nodes():
+    from gpucloud.plan.rollout import Domain
+
+    log: list = []
+    trays = ["t1", "t2", "t3", "t4"]
+    slurm = FakeSlurm(log, states={"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"})
+    nodes = {"t2": NodeSteps(("urn:t2",), False, "nv")}
+    hooks = Hooks(slurm=slurm, converge=lambda h: log.append(("converge", tuple(h))) or 0,
+                  health=lambda h: log.append(("health", tuple(h))) or 0)
+    doms = {"nv": [Domain("r1", ("t1", "t2", "t3"), 3), Domain("r2", ("t4",), 3)]}
+    roll(None, batches(["t2"], [("nv", trays, 3)], domains=doms), nodes, {}, {"nv"}, hooks, lambda m: None,
+         lambda stack, urns: log.append(("up", tuple(urns))))
+    # t3 was drained before: drained again with its rack (no harm) but never resumed; r2 is not touched.
+    assert log == [("drain", ("t2", "t1", "t3")), ("up", ("urn:t2",)), ("converge", ("t2",)), ("health", ("t2",)),
+                   ("resume", ("t2", "t1"))]
+    assert slurm.state == {"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"}
