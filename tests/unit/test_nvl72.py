@@ -80,6 +80,14 @@ def test_imex_peer_lists_stay_inside_their_domain(plan):
     assert b'"fabric_manager": false' in files["imex/domains.json"]
 
 
+def test_the_compute_layer_converges_whole_racks_within_the_budget(plan):
+    """imex/converge.yml: Ansible serial batches over the NVL72 trays in inventory order, 6 racks (108 trays, the
+    example's budget) at a time, the last batch the 4 racks left."""
+    data = yaml.safe_load(imex.render(plan)["imex/converge.yml"])
+    assert data == {"gpucloud_nvlink_serial": [108] * 10 + [72]}
+    assert sum(data["gpucloud_nvlink_serial"]) == len(plan.pool("gpu").hosts)
+
+
 def test_block_topology_and_imex_channels(plan):
     topo = slurm_topology.render(plan)["slurm/topology.conf"].decode()
     blocks = [line for line in topo.splitlines() if line.startswith("BlockName=")]
