@@ -141,11 +141,12 @@ def rack_note(max_unavailable: int | str | None, pool_size: int, trays: int) -> 
     racks = rack_budget(size, trays)
     if size % trays == 0 or size >= pool_size:
         return None
-    said = max_unavailable if max_unavailable is not None else f"the default {DEFAULT_PERCENT}%"
+    said = {None: f" (the default {DEFAULT_PERCENT}%)"}.get(max_unavailable, "") if not isinstance(
+        max_unavailable, str) else f" ({max_unavailable})"
     if size < trays:
-        return (f"budget {size} ({said}) is less than one rack: raised to 1 rack ({trays} trays), since part of an "
+        return (f"budget {size}{said} is less than one rack: raised to 1 rack ({trays} trays), since part of an "
                 "NVLink domain cannot be taken out of service alone")
-    return f"budget {size} ({said}) rounded down to {racks} whole racks ({racks * trays} trays)"
+    return f"budget {size}{said} rounded down to {racks} whole racks ({racks * trays} trays)"
 
 
 def nvlink_serial(plan) -> list[int]:
