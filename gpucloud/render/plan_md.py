@@ -17,7 +17,7 @@ from gpucloud import catalog
 from gpucloud import markdown as md
 from gpucloud.markdown import num_text
 from gpucloud.hostlist import pool_hostlist
-from gpucloud.plan import Plan
+from gpucloud.plan import Plan, rollout
 from gpucloud.plan.fabric import headroom
 from gpucloud.plan.figures import estimate_note
 from gpucloud.plan.hosts import nvlink_domains
@@ -148,6 +148,14 @@ def _nvlink(plan: Plan) -> list[str]:
             "the domains as data: `imex/domains.json`.",
             "- Maintenance: drain a rack as a unit (`scontrol update nodename=<the rack's hostlist> state=drain`): "
             "a job inside a domain uses every tray it holds over NVLink, so taking part of a rack takes its jobs."]
+    for pp, (_name, _hosts, size) in zip(plan.pools, rollout.pools_of(plan)):
+        nv = pp.model.nvlink
+        if nv is None or not by_pool.get(pp.pool.name):
+            continue
+        note = rollout.rack_note(pp.pool.rollout.max_unavailable, len(pp.hosts), nv.trays)
+        out.append(f"- Rolling updates of pool {md.code(pp.pool.name)} (`gpucloud apply --allow-replace`, "
+                   f"`gpucloud converge`): {size // nv.trays:,} whole rack(s) ({size:,} trays) at a time; a batch "
+                   f"drains every tray of its racks, replaced or not{f' ({note})' if note else ''}.")
     return out
 
 
