@@ -1,0 +1,72 @@
+"""The compute layer's batches over NVL72 trays, as Ansible itself cuts them: compute.yml's own plays (hosts, serial,
+vars_files) over the plan's rendered inventory and imex/converge.yml, their tasks swapped for one that records each
+batch, on local connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import CLUSTERS, ROOT
+from gpucloud.pipeline import check_spec
+from gpucloud.plan import build_plan
+from gpucloud.render import imex, inventory
+from gpucloud.write import INVENTORY, write_tree
+
+needs_ansible = pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible-core is not installed")
+
+
+@needs_ansible
+def test_nvl72_trays_converge_whole_racks_and_apart_from_other_gpu_nodes(tmp_path):
+    data = yaml.safe_load((CLUSTERS / "nvl72.yaml").read_text())
+    gpu = data["node_pools"][0]
+    # Four racks, the second one tray short; a budget of 40 trays is two whole racks.
+    gpu.update(count=72, exclude=[20], rollout={"max_unavailable": 40})
+    # Other GPU nodes in the same cluster converge in the other play, in batches of gpucloud_batch.
+    data["node_pools"].append({"name": "hgx", "id": 3, "model": "hgx-h100-8", "count": 3, "hostname": "h{index:02}",
+                               "roles": ["compute"], "fabric": "none", "rack": {"name": "h{rack:02}"}})
+    spec = tmp_path / "nvl72.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    checked = check_spec(spec)
+    assert not checked.fails("error"), [f.message for f in checked.findings if f.level == "error"]
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    plan_dir = tmp_path / "plan"
+    write_tree(plan_dir / "inventory", {k[len("inventory/"):]: v for k, v in inventory.render(plan).items()},
+               INVENTORY)
+    for rel, body in imex.render(plan).items():
+        (plan_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (plan_dir / rel).write_bytes(body)
+
+    record = tmp_path / "batches"
+    record.mkdir()
+    plays = [p for p in yaml.safe_load((ROOT / "playbooks" / "compute.yml").read_text()) if "hosts" in p]
+    assert [p["hosts"] for p in plays] == ["role_compute:!nvlink", "role_compute:&nvlink"]
+    for n, play in enumerate(plays):
+        for key in ("pre_tasks", "roles", "post_tasks"):
+            play.pop(key, None)
+        play["connection"] = "local"
+        play["tasks"] = [{"name": "Record the batch", "run_once": True, "ansible.builtin.copy": {
+            "content": "{{ ansible_play_batch | to_json }}", "mode": "0644",
+            "dest": f"{record}/{n}-{{{{ ansible_play_batch | first }}}}.json"}}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ah"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt"),
+           "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
+    res = subprocess.run(["ansible-playbook", "-i", str(plan_dir / "inventory"), str(tmp_path / "play.yml"),
+                          "-e", f"gpucloud_plan_dir={plan_dir}", "-e", "gpucloud_batch=2"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    got = sorted((p.name.split("-")[0], json.loads(p.read_text())) for p in record.iterdir())
+    others = [b for play, b in got if play == "0"]
+    trays = sorted((b for play, b in got if play == "1"), key=lambda b: b[0])
+    assert others == [["h01", "h02"], ["h03"]]
+    racks = {}
+    for h in plan.pools[0].hosts:
+        racks.setdefault(h.rack, []).append(h.name)
+    assert trays == [racks["nvl01"] + racks["nvl02"], racks["nvl03"] + racks["nvl04"]]
+    assert len(trays[0]) == 35 and "gb0020" not in trays[0]
