@@ -122,3 +122,15 @@ def test_an_nvlink_batch_drains_and_resumes_the_whole_rack_but_replaces_only_its
     assert log == [("drain", ("t2", "t1", "t3")), ("up", ("urn:t2",)), ("converge", ("t2",)), ("health", ("t2",)),
                    ("resume", ("t2", "t1"))]
     assert slurm.state == {"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"}
+
+
+def test_describe_names_the_racks_the_trays_drained_with_them_and_the_budget_note():
+    from gpucloud.plan.rollout import Domain
+    from gpucloud.stack.rollout import describe
+
+    doms = {"nv": [Domain("r1", ("t1", "t2", "t3"), 3)]}
+    lines = describe(batches(["t2"], [("nv", ["t1", "t2", "t3"], 3)], domains=doms),
+                     {"nv": "budget 1 is less than one rack: raised to 1 rack (3 trays)"})
+    assert lines == ["  pool nv: budget 1 is less than one rack: raised to 1 rack (3 trays)",
+                     "  batch 1/1: pool nv, 1 node(s) (budget 3): t2; whole NVLink domain(s) r1, drained with them: "
+                     "t[1,3]"]
