@@ -141,8 +141,10 @@ def rack_note(max_unavailable: int | str | None, pool_size: int, trays: int) -> 
     racks = rack_budget(size, trays)
     if size % trays == 0 or size >= pool_size:
         return None
-    said = {None: f" (the default {DEFAULT_PERCENT}%)"}.get(max_unavailable, "") if not isinstance(
-        max_unavailable, str) else f" ({max_unavailable})"
+    if max_unavailable is None:
+        said = f" (the default {DEFAULT_PERCENT}%)"
+    else:
+        said = f" ({max_unavailable})" if isinstance(max_unavailable, str) else ""
     if size < trays:
         return (f"budget {size}{said} is less than one rack: raised to 1 rack ({trays} trays), since part of an "
                 "NVLink domain cannot be taken out of service alone")

@@ -149,12 +149,12 @@ def _nvlink(plan: Plan) -> list[str]:
             "- Maintenance: drain a rack as a unit (`scontrol update nodename=<the rack's hostlist> state=drain`): "
             "a job inside a domain uses every tray it holds over NVLink, so taking part of a rack takes its jobs."]
     for pp, (_name, _hosts, size) in zip(plan.pools, rollout.pools_of(plan)):
-        nv = pp.model.nvlink
-        if nv is None or not by_pool.get(pp.pool.name):
+        domain = pp.model.nvlink
+        if domain is None or not by_pool.get(pp.pool.name):
             continue
-        note = rollout.rack_note(pp.pool.rollout.max_unavailable, len(pp.hosts), nv.trays)
+        note = rollout.rack_note(pp.pool.rollout.max_unavailable, len(pp.hosts), domain.trays)
         out.append(f"- Rolling updates of pool {md.code(pp.pool.name)} (`gpucloud apply --allow-replace`, "
-                   f"`gpucloud converge`): {size // nv.trays:,} whole rack(s) ({size:,} trays) at a time; a batch "
+                   f"`gpucloud converge`): {size // domain.trays:,} whole rack(s) ({size:,} trays) at a time; a batch "
                    f"drains every tray of its racks, replaced or not{f' ({note})' if note else ''}.")
     return out
 
