@@ -134,3 +134,18 @@ def test_describe_names_the_racks_the_trays_drained_with_them_and_the_budget_not
     assert lines == ["  pool nv: budget 1 is less than one rack: raised to 1 rack (3 trays)",
                      "  batch 1/1: pool nv, 1 node(s) (budget 3): t2; whole NVLink domain(s) r1, drained with them: "
                      "t[1,3]"]
+
+
+def test_apply_plans_whole_rack_batches_for_an_nvl72_pool():
+    """stack/apply.py hands the rollout the plan's NVLink domains: replacing one tray drains its 17 rack-mates."""
+    from conftest import CLUSTERS
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.stack.apply import budget_notes, plan_batches
+
+    checked = check_spec(CLUSTERS / "nvl72.yaml")
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    got = plan_batches({"gb0020": NodeSteps(("urn:gb0020",), False, "gpu"),
+                        "gb0100": NodeSteps(("urn:gb0100",), False, "gpu")}, plan)
+    assert [(b.nodes, b.racks, len(b.held)) for b in got] == [(("gb0020", "gb0100"), ("nvl02", "nvl06"), 36)]
+    assert budget_notes(plan) == {}  # the example's budget, 108 trays, is 6 whole racks
