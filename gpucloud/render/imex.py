@@ -6,6 +6,10 @@ a line), and all instances of a domain must list the same addresses in the same 
 Guide, "Deployment Models", NVLink-domain-wide deployment): a peer list that crosses a domain's boundary never reaches
 quorum. So the list is per rack, written once per domain from the plan, and holds only that rack's trays.
 
+``imex/domains.json`` also records, for each domain, the tenants whose jobs can run on it and the one tenant that owns
+it whole (where only one reaches its pool): planned data for NVLink partitions per tenant, which no tool applies
+yet.
+
 ``imex/converge.yml`` gives the compute layer's play over NVLink trays its batch sizes (``gpucloud_nvlink_serial``,
 Ansible ``serial``): whole racks within each pool's rollout budget (gpucloud.plan.rollout.nvlink_serial).
 """
@@ -16,6 +20,7 @@ import json
 
 from gpucloud.hostlist import compress
 from gpucloud.plan import Plan
+from gpucloud.plan.fabric import tenant_reach
 from gpucloud.plan.hosts import nvlink_domains
 from gpucloud.plan.rollout import nvlink_serial
 
@@ -26,8 +31,25 @@ def nodes_config(peers: tuple[str, ...]) -> bytes:
     return ("\n".join(peers) + "\n").encode()
 
 
+def domain_tenants(plan: Plan) -> dict[str, list[str]]:
+    """Pool -> the tenants whose jobs can run on its NVLink domains (dedicated pools and their Slurm partitions'), for
+    the pools of rack-scale NVLink trays."""
+    reach = tenant_reach(plan.spec)
+    pools = {pp.pool.name for pp in plan.pools if pp.model.nvlink is not None}
+    return {p: sorted(t for t, reached in reach.items() if p in reached) for p in sorted(pools)}
+
+
+def domain_owners(plan: Plan) -> dict[str, str]:
+    """Pool -> the tenant that owns its NVLink domains whole: the one tenant that reaches the pool, which is one of its
+    dedicated pools. A rack is one pool's (nvlink-rack-shared), so such a tenant's NVLink partition is the whole rack."""
+    dedicated = {(t.name, p) for t in plan.spec.tenants for p in t.pools}
+    return {p: ts[0] for p, ts in domain_tenants(plan).items() if len(ts) == 1 and (ts[0], p) in dedicated}
+
+
 def domains_json(plan: Plan) -> bytes:
     doms = nvlink_domains(plan.pools)
+    tenants = domain_tenants(plan)
+    owners = domain_owners(plan)
     data = {
         "imex_conf_dir": IMEX_CONF_DIR,
         "imex_channels": plan.slurm.imex_channels,
@@ -36,7 +58,11 @@ def domains_json(plan: Plan) -> bytes:
              "gpus": d.gpus, "rack_power_kw": d.rack_power_kw, "nmx": d.nmx,
              # NMX manages the NVLink switch trays: no Fabric Manager on the compute trays
              "fabric_manager": not d.nmx,
-             "nodes_config": f"imex/{d.name}/nodes_config.cfg"}
+             "nodes_config": f"imex/{d.name}/nodes_config.cfg",
+             # Planned data, applied by no tool yet: who may run on the domain, and the one tenant that owns it
+             # whole (its NVLink partition would be the whole rack), or null where tenants share it.
+             "tenants": tenants.get(d.pool, []),
+             "owner": owners.get(d.pool)}
             for d in doms
         ],
     }

@@ -4,6 +4,7 @@ IMEX channels, the IMEX peer lists, the checks, and the compute fabric against t
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import yaml
@@ -285,3 +286,20 @@ def test_a_smaller_fabric_block_sets_the_base(tmp_path):
     topo = slurm_topology.render(build_plan(_checked(tmp_path, data).spec))["slurm/topology.conf"].decode()
     assert "BlockName=su067 Nodes=h[037-040]" in topo and "\nBlockSizes=4,8,16," in topo
     assert _slurmctld_block_errors(topo) == []
+
+
+def test_domains_record_their_tenants_and_a_sole_owner_as_planned_data(tmp_path, plan):
+    shared = json.loads(imex.render(plan)["imex/domains.json"])["domains"]
+    assert all(d["tenants"] == ["frontier-lab", "inference"] and d["owner"] is None for d in shared)
+    data = copy.deepcopy(EXAMPLE)
+    data["tenants"] = [{"name": "frontier-lab", "pools": ["gpu"], "users": ["fl01"], "gpu_limit": 4608,
+                        "pkey": "0x0201"}]
+    data["slurm"]["partitions"] = [{"name": "gpu", "pools": ["gpu"], "default": True}]
+    checked = _checked(tmp_path, data)
+    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
+    owned = build_plan(checked.spec, tuple(checked.findings))
+    doms = json.loads(imex.render(owned)["imex/domains.json"])["domains"]
+    assert len(doms) == 64 and all(d["tenants"] == ["frontier-lab"] and d["owner"] == "frontier-lab" for d in doms)
+    from gpucloud.render import plan_md
+    assert ("Tenants on pool `gpu`'s domains: frontier-lab alone (each domain its whole NVLink partition)"
+            in plan_md.render_text(owned))
