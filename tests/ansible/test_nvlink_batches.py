@@ -84,3 +84,24 @@ def test_nvl72_trays_converge_whole_racks_and_apart_from_other_gpu_nodes(tmp_pat
         racks.setdefault(h.rack, []).append(h.name)
     assert trays == [racks["nvl01"] + racks["nvl02"], racks["nvl03"] + racks["nvl04"]]
     assert len(trays[0]) == 35 and "gb0020" not in trays[0]
+
+
+@needs_ansible
+@pytest.mark.parametrize("driver", ["570.133.20", "580.65.06"])
+def test_the_imex_roles_package_is_the_plans_pin(tmp_path, driver):
+    """The role's default, as Ansible evaluates it, names the package plan/software.py pins (what verify reads)."""
+    from gpucloud.plan.software import imex_package
+
+    defaults = yaml.safe_load((ROOT / "playbooks" / "roles" / "imex" / "defaults" / "main.yml").read_text())
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
+             "vars": {**defaults, "nvidia_driver_version": driver},
+             "tasks": [{"name": "Evaluate", "ansible.builtin.copy": {
+                 "content": "{{ imex_packages | map('regex_replace', '$', '=' ~ imex_version_pattern) | list | to_json }}",
+                 "dest": str(tmp_path / "asked.json"), "mode": "0644"}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ah"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt"),
+           "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
+    res = subprocess.run(["ansible-playbook", "-i", "localhost,", str(tmp_path / "play.yml")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert json.loads((tmp_path / "asked.json").read_text()) == [f"{imex_package(driver)}={driver}-*"]
