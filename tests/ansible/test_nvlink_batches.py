@@ -31,6 +31,10 @@ def test_nvl72_trays_converge_whole_racks_and_apart_from_other_gpu_nodes(tmp_pat
     # Other GPU nodes in the same cluster converge in the other play, in batches of gpucloud_batch.
     data["node_pools"].append({"name": "hgx", "id": 3, "model": "hgx-h100-8", "count": 3, "hostname": "h{index:02}",
                                "roles": ["compute"], "fabric": "none", "rack": {"name": "h{rack:02}"}})
+    # A second NVL72 pool, later in the spec though its names sort first: its rack comes after the first pool's.
+    data["node_pools"].append({"name": "a72", "id": 4, "model": "gb200-nvl72", "count": 18, "hostname": "ab{index:04}",
+                               "roles": ["compute"], "rack": {"name": "a{rack:02}"},
+                               "rollout": {"max_unavailable": 18}})
     spec = tmp_path / "nvl72.yaml"
     spec.write_text(yaml.safe_dump(data, sort_keys=False))
     checked = check_spec(spec)
@@ -53,9 +57,10 @@ def test_nvl72_trays_converge_whole_racks_and_apart_from_other_gpu_nodes(tmp_pat
         for key in ("roles", "post_tasks"):
             play.pop(key, None)
         play["connection"] = "local"
-        play["tasks"] = checks + [{"name": "Record the batch", "run_once": True, "ansible.builtin.copy": {
-            "content": "{{ ansible_play_batch | to_json }}", "mode": "0644",
-            "dest": f"{record}/{n}-{{{{ ansible_play_batch | first }}}}.json"}}]
+        # One line per batch, in the order the batches run.
+        play["tasks"] = checks + [{"name": "Record the batch", "run_once": True, "ansible.builtin.lineinfile": {
+            "path": f"{record}/{n}.log", "line": "{{ ansible_play_batch | to_json }}", "create": True,
+            "mode": "0644"}}]
     assert len(plays[1]["tasks"]) == 2
     (tmp_path / "play.yml").write_text(yaml.safe_dump(plays, sort_keys=False))
     env = {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ah"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "lt"),
@@ -70,19 +75,18 @@ def test_nvl72_trays_converge_whole_racks_and_apart_from_other_gpu_nodes(tmp_pat
     res = run()
     assert res.returncode != 0 and "the NVLink trays' batches are not the plan's whole racks" in res.stdout, \
         res.stdout[-4000:]
-    assert not any(p.name.startswith("1-") for p in record.iterdir())
+    assert not (record / "1.log").exists()
     for p in record.iterdir():
         p.unlink()
     res = run("-e", f"gpucloud_plan_dir={plan_dir}")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    got = sorted((p.name.split("-")[0], json.loads(p.read_text())) for p in record.iterdir())
-    others = [b for play, b in got if play == "0"]
-    trays = sorted((b for play, b in got if play == "1"), key=lambda b: b[0])
+    others, trays = ([json.loads(line) for line in (record / f"{n}.log").read_text().splitlines()] for n in (0, 1))
     assert others == [["h01", "h02"], ["h03"]]
-    racks = {}
-    for h in plan.pools[0].hosts:
-        racks.setdefault(h.rack, []).append(h.name)
-    assert trays == [racks["nvl01"] + racks["nvl02"], racks["nvl03"] + racks["nvl04"]]
+    racks: dict[str, list[str]] = {}
+    for pp in plan.pools:
+        for h in pp.hosts:
+            racks.setdefault(h.rack, []).append(h.name)
+    assert trays == [racks["nvl01"] + racks["nvl02"], racks["nvl03"] + racks["nvl04"], racks["a01"]]
     assert len(trays[0]) == 35 and "gb0020" not in trays[0]
 
 
