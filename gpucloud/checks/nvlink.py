@@ -8,7 +8,8 @@ exactly one domain's trays; Slurm places jobs by blocks of those domains, and ev
 * ``slurm-block-partition``: a partition holds nodes outside every block (topology/block never allocates them);
 * ``slurm-block-mixed``: NVL72 and other GPU nodes in one cluster or partition under one block topology;
 * ``slurm-imex-version``: switch/nvidia_imex needs a Slurm release that has it;
-* ``nvlink-rollout-budget``: a rolling update's batches are whole racks, never part of a domain.
+* ``nvlink-rollout-budget``: the pool's rollout budget is not whole racks: a rolling update rounds it down to whole
+  racks (info), or raises it to one rack when it is less than a rack (warning: more trays out at once than asked).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Iterable
 
 from gpucloud.checks import check
 from gpucloud.findings import Finding
-from gpucloud.plan.rollout import DEFAULT_PERCENT, budget
+from gpucloud.plan.rollout import budget, rack_budget, rack_note
 from gpucloud.spec.model import NodePool, Spec
 
 # The release gpucloud has seen accept TopologyPlugin=topology/block with SwitchType=switch/nvidia_imex (24.11.5).
@@ -127,21 +128,25 @@ def imex_version(spec: Spec) -> Iterable[Finding]:
 
 @check("nvlink-rollout-budget")
 def rollout_budget(spec: Spec) -> Iterable[Finding]:
-    """A rolling update of an NVL72 pool takes whole racks: its batch size is a multiple of a rack's trays."""
+    """A rolling update of an NVL72 pool takes whole racks (gpucloud.plan.rollout): say what a budget that is not
+    whole racks becomes."""
     for pool in _nvlink_pools(spec):
         assert pool.hardware is not None and pool.hardware.nvlink is not None
         trays = pool.hardware.nvlink.trays
         hosts = pool.count - len(pool.exclude & set(pool.indices))
+        note = rack_note(pool.rollout.max_unavailable, hosts, trays)
+        if note is None:
+            continue
         size = budget(pool.rollout.max_unavailable, hosts)
-        if size % trays and size < hosts:
-            said = pool.rollout.max_unavailable
-            yield Finding("nvlink-rollout-budget", "warning", (*pool.path, "rollout", "max_unavailable")
-                          if said is not None else pool.path,
-                          f"pool '{pool.name}' rolls in batches of {size} trays "
-                          f"({said if said is not None else f'the default {DEFAULT_PERCENT}%'}), not whole racks of "
-                          f"{trays}: a batch would drain part of an NVLink domain and end the jobs running across it",
-                          f"set rollout.max_unavailable to a multiple of {trays} "
-                          f"(e.g. {max(trays, size // trays * trays)})")
+        racks = rack_budget(size, trays)
+        raised = size < trays
+        yield Finding("nvlink-rollout-budget", "warning" if raised else "info",
+                      (*pool.path, "rollout", "max_unavailable") if pool.rollout.max_unavailable is not None
+                      else pool.path,
+                      f"pool '{pool.name}' rolls whole racks (NVLink domains of {trays} trays): {note}; a rolling "
+                      f"update takes {racks} rack(s) out of service at a time",
+                      f"set rollout.max_unavailable to a multiple of {trays} "
+                      f"(e.g. {racks * trays}) to say so in the spec")
 
 
 @check("nvlink-rack-shared")

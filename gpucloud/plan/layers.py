@@ -17,14 +17,15 @@ from gpucloud.plan import Plan
 
 # (layer, folders of the plan it reads, software versions it installs), in the order of playbooks/site.yml; each
 # layer runs playbooks/<layer>.yml. Every role reads its settings from the inventory's group_vars, so every layer
-# reads inventory/; compute installs the plan's slurm.conf and gres.conf on the GPU nodes (slurm_config, slurmd).
+# reads inventory/; compute installs the plan's slurm.conf and gres.conf on the GPU nodes (slurm_config, slurmd) and
+# the IMEX peer lists and rack batches on NVL72 trays (imex).
 LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("common", ("inventory/",), ("os",)),
     ("fabric", ("inventory/", "fabric/"), ("doca_ofed",)),
     ("storage", ("inventory/", "storage/"), ("lustre_client",)),
     ("slurm", ("inventory/", "slurm/"), ("slurm", "enroot", "pyxis")),
-    ("compute", ("inventory/", "slurm/"), ("slurm", "enroot", "pyxis", "nvidia_driver", "cuda", "fabric_manager",
-                                           "dcgm")),
+    ("compute", ("inventory/", "slurm/", "imex/"), ("slurm", "enroot", "pyxis", "nvidia_driver", "cuda",
+                                                     "fabric_manager", "dcgm")),
     ("monitoring", ("inventory/", "monitoring/"), ()),
 )
 EXCLUDED = ("inventory/hosts.yml",)

@@ -33,15 +33,25 @@ def driver_packages(version: str) -> tuple[str, ...]:
     return (f"nvidia-driver-{branch}-server", f"nvidia-utils-{branch}-server")
 
 
+def imex_package(version: str) -> str:
+    """NVIDIA's CUDA repository names IMEX after the driver branch up to 575 (nvidia-imex-570) and nvidia-imex from
+    the 580 branch on; the imex role's default names it the same way."""
+    branch = version.split(".")[0]
+    return "nvidia-imex" if int(branch) >= 580 else f"nvidia-imex-{branch}"
+
+
 def pool_pins(spec: Spec, gpus: int, nvswitch: bool, hcas: int, roles: tuple[str, ...],
-              lustre: bool = False) -> dict[str, str]:
+              lustre: bool = False, nvlink: bool = False) -> dict[str, str]:
     """Package -> pinned (upstream) version for a pool's hosts: what the roles install (each on the hosts its
     playbook targets: slurmd on compute, slurmctld on controllers, ...) and what verify reads back. ``lustre``: the
-    pool mounts a Lustre filesystem of the plan (the Lustre client is installed only there)."""
+    pool mounts a Lustre filesystem of the plan (the Lustre client is installed only there). ``nvlink``: the pool's
+    trays are in rack-scale NVLink domains (the compute layer's imex role installs IMEX at the driver's version)."""
     sw = spec.software
     out: dict[str, str] = {}
     if gpus and sw.nvidia_driver:
         out.update(dict.fromkeys(driver_packages(sw.nvidia_driver), sw.nvidia_driver))
+        if nvlink and "compute" in roles:
+            out[imex_package(sw.nvidia_driver)] = sw.nvidia_driver
         if nvswitch and sw.fabric_manager:
             out[f"nvidia-fabricmanager-{sw.fabric_manager.split('.')[0]}"] = sw.fabric_manager
         if sw.dcgm:

@@ -17,11 +17,12 @@ from gpucloud import catalog
 from gpucloud import markdown as md
 from gpucloud.markdown import num_text
 from gpucloud.hostlist import pool_hostlist
-from gpucloud.plan import Plan
+from gpucloud.plan import Plan, rollout
 from gpucloud.plan.fabric import headroom
 from gpucloud.plan.figures import estimate_note
 from gpucloud.plan.hosts import nvlink_domains
 from gpucloud.plan.stacks import estimates
+from gpucloud.render import imex
 from gpucloud.render.diagrams import FABRIC_SVG, RACKS_SVG
 from gpucloud.render.ethernet import plan_md as ethernet_md
 
@@ -148,6 +149,21 @@ def _nvlink(plan: Plan) -> list[str]:
             "the domains as data: `imex/domains.json`.",
             "- Maintenance: drain a rack as a unit (`scontrol update nodename=<the rack's hostlist> state=drain`): "
             "a job inside a domain uses every tray it holds over NVLink, so taking part of a rack takes its jobs."]
+    tenants, owners = imex.domain_tenants(plan), imex.domain_owners(plan)
+    for pp, (_name, _hosts, size) in zip(plan.pools, rollout.pools_of(plan)):
+        domain = pp.model.nvlink
+        if domain is None or not by_pool.get(pp.pool.name):
+            continue
+        note = rollout.rack_note(pp.pool.rollout.max_unavailable, len(pp.hosts), domain.trays)
+        who = tenants.get(pp.pool.name, [])
+        owner = owners.get(pp.pool.name)
+        out.append(f"- Tenants on pool {md.code(pp.pool.name)}'s domains: "
+                   + (f"{cell(owner)} alone (each domain its whole NVLink partition)" if owner
+                      else ", ".join(cell(t) for t in who) + " (shared)" if who else "none")
+                   + "; planned data in `imex/domains.json`, not applied to NMX by any tool yet.")
+        out.append(f"- Rolling updates of pool {md.code(pp.pool.name)} (`gpucloud apply --allow-replace`, "
+                   f"`gpucloud converge`): {size // domain.trays:,} whole rack(s) ({size:,} trays) at a time; a batch "
+                   f"drains every tray of its racks, replaced or not{f' ({note})' if note else ''}.")
     return out
 
 

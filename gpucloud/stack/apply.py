@@ -266,7 +266,7 @@ def run_stacks(requests: list[Request], plan, echo: Callable[[str], None] = prin
                     batches = plan_batches(rolled, plan)
                     echo(f"with --allow-replace, stack {request.stack} would roll them in {len(batches)} batch(es), "
                          "each drained in Slurm first:")
-                    for line in rollout.describe(batches):
+                    for line in rollout.describe(batches, budget_notes(plan)):
                         echo(line)
             return Outcome(EXIT_REFUSED, changes, refused)
         done: dict[str, int] = {}
@@ -297,7 +297,18 @@ def plan_batches(nodes: dict, plan) -> list:
     pools = rollout_plan.pools_of(plan)
     planned = {h for _, hosts, _ in pools for h in hosts}
     gone = {n: s.pool for n, s in nodes.items() if s.deleted or n not in planned}
-    return rollout_plan.batches(sorted(nodes), pools, gone)
+    return rollout_plan.batches(sorted(nodes), pools, gone, rollout_plan.domains_of(plan))
+
+
+def budget_notes(plan) -> dict[str, str]:
+    """Pool -> what its budget became in whole racks, for NVLink pools whose budget is not whole racks."""
+    out = {}
+    for p in plan.pools:
+        nv = p.model.nvlink
+        note = rollout_plan.rack_note(p.pool.rollout.max_unavailable, len(p.hosts), nv.trays) if nv else None
+        if note:
+            out[p.pool.name] = note
+    return out
 
 
 def roll_stack(stack, name: str, nodes: dict, plan, hooks: rollout.Hooks, echo: Callable[[str], None],
@@ -308,7 +319,7 @@ def roll_stack(stack, name: str, nodes: dict, plan, hooks: rollout.Hooks, echo: 
     slurm_pools = {p.pool.name for p in plan.pools if "compute" in p.pool.roles}
     echo(f"stack {name}: rolling {len(nodes)} node(s) in {len(batches)} batch(es), each drained in Slurm, "
          "replaced, converged, health-checked and resumed before the next:")
-    for line in rollout.describe(batches):
+    for line in rollout.describe(batches, budget_notes(plan)):
         echo(line)
 
     def up(stack, urns: list[str]) -> None:

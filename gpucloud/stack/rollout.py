@@ -5,13 +5,15 @@
 
 1. drain the batch's Slurm nodes (``scontrol update ... state=drain``) and wait until none runs a job (sinfo shows
    them drained or down), at most the pool's ``rollout.drain_timeout``; on timeout the drain is undone (the nodes
-   were not touched) and the rollout stops;
+   were not touched) and the rollout stops. For NVL72 trays the batch is whole racks: the trays of its NVLink
+   domains that are not replaced (``Batch.peers``) are drained with it, since a job on them spans the replaced
+   trays' GPUs over NVLink;
 2. a targeted ``up`` of exactly the batch's node resources (the RedfishNode is powered off and PXE-installed again;
    a node removed from the spec is powered off, only now that it runs nothing);
 3. converge the replaced nodes (``gpucloud converge SPEC --limit ...``), then health-check the Slurm nodes among
    them (``gpucloud accept SPEC --limit ...``, which tests held nodes as Slurm jobs);
-4. resume them in Slurm (nodes removed from the spec stay drained; nodes that were already drained or down before
-   the rollout are left as they were).
+4. resume them in Slurm, with the batch's NVLink peers (nodes removed from the spec stay drained; nodes that were
+   already drained or down before the rollout are left as they were).
 
 Any failed step stops the rollout: the batches done, the failed batch and the nodes left are printed, and the nodes
 of later batches are untouched (their Pulumi state and Slurm state as before). The Slurm client, converge and
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from gpucloud.hostlist import compress
 from gpucloud.plan.rollout import Batch
 
 DRAIN_REASON = "gpucloud apply: replace"
@@ -131,9 +134,23 @@ class RolloutFailed(Exception):
     pass
 
 
-def describe(batches: Sequence[Batch]) -> list[str]:
-    return [f"  batch {b.number}/{len(batches)}: pool {b.pool or '(removed)'}, {len(b.nodes)} node(s) "
-            f"(budget {b.budget}): {', '.join(b.nodes)}" for b in batches]
+def describe(batches: Sequence[Batch], notes: Mapping[str, str] | None = None) -> list[str]:
+    """One line per batch; for NVLink pools also its racks and the trays drained with it, and ``notes`` (pool ->
+    what its budget became in whole racks) once per pool."""
+    out: list[str] = []
+    noted: set[str] = set()
+    for b in batches:
+        if notes and b.pool in notes and b.pool not in noted:
+            noted.add(b.pool)
+            out.append(f"  pool {b.pool}: {notes[b.pool]}")
+        line = (f"  batch {b.number}/{len(batches)}: pool {b.pool or '(removed)'}, {len(b.nodes)} node(s) "
+                f"(budget {b.budget}): {', '.join(b.nodes)}")
+        if b.racks:
+            line += f"; whole NVLink domain(s) {', '.join(b.racks)}"
+            if b.peers:
+                line += f", drained with them: {compress(b.peers)}"
+        out.append(line)
+    return out
 
 
 def _drain(batch: Batch, slurm_nodes: list[str], before: dict[str, str], hooks: Hooks, timeout: float,
@@ -177,7 +194,7 @@ def roll(stack, batches: Sequence[Batch], nodes: Mapping[str, NodeSteps], timeou
         step = "drain"
         slurm_nodes: list[str] = []
         try:
-            candidates = [n for n in batch.nodes if batch.pool in slurm_pools or nodes[n].deleted]
+            candidates = [n for n in batch.held if batch.pool in slurm_pools or (n in nodes and nodes[n].deleted)]
             before = hooks.slurm.states(candidates) if candidates else {}
             slurm_nodes = [n for n in candidates if n in before]
             _drain(batch, slurm_nodes, before, hooks, timeouts.get(batch.pool, 3600), echo)
@@ -198,10 +215,11 @@ def roll(stack, batches: Sequence[Batch], nodes: Mapping[str, NodeSteps], timeou
                 if rc != 0:
                     raise RolloutFailed(f"health check of {', '.join(checked)} failed (exit {rc})")
             step = "resume"
-            back = [n for n in slurm_nodes if n in kept and not held(before.get(n, ""))]
+            back = [n for n in slurm_nodes if (n in kept or n in batch.peers) and not held(before.get(n, ""))]
             if back:
                 hooks.slurm.resume(back)
             echo(f"batch {batch.number}/{len(batches)} done: {', '.join(batch.nodes)}"
+                 f"{' (with the rest of ' + ', '.join(batch.racks) + ')' if batch.peers else ''}"
                  f"{' resumed in Slurm' if back else ''}")
         except (RolloutFailed, SlurmError, auto.errors.CommandError) as exc:
             done = [b for b in batches if b.number < batch.number]

@@ -158,6 +158,9 @@ def pool_expect(plan: Plan, pp: PoolPlan) -> PoolExpect:
         services.append("slurmctld")
     if "slurmdbd" in pool.roles and spec.slurm.accounting.enabled:
         services.append("slurmdbd")
+    nvlink = model.nvlink is not None and "compute" in pool.roles and bool(model.gpus)
+    if nvlink:
+        services.append("nvidia-imex")  # the imex role runs it on every tray of an NVLink domain
     ipoib = spec.networks.get("ipoib")
     gpu = model.gpu if model.gpus else None
     ports = _ports(plan, pp)
@@ -175,7 +178,7 @@ def pool_expect(plan: Plan, pp: PoolPlan) -> PoolExpect:
         services=tuple(services),
         slurm_node=slurm_node,
         packages=tuple(pool_pins(spec, model.gpus, model.nvswitch, len(ports), pool.roles,
-                                 lustre=any(m.kind == "lustre" for m in mounts)).items()),
+                                 lustre=any(m.kind == "lustre" for m in mounts), nvlink=nvlink).items()),
     )
 
 

@@ -295,3 +295,33 @@ def test_plugstack_loads_pyxis_from_the_packaged_path():
 
     conf = render_slurm.render(build_plan(check_spec(CLUSTERS / "ishikari.yaml").spec))["slurm/plugstack.conf"]
     assert f"required {PYXIS_PLUGIN} " in conf.decode() and "/usr/local/" not in conf.decode()
+
+
+@needs_ansible
+def test_each_nvl72_tray_names_its_nvlink_domain_through_one_group_per_rack(tmp_path):
+    """The imex role reads imex/<domain>/ of the plan: every tray's gpucloud_nvlink_domain is its own rack (one NVLink
+    domain), set once per domain group rather than per host; hosts outside NVLink domains have none."""
+    data = yaml.safe_load((CLUSTERS / "nvl72.yaml").read_text())
+    data["node_pools"][0]["count"] = 36
+    data["node_pools"][0]["exclude"] = [20]
+    data["node_pools"][0]["rollout"] = {"max_unavailable": 18}
+    path = tmp_path / "nvl.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = build_plan(check_spec(path).spec)
+    listing = _listing(tmp_path, plan)
+    assert listing["nvlink"]["children"] == ["nvlink_nvl01", "nvlink_nvl02"]
+    assert len(listing["nvlink_nvl02"]["hosts"]) == 17 and "gb0020" not in listing["nvlink_nvl02"]["hosts"]
+    meta = listing["_meta"]["hostvars"]
+    assert {h: meta[h]["gpucloud_nvlink_domain"] for h in ("gb0001", "gb0018", "gb0019", "gb0036")} == {
+        "gb0001": "nvl01", "gb0018": "nvl01", "gb0019": "nvl02", "gb0036": "nvl02"}
+    assert "gpucloud_nvlink_domain" not in meta["ctl01"]
+    # The domain groups hold the same trays as the plan's IMEX peer lists.
+    from gpucloud.plan.hosts import nvlink_domains
+    assert {d.name: list(d.hosts) for d in nvlink_domains(plan.pools)} == {
+        r: listing[f"nvlink_{r}"]["hosts"] for r in ("nvl01", "nvl02")}
+    # No host variable file grows: the domain is a group variable.
+    assert all("nvlink" not in v.decode() for k, v in inv.render(plan).items() if "host_vars" in k)
+
+
+def test_the_nvlink_group_is_declared_without_nvlink_domains():
+    assert "    nvlink: {}\n" in inv.hosts_yml(_plan("lab")).decode()

@@ -43,3 +43,28 @@ def test_the_sources_of_a_layer_are_its_playbook_and_roles(project):
     assert "playbooks/fabric.yml" in files and "playbooks/plan.yml" in files
     roles = sorted({f.split("/")[2] for f in files if f.startswith("playbooks/roles/")})
     assert roles == ["daemon", "opensm", "rdma", "roce_host"]
+
+
+def test_the_imex_role_is_a_source_of_the_compute_layer_only(project):
+    before = digests(project)
+    path = project / "playbooks" / "roles" / "imex" / "tasks" / "main.yml"
+    path.write_text(path.read_text() + "\n# changed\n")
+    sources._digest.cache_clear()
+    after = digests(project)
+    assert {layer for layer in LAYERS if before[layer] != after[layer]} == {"compute"}
+
+
+def test_a_new_imex_peer_list_moves_the_compute_layer_only():
+    """The compute layer installs imex/<rack>/nodes_config.cfg: a changed list must converge the trays again."""
+    from conftest import CLUSTERS
+    from gpucloud.pipeline import check_spec, plan_files
+    from gpucloud.plan import build_plan
+    from gpucloud.plan.layers import layer_contents
+
+    checked = check_spec(CLUSTERS / "nvl72.yaml")
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    files = dict(plan_files(checked))
+    before = layer_contents(plan, files)
+    files["imex/nvl01/nodes_config.cfg"] = files["imex/nvl01/nodes_config.cfg"] + b"10.64.16.99\n"
+    after = layer_contents(plan, files)
+    assert {layer for layer in LAYERS if before[layer]["digest"] != after[layer]["digest"]} == {"compute"}

@@ -4,6 +4,7 @@ IMEX channels, the IMEX peer lists, the checks, and the compute fabric against t
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import yaml
@@ -78,6 +79,14 @@ def test_imex_peer_lists_stay_inside_their_domain(plan):
         peers = data.decode().split()
         assert len(peers) == 18 and {rack_of_address[p] for p in peers} == {rack}, path
     assert b'"fabric_manager": false' in files["imex/domains.json"]
+
+
+def test_the_compute_layer_converges_whole_racks_within_the_budget(plan):
+    """imex/converge.yml: Ansible serial batches over the NVL72 trays in inventory order, 6 racks (108 trays, the
+    example's budget) at a time, the last batch the 4 racks left."""
+    data = yaml.safe_load(imex.render(plan)["imex/converge.yml"])
+    assert data == {"gpucloud_nvlink_serial": [108] * 10 + [72]}
+    assert sum(data["gpucloud_nvlink_serial"]) == len(plan.pool("gpu").hosts)
 
 
 def test_block_topology_and_imex_channels(plan):
@@ -208,15 +217,20 @@ def test_spine_leaf_groups_the_switches_cannot_build(tmp_path):
     assert found and found[0].level == "error" and "divides 18" in found[0].hint
 
 
-def test_rollout_batches_of_part_of_a_rack_warn(tmp_path):
+def test_a_rollout_budget_that_is_not_whole_racks_is_rounded_to_racks(tmp_path):
     data = _variant(rollout={"max_unavailable": 100})
     found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
-    assert found and found[0].level == "warning" and "e.g. 90" in found[0].hint
+    assert found and found[0].level == "info" and "e.g. 90" in found[0].hint
+    assert "rounded down to 5 whole racks (90 trays)" in found[0].message
     data = copy.deepcopy(EXAMPLE)
-    del data["node_pools"][0]["rollout"]  # the default 10 % of 1,152 trays is 115
+    del data["node_pools"][0]["rollout"]  # the default 10 % of 1,152 trays is 115: 6 racks
     found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
-    assert found and "batches of 115 trays" in found[0].message
-    assert ("nvlink-rollout-budget", "warning") not in _findings(check_spec(CLUSTERS / "nvl72.yaml"))
+    assert found and "budget 115 (the default 10%) rounded down to 6 whole racks" in found[0].message
+    # Less than a rack: a whole rack anyway, more than the spec asked, so a warning.
+    data = _variant(rollout={"max_unavailable": 4})
+    found = [f for f in _checked(tmp_path, data).findings if f.check == "nvlink-rollout-budget"]
+    assert found and found[0].level == "warning" and "raised to 1 rack (18 trays)" in found[0].message
+    assert not [f for f in check_spec(CLUSTERS / "nvl72.yaml").findings if f.check == "nvlink-rollout-budget"]
 
 
 def test_two_pools_in_one_rack_are_an_error(tmp_path):
@@ -272,3 +286,20 @@ def test_a_smaller_fabric_block_sets_the_base(tmp_path):
     topo = slurm_topology.render(build_plan(_checked(tmp_path, data).spec))["slurm/topology.conf"].decode()
     assert "BlockName=su067 Nodes=h[037-040]" in topo and "\nBlockSizes=4,8,16," in topo
     assert _slurmctld_block_errors(topo) == []
+
+
+def test_domains_record_their_tenants_and_a_sole_owner_as_planned_data(tmp_path, plan):
+    shared = json.loads(imex.render(plan)["imex/domains.json"])["domains"]
+    assert all(d["tenants"] == ["frontier-lab", "inference"] and d["owner"] is None for d in shared)
+    data = copy.deepcopy(EXAMPLE)
+    data["tenants"] = [{"name": "frontier-lab", "pools": ["gpu"], "users": ["fl01"], "gpu_limit": 4608,
+                        "pkey": "0x0201"}]
+    data["slurm"]["partitions"] = [{"name": "gpu", "pools": ["gpu"], "default": True}]
+    checked = _checked(tmp_path, data)
+    assert not checked.fails(), [f.message for f in checked.findings if f.level == "error"]
+    owned = build_plan(checked.spec, tuple(checked.findings))
+    doms = json.loads(imex.render(owned)["imex/domains.json"])["domains"]
+    assert len(doms) == 64 and all(d["tenants"] == ["frontier-lab"] and d["owner"] == "frontier-lab" for d in doms)
+    from gpucloud.render import plan_md
+    assert ("Tenants on pool `gpu`'s domains: frontier-lab alone (each domain its whole NVLink partition)"
+            in plan_md.render_text(owned))

@@ -131,3 +131,15 @@ def test_ethernet_sus_fold_and_say_when_slurm_has_no_topology(tmp_path):
     sus = [ln for ln in text.splitlines() if re.match(r"^\| (\d+|\.\.\.)", ln) and "c-leaf" in ln or "more |" in ln]
     assert len(sus) == 8 and "| ... 9 more | 576 nodes |" in text  # 16 SUs: 6 shown, 9 folded, the last
     assert "`su001`" not in text and "no topology plugin (`slurm.topology: none`)" in text
+
+
+def test_nvlink_section_says_how_many_whole_racks_roll_and_what_the_budget_became(tmp_path):
+    data = yaml.safe_load((CLUSTERS / "nvl72.yaml").read_text())
+    data["node_pools"][0]["rollout"] = {"max_unavailable": 4}
+    path = tmp_path / "nvl72.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    checked = check_spec(path)
+    text = plan_md.render_text(build_plan(checked.spec, tuple(checked.findings)))
+    assert ("Rolling updates of pool `gpu` (`gpucloud apply --allow-replace`, `gpucloud converge`): 1 whole rack(s) "
+            "(18 trays) at a time; a batch drains every tray of its racks, replaced or not (budget 4 is less than one "
+            "rack: raised to 1 rack (18 trays)") in text

@@ -11,7 +11,7 @@ from gpucloud.diff.inputs import document_of
 from gpucloud.impact import Impact
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
-from gpucloud.plan.rollout import Batch, batches, budget, pools_of
+from gpucloud.plan.rollout import Batch, Domain, batches, budget, domains_of, nvlink_serial, pools_of, rack_budget
 
 
 @pytest.mark.parametrize("value, size, want", [
@@ -92,3 +92,61 @@ def test_nodes_of_removed_pools_roll_in_name_order_whatever_the_input_order():
     gone = dict.fromkeys(names, "old")
     for order in (names, list(reversed(names)), names[6:] + names[:6]):
         assert [b.nodes for b in batches(order, POOLS, gone)] == [(n,) for n in names]
+
+
+# NVLink pools (NVL72 racks): whole racks per batch, the rest of a touched rack drained with it.
+RACKS = [Domain("r1", ("t01", "t02", "t03"), 3), Domain("r2", ("t04", "t05", "t06"), 3),
+         Domain("r3", ("t07", "t08"), 3), Domain("r4", ("t10", "t11", "t12"), 3)]
+TRAYS = [h for d in RACKS for h in d.hosts]
+
+
+@pytest.mark.parametrize("size, trays, want", [(1, 18, 1), (17, 18, 1), (18, 18, 1), (35, 18, 1), (36, 18, 2),
+                                               (115, 18, 6)])
+def test_rack_budget_is_whole_racks_rounded_down_and_at_least_one(size, trays, want):
+    assert rack_budget(size, trays) == want
+
+
+def test_nvlink_batches_are_whole_racks_and_drain_the_untouched_trays_of_each():
+    got = batches(["t08", "t02", "t11", "t05", "t04"], [("nv", TRAYS, 6)], domains={"nv": RACKS})
+    assert got == [
+        Batch(1, "nv", ("t02", "t04", "t05"), 6, ("r1", "r2"), ("t01", "t03", "t06")),
+        Batch(2, "nv", ("t08", "t11"), 6, ("r3", "r4"), ("t07", "t10", "t12")),
+    ]
+    assert got[0].held == ("t02", "t04", "t05", "t01", "t03", "t06")
+
+
+def test_a_rack_is_never_split_across_batches_even_when_all_its_trays_roll():
+    got = batches(TRAYS, [("nv", TRAYS, 3)], domains={"nv": RACKS})
+    assert [b.racks for b in got] == [("r1",), ("r2",), ("r3",), ("r4",)]
+    assert [b.nodes for b in got] == [d.hosts for d in RACKS] and not any(b.peers for b in got)
+
+
+def test_nodes_gone_from_an_nvlink_pool_roll_after_its_racks():
+    got = batches(["t13", "t01"], [("nv", TRAYS, 3)], gone={"t13": "nv"}, domains={"nv": RACKS})
+    assert got == [Batch(1, "nv", ("t01",), 3, ("r1",), ("t02", "t03")), Batch(2, "nv", ("t13",), 3)]
+
+
+def _nvl72(tmp_path, rollout):
+    data = yaml.safe_load((CLUSTERS / "nvl72.yaml").read_text())
+    data["node_pools"][0]["count"] = 90
+    data["node_pools"][0]["exclude"] = [20]  # rack nvl02 holds 17 trays
+    data["node_pools"][0]["rollout"] = rollout
+    path = tmp_path / "nvl.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    checked = check_spec(path)
+    assert not checked.fails("error"), [f.message for f in checked.findings if f.level == "error"]
+    return build_plan(checked.spec, tuple(checked.findings))
+
+
+@pytest.mark.parametrize("said, racks", [(4, 1), (18, 1), (40, 2), ("50%", 2)])
+def test_the_budget_of_an_nvl72_pool_of_a_plan_is_whole_racks(tmp_path, said, racks):
+    plan = _nvl72(tmp_path, {"max_unavailable": said})
+    assert pools_of(plan)[0][2] == racks * 18
+    doms = domains_of(plan)["gpu"]
+    assert [d.rack for d in doms] == ["nvl01", "nvl02", "nvl03", "nvl04", "nvl05"] and len(doms[1].hosts) == 17
+    # The compute layer's serial batches: whole racks, in inventory order, the short rack counted as it is.
+    want = {1: [18, 17, 18, 18, 18], 2: [35, 36, 18]}[racks]
+    assert nvlink_serial(plan) == want
+    # A tray of the second rack replaced: its 16 other trays drain with it, and no other rack's.
+    got = batches([plan.pools[0].hosts[19].name], pools_of(plan), domains=domains_of(plan))
+    assert len(got) == 1 and got[0].racks == ("nvl02",) and set(got[0].held) == set(doms[1].hosts)

@@ -104,3 +104,48 @@ def test_nodes_outside_slurm_are_converged_but_neither_drained_nor_health_checke
     roll(None, batches(["login01"], [("login", ["login01"], 1)]), nodes, {}, set(), hooks, lambda m: None,
          lambda stack, urns: log.append(("up", tuple(urns))))
     assert log == [("up", ("urn:login01",)), ("converge", ("login01",))]
+
+
+def test_an_nvlink_batch_drains_and_resumes_the_whole_rack_but_replaces_only_its_nodes():
+    from gpucloud.plan.rollout import Domain
+
+    log: list = []
+    trays = ["t1", "t2", "t3", "t4"]
+    slurm = FakeSlurm(log, states={"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"})
+    nodes = {"t2": NodeSteps(("urn:t2",), False, "nv")}
+    hooks = Hooks(slurm=slurm, converge=lambda h: log.append(("converge", tuple(h))) or 0,
+                  health=lambda h: log.append(("health", tuple(h))) or 0)
+    doms = {"nv": [Domain("r1", ("t1", "t2", "t3"), 3), Domain("r2", ("t4",), 3)]}
+    roll(None, batches(["t2"], [("nv", trays, 3)], domains=doms), nodes, {}, {"nv"}, hooks, lambda m: None,
+         lambda stack, urns: log.append(("up", tuple(urns))))
+    # t3 was drained before: drained again with its rack (no harm) but never resumed; r2 is not touched.
+    assert log == [("drain", ("t2", "t1", "t3")), ("up", ("urn:t2",)), ("converge", ("t2",)), ("health", ("t2",)),
+                   ("resume", ("t2", "t1"))]
+    assert slurm.state == {"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"}
+
+
+def test_describe_names_the_racks_the_trays_drained_with_them_and_the_budget_note():
+    from gpucloud.plan.rollout import Domain
+    from gpucloud.stack.rollout import describe
+
+    doms = {"nv": [Domain("r1", ("t1", "t2", "t3"), 3)]}
+    lines = describe(batches(["t2"], [("nv", ["t1", "t2", "t3"], 3)], domains=doms),
+                     {"nv": "budget 1 is less than one rack: raised to 1 rack (3 trays)"})
+    assert lines == ["  pool nv: budget 1 is less than one rack: raised to 1 rack (3 trays)",
+                     "  batch 1/1: pool nv, 1 node(s) (budget 3): t2; whole NVLink domain(s) r1, drained with them: "
+                     "t[1,3]"]
+
+
+def test_apply_plans_whole_rack_batches_for_an_nvl72_pool():
+    """stack/apply.py hands the rollout the plan's NVLink domains: replacing one tray drains its 17 rack-mates."""
+    from conftest import CLUSTERS
+    from gpucloud.pipeline import check_spec
+    from gpucloud.plan import build_plan
+    from gpucloud.stack.apply import budget_notes, plan_batches
+
+    checked = check_spec(CLUSTERS / "nvl72.yaml")
+    plan = build_plan(checked.spec, tuple(checked.findings))
+    got = plan_batches({"gb0020": NodeSteps(("urn:gb0020",), False, "gpu"),
+                        "gb0100": NodeSteps(("urn:gb0100",), False, "gpu")}, plan)
+    assert [(b.nodes, b.racks, len(b.held)) for b in got] == [(("gb0020", "gb0100"), ("nvl02", "nvl06"), 36)]
+    assert budget_notes(plan) == {}  # the example's budget, 108 trays, is 6 whole racks

@@ -137,3 +137,19 @@ def test_verify_expects_the_pinned_lustre_client_only_where_the_pool_mounts_lust
     for pool, packages in by_pool.items():
         for name in LUSTRE_CLIENT_PACKAGES:
             assert packages.get(name) == ("2.15.5" if pool in lustre_pools else None), (pool, name)
+
+
+def test_nvl72_trays_pin_imex_at_the_drivers_version():
+    """The imex role installs IMEX at the driver's version; verify reads the same pin back and looks for the
+    service. Named after the branch up to 575, nvidia-imex from 580 (NVIDIA's CUDA repository)."""
+    from gpucloud.plan.software import imex_package
+    from gpucloud.verify.expect import pool_expect
+
+    assert (imex_package("570.133.20"), imex_package("575.57.08"), imex_package("580.65.06")) == (
+        "nvidia-imex-570", "nvidia-imex-575", "nvidia-imex")
+    plan = build_plan(check_spec(CLUSTERS / "nvl72.yaml").spec)
+    gpu, ctl = (pool_expect(plan, pp) for pp in plan.pools[:2])
+    assert dict(gpu.packages)["nvidia-imex-570"] == "570.133.20" and "nvidia-imex" in gpu.services
+    assert not any("imex" in name for name, _ in ctl.packages) and "nvidia-imex" not in ctl.services
+    lab = build_plan(check_spec(CLUSTERS / "lab.yaml").spec)
+    assert not any("imex" in name for pp in lab.pools for name, _ in pool_expect(lab, pp).packages)
