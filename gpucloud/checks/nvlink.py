@@ -103,8 +103,8 @@ def block_mixed(spec: Spec) -> Iterable[Finding]:
                       f"pools {', '.join(sorted(on_fabric))} have no rack-scale NVLink but share the cluster's one "
                       "topology/block with the NVL72 racks: their nodes get one block per scalable unit of the "
                       "fabric, of another size than the NVLink blocks",
-                      "fine for Slurm before 25.05; from 25.05 topology.yaml can give them a tree topology of their "
-                      "own (not rendered yet, docs/slurm.md)")
+                      "fine for Slurm before 25.05; with software.slurm 25.05 or later gpucloud writes topology.yaml "
+                      "instead, which gives them a tree over the fabric of their own (docs/slurm.md)")
     for part in spec.slurm.partitions:
         if set(part.pools) & nvlink and set(part.pools) & gpu_others:
             yield Finding("slurm-block-mixed", "warning", (*part.path, "pools"),

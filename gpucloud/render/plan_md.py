@@ -142,8 +142,15 @@ def _nvlink(plan: Plan) -> list[str]:
                    f"{nv.trays * pp.model.gpus} | {sum(1 for d in ds if not d.full)} | {num_text(nv.rack_power_kw)} kW | "
                    f"{nv.switch_trays} switch trays, {'NMX (no Fabric Manager on the trays)' if nv.nmx else 'Fabric Manager'} |")
     sp = plan.slurm
-    out += ["", f"- Slurm: {sp.topology_plugin or 'no topology plugin'}, one block per NVLink domain "
-            f"(base block {sp.block_size} trays); every job gets an IMEX channel (switch/nvidia_imex, "
+    if sp.topology_yaml:
+        on_blocks = [p.name for p in sp.partitions if p.topology]
+        where = (f"`slurm/topology.yaml` (Slurm 25.05+): topology/block with one block per NVLink domain (base block "
+                 f"{sp.block_size} trays) for partitions {', '.join(on_blocks) or '(none)'} (`Topology=nvlink`), "
+                 "topology/tree over the compute fabric for the others (the cluster default)")
+    else:
+        where = (f"{sp.topology_plugin or 'no topology plugin'}, one block per NVLink domain "
+                 f"(base block {sp.block_size} trays)")
+    out += ["", f"- Slurm: {where}; every job gets an IMEX channel (switch/nvidia_imex, "
             f"{sp.imex_channels:,} channels).",
             "- IMEX: one peer list per domain, holding only that rack's trays: `imex/<rack>/nodes_config.cfg`; "
             "the domains as data: `imex/domains.json`.",

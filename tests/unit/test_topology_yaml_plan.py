@@ -61,3 +61,13 @@ def test_self_check_reads_topology_yaml(tmp_path):
     stray = {**files, "slurm/topology.yaml": text.replace(b'nodes: "gb[0003-0004]"', b'nodes: "gb[0003-0005]"')}
     messages = [f.message for f in verify_rendered(stray)]
     assert messages == ["topology.yaml (topology nvlink) switch/block nvl02 names 1 unknown node(s), e.g. gb0005"]
+
+
+def test_plan_md_names_the_topology_of_each_partition(tmp_path):
+    from gpucloud.render.plan_md import render as plan_md
+
+    plan, _ = rendered(mixed_spec(tmp_path, "25.05.0"))
+    text = next(iter(plan_md(plan).values())).decode()
+    assert ("- Slurm: `slurm/topology.yaml` (Slurm 25.05+): topology/block with one block per NVLink domain (base "
+            "block 2 trays) for partitions gpu (`Topology=nvlink`), topology/tree over the compute fabric for the "
+            "others (the cluster default);") in text
