@@ -108,3 +108,23 @@ def test_rdma_fails_where_planned_adapters_are_missing(tmp_path):
         result.out[-3000:]
     result = converge(tmp_path, "rdma", {**v, "rdma_expected_hcas": 0, "gpucloud_ib_rails": 0}, 2)
     assert (result.rc, result.failed) == (0, 0), result.out[-3000:]
+
+
+def test_slurm_config_removes_what_the_plan_no_longer_has(tmp_path):
+    """Slurm reads topology.yaml before topology.conf: one left from an earlier plan (Slurm 25.05+, NVL72 racks beside
+    HGX nodes) would keep the old topology after the plan went back to topology.conf."""
+    need("ansible-playbook")
+    etc, plan = tmp_path / "etc", tmp_path / "plan"
+    (plan / "slurm").mkdir(parents=True)
+    (plan / "slurm" / "slurm.conf").write_text("ClusterName=t\n")
+    (plan / "slurm" / "topology.yaml").write_text("- topology: fabric\n  cluster_default: true\n  flat: true\n")
+    v = {"gpucloud_plan_dir": str(plan), "slurm_config_dir": str(etc), "slurm_config_hook_dirs": []}
+    first = converge(tmp_path, "slurm_config", v)
+    assert first.failed == 0 and (etc / "topology.yaml").is_file(), first.out[-3000:]
+    (plan / "slurm" / "topology.yaml").unlink()
+    (plan / "slurm" / "topology.conf").write_text("SwitchName=s1 Nodes=n1\n")
+    second = converge(tmp_path, "slurm_config", v, 1)
+    assert second.failed == 0 and second.changed >= 2, second.out[-3000:]
+    assert not (etc / "topology.yaml").exists() and (etc / "topology.conf").read_text() == "SwitchName=s1 Nodes=n1\n"
+    third = converge(tmp_path, "slurm_config", v, 2)
+    assert third.failed == 0 and third.changed == 0, third.out[-3000:]
