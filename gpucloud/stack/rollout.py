@@ -88,8 +88,17 @@ class Slurm:
 
 
 def held(state: str) -> bool:
-    """Out of service and running nothing: drained (not draining) or down."""
-    return state.rstrip(_FLAGS).split("+")[0] in ("drained", "down")
+    """Out of service and running nothing: drained (not draining), down, fail (not failing), or idle with the drain
+    flag."""
+    parts = state.rstrip(_FLAGS).split("+")
+    return parts[0] in ("drained", "down", "fail") or (parts[0] == "idle" and "drain" in parts[1:])
+
+
+def taken_out(state: str) -> bool:
+    """Already out of service or on its way, by someone else's decision (an operator's drain with its reason, a
+    failure): the rollout neither drains it again (its reason stays) nor resumes it."""
+    return any(part in ("drained", "draining", "drain", "down", "fail", "failing", "maint")
+               for part in state.rstrip(_FLAGS).split("+"))
 
 
 Step = Callable[[Sequence[str]], int]  # hosts -> exit status (0: passed)
@@ -155,11 +164,16 @@ def describe(batches: Sequence[Batch], notes: Mapping[str, str] | None = None) -
 
 def _drain(batch: Batch, slurm_nodes: list[str], before: dict[str, str], hooks: Hooks, timeout: float,
            echo: Callable[[str], None]) -> None:
+    """Drain the nodes not already taken out, then wait until every one of them (those too) runs nothing."""
     if not slurm_nodes:
         return
-    hooks.slurm.drain(slurm_nodes)
-    echo(f"batch {batch.number}: drained {', '.join(slurm_nodes)} in Slurm; waiting up to {timeout:.0f} s for "
-         "their jobs to end")
+    fresh = [n for n in slurm_nodes if not taken_out(before.get(n, ""))]
+    if fresh:
+        hooks.slurm.drain(fresh)
+    kept = [n for n in slurm_nodes if n not in fresh]
+    echo(f"batch {batch.number}: drained {', '.join(fresh) or 'nothing'} in Slurm"
+         f"{' (' + ', '.join(kept) + ' already out of service: left as they are)' if kept else ''}; waiting up to "
+         f"{timeout:.0f} s for their jobs to end")
     waited = 0.0
     while True:
         states = hooks.slurm.states(slurm_nodes)
@@ -168,7 +182,7 @@ def _drain(batch: Batch, slurm_nodes: list[str], before: dict[str, str], hooks: 
             return
         if waited >= timeout:
             # Nothing was replaced: give the nodes back to Slurm as they were.
-            back = [n for n in slurm_nodes if not held(before.get(n, ""))]
+            back = [n for n in slurm_nodes if not taken_out(before.get(n, ""))]
             if back:
                 hooks.slurm.resume(back)
             shown = ", ".join(f"{n} ({s})" for n, s in sorted(busy.items()))
@@ -215,7 +229,7 @@ def roll(stack, batches: Sequence[Batch], nodes: Mapping[str, NodeSteps], timeou
                 if rc != 0:
                     raise RolloutFailed(f"health check of {', '.join(checked)} failed (exit {rc})")
             step = "resume"
-            back = [n for n in slurm_nodes if (n in kept or n in batch.peers) and not held(before.get(n, ""))]
+            back = [n for n in slurm_nodes if (n in kept or n in batch.peers) and not taken_out(before.get(n, ""))]
             if back:
                 hooks.slurm.resume(back)
             echo(f"batch {batch.number}/{len(batches)} done: {', '.join(batch.nodes)}"

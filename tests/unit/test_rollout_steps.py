@@ -91,7 +91,8 @@ def test_a_node_drained_before_the_rollout_stays_drained():
 
 
 @pytest.mark.parametrize("state, want", [("drained", True), ("drained*", True), ("down*", True), ("idle", False),
-                                         ("draining", False), ("mixed+drain", False), ("allocated", False)])
+                                         ("draining", False), ("mixed+drain", False), ("allocated", False),
+                                         ("fail", True), ("failing", False), ("idle+drain", True)])
 def test_held(state, want):
     assert held(state) is want
 
@@ -112,16 +113,47 @@ def test_an_nvlink_batch_drains_and_resumes_the_whole_rack_but_replaces_only_its
     log: list = []
     trays = ["t1", "t2", "t3", "t4"]
     slurm = FakeSlurm(log, states={"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"})
+    slurm.reasons = {"t3": "RMA: GPU 5 Xid 79"}
     nodes = {"t2": NodeSteps(("urn:t2",), False, "nv")}
     hooks = Hooks(slurm=slurm, converge=lambda h: log.append(("converge", tuple(h))) or 0,
                   health=lambda h: log.append(("health", tuple(h))) or 0)
     doms = {"nv": [Domain("r1", ("t1", "t2", "t3"), 3), Domain("r2", ("t4",), 3)]}
     roll(None, batches(["t2"], [("nv", trays, 3)], domains=doms), nodes, {}, {"nv"}, hooks, lambda m: None,
          lambda stack, urns: log.append(("up", tuple(urns))))
-    # t3 was drained before: drained again with its rack (no harm) but never resumed; r2 is not touched.
-    assert log == [("drain", ("t2", "t1", "t3")), ("up", ("urn:t2",)), ("converge", ("t2",)), ("health", ("t2",)),
+    # t3 was drained before (an operator's RMA): neither drained again (its reason stays) nor resumed; r2 is not
+    # touched.
+    assert log == [("drain", ("t2", "t1")), ("up", ("urn:t2",)), ("converge", ("t2",)), ("health", ("t2",)),
                    ("resume", ("t2", "t1"))]
     assert slurm.state == {"t1": "idle", "t2": "idle", "t3": "drained", "t4": "idle"}
+    assert slurm.reasons == {"t3": "RMA: GPU 5 Xid 79"}
+
+
+@pytest.mark.parametrize("before", ["draining", "drained*", "down*", "fail", "idle+drain", "mixed+drain"])
+def test_a_node_an_operator_took_out_stays_out(before):
+    """An operator's drain still in progress, a failed node: the rollout waits for it to run nothing like the
+    others, but keeps its reason and never resumes it, even when the drain times out and is undone."""
+    for jobs_end in (True, False):
+        log: list = []
+        slurm = FakeSlurm(log, states={"gpu01": "idle", "gpu02": before, "gpu03": "idle"})
+
+        def wait(seconds, slurm=slurm, jobs_end=jobs_end):
+            if jobs_end:  # the operator's drain completes while the rollout waits
+                slurm.state["gpu02"] = "drained"
+
+        nodes = {n: NodeSteps((f"urn:{n}",), False, "gpu") for n in ("gpu01", "gpu02")}
+        hooks = Hooks(slurm=slurm, converge=lambda h: log.append(("converge", tuple(h))) or 0,
+                      health=lambda h: log.append(("health", tuple(h))) or 0, poll_interval=1, sleep=wait)
+        try:
+            roll(None, batches(["gpu01", "gpu02"], [("gpu", ["gpu01", "gpu02", "gpu03"], 2)]), nodes, {"gpu": 3},
+                 {"gpu"}, hooks, lambda m: None, lambda stack, urns: log.append(("up", tuple(urns))))
+            finished = True
+        except RolloutFailed:
+            finished = False
+        # Replaced when it ran nothing at the start or its jobs ended; never when they kept running.
+        assert finished is (jobs_end or held(before))
+        assert (("up", ("urn:gpu01", "urn:gpu02")) in log) is finished
+        assert log[0] == ("drain", ("gpu01",)) and log[-1] == ("resume", ("gpu01",))
+        assert not any(step in ("drain", "resume") and "gpu02" in hosts for step, hosts in log)
 
 
 def test_describe_names_the_racks_the_trays_drained_with_them_and_the_budget_note():
