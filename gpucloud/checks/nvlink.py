@@ -20,6 +20,7 @@ from typing import Iterable
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 from gpucloud.plan.rollout import budget, rack_budget, rack_note
+from gpucloud.plan.slurm import uses_topology_yaml
 from gpucloud.spec.model import NodePool, Spec
 
 # The release gpucloud has seen accept TopologyPlugin=topology/block with SwitchType=switch/nvidia_imex (24.11.5).
@@ -72,8 +73,8 @@ def block_partition(spec: Spec) -> Iterable[Finding]:
 
     Under topology/block with NVL72 racks, the blocks are the NVLink domains and the scalable units of the compute
     fabric; a compute pool on neither has nodes in no block, which Slurm never allocates to a job."""
-    if spec.slurm.topology != "block" or not _nvlink_pools(spec):
-        return
+    if spec.slurm.topology != "block" or not _nvlink_pools(spec) or uses_topology_yaml(spec):
+        return  # with topology.yaml such pools are on the default tree (its nofabric switch)
     blockless = {p.name for p in spec.pools if "compute" in p.roles and p.hardware is not None
                  and p.hardware.nvlink is None and p.fabric != "compute"}
     for part in spec.slurm.partitions:

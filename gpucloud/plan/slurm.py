@@ -256,16 +256,18 @@ NVLINK_TOPOLOGY = "nvlink"
 FABRIC_TOPOLOGY = "fabric"
 
 
-def _named_topologies(spec: Spec, pools: tuple[PoolPlan, ...], groups: dict[str, NodeGroup], domains) -> bool:
+def uses_topology_yaml(spec: Spec) -> bool:
     """topology/block with NVL72 racks and other GPU pools on the compute fabric, on a Slurm that reads
-    topology.yaml: the other pools get a tree of their own instead of blocks the size of a scalable unit."""
-    if spec.slurm.topology != "block" or not domains:
+    topology.yaml: the other pools get a tree of their own instead of blocks the size of a scalable unit (and compute
+    pools off the fabric sit on the tree's ``nofabric`` switch, so they are schedulable too)."""
+    if spec.slurm.topology != "block":
         return False
     v = _version(spec.software.slurm)
     if v is None or v < TOPOLOGY_YAML_SINCE:
         return False
-    return any(pp.model.nvlink is None and pp.pool.fabric == "compute" and groups[pp.pool.name].gpus
-               for pp in pools if pp.pool.name in groups)
+    compute = [p for p in spec.pools if "compute" in p.roles and p.count and p.hardware is not None]
+    return any(p.hardware.nvlink is not None for p in compute if p.hardware) and any(
+        p.hardware.nvlink is None and p.fabric == "compute" and p.hardware.gpus for p in compute if p.hardware)
 
 
 def _partitions(spec: Spec, groups: dict[str, NodeGroup], nvlink_pools: frozenset[str] = frozenset()) \
@@ -344,7 +346,7 @@ def plan_slurm(spec: Spec, pools: tuple[PoolPlan, ...]) -> SlurmPlan:
         mount = fs.mount
         state = fs.mount.rstrip("/") + "/" + s.state_save.directory
     domains = nvlink_domains(tuple(pp for pp in pools if pp.pool.name in groups))
-    named = _named_topologies(spec, pools, groups, domains)
+    named = bool(domains) and uses_topology_yaml(spec)
     nvlink_pools = frozenset(pp.pool.name for pp in pools if pp.model.nvlink is not None) if named else frozenset()
     return SlurmPlan(
         cluster_name=s.cluster_name, version=spec.software.slurm, controllers=controllers,

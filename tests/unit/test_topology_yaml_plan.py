@@ -71,3 +71,26 @@ def test_plan_md_names_the_topology_of_each_partition(tmp_path):
     assert ("- Slurm: `slurm/topology.yaml` (Slurm 25.05+): topology/block with one block per NVLink domain (base "
             "block 2 trays) for partitions gpu (`Topology=nvlink`), topology/tree over the compute fabric for the "
             "others (the cluster default);") in text
+
+
+@pytest.mark.parametrize("version", ["24.11.5", "25.05.0"])
+def test_a_pool_off_the_fabric_is_refused_only_without_topology_yaml(tmp_path, version):
+    """Under one topology/block a compute pool on no fabric is in no block (Slurm never runs a job there); with
+    topology.yaml it sits on the default tree's nofabric switch."""
+    from gpucloud.pipeline import check_spec
+
+    data = yaml.safe_load(mixed_spec(tmp_path, version).read_text())
+    data["node_pools"].append({"name": "l40", "id": 5, "model": "hgx-h100-8", "count": 2, "hostname": "l{index:02}",
+                               "roles": ["compute"], "fabric": "none", "rack": {"name": "l{rack:02}"}})
+    data["slurm"]["partitions"].append({"name": "l40", "pools": ["l40"]})
+    path = tmp_path / "with-l40.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    found = [f for f in check_spec(path).findings if f.check == "slurm-block-partition"]
+    if version < "25.05":
+        assert [f.level for f in found] == ["error"]
+        return
+    assert found == []
+    _, files = rendered(path)
+    fabric, _ = yaml.safe_load(files["slurm/topology.yaml"])
+    assert {"switch": "nofabric", "nodes": "l[01-02]"} in fabric["tree"]["switches"]
+    assert verify_rendered(files) == []
