@@ -28,7 +28,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
                                                      "fabric_manager", "dcgm")),
     ("monitoring", ("inventory/", "monitoring/"), ()),
 )
-EXCLUDED = ("inventory/hosts.yml",)
+# Files of those folders no role reads: hosts.yml (per-host changes come from host_vars), and imex/domains.json (the
+# domains as data, with their tenants: a tenant edit must not converge every tray again).
+EXCLUDED = ("inventory/hosts.yml", "imex/domains.json")
 HOST_VARS = "inventory/host_vars/"
 # The key of layer_contents' answer that holds each host's own variables' digest, by host name.
 HOSTS = "hosts"

@@ -169,8 +169,9 @@ def _nvlink(plan: Plan) -> list[str]:
                       else ", ".join(cell(t) for t in who) + " (shared)" if who else "none")
                    + "; planned data in `imex/domains.json`, not applied to NMX by any tool yet.")
         out.append(f"- Rolling updates of pool {md.code(pp.pool.name)} (`gpucloud apply --allow-replace`, "
-                   f"`gpucloud converge`): {size // domain.trays:,} whole rack(s) ({size:,} trays) at a time; a batch "
-                   f"drains every tray of its racks, replaced or not{f' ({note})' if note else ''}.")
+                   f"`gpucloud converge`): {size // domain.trays:,} whole rack(s) ({size:,} trays) at a time; an "
+                   f"apply batch drains every tray of its racks, replaced or not, a converge batch the trays with a "
+                   f"disruptive change pending{f' ({note})' if note else ''}.")
     return out
 
 

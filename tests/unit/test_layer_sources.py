@@ -68,3 +68,7 @@ def test_a_new_imex_peer_list_moves_the_compute_layer_only():
     files["imex/nvl01/nodes_config.cfg"] = files["imex/nvl01/nodes_config.cfg"] + b"10.64.16.99\n"
     after = layer_contents(plan, files)
     assert {layer for layer in LAYERS if before[layer]["digest"] != after[layer]["digest"]} == {"compute"}
+    # imex/domains.json is data no role reads (its tenants, for one): a tenant edit converges nothing.
+    files["imex/domains.json"] = files["imex/domains.json"].replace(b'"frontier-lab"', b'"frontier-lab-2"')
+    assert files["imex/domains.json"] != dict(plan_files(checked))["imex/domains.json"]
+    assert layer_contents(plan, files) == after
