@@ -152,7 +152,8 @@ def _plan(rig, tmp: Path):
     return plan, plan_dir
 
 
-def _converge(rig, plan, plan_dir: Path, tmp: Path, name: str, domain: str) -> subprocess.CompletedProcess:
+def _converge(rig, plan, plan_dir: Path, tmp: Path, name: str, domain: str,
+              extra: dict | None = None) -> subprocess.CompletedProcess:
     """The compute layer's IMEX steps for one tray: the pending check (its drain trigger), then the role."""
     work = tmp / name
     work.mkdir()
@@ -167,7 +168,7 @@ def _converge(rig, plan, plan_dir: Path, tmp: Path, name: str, domain: str) -> s
     variables = {**all_vars(plan), **pool_vars(plan, pp), "ansible_python_interpreter": "/usr/bin/python3",
                  "gpucloud_plan_dir": str(plan_dir), "gpucloud_nvlink_domain": domain,
                  "gpucloud_service_manager": "direct", "imex_exec": str(rig["base"] / "bin" / "nvidia-imex"),
-                 "imex_pidfile": str(rig["base"] / "imex.pid")}
+                 "imex_pidfile": str(rig["base"] / "imex.pid"), **(extra or {})}
     (work / "vars.json").write_text(json.dumps(variables))
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"), "ANSIBLE_HOME": str(work / "home"),
            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"), "ANSIBLE_REMOTE_TMP": str(work / "rtmp"),
@@ -218,7 +219,28 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
     res = _converge(rig, plan, plan_dir, tmp_path, "moved", "nvl01")
     assert _pending(res)
     assert node.run(["cat", "/etc/nvidia-imex/nodes_config.cfg"]).stdout.split() == racks["nvl01"]
-    assert _pid(rig) != first
+    moved = _pid(rig)
+    assert moved != first
+
+    # A new port restarts IMEX too, so it is pending (the tray drains first).
+    loaded = tmp_path / "nvidia-version"
+    loaded.write_text(f"NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  {VERSION}  Release Build\n")
+    res = _converge(rig, plan, plan_dir, tmp_path, "port", "nvl01",
+                    {"imex_server_port": 50001, "imex_driver_proc": str(loaded)})
+    assert _pending(res)
+    assert "SERVER_PORT=50001" in node.run(["cat", "/etc/nvidia-imex/config.cfg"]).stdout.splitlines()
+    ported = _pid(rig)
+    assert ported != moved
+
+    # The loaded module is another version than the pin (a driver bump waits for its reboot): IMEX, which would
+    # refuse to start against it, is not restarted, and the role says why.
+    loaded.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  565.57.01  Release Build\n")
+    node.run(["apt-get", "remove", "-y", "-q", PACKAGE])
+    res = _converge(rig, plan, plan_dir, tmp_path, "module", "nvl01",
+                    {"imex_server_port": 50001, "imex_driver_proc": str(loaded)})
+    assert _pending(res)
+    assert "the loaded kernel module is 565.57.01" in res.stdout, res.stdout[-3000:]
+    assert _pid(rig) == ported
 
 
 def test_a_plan_without_the_domains_peer_list_fails_naming_the_file(rig, tmp_path):
