@@ -139,7 +139,7 @@ def rack_note(max_unavailable: int | str | None, pool_size: int, trays: int) -> 
     """What an NVLink pool's budget became in whole racks, when that is not what the spec says; None if it is."""
     size = budget(max_unavailable, pool_size)
     racks = rack_budget(size, trays)
-    if size % trays == 0 or size >= pool_size:
+    if size % trays == 0:
         return None
     if max_unavailable is None:
         said = f" (the default {DEFAULT_PERCENT}%)"

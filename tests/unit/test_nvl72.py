@@ -303,3 +303,11 @@ def test_domains_record_their_tenants_and_a_sole_owner_as_planned_data(tmp_path,
     from gpucloud.render import plan_md
     assert ("Tenants on pool `gpu`'s domains: frontier-lab alone (each domain its whole NVLink partition)"
             in plan_md.render_text(owned))
+
+
+def test_a_budget_of_the_whole_pool_that_is_not_whole_racks_is_said_too():
+    """27 trays (a rack and a half) with a budget of 100 %: one rack at a time, which the note must say."""
+    from gpucloud.plan.rollout import rack_note
+
+    assert rack_note("100%", 27, 18) == "budget 27 (100%) rounded down to 1 whole racks (18 trays)"
+    assert rack_note("100%", 36, 18) is None
