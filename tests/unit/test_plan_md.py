@@ -141,5 +141,6 @@ def test_nvlink_section_says_how_many_whole_racks_roll_and_what_the_budget_becam
     checked = check_spec(path)
     text = plan_md.render_text(build_plan(checked.spec, tuple(checked.findings)))
     assert ("Rolling updates of pool `gpu` (`gpucloud apply --allow-replace`, `gpucloud converge`): 1 whole rack(s) "
-            "(18 trays) at a time; a batch drains every tray of its racks, replaced or not (budget 4 is less than one "
-            "rack: raised to 1 rack (18 trays)") in text
+            "(18 trays) at a time; an apply batch drains every tray of its racks, replaced or not, a converge batch "
+            "the trays with a disruptive change pending (budget 4 is less than one rack: raised to 1 rack (18 trays)"
+            ) in text
