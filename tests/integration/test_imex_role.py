@@ -18,23 +18,19 @@ cannot be shown without systemd: the role passes ``enabled: true`` to the servic
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import CLUSTERS, ROOT, stop_process
+from conftest import CLUSTERS
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.render import imex
 from gpucloud.render.inventory import all_vars, pool_vars
-from test_package_pins import ANSIBLE_PLAYBOOK, KEYRING, Node, _need, _run
+from test_package_pins import KEYRING, _need, _run, converge_role, pending, repository_and_node
 
 pytestmark = pytest.mark.integration
 
@@ -106,31 +102,12 @@ def rig(tmp_path_factory):
     (base / "imex.c").write_text(PROGRAM)
     _run(compiler, f'-DARGS_FILE="{base / "imex-args"}"', "-o", str(base / "bin" / "nvidia-imex"),
          str(base / "imex.c"))
-    probe = __import__("socket").socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
-                               "--directory", str(base / "repo")], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    (base / "node").mkdir()
-    node = Node(base / "node")
-    try:
-        script = (f"mkdir -p /etc/apt/keyrings && cp {base / 'keyring.gpg'} {KEYRING} && chmod 644 {KEYRING} && "
-                  "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* && rm -rf /var/lib/apt/lists/*")
-        res = node.run(["sh", "-c", script])
-        assert res.returncode == 0, res.stderr
-        deadline = time.monotonic() + 20
-        while subprocess.run(["python3", "-c", f"import urllib.request; urllib.request.urlopen("
-                              f"'http://127.0.0.1:{port}/Release')"], capture_output=True).returncode:
-            assert time.monotonic() < deadline and server.poll() is None, "the test repository did not start"
-            time.sleep(0.2)
-        yield {"base": base, "port": port, "node": node}
-    finally:
-        # The stand-in daemon runs in the namespace; stop it by its pid file before the namespace goes.
-        node.run(["start-stop-daemon", "--stop", "--quiet", "--pidfile", str(base / "imex.pid"), "--retry", "5"])
-        node.stop()
-        stop_process(server)
+    with repository_and_node(base) as (port, node):
+        try:
+            yield {"base": base, "port": port, "node": node}
+        finally:
+            # The stand-in daemon runs in the namespace; stop it by its pid file before the namespace goes.
+            node.run(["start-stop-daemon", "--stop", "--quiet", "--pidfile", str(base / "imex.pid"), "--retry", "5"])
 
 
 def _plan(rig, tmp: Path):
@@ -155,31 +132,12 @@ def _plan(rig, tmp: Path):
 def _converge(rig, plan, plan_dir: Path, tmp: Path, name: str, domain: str,
               extra: dict | None = None) -> subprocess.CompletedProcess:
     """The compute layer's IMEX steps for one tray: the pending check (its drain trigger), then the role."""
-    work = tmp / name
-    work.mkdir()
-    (work / "play.yml").write_text(
-        "- hosts: localhost\n  connection: local\n  gather_facts: false\n"
-        "  pre_tasks:\n"
-        "    - {name: Sources, ansible.builtin.include_role: {name: repositories}}\n"
-        "    - {name: Pending, ansible.builtin.include_role: {name: imex, tasks_from: pending.yml}}\n"
-        "    - {name: Report, ansible.builtin.debug: {msg: 'PENDING={{ imex_disruptive_pending }}'}}\n"
-        "  roles:\n    - role: imex\n")
     pp = plan.pools[0]
-    variables = {**all_vars(plan), **pool_vars(plan, pp), "ansible_python_interpreter": "/usr/bin/python3",
-                 "gpucloud_plan_dir": str(plan_dir), "gpucloud_nvlink_domain": domain,
-                 "gpucloud_service_manager": "direct", "imex_exec": str(rig["base"] / "bin" / "nvidia-imex"),
-                 "imex_pidfile": str(rig["base"] / "imex.pid"), **(extra or {})}
-    (work / "vars.json").write_text(json.dumps(variables))
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"), "ANSIBLE_HOME": str(work / "home"),
-           "ANSIBLE_LOCAL_TEMP": str(work / "tmp"), "ANSIBLE_REMOTE_TMP": str(work / "rtmp"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_STDOUT_CALLBACK": "default"}
-    return rig["node"].run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(work / "play.yml"), "-e",
-                            f"@{work / 'vars.json'}"], env=env, timeout=600)
-
-
-def _pending(res: subprocess.CompletedProcess) -> bool:
-    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
-    return '"msg": "PENDING=True"' in res.stdout
+    variables = {**all_vars(plan), **pool_vars(plan, pp), "gpucloud_plan_dir": str(plan_dir),
+                 "gpucloud_nvlink_domain": domain, "gpucloud_service_manager": "direct",
+                 "imex_exec": str(rig["base"] / "bin" / "nvidia-imex"), "imex_pidfile": str(rig["base"] / "imex.pid"),
+                 **(extra or {})}
+    return converge_role(rig["node"], tmp / name, "imex", "imex_disruptive_pending", variables)
 
 
 def _pid(rig) -> int:
@@ -195,7 +153,7 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
     assert sorted(racks) == ["nvl01", "nvl02"]
 
     res = _converge(rig, plan, plan_dir, tmp_path, "first", "nvl02")
-    assert _pending(res)  # a bare tray: the package and the peer list are new, so compute.yml drains it first
+    assert pending(res)  # a bare tray: the package and the peer list are new, so compute.yml drains it first
     installed = node.run(["dpkg-query", "-W", "-f=${Version}", PACKAGE]).stdout
     assert installed == f"{VERSION}-1"
     peers = node.run(["cat", "/etc/nvidia-imex/nodes_config.cfg"]).stdout
@@ -211,13 +169,13 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
 
     # Nothing new: no change, no drain, the same process.
     res = _converge(rig, plan, plan_dir, tmp_path, "again", "nvl02")
-    assert not _pending(res)
+    assert not pending(res)
     assert "changed=0" in res.stdout, res.stdout[-3000:]
     assert _pid(rig) == first
 
     # The tray in another domain: that domain's list, reported as pending, and IMEX restarted to read it.
     res = _converge(rig, plan, plan_dir, tmp_path, "moved", "nvl01")
-    assert _pending(res)
+    assert pending(res)
     assert node.run(["cat", "/etc/nvidia-imex/nodes_config.cfg"]).stdout.split() == racks["nvl01"]
     moved = _pid(rig)
     assert moved != first
@@ -227,7 +185,7 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
     loaded.write_text(f"NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  {VERSION}  Release Build\n")
     res = _converge(rig, plan, plan_dir, tmp_path, "port", "nvl01",
                     {"imex_server_port": 50001, "imex_driver_proc": str(loaded)})
-    assert _pending(res)
+    assert pending(res)
     assert "SERVER_PORT=50001" in node.run(["cat", "/etc/nvidia-imex/config.cfg"]).stdout.splitlines()
     ported = _pid(rig)
     assert ported != moved
@@ -238,7 +196,7 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
     node.run(["apt-get", "remove", "-y", "-q", PACKAGE])
     res = _converge(rig, plan, plan_dir, tmp_path, "module", "nvl01",
                     {"imex_server_port": 50001, "imex_driver_proc": str(loaded)})
-    assert _pending(res)
+    assert pending(res)
     assert "the loaded kernel module is 565.57.01" in res.stdout, res.stdout[-3000:]
     assert _pid(rig) == ported
 

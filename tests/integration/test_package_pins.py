@@ -19,6 +19,7 @@ reports the mismatch before each converge and nothing after.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -124,40 +126,47 @@ class Node:
         stop_process(self.holder)
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    _need()
-    base = tmp_path_factory.mktemp("pins")
-    _build_repository(base / "repo", base / "gnupg")
-    port_probe = __import__("socket").socket()
-    port_probe.bind(("127.0.0.1", 0))
-    port = port_probe.getsockname()[1]
-    port_probe.close()
+@contextlib.contextmanager
+def repository_and_node(base: Path) -> Iterator[tuple[int, Node]]:
+    """The test repository in ``base/repo`` served over HTTP on a free loopback port, and a node (its own mount
+    namespace, ``base/node``) that trusts the test key and sees no repository but the test's: (port, node)."""
+    probe = __import__("socket").socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port),
                                "--directory", str(base / "repo")], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (base / "node").mkdir()
     node = Node(base / "node")
     try:
-        # The node trusts the test key (in its own /etc) and sees no repository but the test's.
         script = (f"mkdir -p /etc/apt/keyrings && cp {base / 'keyring.gpg'} {KEYRING} && chmod 644 {KEYRING} && "
                   "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* && rm -rf /var/lib/apt/lists/*")
         res = node.run(["sh", "-c", script])
         assert res.returncode == 0, res.stderr
-        # A fake PCI tree with one NVIDIA GPU, so the driver role does its work.
-        gpu = base / "pci" / "0000:17:00.0"
-        gpu.mkdir(parents=True)
-        (gpu / "vendor").write_text("0x10de\n")
-        (gpu / "class").write_text("0x030200\n")
         deadline = time.monotonic() + 20
         while subprocess.run(["python3", "-c", f"import urllib.request; urllib.request.urlopen("
                               f"'http://127.0.0.1:{port}/Release')"], capture_output=True).returncode:
             assert time.monotonic() < deadline and server.poll() is None, "the test repository did not start"
             time.sleep(0.2)
-        yield {"base": base, "port": port, "node": node}
+        yield port, node
     finally:
         node.stop()
         stop_process(server)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    _need()
+    base = tmp_path_factory.mktemp("pins")
+    _build_repository(base / "repo", base / "gnupg")
+    # A fake PCI tree with one NVIDIA GPU, so the driver role does its work.
+    gpu = base / "pci" / "0000:17:00.0"
+    gpu.mkdir(parents=True)
+    (gpu / "vendor").write_text("0x10de\n")
+    (gpu / "class").write_text("0x030200\n")
+    with repository_and_node(base) as (port, node):
+        yield {"base": base, "port": port, "node": node}
 
 
 def _spec(rig, driver: str, tmp: Path):
@@ -174,31 +183,36 @@ def _spec(rig, driver: str, tmp: Path):
     return build_plan(loaded.spec)
 
 
-def _converge(rig, plan, tmp: Path, name: str, **extra) -> subprocess.CompletedProcess:
-    """repositories + the driver role on the node, preceded by compute.yml's pending check (its drain trigger)."""
-    work = tmp / name
+def converge_role(node: Node, work: Path, role: str, flag: str, variables: dict) -> subprocess.CompletedProcess:
+    """On the node, over a local connection: the repositories role, ``role``'s pending check (compute.yml's drain
+    trigger, which sets the fact ``flag``) printed as PENDING=..., then the role itself."""
     work.mkdir()
     (work / "play.yml").write_text(
         "- hosts: localhost\n  connection: local\n  gather_facts: false\n"
         "  pre_tasks:\n"
         "    - {name: Refresh the sources, ansible.builtin.include_role: {name: repositories}}\n"
-        "    - {name: Pending driver change, ansible.builtin.include_role: {name: nvidia_driver, tasks_from: pending.yml}}\n"
-        "    - {name: Report it, ansible.builtin.debug: {msg: 'PENDING={{ nvidia_driver_disruptive_pending }}'}}\n"
-        "  roles:\n    - role: nvidia_driver\n")
-    variables = {**all_vars(plan), "ansible_python_interpreter": "/usr/bin/python3",
-                 "nvidia_driver_pci_dir": str(rig["base"] / "pci"), "nvidia_driver_expected_gpus": 1,
-                 "nvidia_driver_persistence_mode": False, **extra}
-    (work / "vars.json").write_text(json.dumps(variables))
+        f"    - {{name: Pending change, ansible.builtin.include_role: {{name: {role}, tasks_from: pending.yml}}}}\n"
+        f"    - {{name: Report it, ansible.builtin.debug: {{msg: 'PENDING={{{{ {flag} }}}}'}}}}\n"
+        f"  roles:\n    - role: {role}\n")
+    (work / "vars.json").write_text(json.dumps({"ansible_python_interpreter": "/usr/bin/python3", **variables}))
     env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "playbooks" / "roles"), "ANSIBLE_HOME": str(work / "home"),
            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"), "ANSIBLE_REMOTE_TMP": str(work / "rtmp"),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_STDOUT_CALLBACK": "default"}
-    return rig["node"].run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(work / "play.yml"), "-e",
-                            f"@{work / 'vars.json'}"], env=env, timeout=600)
+    return node.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(work / "play.yml"), "-e", f"@{work / 'vars.json'}"],
+                    env=env, timeout=600)
 
 
-def _pending(res: subprocess.CompletedProcess) -> bool:
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+def pending(res: subprocess.CompletedProcess) -> bool:
+    """Whether converge_role's run reported its change as pending (and succeeded)."""
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
     return '"msg": "PENDING=True"' in res.stdout
+
+
+def _converge(rig, plan, tmp: Path, name: str, **extra) -> subprocess.CompletedProcess:
+    """repositories + the driver role on the node, preceded by compute.yml's pending check (its drain trigger)."""
+    variables = {**all_vars(plan), "nvidia_driver_pci_dir": str(rig["base"] / "pci"), "nvidia_driver_expected_gpus": 1,
+                 "nvidia_driver_persistence_mode": False, **extra}
+    return converge_role(rig["node"], tmp / name, "nvidia_driver", "nvidia_driver_disruptive_pending", variables)
 
 
 def _verify(rig, plan) -> list[tuple[str, str]]:
@@ -230,7 +244,7 @@ def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
     # a newer one is in the repository.
     assert ("package-missing", f"{PACKAGES[0]} not installed, pinned {OLD}") in _verify(rig, old)
     res = _converge(rig, old, tmp_path, "first")
-    assert _pending(res)
+    assert pending(res)
     assert _installed(rig) == dict.fromkeys(PACKAGES, f"{OLD}-0ubuntu1")
     text = rig["node"].run(["cat", sources]).stdout
     assert f"Signed-By: {KEYRING}\n" in text and f"URIs: http://127.0.0.1:{rig['port']}/\n" in text, text
@@ -238,13 +252,13 @@ def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
 
     # Converging again changes nothing and asks for no drain.
     res = _converge(rig, old, tmp_path, "again")
-    assert not _pending(res)
+    assert not pending(res)
     assert "changed=0" in res.stdout, res.stdout[-3000:]
 
     # A bumped pin: verify sees the old version, the pending check asks for the drain, the converge upgrades.
     assert _verify(rig, new) == sorted(("package-version", f"{p} {OLD}, pinned {NEW}") for p in PACKAGES)
     res = _converge(rig, new, tmp_path, "bump")
-    assert _pending(res)
+    assert pending(res)
     assert _installed(rig) == dict.fromkeys(PACKAGES, f"{NEW}-0ubuntu1")
     assert _verify(rig, new) == []
 
@@ -253,7 +267,7 @@ def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
     assert res.returncode != 0
     assert _installed(rig) == dict.fromkeys(PACKAGES, f"{NEW}-0ubuntu1")
     res = _converge(rig, old, tmp_path, "down", gpucloud_allow_downgrade=True)
-    assert _pending(res)
+    assert pending(res)
     assert _installed(rig) == dict.fromkeys(PACKAGES, f"{OLD}-0ubuntu1")
     assert _verify(rig, old) == []
 
