@@ -16,7 +16,9 @@ topology, not the tree, keeps the two-tray job inside one rack.
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from conftest import CLUSTERS
 from gpucloud.hostlist import expand
 from gpucloud.plan.hosts import nvlink_domains
 from nvl_mixed import mixed_spec, rendered
@@ -87,3 +89,40 @@ def test_without_the_partitions_topology_the_pair_straddles_the_racks(tmp_path):
     pair, hgx, shown = run_pair(tmp_path / "tree", plan, files)
     assert shown["partition gpu"] == {"Topology": []}
     assert pair == ["gb0002", "gb0003"] and hgx == HGX
+
+
+def test_slurmctld_takes_the_example_with_hgx_pools_at_full_size(tmp_path):
+    """clusters/nvl72.yaml (64 racks, 1,152 trays) with 256 HGX H100 nodes on the same fabric: slurmctld 26.05 reads
+    both topologies of the planned topology.yaml, every rack a block and every compute node on the tree."""
+    data = yaml.safe_load((CLUSTERS / "nvl72.yaml").read_text(encoding="utf-8"))
+    data["node_pools"].insert(1, {"name": "hgx", "id": 3, "model": "hgx-h100-8", "count": 256,
+                                  "hostname": "hgx{index:03}", "roles": ["compute"],
+                                  "rack": {"name": "hgx{rack:02}", "nodes_per_rack": 4}, "image": "ubuntu-24.04-base"})
+    data["slurm"]["topology"] = "block"
+    data["slurm"]["partitions"].append({"name": "hgx", "pools": ["hgx"]})
+    for tenant in data["tenants"]:
+        tenant["partitions"] = [*tenant["partitions"], "hgx"]
+    data["software"]["slurm"] = "26.05.5"
+    path = tmp_path / "nvl72-hgx.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    plan, files = rendered(path)
+    assert plan.slurm.topology_yaml and "slurm/topology.conf" not in files
+    computes = [h.name for pp in plan.pools if "compute" in pp.pool.roles for h in pp.hosts]
+    assert len(computes) == 1152 + 256
+    h = Slurm24Harness(tmp_path / "run", {n: files[f"slurm/{n}"] for n in ("slurm.conf", "topology.yaml", "gres.conf")},
+                       plan.slurm.controllers[0], computes, ROOT, overrides=SERVED_ELSEWHERE,
+                       unset=SERVED_ELSEWHERE_UNSET)
+    try:
+        h.start_munge()
+        h.start_slurmctld()
+        blocks = {f["BlockName"]: expand(f["Nodes"]) for f in
+                  map(parse_fields, h.scontrol("show", "topology", "nvlink").splitlines()) if "BlockName" in f}
+        assert blocks == {d.name: list(d.hosts) for d in nvlink_domains(plan.pools)} and len(blocks) == 64
+        tree = [parse_fields(line) for line in h.scontrol("show", "topology", "fabric").splitlines() if line.strip()]
+        top = max(tree, key=lambda f: int(f["Level"]))
+        assert sorted(expand(top["Nodes"])) == sorted(computes)
+        shown = {p: " ".join(w.split("=", 1)[1] for w in h.scontrol("show", "partition", p).split()
+                             if w.startswith("Topology=")) for p in ("gpu", "debug", "hgx")}
+        assert shown == {"gpu": "nvlink", "debug": "nvlink", "hgx": ""}
+    finally:
+        h.stop()
