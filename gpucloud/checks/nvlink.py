@@ -14,25 +14,18 @@ exactly one domain's trays; Slurm places jobs by blocks of those domains, and ev
 
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
 from gpucloud.checks import check
 from gpucloud.findings import Finding
 from gpucloud.plan.rollout import budget, rack_budget, rack_note
-from gpucloud.plan.slurm import uses_topology_yaml
+from gpucloud.plan.slurm import TOPOLOGY_YAML_SINCE, slurm_release, uses_topology_yaml
 from gpucloud.spec.model import NodePool, Spec
 
 # The release gpucloud has seen accept TopologyPlugin=topology/block with SwitchType=switch/nvidia_imex (24.11.5).
 IMEX_SINCE = (24, 11)
-# Slurm 25.05's topology.yaml names several topologies and lets a partition pick one (topology.yaml(5)); before it,
-# one TopologyPlugin serves the whole cluster.
-TOPOLOGY_YAML_SINCE = (25, 5)
-
-
-def _version(text: str | None) -> tuple[int, int] | None:
-    m = re.match(r"^(\d+)\.(\d+)", text or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
+# TOPOLOGY_YAML_SINCE (gpucloud.plan.slurm): Slurm 25.05's topology.yaml names several topologies and lets a
+# partition pick one; before it, one TopologyPlugin serves the whole cluster.
 
 
 def _nvlink_pools(spec: Spec) -> list[NodePool]:
@@ -97,7 +90,7 @@ def block_mixed(spec: Spec) -> Iterable[Finding]:
                   and p.hardware is not None and p.hardware.gpus}
     if not gpu_others:
         return
-    v = _version(spec.software.slurm)
+    v = slurm_release(spec.software.slurm)
     on_fabric = {p.name for p in spec.pools if p.name in gpu_others and p.fabric == "compute"}
     if on_fabric and (v is None or v < TOPOLOGY_YAML_SINCE):
         yield Finding("slurm-block-mixed", "info", ("slurm", "topology"),
@@ -115,11 +108,11 @@ def block_mixed(spec: Spec) -> Iterable[Finding]:
 
 
 @check("slurm-imex-version")
-def imex_version(spec: Spec) -> Iterable[Finding]:
+def imexslurm_release(spec: Spec) -> Iterable[Finding]:
     """switch/nvidia_imex (IMEX channels per job on NVL72 trays) needs a Slurm release that has it."""
     if not any("compute" in p.roles for p in _nvlink_pools(spec)):
         return
-    v = _version(spec.software.slurm)
+    v = slurm_release(spec.software.slurm)
     if v is None or v < IMEX_SINCE:
         yield Finding("slurm-imex-version", "error", ("software", "slurm"),
                       f"NVL72 trays get SwitchType=switch/nvidia_imex, which needs Slurm 24.11 or later "

@@ -6,21 +6,17 @@ through (GRES without GresTypes, gres.conf devices that do not match the GPU cou
 
 from __future__ import annotations
 
-import re
 from typing import Iterable, Mapping
 
 from gpucloud.checks import check
 from gpucloud.findings import Finding, choices_hint
+from gpucloud.plan.slurm import slurm_release
 from gpucloud.spec.model import Filesystem, NodePool, Spec, parse_duration_minutes
 
 # Slurm's own releases as (major, minor). topology/block arrived in 23.11, but the topology.conf gpucloud writes
 # for it sets BlockSizes=, which 24.05 brought (23.11 had BlockLevels= and refuses the key).
 BLOCK_TOPOLOGY_SINCE = (24, 5)
 
-
-def _version(text: str | None) -> tuple[int, int] | None:
-    m = re.match(r"^(\d+)\.(\d+)", text or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _compute_pools(spec: Spec) -> dict[str, NodePool]:
@@ -201,7 +197,7 @@ def topology(spec: Spec) -> Iterable[Finding]:
                               " and Slurm will not schedule multi-node jobs across them well",
                               "attach the pool to a fabric")
     if s.topology == "block":
-        v = _version(spec.software.slurm)
+        v = slurm_release(spec.software.slurm)
         if v is None or v < BLOCK_TOPOLOGY_SINCE:
             yield Finding("slurm-topology", "error", ("slurm", "topology"),
                           f"topology 'block' needs Slurm 24.05 or later: its topology.conf sets BlockSizes, which "

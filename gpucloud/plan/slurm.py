@@ -7,6 +7,7 @@ number of pools. Only the hostlist of a pool is computed, which costs the same f
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from gpucloud import catalog
@@ -246,9 +247,10 @@ def _hosts_with_role(pools: tuple[PoolPlan, ...], role: str) -> tuple[str, ...]:
     return tuple(h.name for pp in pools if role in pp.pool.roles for h in pp.hosts)
 
 
-def _version(text: str | None) -> tuple[int, int] | None:
-    parts = (text or "").split(".")
-    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() else None
+def slurm_release(text: str | None) -> tuple[int, int] | None:
+    """A Slurm version as (major, minor), e.g. (24, 11) for "24.11.5"; None when the spec names none."""
+    m = re.match(r"^(\d+)\.(\d+)", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 # The names of the two topologies of topology.yaml.
@@ -262,7 +264,7 @@ def uses_topology_yaml(spec: Spec) -> bool:
     pools off the fabric sit on the tree's ``nofabric`` switch, so they are schedulable too)."""
     if spec.slurm.topology != "block":
         return False
-    v = _version(spec.software.slurm)
+    v = slurm_release(spec.software.slurm)
     if v is None or v < TOPOLOGY_YAML_SINCE:
         return False
     compute = [p for p in spec.pools if "compute" in p.roles and p.count and p.hardware is not None]
