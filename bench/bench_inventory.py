@@ -96,20 +96,15 @@ def main() -> None:
 
 
 def per_host(plan, files: dict[str, bytes]) -> tuple[int, int]:
-    """Variables and values (a list's items one by one) the first host of the largest pool gets from all.yml, its
-    pool's group_vars and its own host_vars."""
-    import json
-
-    import yaml
-
+    """Variables and values (a list's items one by one) the first host of the largest pool gets from the groups
+    ``all`` and its pool and from its own line."""
     from gpucloud.plan.groups import group_name
+    from gpucloud.plan.layers import INVENTORY, inventory_variables
 
     pp = max(plan.pools, key=lambda p: len(p.hosts))
-    merged: dict = {}
-    for rel in ("inventory/group_vars/all.yml", f"inventory/group_vars/{group_name('pool', pp.pool.name)}.yml"):
-        merged |= yaml.safe_load(files[rel]) or {}
-    own = files.get(f"inventory/host_vars/{pp.hosts[0].name}.json")
-    merged |= json.loads(own) if own else {}
+    groups, own = inventory_variables(files[INVENTORY])
+    merged = {**groups.get("all", {}), **groups.get(group_name("pool", pp.pool.name), {}),
+              **own.get(pp.hosts[0].name, {})}
     return len(merged), sum(len(v) if isinstance(v, (list, dict)) else 1 for v in merged.values())
 
 
