@@ -406,7 +406,7 @@ def pr_comment(
 @app.command()
 def render(
     spec: Path = typer.Argument(..., help="Spec file."),
-    out: Path = typer.Option(Path("inventory"), "--out", help="Folder that receives <cluster>/ (hosts.yml, group_vars)."),
+    out: Path = typer.Option(Path("inventory"), "--out", help="Folder that receives <cluster>/hosts.yml."),
 ) -> None:
     """Write the Ansible inventory of a spec into OUT/<cluster>/ (replaced atomically)."""
     from gpucloud.commands.render import run_cli

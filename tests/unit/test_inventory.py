@@ -17,14 +17,20 @@ from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
 from gpucloud.plan.groups import group_name
 from gpucloud.plan.hosts import plan_pool
+from gpucloud.plan.layers import INVENTORY as HOSTS_YML, inventory_variables
 from gpucloud.render import inventory as inv
-from gpucloud.write import INVENTORY, write_tree
+from gpucloud.write import GENERATED_INVENTORY, INVENTORY, write_tree
 
 GOLDEN = ROOT / "tests" / "golden" / "inventory"
 
 
 def _plan(name: str):
     return build_plan(check_spec(CLUSTERS / f"{name}.yaml").spec)
+
+
+def _vars(files: dict[str, bytes]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Each group's variables and each host's own, as the rendered hosts.yml holds them."""
+    return inventory_variables(files[HOSTS_YML])
 
 
 def _write(tmp_path: Path, plan) -> Path:
@@ -35,13 +41,15 @@ def _write(tmp_path: Path, plan) -> Path:
 
 @pytest.mark.parametrize("name", ["lab", "ishikari", "abci3"])
 def test_golden(name, golden):
-    """Every file, but of host_vars/ only the first and last host of each pool (the committed inventories under
-    inventory/ hold all of them, checked by test_committed_inventory_is_current)."""
+    """The one file, hosts.yml; of a pool of more than 4 hosts only the first two and last two host lines (the
+    committed inventories under inventory/ hold all of them, checked by test_committed_inventory_is_current)."""
     plan = _plan(name)
-    sample = {f"inventory/host_vars/{h.name}.json" for pp in plan.pools for h in (pp.hosts[:1] + pp.hosts[-1:])}
-    for rel, data in inv.render(plan).items():
-        if not rel.startswith("inventory/host_vars/") or rel in sample:
-            golden(GOLDEN / name / rel[len("inventory/"):], data)
+    files = inv.render(plan)
+    assert sorted(files) == [HOSTS_YML]
+    left_out = {h.name for pp in plan.pools for h in pp.hosts[2:-2]}
+    lines = [line for line in files[HOSTS_YML].decode().splitlines(keepends=True)
+             if not (line.startswith('        "') and line.split('"')[1] in left_out)]
+    golden(GOLDEN / name / "hosts.yml", "".join(lines).encode())
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
@@ -57,7 +65,7 @@ def test_committed_inventory_is_current(spec):
 
 
 def test_every_role_group_declared_even_when_empty():
-    data = yaml.safe_load(inv.render(_plan("lab"))["inventory/hosts.yml"])
+    data = json.loads(inv.render(_plan("lab"))["inventory/hosts.yml"])
     groups = data["all"]["children"]
     for role in inv.ROLES:
         assert group_name("role", role) in groups
@@ -75,15 +83,15 @@ def test_host_ranges_split_at_excludes_and_width_changes():
 
 
 def test_secrets_are_vault_references_only():
-    files = inv.render(_plan("ishikari"))
-    all_vars = yaml.safe_load(files["inventory/group_vars/all.yml"])
+    groups, hosts = _vars(inv.render(_plan("ishikari")))
+    all_vars = groups["all"]
     assert all_vars["munge_key"] == "{{ vault_munge_key }}"
     assert all_vars["gpucloud_bmc_password"] == "{{ vault_bmc_password }}"
     # The database password reference reaches the slurmdbd hosts only.
-    dbd = yaml.safe_load(files["inventory/group_vars/role_slurmdbd.yml"])
+    dbd = groups["role_slurmdbd"]
     assert dbd["slurmdbd_storage_password"] == "{{ vault_slurmdbd_db_password }}"
-    others = b"".join(v for k, v in files.items() if k != "inventory/group_vars/role_slurmdbd.yml")
-    assert b"slurmdbd_storage_password" not in others
+    others = json.dumps([v for k, v in groups.items() if k != "role_slurmdbd"] + list(hosts.values()))
+    assert "slurmdbd_storage_password" not in others and "vault_slurmdbd" not in others
 
 
 def test_slurmdbd_role_replaces_the_token_the_plan_carries(tmp_path):
@@ -95,7 +103,7 @@ def test_slurmdbd_role_replaces_the_token_the_plan_carries(tmp_path):
     spec = tmp_path / "ishikari.yaml"
     spec.write_text(text.replace("slurmdbd-db-password", "acct-db"))
     plan = build_plan(check_spec(spec).spec)
-    dbd = yaml.safe_load(inv.render(plan)["inventory/group_vars/role_slurmdbd.yml"])
+    dbd = _vars(inv.render(plan))[0]["role_slurmdbd"]
     assert dbd["slurmdbd_password_placeholder"] == "@@secret:acct-db@@"
     assert dbd["slurmdbd_storage_password"] == "{{ vault_acct_db }}"
     assert "StoragePass=@@secret:acct-db@@\n" in render_slurm(plan)["slurm/slurmdbd.conf"].decode()
@@ -138,14 +146,17 @@ def test_ansible_reads_groups_and_planned_addresses(tmp_path):
     for h in plan.hosts():
         got = hostvars[h.name]
         assert (got["ansible_host"], got["gpucloud_bmc"]) == (h.management, h.bmc), h.name
-        assert got["rdma_ipoib_addresses"] == [f"{a}/{prefix}" for a in h.ipoib] and h.ipoib, h.name
+        assert got["rdma_ipoib_addresses"] == ",".join(f"{a}/{prefix}" for a in h.ipoib) and h.ipoib, h.name
     # abci3 also has a storage network: its address is the planned one too, and only hosts with IPoIB list rails.
     plan = _plan("abci3")
     hostvars = _listing(tmp_path / "abci3", plan)["_meta"]["hostvars"]
     for h in plan.hosts():
         got = hostvars[h.name]
         assert got["gpucloud_storage_address"] == h.storage and h.storage, h.name
-        assert [a.split("/")[0] for a in got.get("rdma_ipoib_addresses", [])] == list(h.ipoib), h.name
+        own = got.get("rdma_ipoib_addresses")
+        assert ([a.split("/")[0] for a in own.split(",")] if own else []) == list(h.ipoib), h.name
+    # Nothing else is written: no group_vars/ folder an operator's group_vars/all/ could hide (or be hidden by).
+    assert sorted(p.name for p in (tmp_path / "abci3" / "abci3").iterdir()) == ["hosts.yml"]
 
 
 # Values that stay references by design: secrets (Ansible Vault variables, never written) and the plan folder, which
@@ -189,18 +200,15 @@ def test_no_host_variable_is_a_template(tmp_path, name):
 
 
 def test_no_inventory_file_holds_a_template_but_references():
-    """The same, on the files themselves, for every example (colossus-100k included: no Ansible run needed)."""
+    """The same, on the file itself, for every example (colossus-100k included: no Ansible run needed)."""
     for spec in EXAMPLES:
-        for rel, data in inv.render(build_plan(check_spec(spec).spec)).items():
-            for line in data.decode().splitlines():
-                if "{{" in line or "{%" in line:
-                    key, _, value = line.strip().partition(": ")
-                    value = value.strip("'")
-                    assert _REFERENCES.match(value) or _LOCATED.get(key) == value, f"{spec.stem} {rel}: {line}"
+        groups, hosts = _vars(inv.render(build_plan(check_spec(spec).spec)))
+        assert _templated(groups) == [] and _templated(hosts) == [], spec.stem
+        assert any(_REFERENCES.match(str(v)) for v in groups["all"].values())  # the check sees the references
 
 
 def test_a_hosts_own_addresses_move_the_triggers_of_its_stack_only():
-    """A host's host_vars file counts for the stack that holds it, as its membership does: a changed address re-runs
+    """A host's own variables count for the stack that holds it, as its membership does: a changed address re-runs
     that stack's layers (the fabric layer writes the IPoIB addresses), and no other stack's."""
     from gpucloud.plan.stacks import stack_inputs
 
@@ -214,31 +222,34 @@ def test_a_hosts_own_addresses_move_the_triggers_of_its_stack_only():
     host = plan.pools[0].hosts[-1].name
     holders = {s["stack"] for s in stack_inputs(plan, files) for p in s["pools"] if any(h[0] == host for h in p["hosts"])}
     assert len(holders) == 1 and len(before) > 2
-    rel = f"inventory/host_vars/{host}.json"
-    after = triggers({**files, rel: files[rel].replace(b'"ansible_host": "', b'"ansible_host": "1')})
+    line = next(x for x in files[HOSTS_YML].split(b"\n") if x.startswith(f'        "{host}": '.encode()))
+    moved_line = line.replace(b'"ansible_host": "', b'"ansible_host": "1')
+    after = triggers({**files, HOSTS_YML: files[HOSTS_YML].replace(line, moved_line)})
     moved = {stack for stack in before if before[stack] != after[stack]}
     assert moved == holders
     (stack,) = holders
     assert all(b != a for b, a in zip(before[stack], after[stack]))  # every layer of it
+    # A group variable (a setting every role reads) moves every stack's every layer.
+    bumped = triggers({**files, HOSTS_YML: files[HOSTS_YML].replace(b'"cuda_version": "', b'"cuda_version": "9')})
+    assert all(b != a for s in before for b, a in zip(before[s], bumped[s]))
 
 
 def test_ib_rate_is_what_the_port_trains_to():
     """abci3's login nodes have NDR adapters on an NDR200 fabric: NHC must expect 200 Gb/s there, not 400."""
-    files = inv.render(_plan("abci3"))
-    login = yaml.safe_load(files["inventory/group_vars/pool_login.yml"])
-    gpu = yaml.safe_load(files["inventory/group_vars/pool_h200.yml"])
+    groups, _ = _vars(inv.render(_plan("abci3")))
+    login, gpu = groups["pool_login"], groups["pool_h200"]
     assert (login["gpucloud_ib_rate"], gpu["gpucloud_ib_rate"]) == (200, 200)
 
 
 def test_role_groups_name_every_planned_controller_and_subnet_manager():
     plan = _plan("abci3")
-    files = inv.render(plan)
-    ctl = yaml.safe_load(files["inventory/group_vars/role_slurm_controller.yml"])
+    groups, _ = _vars(inv.render(plan))
+    ctl = groups["role_slurm_controller"]
     assert ctl["slurm_controller_hosts"] == list(plan.slurm.controllers) == ["ctl1", "ctl2", "ctl3"]
-    sm = yaml.safe_load(files["inventory/group_vars/role_subnet_manager.yml"])
+    sm = groups["role_subnet_manager"]
     assert sm["opensm_hosts"] == list(plan.fabrics[0].subnets[0].sm_hosts)
     # colossus-100k runs no OpenSM of its own: no host list that would claim otherwise.
-    assert "inventory/group_vars/role_subnet_manager.yml" not in inv.render(_plan("colossus-100k"))
+    assert "role_subnet_manager" not in _vars(inv.render(_plan("colossus-100k")))[0]
 
 
 def test_every_host_gets_few_variables():
@@ -246,22 +257,24 @@ def test_every_host_gets_few_variables():
     variable may grow with the cluster, and a host's own literals stay few (each costs more than a group value)."""
     plan = build_plan(check_spec(CLUSTERS / "colossus-100k.yaml").spec)
     files = inv.render(plan)
-    assert sum(rel.startswith("inventory/host_vars/") for rel in files) == plan.host_count == 12_520
-    own = json.loads(files["inventory/host_vars/gpu00001.json"])
+    assert sorted(files) == [HOSTS_YML]  # no file per host (Ansible would search and load each one)
+    groups, hosts = _vars(files)
+    assert len(hosts) == plan.host_count == 12_520
+    own = hosts["gpu00001"]
     assert sorted(own) == ["ansible_host", "gpucloud_bmc", "gpucloud_storage_address", "rdma_ipoib_addresses"]
-    assert len(own["rdma_ipoib_addresses"]) == 8  # one per rail
-    per_host = yaml.safe_load(files["inventory/group_vars/all.yml"]) | yaml.safe_load(
-        files["inventory/group_vars/pool_gpu.yml"]) | own
-    assert len(per_host) <= 27, sorted(per_host)
+    assert len(own["rdma_ipoib_addresses"].split(",")) == 8  # one per rail, in one value
+    assert not any(isinstance(v, (list, dict)) for h in hosts.values() for v in h.values())
+    per_host = groups["all"] | groups["pool_gpu"] | own
+    assert len(per_host) <= 28, sorted(per_host)
     assert all(len(v) <= 8 for v in per_host.values() if isinstance(v, (list, dict))), per_host
     values = sum(len(v) if isinstance(v, (list, dict)) else 1 for v in per_host.values())
-    assert values <= 42, values
+    assert values <= 36, values
 
 
 def test_render_command_writes_and_refuses_foreign_folders(cli, tmp_path):
     res = cli("render", str(CLUSTERS / "lab.yaml"), "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
-    assert (tmp_path / "lab" / "hosts.yml").read_bytes().startswith(b"# Generated by gpucloud")
+    assert (tmp_path / "lab" / "hosts.yml").read_bytes().startswith(GENERATED_INVENTORY)
     assert cli("render", str(CLUSTERS / "lab.yaml"), "--out", str(tmp_path)).returncode == 0  # replaces its own
     foreign = tmp_path / "x" / "lab"
     foreign.mkdir(parents=True)
@@ -319,9 +332,9 @@ def test_each_nvl72_tray_names_its_nvlink_domain_through_one_group_per_rack(tmp_
     from gpucloud.plan.hosts import nvlink_domains
     assert {d.name: list(d.hosts) for d in nvlink_domains(plan.pools)} == {
         r: listing[f"nvlink_{r}"]["hosts"] for r in ("nvl01", "nvl02")}
-    # No host variable file grows: the domain is a group variable.
-    assert all("nvlink" not in v.decode() for k, v in inv.render(plan).items() if "host_vars" in k)
+    # No host's own variables grow: the domain is a group variable.
+    assert "gpucloud_nvlink_domain" not in json.dumps(_vars(inv.render(plan))[1])
 
 
 def test_the_nvlink_group_is_declared_without_nvlink_domains():
-    assert "    nvlink: {}\n" in inv.hosts_yml(_plan("lab")).decode()
+    assert json.loads(inv.render(_plan("lab"))[HOSTS_YML])["all"]["children"]["nvlink"] == {}

@@ -103,10 +103,13 @@ def test_graph_equals_the_program_under_mocks(lab_mocked):
     assert doc["resources"] == mocked
 
 
+_INVENTORY = (b'{"all": {"vars": {"gpucloud_cluster": "lab"},\n  "children": {"pool_gpu": {"hosts": {\n'
+              b'    "gpu01": {"ansible_host": "10.0.0.1"}}},\n  "rack_r1": {"hosts": {"gpu01": {}}}}}}\n')
+
+
 def _files():
     return {
-        "inventory/hosts.yml": b"all: {}\n",
-        "inventory/group_vars/all.yml": b"cluster: lab\n",
+        "inventory/hosts.yml": _INVENTORY,
         "slurm/slurm.conf": b"ClusterName=lab\n",
         "fabric/compute/opensm.conf": b"routing_engine ftree\n",
         "storage/fstab": b"home /home nfs\n",
@@ -118,22 +121,33 @@ def _triggers(plan, files):
     return {x["name"]: x["trigger"] for x in layout.stack_inputs(plan, files)[0]["layers"]}
 
 
-@pytest.mark.parametrize("path, expected", [
+ALL_LAYERS = ["common", "compute", "fabric", "monitoring", "slurm", "storage"]
+
+
+@pytest.mark.parametrize("path, change, expected", [
     # slurm.conf and gres.conf go to controllers and login nodes (slurm) and to the GPU nodes (compute).
-    ("slurm/slurm.conf", ["compute", "slurm"]),
-    ("slurm/gres.conf", ["compute", "slurm"]),  # a new file in a layer's folder counts too
-    ("fabric/compute/opensm.conf", ["fabric"]),
-    ("storage/fstab", ["storage"]),
-    ("monitoring/prometheus/rules/gpucloud.yml", ["monitoring"]),  # the monitoring role installs the plan's files
-    # Every role takes its settings from group_vars.
-    ("inventory/group_vars/all.yml", ["common", "compute", "fabric", "monitoring", "slurm", "storage"]),
-    ("plan.json", []),  # the summary feeds no layer
-    ("inventory/hosts.yml", []),  # membership is covered per stack, see below
+    ("slurm/slurm.conf", None, ["compute", "slurm"]),
+    ("slurm/gres.conf", None, ["compute", "slurm"]),  # a new file in a layer's folder counts too
+    ("fabric/compute/opensm.conf", None, ["fabric"]),
+    ("storage/fstab", None, ["storage"]),
+    ("monitoring/prometheus/rules/gpucloud.yml", None, ["monitoring"]),  # the monitoring role installs the plan's files
+    ("plan.json", None, []),  # the summary feeds no layer
+    # Every role takes its settings from the inventory's group variables.
+    ("inventory/hosts.yml", (b'"lab"}', b'"lab", "cuda_version": "12.5"}'), ALL_LAYERS),
+    ("inventory/hosts.yml", (b'"pool_gpu": {', b'"pool_gpu": {"vars": {"gpucloud_gpus": 8}, '), ALL_LAYERS),
+    # Membership counts per stack, by the stack's hosts, not in the layers' contents: a group of no role moves nothing.
+    ("inventory/hosts.yml", (b'"rack_r1"', b'"rack_r2"'), []),
+    # A host's own variables count for the stack that holds it (lab has one; test_inventory has several).
+    ("inventory/hosts.yml", (b'10.0.0.1', b'10.0.0.2'), ALL_LAYERS),
+    # A group variables file an older gpucloud wrote is in inventory/ as well: it counts.
+    ("inventory/group_vars/all.yml", None, ALL_LAYERS),
 ])
-def test_a_trigger_moves_exactly_when_its_inputs_move(lab, path, expected):
+def test_a_trigger_moves_exactly_when_its_inputs_move(lab, path, change, expected):
     before = _triggers(lab, _files())
-    changed = {**_files(), path: _files().get(path, b"") + b"# changed\n"}
-    after = _triggers(lab, changed)
+    old = _files().get(path, b"")
+    new = old + b"# changed\n" if change is None else old.replace(*change)
+    assert new != old
+    after = _triggers(lab, {**_files(), path: new})
     moved = sorted(k for k in before if before[k] != after[k])
     assert moved == expected
 
@@ -331,7 +345,7 @@ def test_infra_program_declares_the_planned_stack(lab):
     written = ROOT / graph.plan_path("lab")
     assert (written / "plan.json").is_file() and (written / "storage" / "vars").is_dir()
     assert (written / "inventory" / "hosts.yml").is_file()
-    assert "gpucloud_plan_dir: '{{ inventory_dir }}/..'" in (written / "inventory" / "group_vars" / "all.yml").read_text()
+    assert '"gpucloud_plan_dir": "{{ inventory_dir }}/.."' in (written / "inventory" / "hosts.yml").read_text()
 
 
 def test_tls_settings():
