@@ -338,3 +338,20 @@ def test_each_nvl72_tray_names_its_nvlink_domain_through_one_group_per_rack(tmp_
 
 def test_the_nvlink_group_is_declared_without_nvlink_domains():
     assert json.loads(inv.render(_plan("lab"))[HOSTS_YML])["all"]["children"]["nvlink"] == {}
+
+
+@needs_ansible
+def test_an_operators_group_vars_all_folder_adds_to_the_plans_variables(tmp_path):
+    """The docs put Vault secrets in group_vars/all/vault.yml beside hosts.yml. Ansible reads only the first of
+    group_vars/all/ and group_vars/all.yml it finds, so a generated all.yml lost every pin and the plan folder to the
+    operator's folder; with the plan's variables in hosts.yml both apply, and the operator's file wins a name both set."""
+    plan = _plan("lab")
+    folder = _write(tmp_path, plan)
+    (folder / "group_vars" / "all").mkdir(parents=True)
+    (folder / "group_vars" / "all" / "vault.yml").write_text("vault_munge_key: not-a-secret\ndcgm_version: 9.9.9\n")
+    res = subprocess.run(["ansible-inventory", "-i", str(folder / "hosts.yml"), "--host", "gpu01"],
+                         env=_ansible_env(tmp_path), check=True, capture_output=True, text=True)
+    got = json.loads(res.stdout)
+    assert got["vault_munge_key"] == "not-a-secret" and got["munge_key"] == "{{ vault_munge_key }}"
+    assert got["nvidia_driver_version"] == plan.spec.software.nvidia_driver and got["gpucloud_gpus"] == 8
+    assert got["dcgm_version"] == "9.9.9"  # an operator's value of the same name outranks the plan's
