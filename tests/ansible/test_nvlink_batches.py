@@ -94,6 +94,8 @@ def test_nvl72_trays_converge_whole_racks_and_apart_from_other_gpu_nodes(tmp_pat
     # hosts some tray is always down, and a failed run_once check would fail every tray of the play).
     for p in record.iterdir():
         p.unlink()
+    # A host_vars file outranks the tray's own variables inline in hosts.yml.
+    (plan_dir / "inventory" / "host_vars").mkdir()
     (plan_dir / "inventory" / "host_vars" / "gb0005.json").write_text(json.dumps(
         {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody",
          "ansible_ssh_common_args": "-o ConnectTimeout=5 -o BatchMode=yes"}))

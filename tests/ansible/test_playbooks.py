@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import CLUSTERS, ROOT, run_cli
+from gpucloud.plan.layers import INVENTORY, inventory_variables
 
 PLAYBOOKS = ROOT / "playbooks"
 ROLES = sorted(p for p in (PLAYBOOKS / "roles").iterdir() if p.is_dir())
@@ -138,14 +139,13 @@ def render_templates(tmp: Path, spec: Path, templates) -> tuple[Path, Path]:
     res = run_cli("plan", str(spec), "--out", str(plan))
     assert res.returncode == 0, res.stderr
     plays = []
-    group_vars = plan / "inventory" / "group_vars"
+    groups, own = inventory_variables((plan / INVENTORY).read_bytes())
     for role, template, host, extra in templates:
         # Role defaults rank below inventory vars: load only those the inventory does not set.
         pool = "pool_" + host.rstrip("0123456789")
-        inventory_keys = set()
-        for f in [group_vars / "all.yml", group_vars / f"{pool}.yml", *group_vars.glob("role_*.yml"),
-                  plan / "inventory" / "host_vars" / f"{host}.json"]:
-            inventory_keys |= set(yaml.safe_load(f.read_text()))
+        inventory_keys = set(groups["all"]) | set(groups[pool]) | set(own[host])
+        for group in (g for g in groups if g.startswith("role_")):
+            inventory_keys |= set(groups[group])
         defaults = yaml.safe_load((PLAYBOOKS / "roles" / role / "defaults" / "main.yml").read_text())
         defaults_file = tmp / f"{role}-{host}-defaults.yml"
         defaults_file.write_text(yaml.safe_dump({k: v for k, v in defaults.items() if k not in inventory_keys}))
@@ -260,6 +260,33 @@ def test_ipoib_addresses_are_the_plans(rendered_templates):
         netplan = yaml.safe_load((out / f"{host}-ipoib-netplan.yaml").read_text())["network"]["ethernets"]
         got = [netplan[f"ib{r}"]["addresses"][0].split("/")[0] for r in range(len(netplan))]
         assert got == list(planned[host].ipoib) and got, host
+
+
+@needs_ansible
+def test_rdma_checks_each_address_of_the_inventorys_string(tmp_path):
+    """The inventory gives a host its IPoIB addresses as one comma-separated string (a list is taken too): the role's
+    checks count and match the addresses in it, one per rail, not the string's characters."""
+    cases = {"string": ("10.0.0.1/22,10.0.4.1/22", "ok"), "list": (["10.0.0.1/22", "10.0.4.1/22"], "ok"),
+             "none": ("", "ok"), "one-short": ("10.0.0.1/22", "refused"),
+             "no-prefix": ("10.0.0.1/22,10.0.4.1", "refused"), "list-one-short": (["10.0.0.1/22"], "refused")}
+    record = tmp_path / "record"
+    tasks = [{"name": f"Case {name}", "vars": {"rdma_ipoib_addresses": addresses}, "block": [
+        {"name": "Check", "ansible.builtin.include_role": {"name": "rdma", "tasks_from": "validate.yml"}},
+        {"name": "Passed", "ansible.builtin.lineinfile": {"path": str(record), "line": f"{name} ok", "create": True,
+                                                           "mode": "0644"}}],
+        "rescue": [{"name": "Refused", "ansible.builtin.lineinfile": {
+            "path": str(record), "line": f"{name} refused {{{{ ansible_failed_result.msg | default('') }}}}",
+            "create": True, "mode": "0644"}}]} for name, (addresses, _) in cases.items()]
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": tasks,
+             "vars": {"gpucloud_ib_rails": 2, "gpucloud_ib_devices": ["mlx5_0", "mlx5_3"],
+                      "ansible_python_interpreter": sys.executable}}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    res = subprocess.run(["ansible-playbook", "-i", "localhost,", str(tmp_path / "play.yml")], cwd=ROOT,
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:]
+    lines = record.read_text().splitlines()
+    assert [line.split(" ")[:2] for line in lines] == [[name, want] for name, (_, want) in cases.items()], lines
+    assert all("one rdma_ipoib_addresses entry (address/prefix) per rail" in line for line in lines if " refused " in line)
 
 
 # Roles that install a component the spec pins, the inventory variable that carries the pin, and the example whose

@@ -85,9 +85,11 @@ def prepare(rig):
     cr.node_ports(plan / "slurm" / "slurm.conf", lab.slurmd_ports)
     inv = root / "inventory"
     shutil.copytree(plan / "inventory", inv)
-    for name, (addr, _gpus) in HOSTS.items():  # the planned addresses, but the test host listens on loopback
-        own = inv / "host_vars" / f"{name}.json"
-        own.write_text(json.dumps({**json.loads(own.read_text()), "ansible_host": addr}))
+    # The planned addresses, but the test host listens on loopback: a host_vars file outranks the host's variables
+    # inline in hosts.yml, which still give it the rest (its BMC and IPoIB addresses).
+    (inv / "host_vars").mkdir()
+    for name, (addr, _gpus) in HOSTS.items():
+        (inv / "host_vars" / f"{name}.json").write_text(json.dumps({"ansible_host": addr}))
     # A third GPU node whose machine is down: nothing listens on its port.
     (inv / "down.yml").write_text(yaml.safe_dump({"all": {"children": {"pool_gpu": {"hosts": {
         "gpu03": {"ansible_host": "127.0.0.6", "ansible_port": cr.free_port()}}}}}}))

@@ -70,8 +70,10 @@ def setup(rig):
     assert res.returncode == 0, res.stderr
     inv = root / "inventory"
     shutil.copytree(plan / "inventory", inv)
-    own = inv / "host_vars" / "ctl01.json"  # the planned literal addresses; the test host answers on ADDRESS
-    own.write_text(json.dumps({**json.loads(own.read_text()), "ansible_host": ADDRESS}))
+    # The planned literal addresses are inline in hosts.yml; the test host answers on ADDRESS, which a host_vars file
+    # (outranking the inline variables) gives it.
+    (inv / "host_vars").mkdir()
+    (inv / "host_vars" / "ctl01.json").write_text(json.dumps({"ansible_host": ADDRESS}))
     srv = root / "srv"
     test_vars = {
         **_rig_module().ssh_vars(rig),

@@ -17,10 +17,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 import sshd_daemon
 from conftest import ROOT, stop_process
+from gpucloud.plan.layers import inventory_variables
 from slurm_harness import free_port
 from storage_harness import ANSIBLE_PLAYBOOK
 
@@ -51,9 +51,11 @@ def _ip(*args: str, ns: str | None = None) -> str:
 
 
 def _roce_vars() -> dict:
-    pool = yaml.safe_load((INVENTORY / "group_vars" / "pool_gpu.yml").read_text())
-    host = json.loads((INVENTORY / "host_vars" / f"{HOST}.json").read_text())
-    return {k: v for k, v in {**pool, **host}.items() if k.startswith("roce_host_")}
+    """The pool's RoCE variables and the host's own (its ports), as the inventory's hosts.yml holds them."""
+    groups, hosts = inventory_variables((INVENTORY / "hosts.yml").read_bytes())
+    variables = {k: v for k, v in {**groups["pool_gpu"], **hosts[HOST]}.items() if k.startswith("roce_host_")}
+    assert "roce_host_ports" in variables and "roce_host_devices" in variables, sorted(variables)
+    return variables
 
 
 @pytest.fixture()

@@ -6,11 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import yaml
-
 from conftest import CLUSTERS
 from gpucloud.pipeline import check_spec
 from gpucloud.plan import build_plan
+from gpucloud.plan.layers import INVENTORY, inventory_variables
 from gpucloud.render import ethernet, inventory, roce_hosts
 
 
@@ -23,33 +22,37 @@ def _plan(**roce):
     return build_plan(spec)
 
 
+def _variables(plan):
+    """The rendered inventory's variables: each group's, each host's own."""
+    return inventory_variables(inventory.render(plan)[INVENTORY])
+
+
 def _both(plan):
-    files = inventory.render(plan)
-    pool = yaml.safe_load(files["inventory/group_vars/pool_gpu.yml"])
+    groups, hosts = _variables(plan)
     dbs = {p.split("/")[-2]: json.loads(d) for p, d in ethernet.render(plan).items() if p.endswith("config_db.json")}
-    return files, pool, dbs
+    return (groups, hosts), groups["pool_gpu"], dbs
 
 
 def test_pool_variables_carry_the_rail_devices_and_nccl_settings():
-    files, pool, _ = _both(_plan())
+    (groups, _), pool, _ = _both(_plan())
     devices = ["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_4", "mlx5_5", "mlx5_6", "mlx5_7", "mlx5_11"]
     assert pool["roce_host_devices"] == devices
     assert pool["roce_host_nccl"] == {"NCCL_IB_HCA": "=" + ",".join(devices), "NCCL_IB_GID_INDEX": "3",
                                       "NCCL_IB_TC": "106"}
     assert (pool["roce_host_priority"], pool["roce_host_pfc"], pool["roce_host_mtu"]) == (3, "0,0,0,1,0,0,0,0", 9000)
-    ctl = yaml.safe_load(files["inventory/group_vars/pool_ctl.yml"]) or {}
-    assert not any(k.startswith("roce_host_") for k in ctl)
+    assert groups["pool_ctl"]["gpucloud_pool"] == "ctl"
+    assert not any(k.startswith("roce_host_") for group, v in groups.items() if group != "pool_gpu" for k in v)
 
 
 def test_host_variables_are_the_planned_ports():
     plan = _plan()
-    files = inventory.render(plan)
-    host = json.loads(files["inventory/host_vars/gpu0065.json"])
+    _, hosts = _variables(plan)
+    host = hosts["gpu0065"]
     planned = [p for p in plan.ethernet[0].ports if p.host == "gpu0065"]
     assert [(h["device"], h["address"], h["gateway"]) for h in host["roce_host_ports"]] == \
         [(p.device, f"{p.address}/{p.prefixlen}", p.gateway) for p in planned]
     assert [h["table"] for h in host["roce_host_ports"]] == list(range(100, 108))
-    assert "roce_host_ports" not in json.loads(files["inventory/host_vars/ctl01.json"])
+    assert "ansible_host" in hosts["ctl01"] and "roce_host_ports" not in hosts["ctl01"]
 
 
 def test_hosts_and_switches_agree_and_follow_one_field():
