@@ -11,9 +11,11 @@ A host's line holds the addresses the host planner gave it as literal values (``
 evaluate. Everything else the roles need is a group's ``vars``, computed here so that no task has to look at other
 hosts: ``all`` (versions, IPoIB mode, repositories), the ``role_*`` groups (controller names, the database password
 reference) and the ``pool_*`` groups (GPUs, InfiniBand rails and device names, mounts). Secrets appear only as
-references to Ansible Vault variables, which the operator defines in ``group_vars/all/`` (or passes with
-``-e @file``): gpucloud generates no ``group_vars/`` file, so an operator's ``group_vars/all/`` folder cannot hide the
-plan's variables the way it hid a generated ``group_vars/all.yml`` (Ansible reads only the first of the two it finds).
+references to Ansible Vault variables, which the operator supplies (a Vault-encrypted file given with ``-e @FILE``,
+or ``group_vars/all/`` beside hosts.yml): gpucloud generates no ``group_vars/`` file, so an operator's
+``group_vars/all/`` folder cannot hide the plan's variables the way it hid a generated ``group_vars/all.yml`` (Ansible
+reads only the first of the two it finds). Files of the operator's in the folder are never deleted: `gpucloud render`
+refuses to replace the folder until they are moved out (gpucloud.write).
 
 Why one JSON file (measured in BENCHMARKS.md, 12,520 hosts): Ansible reads JSON through its C parser; a YAML
 inventory of per-host values costs a tagged source position per value, a ``host_vars/`` file per host costs a file

@@ -128,6 +128,28 @@ def test_an_operators_own_host_vars_file_is_refused_by_name(tmp_path, capsys):
         assert _files(folder) == before and own.exists()
 
 
+def test_an_operators_override_of_a_hosts_address_is_never_deleted(tmp_path, capsys):
+    """host_vars/<host>.json with nothing but an address: gpucloud's own file in the older layout, which goes with
+    it; beside the JSON hosts.yml it can only be an operator's override (what the docs tell them to write), refused
+    by name with nothing changed rather than deleted."""
+    assert _render(tmp_path) == 0
+    folder = tmp_path / "lab"
+    (folder / "host_vars").mkdir()
+    own = folder / "host_vars" / "gpu01.json"
+    own.write_text('{"ansible_host": "127.0.0.2"}\n')
+    before = _files(folder)
+    capsys.readouterr()
+    assert _render(tmp_path) == 2
+    assert "1 file(s) that are not part of it: host_vars/gpu01.json" in capsys.readouterr().err
+    assert _files(folder) == before
+    # The same file beside an older inventory's YAML hosts.yml is one gpucloud wrote: it goes with the rest.
+    older = tmp_path / "older" / "lab"
+    _older_inventory(older)
+    (older / "host_vars" / "gpu01.json").write_text('{"ansible_host": "127.0.0.2"}\n')
+    assert _render(tmp_path / "older") == 0
+    assert _files(older) == _expected()
+
+
 def test_writes_exactly_the_inventory_and_no_file_list(tmp_path, capsys):
     assert _render(tmp_path) == 0
     assert _files(tmp_path / "lab") == _expected()
@@ -137,14 +159,19 @@ def test_writes_exactly_the_inventory_and_no_file_list(tmp_path, capsys):
 
 
 def test_a_file_of_a_removed_pool_goes_and_a_foreign_file_is_refused_by_name(tmp_path, capsys):
-    assert _render(tmp_path) == 0
     folder = tmp_path / "lab"
-    (folder / "group_vars").mkdir()
+    _older_inventory(folder)
     stale = folder / "group_vars" / "pool_gone.yml"  # what an older gpucloud wrote for a spec with one more pool
     stale.write_bytes(OLD_HEADER.format(name="lab").encode() + b"---\n{}\n")
     assert _render(tmp_path) == 0
     assert not stale.exists() and _files(folder) == _expected()
+    # Beside the JSON hosts.yml no group_vars file is gpucloud's, whatever its first line says: refused, not deleted.
     (folder / "group_vars").mkdir()
+    stale.write_bytes(OLD_HEADER.format(name="lab").encode() + b"---\n{}\n")
+    capsys.readouterr()
+    assert _render(tmp_path) == 2 and stale.exists()
+    assert "1 file(s) that are not part of it: group_vars/pool_gone.yml" in capsys.readouterr().err
+    stale.unlink()
     (folder / "group_vars" / "site.yml").write_text("ntp_server: 10.0.0.1\n")  # an operator's own variables
     capsys.readouterr()
     assert _render(tmp_path) == 2
