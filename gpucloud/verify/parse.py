@@ -205,12 +205,13 @@ def scontrol_node(text: str) -> dict[str, str] | None:
 def packages(text: str) -> dict[str, str]:
     """Installed package -> Debian version, from ``dpkg-query -W -f='${Package}\\t${Version}\\t${db:Status-Abbrev}\\n'``.
 
-    Only packages dpkg reports as installed (status ``ii``); removed ones that left their configuration behind do not
-    count.
+    Only packages dpkg reports as installed: the abbreviation's second letter ``i``, whatever the first says was
+    selected (``ii``, or ``hi`` for a package the roles hold at its pin); removed ones that left their configuration
+    behind (``rc``) and half-installed ones do not count.
     """
     out = {}
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 3 and parts[2].strip() == "ii" and parts[1]:
+        if len(parts) >= 3 and parts[2].strip()[1:2] == "i" and parts[1]:
             out[parts[0].split(":", 1)[0]] = parts[1]  # name:arch for multi-arch packages
     return out

@@ -156,6 +156,7 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
     assert pending(res)  # a bare tray: the package and the peer list are new, so compute.yml drains it first
     installed = node.run(["dpkg-query", "-W", "-f=${Version}", PACKAGE]).stdout
     assert installed == f"{VERSION}-1"
+    assert node.run(["apt-mark", "showhold"]).stdout.split() == [PACKAGE]  # an apt upgrade leaves it at the pin
     peers = node.run(["cat", "/etc/nvidia-imex/nodes_config.cfg"]).stdout
     assert peers.encode() == (plan_dir / "imex" / "nvl02" / "nodes_config.cfg").read_bytes()
     assert peers.split() == racks["nvl02"] and not set(peers.split()) & set(racks["nvl01"])
@@ -193,7 +194,8 @@ def test_the_tray_gets_its_racks_peer_list_and_runs_imex(rig, tmp_path):
     # The loaded module is another version than the pin (a driver bump waits for its reboot): IMEX, which would
     # refuse to start against it, is not restarted, and the role says why.
     loaded.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  565.57.01  Release Build\n")
-    node.run(["apt-get", "remove", "-y", "-q", PACKAGE])
+    removed = node.run(["apt-get", "remove", "-y", "-q", "--allow-change-held-packages", PACKAGE])  # held at its pin
+    assert removed.returncode == 0, removed.stdout + removed.stderr
     res = _converge(rig, plan, plan_dir, tmp_path, "module", "nvl01",
                     {"imex_server_port": 50001, "imex_driver_proc": str(loaded)})
     assert pending(res)

@@ -11,9 +11,10 @@ have), so apt's sources, lists and dpkg's database are the namespace's: the mach
 are never touched, and the packages carry no files (only their dpkg record), so nothing lands in /usr either.
 Inside, Debian's own sources are removed so that apt sees only the test repository.
 
-What it shows: the converge installs the pinned version (not merely "some version"); the driver's pending check
-(compute.yml's drain trigger) reports a change exactly when the pin moves; bumping the pin upgrades; a lower pin is
-refused without ``gpucloud_allow_downgrade`` and honoured with it; verify's package collector over the same host
+What it shows: the converge installs the pinned version (not merely "some version") and holds it, so that an
+``apt-get upgrade`` on the node keeps it back though the repository has a newer one; the driver's pending check
+(compute.yml's drain trigger) reports a change exactly when the pin moves; bumping the pin upgrades through the hold;
+a lower pin is refused without ``gpucloud_allow_downgrade`` and honoured with it; verify's package collector over the same host
 reports the mismatch before each converge and nothing after.
 """
 
@@ -236,6 +237,10 @@ def _installed(rig) -> dict[str, str]:
     return dict(line.split() for line in res.stdout.splitlines() if line.split()[1:])
 
 
+def _held(rig) -> list[str]:
+    return sorted(rig["node"].run(["apt-mark", "showhold"]).stdout.split())
+
+
 def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
     old, new = _spec(rig, OLD, tmp_path), _spec(rig, NEW, tmp_path)
     sources = "/etc/apt/sources.list.d/gpucloud-standin.sources"
@@ -250,6 +255,14 @@ def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
     assert f"Signed-By: {KEYRING}\n" in text and f"URIs: http://127.0.0.1:{rig['port']}/\n" in text, text
     assert _verify(rig, old) == []
 
+    # The pinned packages are held: an operator's `apt-get upgrade` (or unattended-upgrades) keeps them back although
+    # the repository has a newer version; only a converge with a new pin moves them.
+    assert _held(rig) == sorted(PACKAGES)
+    upgrade = rig["node"].run(["apt-get", "-y", "upgrade"], timeout=120)
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert "kept back" in upgrade.stdout and _installed(rig) == dict.fromkeys(PACKAGES, f"{OLD}-0ubuntu1"), \
+        upgrade.stdout
+
     # Converging again changes nothing and asks for no drain.
     res = _converge(rig, old, tmp_path, "again")
     assert not pending(res)
@@ -261,6 +274,7 @@ def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
     assert pending(res)
     assert _installed(rig) == dict.fromkeys(PACKAGES, f"{NEW}-0ubuntu1")
     assert _verify(rig, new) == []
+    assert _held(rig) == sorted(PACKAGES)  # moved through the hold, and held again at the new pin
 
     # Back to the older pin: refused without the flag (the node keeps what it has), done with it.
     res = _converge(rig, old, tmp_path, "down-refused")
@@ -269,7 +283,7 @@ def test_pins_install_upgrade_and_refuse_downgrade(rig, tmp_path):
     res = _converge(rig, old, tmp_path, "down", gpucloud_allow_downgrade=True)
     assert pending(res)
     assert _installed(rig) == dict.fromkeys(PACKAGES, f"{OLD}-0ubuntu1")
-    assert _verify(rig, old) == []
+    assert _verify(rig, old) == [] and _held(rig) == sorted(PACKAGES)
 
 
 def test_an_unsigned_repository_is_not_used(rig, tmp_path):

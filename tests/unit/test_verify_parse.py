@@ -101,3 +101,12 @@ def test_sections_split_on_markers_even_without_trailing_newline():
     assert s["gpus"].out == "no newline at the end" and s["gpus"].rc == 9
     assert s["gpus"].err == "NVIDIA-SMI has failed"
     assert s["slurm"].rc is None and s["slurm"].out == "partial"
+
+
+def test_dpkg_query_installed_packages_held_or_not():
+    """The roles hold pinned packages (``hi``): installed all the same; config files left behind (``rc``), a package
+    only unpacked (``iU``) or one dpkg knows of but never installed (``un``) is not."""
+    text = ("nvidia-driver-550-server\t550.90.07-0ubuntu1\thi \nslurmd:amd64\t23.11.10-1\tii \n"
+            "nvidia-fabricmanager-550\t550.90.07-1\trc \ndatacenter-gpu-manager\t1:3.3.7\tiU \n"
+            "enroot\t\tun \n")
+    assert parse.packages(text) == {"nvidia-driver-550-server": "550.90.07-0ubuntu1", "slurmd": "23.11.10-1"}
