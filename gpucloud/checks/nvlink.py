@@ -108,7 +108,7 @@ def block_mixed(spec: Spec) -> Iterable[Finding]:
 
 
 @check("slurm-imex-version")
-def imexslurm_release(spec: Spec) -> Iterable[Finding]:
+def imex_version(spec: Spec) -> Iterable[Finding]:
     """switch/nvidia_imex (IMEX channels per job on NVL72 trays) needs a Slurm release that has it."""
     if not any("compute" in p.roles for p in _nvlink_pools(spec)):
         return

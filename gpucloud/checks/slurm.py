@@ -18,7 +18,6 @@ from gpucloud.spec.model import Filesystem, NodePool, Spec, parse_duration_minut
 BLOCK_TOPOLOGY_SINCE = (24, 5)
 
 
-
 def _compute_pools(spec: Spec) -> dict[str, NodePool]:
     return {p.name: p for p in spec.pools if "compute" in p.roles}
 
